@@ -1,0 +1,137 @@
+"""SampleBatch: the single columnar currency between drivers, analytics and sinks.
+
+A batch holds one device's samples: a shared ``ts`` vector (int64 ns since the Unix epoch)
+and, per tag, one value array and one quality array of the same length. Tags that were not
+sampled at a given timestamp carry :attr:`Quality.MISSING` (value NaN for floats). Keeping
+samples columnar means no per-sample Python objects on the hot path.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Quality", "SampleBatch", "now_ns"]
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Quality(IntEnum):
+    """Sample quality. Ordered so that ``max`` over inputs gives the worst."""
+
+    GOOD = 0
+    UNCERTAIN = 1
+    BAD = 2
+    MISSING = 3  # no sample for this tag at this timestamp (e.g. subscription rows)
+
+
+def now_ns() -> int:
+    """Wall-clock timestamp in ns, the one clock every sample is stamped with."""
+    return time.time_ns()
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """Columnar samples of one device.
+
+    ``values[tag]`` may be float64 (analog) or an integer dtype (raw counters kept exact).
+    ``status[tag]``, when present, keeps the protocol's original status code (e.g. the
+    OPC UA StatusCode) for diagnosis; ``quality`` is the normalised verdict.
+    """
+
+    device: str
+    ts: npt.NDArray[np.int64]
+    values: Mapping[str, np.ndarray]
+    quality: Mapping[str, npt.NDArray[np.uint8]]
+    status: Mapping[str, npt.NDArray[np.uint32]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.ts.shape[0]
+        if self.ts.dtype != np.int64 or self.ts.ndim != 1:
+            raise ValueError(f"batch {self.device!r}: ts must be a 1-D int64 array")
+        if self.values.keys() != self.quality.keys():
+            raise ValueError(f"batch {self.device!r}: values and quality name different tags")
+        for tag, arr in self.values.items():
+            if arr.shape != (n,) or self.quality[tag].shape != (n,):
+                raise ValueError(
+                    f"batch {self.device!r}: tag {tag!r} has {arr.shape[0]} values for {n} timestamps"
+                )
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    @classmethod
+    def single(
+        cls,
+        device: str,
+        ts_ns: int,
+        values: Mapping[str, float | int],
+        quality: Mapping[str, Quality] | None = None,
+    ) -> SampleBatch:
+        """One row, e.g. one poll. Integers stay integers so counters remain exact."""
+        q = quality or {}
+        vals = {t: np.asarray([v]) for t, v in values.items()}
+        return cls(
+            device=device,
+            ts=np.asarray([ts_ns], dtype=np.int64),
+            values=vals,
+            quality={t: np.asarray([q.get(t, Quality.GOOD)], dtype=np.uint8) for t in values},
+        )
+
+    @classmethod
+    def bad(cls, device: str, ts_ns: int, tags: Iterable[str]) -> SampleBatch:
+        """A row that marks every tag Bad: the visible gap when a device cannot be read."""
+        tags = list(tags)
+        return cls(
+            device=device,
+            ts=np.asarray([ts_ns], dtype=np.int64),
+            values={t: np.asarray([np.nan]) for t in tags},
+            quality={t: np.asarray([Quality.BAD], dtype=np.uint8) for t in tags},
+        )
+
+    @classmethod
+    def concat(cls, batches: list[SampleBatch]) -> SampleBatch:
+        """Join batches of one device in time order; tags absent from a part become MISSING."""
+        if not batches:
+            raise ValueError("concat needs at least one batch")
+        device = batches[0].device
+        tags: dict[str, None] = {}
+        for b in batches:
+            tags.update(dict.fromkeys(b.values))
+        ts = np.concatenate([b.ts for b in batches])
+        values: dict[str, np.ndarray] = {}
+        quality: dict[str, npt.NDArray[np.uint8]] = {}
+        status: dict[str, npt.NDArray[np.uint32]] = {}
+        any_status = any(b.status for b in batches)
+        for t in tags:
+            dtypes = [b.values[t].dtype for b in batches if t in b.values]
+            dtype = np.result_type(*dtypes)
+            fill: float | int = np.nan if np.issubdtype(dtype, np.floating) else 0
+            values[t] = np.concatenate(
+                [b.values[t] if t in b.values else np.full(len(b), fill, dtype) for b in batches]
+            ).astype(dtype, copy=False)
+            quality[t] = np.concatenate(
+                [
+                    b.quality[t] if t in b.quality else np.full(len(b), Quality.MISSING, np.uint8)
+                    for b in batches
+                ]
+            )
+            if any_status:
+                status[t] = np.concatenate(
+                    [
+                        b.status[t] if t in b.status else np.zeros(len(b), np.uint32)
+                        for b in batches
+                    ]
+                )
+        return cls(device=device, ts=ts, values=values, quality=quality, status=status)
+
+    def good(self, tag: str) -> npt.NDArray[np.bool_]:
+        """Mask of samples whose value may be used as a number."""
+        return self.quality[tag] <= Quality.UNCERTAIN
