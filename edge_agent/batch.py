@@ -125,10 +125,7 @@ class SampleBatch:
             )
             if any_status:
                 status[t] = np.concatenate(
-                    [
-                        b.status[t] if t in b.status else np.zeros(len(b), np.uint32)
-                        for b in batches
-                    ]
+                    [b.status[t] if t in b.status else np.zeros(len(b), np.uint32) for b in batches]
                 )
         return cls(device=device, ts=ts, values=values, quality=quality, status=status)
 

@@ -1,0 +1,154 @@
+"""Load YAML into the config model, with ${ENV} substitution and line-numbered errors.
+
+Pydantic reports error locations as key paths; we keep a map from each YAML node's path to
+its line so every problem can say where in the file it is.
+"""
+
+from __future__ import annotations
+
+__all__ = ["load_config", "parse_config"]
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from edge_agent.config.model import AgentConfig, build_config_model
+from edge_agent.errors import ConfigError, ConfigProblem
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PathKey = tuple[str | int, ...]
+
+
+def _compose(text: str, file: str) -> tuple[Any, dict[PathKey, int]]:
+    """Parse YAML and record the 1-based line of every key and list item."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(file, [ConfigProblem("", line, f"not valid YAML: {exc}")]) from exc
+    lines: dict[PathKey, int] = {}
+
+    def walk(node: yaml.Node, path: PathKey) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, str(key.value))
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    data = yaml.safe_load(text)
+    return data, lines
+
+
+def _substitute(data: Any, path: PathKey, problems: list[ConfigProblem], lines: dict[PathKey, int]) -> Any:
+    """Replace ${VAR} in strings from the environment; a missing variable is a problem."""
+    if isinstance(data, dict):
+        return {k: _substitute(v, (*path, str(k)), problems, lines) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_substitute(v, (*path, i), problems, lines) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                problems.append(
+                    ConfigProblem(
+                        _dotted(path),
+                        lines.get(path),
+                        f"environment variable {name} is not set; export it before starting "
+                        "the agent (secrets belong in the environment, not in the file)",
+                    )
+                )
+                return ""
+            return os.environ[name]
+
+        return _ENV.sub(repl, data)
+    return data
+
+
+def _dotted(path: PathKey) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
+
+
+def _locate(data: Any, loc: tuple[int | str, ...]) -> PathKey:
+    """Map a pydantic error location onto the YAML path, dropping union tags it inserts."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part == node.get("driver"):
+            continue  # discriminator tag inserted by pydantic
+        else:
+            if isinstance(part, str) and not part.startswith(("function-", "list[", "union[")):
+                path.append(part)  # the key that is missing or unknown
+            break
+    return tuple(path)
+
+
+def _problems(exc: ValidationError, data: Any, lines: dict[PathKey, int]) -> list[ConfigProblem]:
+    out = []
+    for err in exc.errors(include_url=False):
+        path = _locate(data, tuple(err["loc"]))
+        line = lines.get(path)
+        probe = path
+        while line is None and probe:
+            probe = probe[:-1]
+            line = lines.get(probe)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {path[-1]!r}; remove it or check its spelling"
+        elif err["type"] == "missing":
+            msg = f"required key {path[-1]!r} is missing"
+        elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
+            shown = err["input"]
+            if not isinstance(shown, dict | list):
+                msg = f"{msg} (got {shown!r})"
+        out.append(ConfigProblem(_dotted(path), line, msg))
+    return out
+
+
+def parse_config(text: str, *, file: str = "<config>") -> AgentConfig:
+    """Validate YAML text against the config model with the installed drivers."""
+    from edge_agent.plugins import driver_registry
+
+    data, lines = _compose(text, file)
+    if not isinstance(data, dict):
+        raise ConfigError(file, [ConfigProblem("", 1, "expected a mapping with 'assets' and 'devices'")])
+    problems: list[ConfigProblem] = []
+    data = _substitute(data, (), problems, lines)
+    model = build_config_model([d.config_model for d in driver_registry().values()])
+    try:
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, data, lines))
+        raise ConfigError(file, problems) from None
+    if problems:
+        raise ConfigError(file, problems)
+    return config
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate a config file; every problem is reported with its line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [ConfigProblem("", None, f"cannot read file: {exc.strerror}")]) from exc
+    return parse_config(text, file=str(p))

@@ -1,0 +1,180 @@
+"""The agent's config schema: assets (ISA-95 place), devices (one per driver), delivery, analytics.
+
+Device models come from driver plugins, so :func:`build_config_model` assembles the final
+model at load time with a discriminated union on the ``driver`` field.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentConfig",
+    "AgentSection",
+    "AnalyticsConfig",
+    "AssetConfig",
+    "DeviceConfig",
+    "StateThresholds",
+    "TagConfig",
+    "build_config_model",
+]
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, create_model, model_validator
+
+from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig
+from edge_agent.config.types import ROLE_UNITS, Role, Seconds, StrictModel, Unit
+
+_ID = r"^[A-Za-z0-9_.-]+$"
+
+
+class StateThresholds(StrictModel):
+    """Power thresholds that classify off / idle / producing when no PLC state tag exists."""
+
+    off_below_kw: float = Field(0.5, ge=0)
+    idle_below_kw: float = Field(2.0, ge=0)
+    hysteresis_kw: float = Field(0.2, ge=0)
+    min_dwell_s: Seconds = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StateThresholds:
+        if self.idle_below_kw < self.off_below_kw:
+            raise ValueError("idle_below_kw must be >= off_below_kw")
+        return self
+
+
+class AssetConfig(StrictModel):
+    """A machine or meter, placed in the ISA-95 hierarchy (site/area/line/asset)."""
+
+    id: str = Field(pattern=_ID)
+    site: str = Field(pattern=_ID)
+    area: str = Field(pattern=_ID)
+    line: str = Field(pattern=_ID)
+    kind: Literal["machine", "compressor", "meter"] = "machine"
+    description: str = ""
+    rated_power_kw: float = Field(gt=0, description="upper bound used to tell counter rollover from reset")
+    ideal_cycle_time_s: float | None = Field(None, gt=0)
+    states: StateThresholds = StateThresholds()
+
+
+class TagConfig(StrictModel):
+    """What every driver's tag has in common: a name, an asset, a semantic role and a unit."""
+
+    name: str = Field(pattern=_ID)
+    asset: str = Field(pattern=_ID)
+    role: Role = "generic"
+    unit: Unit = "1"
+    scale: float = 1.0
+    offset: float = 0.0
+    counter_bits: Literal[16, 32, 64] = 32
+    counter_max: int | None = Field(None, gt=0, description="meter maximum if it wraps before 2^bits-1")
+    writable: bool = False
+
+    @model_validator(mode="after")
+    def _unit_fits_role(self) -> TagConfig:
+        allowed = ROLE_UNITS[self.role]
+        if self.unit not in allowed:
+            raise ValueError(
+                f"tag {self.name!r}: role {self.role!r} needs unit {' or '.join(sorted(allowed))}, "
+                f"got {self.unit!r}"
+            )
+        return self
+
+    @property
+    def is_counter(self) -> bool:
+        return self.role.endswith("_counter")
+
+
+class DeviceConfig(StrictModel):
+    """Fields every device has; drivers subclass it with ``driver: Literal[...]`` and tags."""
+
+    name: str = Field(pattern=_ID)
+    driver: str
+    enabled: bool = True
+    poll_interval: Seconds = Field(1.0, gt=0)
+    timeout: Seconds = Field(2.0, gt=0)
+    retries: int = Field(1, ge=0, le=10)
+    backoff_max: Seconds = Field(30.0, gt=0)
+    tags: list[Any] = Field(default_factory=list)
+
+    def tag_configs(self) -> list[TagConfig]:
+        return [t for t in self.tags if isinstance(t, TagConfig)]
+
+
+class AgentSection(StrictModel):
+    name: str = Field("edge-agent", pattern=_ID)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_concurrent_polls: int = Field(8, ge=1)
+    stop_timeout: Seconds = Field(10.0, gt=0)
+
+
+class AnalyticsConfig(StrictModel):
+    kpi_interval: Seconds = Field(60.0, gt=0, description="fixed window published live")
+    max_gap: Seconds = Field(10.0, gt=0, description="never integrate power across a longer gap")
+    emission_factor_kg_per_kwh: float = Field(0.4, ge=0)
+    shift_start_hours: list[int] = Field(default_factory=lambda: [6, 14, 22])
+
+
+class AgentConfig(StrictModel):
+    """The whole file. ``devices`` is specialised per installed driver by build_config_model."""
+
+    agent: AgentSection = AgentSection()
+    assets: list[AssetConfig]
+    devices: list[DeviceConfig]
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    buffer: BufferConfig = BufferConfig()
+    mqtt: MqttConfig | None = None
+    influxdb: InfluxConfig | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> AgentConfig:
+        asset_ids = [a.id for a in self.assets]
+        if len(set(asset_ids)) != len(asset_ids):
+            raise ValueError(f"asset ids must be unique, got {asset_ids}")
+        names = [d.name for d in self.devices]
+        if len(set(names)) != len(names):
+            raise ValueError(f"device names must be unique, got {names}")
+        known = set(asset_ids)
+        for dev in self.devices:
+            seen: set[str] = set()
+            roles: set[tuple[str, str]] = set()
+            for tag in dev.tag_configs():
+                if tag.asset not in known:
+                    raise ValueError(
+                        f"device {dev.name!r} tag {tag.name!r}: asset {tag.asset!r} is not defined "
+                        f"under 'assets' (known: {', '.join(sorted(known))})"
+                    )
+                if tag.name in seen:
+                    raise ValueError(f"device {dev.name!r}: tag name {tag.name!r} is used twice")
+                seen.add(tag.name)
+                if tag.role != "generic":
+                    key = (tag.asset, tag.role)
+                    if key in roles:
+                        raise ValueError(
+                            f"device {dev.name!r}: asset {tag.asset!r} has two {tag.role!r} tags; "
+                            "use role 'generic' for the extra one"
+                        )
+                    roles.add(key)
+        return self
+
+    def asset(self, asset_id: str) -> AssetConfig:
+        for a in self.assets:
+            if a.id == asset_id:
+                return a
+        raise KeyError(asset_id)
+
+
+def build_config_model(device_models: list[type[DeviceConfig]]) -> type[AgentConfig]:
+    """Specialise ``devices`` to the installed drivers' models, discriminated on ``driver``."""
+    if not device_models:
+        return AgentConfig
+    device_type: Any = (
+        device_models[0]
+        if len(device_models) == 1
+        else Annotated[Union[tuple(device_models)], Field(discriminator="driver")]  # noqa: UP007
+    )
+    model: type[AgentConfig] = create_model(
+        "AgentConfig",
+        __base__=AgentConfig,
+        devices=(list[device_type], ...),
+    )
+    return model

@@ -1,0 +1,93 @@
+"""Small value types shared by every config section: durations, byte sizes, units, roles."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ROLE_UNITS",
+    "ByteSize",
+    "Role",
+    "Seconds",
+    "StrictModel",
+    "Unit",
+    "parse_bytes",
+    "parse_seconds",
+]
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+Role = Literal[
+    "power",
+    "energy_counter",
+    "reactive_energy_counter",
+    "part_counter",
+    "scrap_counter",
+    "material_counter",
+    "air_flow",
+    "state",
+    "temperature",
+    "generic",
+]
+
+Unit = Literal["kW", "kWh", "kvarh", "m3/min", "kg", "parts", "state", "degC", "bar", "1"]
+
+#: Which engineering units make sense for each semantic role; analytics relies on them.
+ROLE_UNITS: dict[str, frozenset[str]] = {
+    "power": frozenset({"kW"}),
+    "energy_counter": frozenset({"kWh"}),
+    "reactive_energy_counter": frozenset({"kvarh"}),
+    "part_counter": frozenset({"parts"}),
+    "scrap_counter": frozenset({"parts"}),
+    "material_counter": frozenset({"kg"}),
+    "air_flow": frozenset({"m3/min"}),
+    "state": frozenset({"state"}),
+    "temperature": frozenset({"degC"}),
+    "generic": frozenset({"kW", "kWh", "kvarh", "m3/min", "kg", "parts", "state", "degC", "bar", "1"}),
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, None: 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    None: 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
+
+
+def parse_seconds(value: object) -> object:
+    """Accept 2, 2.5, '500ms', '2s', '15min', '1h', '1d' and return seconds as float."""
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"expected a duration like '500ms', '2s', '15min' or '1h', got {value!r}")
+        return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    return value
+
+
+def parse_bytes(value: object) -> object:
+    """Accept 1048576, '512MB', '1GiB' and return a byte count."""
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if not m:
+            raise ValueError(f"expected a size like '64MB' or '1GiB', got {value!r}")
+        unit = m.group(2).lower() if m.group(2) else None
+        return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_seconds)]
+ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
