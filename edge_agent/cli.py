@@ -1,0 +1,204 @@
+"""The `edge-agent` command line. Each subcommand imports its module lazily to keep start-up fast."""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from edge_agent.errors import ConfigError, EdgeAgentError
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+err_console = Console(stderr=True)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+    from edge_agent.validate import config_summary, dump_config
+
+    config = load_config(args.file)
+    out = Console()
+    if args.dump:
+        out.print(dump_config(config), markup=False, highlight=False)
+    else:
+        config_summary(config, out, plan=args.plan)
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+    from edge_agent.logs import setup_logging
+    from edge_agent.runtime.service import run_until_signal
+
+    config = load_config(args.config)
+    setup_logging(args.log_level or config.agent.log_level)
+    asyncio.run(run_until_signal(config))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.demo import run_demo
+
+    return asyncio.run(
+        run_demo(duration=args.duration, seed=args.seed, data_dir=args.data_dir, live=not args.no_table)
+    )
+
+
+def _cmd_simulate_serve(args: argparse.Namespace) -> int:
+    import simulators
+
+    asyncio.run(
+        simulators.serve(
+            modbus_port=args.modbus_port,
+            opcua_port=args.opcua_port,
+            seed=args.seed,
+            time_scale=args.time_scale,
+        )
+    )
+    return EXIT_OK
+
+
+def _cmd_simulate_history(args: argparse.Namespace) -> int:
+    import simulators
+
+    simulators.generate_history(
+        days=args.days,
+        retrofit_day=args.retrofit_day,
+        interval_s=args.interval,
+        seed=args.seed,
+        out_dir=Path(args.out),
+    )
+    return EXIT_OK
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+    from edge_agent.delivery import run_ingest
+    from edge_agent.logs import setup_logging
+
+    config = load_config(args.config)
+    setup_logging(args.log_level or config.agent.log_level)
+    asyncio.run(run_ingest(config))
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edge_agent.evaluation import cli_main
+
+    return cli_main(list(args.rest))
+
+
+def _cmd_drivers(args: argparse.Namespace) -> int:
+    from edge_agent.plugins import driver_registry
+
+    for name, cls in sorted(driver_registry().items()):
+        print(f"{name}\t{cls.__module__}.{cls.__qualname__}")
+    return EXIT_OK
+
+
+def _cmd_opcua_browse(args: argparse.Namespace) -> int:
+    from edge_agent.opcua_tools import browse_command
+
+    return browse_command(args.endpoint, depth=args.depth, write_config=args.write_config)
+
+
+def _cmd_certs_create(args: argparse.Namespace) -> int:
+    from edge_agent.opcua_tools import certs_create_command
+
+    return certs_create_command(args.dir, application_uri=args.application_uri, force=args.force)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge-agent", description="Shop-floor resource-efficiency monitoring agent."
+    )
+    p.add_argument("--version", action="version", version="edge-agent 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("validate", _cmd_validate, "check a config file and summarise it")
+    sp.add_argument("file")
+    sp.add_argument("--plan", action="store_true", help="print each device's request plan")
+    sp.add_argument("--dump", action="store_true", help="print the effective config (secrets masked)")
+
+    sp = add("run", _cmd_run, "run the agent until SIGINT/SIGTERM")
+    sp.add_argument("config")
+    sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    sp = add("demo", _cmd_demo, "simulated plant + embedded broker + agent, with a live table")
+    sp.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    sp.add_argument("--seed", type=int, default=7)
+    sp.add_argument("--data-dir", type=Path, default=None, help="keep buffer and store here")
+    sp.add_argument("--no-table", action="store_true", help="print only the final summary")
+
+    sim = add("simulate", lambda a: EXIT_CONFIG, "the bundled plant simulator")
+    simsub = sim.add_subparsers(dest="sim_command", required=True, metavar="SUBCOMMAND")
+    sp = simsub.add_parser("serve", help="serve the plant over Modbus TCP and OPC UA")
+    sp.set_defaults(func=_cmd_simulate_serve)
+    sp.add_argument("--modbus-port", type=int, default=5020)
+    sp.add_argument("--opcua-port", type=int, default=4840)
+    sp.add_argument("--seed", type=int, default=7)
+    sp.add_argument("--time-scale", type=float, default=1.0, help="schedule speed-up (physics stays real)")
+    sp = simsub.add_parser("history", help="write offline history CSV with ground truth")
+    sp.set_defaults(func=_cmd_simulate_history)
+    sp.add_argument("--days", type=int, default=56)
+    sp.add_argument("--retrofit-day", type=int, default=28)
+    sp.add_argument("--interval", type=float, default=900.0, help="seconds per row (default 900)")
+    sp.add_argument("--seed", type=int, default=7)
+    sp.add_argument("--out", required=True)
+
+    sp = add("ingest", _cmd_ingest, "subscribe to the UNS topics and write to InfluxDB")
+    sp.add_argument("config")
+    sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    sp = add("evaluate", _cmd_evaluate, "before/after savings evaluation (see 'evaluate --help')")
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+
+    add("drivers", _cmd_drivers, "list installed driver plugins")
+
+    ua = add("opcua", lambda a: EXIT_CONFIG, "OPC UA tools")
+    uasub = ua.add_subparsers(dest="ua_command", required=True, metavar="SUBCOMMAND")
+    sp = uasub.add_parser("browse", help="print an OPC UA server's address space as a tree")
+    sp.set_defaults(func=_cmd_opcua_browse)
+    sp.add_argument("endpoint")
+    sp.add_argument("--depth", type=int, default=6)
+    sp.add_argument("--write-config", type=Path, default=None, help="write a starting config here")
+
+    certs = add("certs", lambda a: EXIT_CONFIG, "OPC UA client certificates")
+    csub = certs.add_subparsers(dest="certs_command", required=True, metavar="SUBCOMMAND")
+    sp = csub.add_parser("create", help="create the client certificate once (reused on restart)")
+    sp.set_defaults(func=_cmd_certs_create)
+    sp.add_argument("--dir", type=Path, default=Path("pki"))
+    sp.add_argument("--application-uri", default="urn:edge-agent:client")
+    sp.add_argument("--force", action="store_true", help="replace an existing certificate")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        err_console.print(f"[red]config error[/red] {escape(str(exc))}", highlight=False)
+        return EXIT_CONFIG
+    except EdgeAgentError as exc:
+        err_console.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

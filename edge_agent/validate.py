@@ -1,0 +1,52 @@
+"""`edge-agent validate`: every problem with its line, or a summary of what will be polled."""
+
+from __future__ import annotations
+
+__all__ = ["config_summary", "dump_config"]
+
+from collections import Counter
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from edge_agent.config import AgentConfig
+
+
+def config_summary(config: AgentConfig, console: Console, *, plan: bool = False) -> None:
+    """Print devices, tags and poll rates; with ``plan``, each driver's acquisition plan."""
+    from edge_agent.plugins import driver_registry
+
+    table = Table(title="devices", show_lines=False)
+    for col in ("device", "driver", "poll", "tags", "assets", "roles"):
+        table.add_column(col)
+    total_tags = 0
+    for dev in config.devices:
+        tags = dev.tag_configs()
+        total_tags += len(tags)
+        roles = Counter(t.role for t in tags)
+        table.add_row(
+            dev.name + ("" if dev.enabled else " (disabled)"),
+            dev.driver,
+            f"{dev.poll_interval:g} s",
+            str(len(tags)),
+            ", ".join(sorted({t.asset for t in tags})),
+            ", ".join(f"{r}×{n}" for r, n in sorted(roles.items())),
+        )
+    console.print(table)
+    console.print(
+        f"OK: {len(config.assets)} assets, {len(config.devices)} devices, {total_tags} tags; "
+        f"sinks: {', '.join(s for s in ('mqtt', 'influxdb') if getattr(config, s)) or 'none'} "
+        f"(buffer {config.buffer.path}, cap {config.buffer.max_bytes / 2**20:.0f} MiB)"
+    )
+    if plan:
+        registry = driver_registry()
+        for dev in config.devices:
+            driver = registry[dev.driver](dev)
+            console.print(f"\n[bold]plan for {dev.name}[/bold]")
+            console.print(driver.describe_plan(), markup=False, highlight=False)
+
+
+def dump_config(config: AgentConfig) -> str:
+    """The effective config as YAML; SecretStr fields print masked, never in clear."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
