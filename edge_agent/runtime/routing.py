@@ -1,0 +1,58 @@
+"""Split device batches into per-asset batches, and name their columns by semantic role.
+
+Devices and assets are many-to-many in the field (one Modbus gateway serves four meters;
+one machine's tags may sit on one PLC). Delivery and analytics are per asset, so the runtime
+routes each device batch once, using a table compiled from the config at start-up.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AssetRoute", "Router"]
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from edge_agent.batch import SampleBatch
+from edge_agent.config import AgentConfig, AssetConfig, TagConfig
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRoute:
+    """The tags of one asset on one device, and the role each plays."""
+
+    asset: AssetConfig
+    tags: tuple[TagConfig, ...]
+
+    def roles(self) -> dict[str, str]:
+        """Tag name → role, for the analytics-relevant (non-generic) tags."""
+        return {t.name: t.role for t in self.tags if t.role != "generic"}
+
+
+class Router:
+    """Device name → the per-asset slices of its batches."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self._routes: dict[str, list[AssetRoute]] = {}
+        assets = {a.id: a for a in config.assets}
+        for dev in config.devices:
+            by_asset: dict[str, list[TagConfig]] = {}
+            for tag in dev.tag_configs():
+                by_asset.setdefault(tag.asset, []).append(tag)
+            self._routes[dev.name] = [AssetRoute(assets[a], tuple(ts)) for a, ts in by_asset.items()]
+
+    def routes(self, device: str) -> list[AssetRoute]:
+        return self._routes.get(device, [])
+
+    def split(self, batch: SampleBatch) -> Iterator[tuple[AssetRoute, SampleBatch]]:
+        """Per-asset views of a device batch; arrays are shared, never copied."""
+        for route in self.routes(batch.device):
+            names = [t.name for t in route.tags if t.name in batch.values]
+            if not names:
+                continue
+            yield route, SampleBatch(
+                device=batch.device,
+                ts=batch.ts,
+                values={n: batch.values[n] for n in names},
+                quality={n: batch.quality[n] for n in names},
+                status={n: batch.status[n] for n in names if n in batch.status},
+            )

@@ -1,0 +1,92 @@
+"""The agent: device pollers → per-asset analytics → durable delivery, under one TaskGroup.
+
+Shutdown is structured: a stop event cancels the pollers, the analytics stage closes its
+open windows, and delivery flushes before the process exits, so SIGINT/SIGTERM loses nothing.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Agent", "BatchSink", "run_until_signal"]
+
+import asyncio
+import logging
+import signal
+from typing import Any, Literal, Protocol
+
+from edge_agent.batch import SampleBatch
+from edge_agent.config import AgentConfig, AssetConfig
+from edge_agent.drivers.base import Driver
+from edge_agent.runtime.analytics_stage import AnalyticsStage
+from edge_agent.runtime.poller import DevicePoller
+from edge_agent.runtime.routing import Router
+
+log = logging.getLogger("edge_agent.agent")
+
+
+class BatchSink(Protocol):
+    """Where the agent hands its output: the durable delivery layer, or a test collector."""
+
+    async def submit(self, kind: Literal["raw", "kpi"], asset: AssetConfig, batch: SampleBatch) -> None: ...
+
+
+class Agent:
+    """Poll every enabled device, compute KPIs live, and hand everything to ``sink``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        sink: BatchSink | None = None,
+        drivers: dict[str, type[Driver[Any]]] | None = None,
+    ) -> None:
+        from edge_agent.plugins import driver_registry
+
+        registry = drivers if drivers is not None else driver_registry()
+        self.config = config
+        self.sink = sink
+        self.router = Router(config)
+        self.analytics = AnalyticsStage(config)
+        limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
+        self.pollers = [
+            DevicePoller(registry[dev.driver](dev), self._on_batch, limiter=limiter)
+            for dev in config.devices
+            if dev.enabled
+        ]
+
+    async def _on_batch(self, batch: SampleBatch) -> None:
+        for route, part in self.router.split(batch):
+            kpis = self.analytics.update(route, part)
+            if self.sink is not None:
+                await self.sink.submit("raw", route.asset, part)
+                for kpi in kpis:
+                    await self.sink.submit("kpi", route.asset, kpi)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down in order and close open KPI windows."""
+        log.info(
+            "agent %r starting: %d device(s), %d asset(s)",
+            self.config.agent.name,
+            len(self.pollers),
+            len(self.config.assets),
+        )
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(p.run(), name=f"poll:{p.name}") for p in self.pollers]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+        for asset, kpi in self.analytics.flush():
+            if self.sink is not None:
+                await self.sink.submit("kpi", asset, kpi)
+        log.info("agent %r stopped", self.config.agent.name)
+
+
+async def run_until_signal(config: AgentConfig) -> None:
+    """`edge-agent run`: the agent with its configured delivery, until SIGINT or SIGTERM."""
+    from edge_agent.delivery import Delivery
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Delivery(config) as delivery:
+        await Agent(config, sink=delivery).run(stop)
