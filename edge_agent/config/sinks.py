@@ -1,23 +1,60 @@
-"""Delivery settings: the durable buffer, the MQTT sink and the InfluxDB sink."""
+"""Delivery settings: the durable buffer, the MQTT sink (and ingest) and the InfluxDB sink."""
 
 from __future__ import annotations
 
-__all__ = ["BufferConfig", "InfluxConfig", "MqttConfig", "TlsConfig"]
+__all__ = ["TOPIC_FIELDS", "BufferConfig", "InfluxConfig", "MqttConfig", "TlsConfig", "check_topic_template"]
 
+import string
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from edge_agent.config.types import ByteSize, Seconds, StrictModel
+
+#: Placeholders a data topic template may use; each must fill a whole topic level.
+TOPIC_FIELDS = frozenset({"site", "area", "line", "asset", "kind"})
+
+
+def check_topic_template(template: str, allowed: frozenset[str] = TOPIC_FIELDS) -> str:
+    """Reject templates whose placeholders are unknown or share a level with text.
+
+    Ingest turns every placeholder into the ``+`` wildcard, which MQTT only allows for a
+    whole level, so ``plant-{site}/...`` could never be subscribed to.
+    """
+    levels = template.split("/")
+    for level in levels:
+        parsed = [f for _, f, _, _ in string.Formatter().parse(level) if f is not None]
+        for name in parsed:
+            if name not in allowed:
+                raise ValueError(
+                    f"topic template {template!r}: unknown placeholder {{{name}}}; "
+                    f"use only {', '.join('{' + f + '}' for f in sorted(allowed))}"
+                )
+            if level != "{" + name + "}":
+                raise ValueError(
+                    f"topic template {template!r}: placeholder {{{name}}} must fill a whole level "
+                    f"(got {level!r}); write e.g. 'plant/{{{name}}}/...'"
+                )
+        if any(c in level for c in "+#"):
+            raise ValueError(f"topic template {template!r}: wildcards '+' and '#' are not allowed")
+    return template
 
 
 class BufferConfig(StrictModel):
     """SQLite WAL buffer between analytics and the sinks, capped in bytes."""
 
     path: Path = Path("data/buffer.db")
-    max_bytes: ByteSize = Field(256 * 2**20, gt=0)
+    max_bytes: ByteSize = Field(256 * 2**20, gt=0, description="cap on stored (compressed) batch bytes")
     policy: Literal["drop_oldest", "drop_newest", "block"] = "drop_oldest"
+    block_timeout: Seconds = Field(
+        60.0, gt=0, description="policy block: how long submit waits for room before BufferFullError"
+    )
+    synchronous: Literal["normal", "full"] = Field(
+        "normal", description="normal survives a process crash; full also survives power loss (slower)"
+    )
+    quarantine_max_bytes: ByteSize = Field(16 * 2**20, gt=0)
+    flush_timeout: Seconds = Field(10.0, ge=0, description="on shutdown, wait this long for sinks to drain")
 
 
 class TlsConfig(StrictModel):
@@ -26,10 +63,17 @@ class TlsConfig(StrictModel):
     key_file: Path | None = None
     insecure_skip_verify: bool = False
 
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls: give both cert_file and key_file for a client certificate, or neither")
+        return self
+
 
 class MqttConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "5"
     client_id: str | None = None
     username: str | None = None
     password: SecretStr | None = None
@@ -40,6 +84,33 @@ class MqttConfig(StrictModel):
     topic_template: str = "{site}/{area}/{line}/{asset}/{kind}"
     status_topic: str = "{site}/edge-agent/{agent}/status"
     backoff_max: Seconds = Field(30.0, gt=0)
+    # ingest (edge-agent ingest): the subscriber side of the same namespace
+    ingest_client_id: str | None = None
+    ingest_group: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$", description="MQTT 5 shared-subscription group"
+    )
+    ingest_window: int = Field(1000, ge=1, le=65535, description="messages in flight to one ingest worker")
+    session_expiry: Seconds = Field(86400.0, ge=0, description="how long the broker keeps ingest's queue")
+    max_message_bytes: ByteSize = Field(16 * 2**20, gt=0, description="larger payloads are rejected")
+
+    @field_validator("topic_template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        check_topic_template(v)
+        if "{asset}" not in v or "{kind}" not in v:
+            raise ValueError(f"topic template {v!r} must contain {{asset}} and {{kind}}")
+        return v
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status(cls, v: str) -> str:
+        return check_topic_template(v, frozenset({"site", "agent"}))
+
+    @model_validator(mode="after")
+    def _shared_needs_v5(self) -> MqttConfig:
+        if self.ingest_group is not None and self.protocol != "5":
+            raise ValueError("ingest_group (shared subscriptions) needs protocol '5'")
+        return self
 
 
 class InfluxConfig(StrictModel):
@@ -51,6 +122,15 @@ class InfluxConfig(StrictModel):
     token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
-    batch_size: int = Field(5000, ge=1)
+    batch_size: int = Field(5000, ge=1, description="samples per write request")
+    linger: Seconds = Field(0.05, ge=0, description="ingest: wait this long to fill a write request")
     timeout: Seconds = Field(10.0, gt=0)
     backoff_max: Seconds = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _target(self) -> InfluxConfig:
+        if self.api == "v1" and not self.database:
+            raise ValueError("influxdb: api 'v1' needs 'database'")
+        if self.api == "v2" and not (self.org and self.bucket):
+            raise ValueError("influxdb: api 'v2' needs 'org' and 'bucket'")
+        return self

@@ -1,0 +1,402 @@
+"""Durable, byte-capped SQLite (WAL) buffer with one replay cursor per sink.
+
+A batch is one row (columnar blob). Each sink reads forward from its own cursor and
+confirms what it delivered; a row is deleted once every sink has confirmed it
+(at-least-once). Each append is its own transaction, so once :meth:`append` returns the
+batch survives ``kill -9`` (and power loss with ``synchronous: full``).
+
+:class:`SyncBuffer` is the thread-confined core; :class:`DurableBuffer` runs it on one
+worker thread for asyncio and adds waiting (new data, room under ``block``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Appended", "DurableBuffer", "SyncBuffer"]
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from edge_agent.batch import SampleBatch
+from edge_agent.config import BufferConfig
+from edge_agent.delivery.codec import decode_batch, encode_batch
+from edge_agent.delivery.quarantine import Quarantine, QuarantinedBatch, place_from_json, place_json
+from edge_agent.delivery.record import Kind, Placement, Record, sample_count
+from edge_agent.delivery.stats import BufferStats, SinkStats
+from edge_agent.errors import BufferFullError
+
+log = logging.getLogger("edge_agent.delivery.buffer")
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL, place TEXT NOT NULL,
+    samples INTEGER NOT NULL, nbytes INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, pos INTEGER NOT NULL);
+"""
+_ROW_OVERHEAD = 32  # rowid, integers and page slot of one batch row, counted against the cap
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Outcome of one append: stored (with id), dropped (the batch itself) or full (policy block)."""
+
+    id: int | None = None
+    dropped_samples: int = 0  # samples of *this* batch not stored
+    evicted_samples: int = 0  # older samples removed to make room (drop_oldest)
+    full: bool = False
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """One sink's view: ``read`` = last id handed out; ``pending`` = handed out, not yet confirmed."""
+
+    pos: int
+    read: int
+    pending: dict[int, int] = field(default_factory=dict)  # id -> samples
+
+    @property
+    def confirmed(self) -> int:
+        return min(self.pending) - 1 if self.pending else self.read
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
+
+
+class SyncBuffer:
+    """The buffer proper; not thread-safe, use from one thread (DurableBuffer does)."""
+
+    def __init__(self, config: BufferConfig, sinks: Sequence[str], stats: dict[str, SinkStats]) -> None:
+        self.config = config
+        self.path = Path(config.path)
+        self.sinks = list(sinks)
+        self.sink_stats = stats
+        self.stats = BufferStats()
+        self._db: sqlite3.Connection | None = None
+        self._cursors: dict[str, _Cursor] = {}
+        self._deleted_upto = 0
+        self._quarantine: Quarantine | None = None
+        self._episode: list[int] | None = None  # [samples, batches] dropped in the current full spell
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db = db
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise BufferFullError(
+                f"buffer {self.path}: SQLite refused WAL mode (got {mode!r}); put buffer.path on a local disk"
+            )
+        db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
+        db.execute("PRAGMA journal_size_limit=4194304")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        stored = dict(db.execute("SELECT sink, pos FROM cursors").fetchall())
+        for gone in stored.keys() - set(self.sinks):
+            log.info("buffer %s: sink %r is no longer configured; forgetting its cursor", self.path, gone)
+            db.execute("DELETE FROM cursors WHERE sink=?", (gone,))
+        for sink in self.sinks:
+            pos = int(stored.get(sink, 0))
+            if sink not in stored:
+                db.execute("INSERT INTO cursors(sink, pos) VALUES(?, ?)", (sink, pos))
+            self._cursors[sink] = _Cursor(pos=pos, read=pos)
+            st = self.sink_stats.setdefault(sink, SinkStats())
+            st.backlog = int(
+                db.execute("SELECT COALESCE(SUM(samples),0) FROM batches WHERE id>?", (pos,)).fetchone()[0]
+            )
+        self._collect()
+        self.stats.bytes, self.stats.records = (
+            int(v) for v in db.execute("SELECT COALESCE(SUM(nbytes),0), COUNT(*) FROM batches").fetchone()
+        )
+        self._quarantine = Quarantine(db, self.config.quarantine_max_bytes, str(self.path))
+        self.refresh_file_bytes()
+
+    def close(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._db.close()
+                self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"buffer {self.path} is not open")
+        return self._db
+
+    def refresh_file_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            p = self.path.with_name(self.path.name + suffix)
+            if p.exists():
+                total += p.stat().st_size
+        self.stats.file_bytes = total
+        return total
+
+    # -- producer side -------------------------------------------------------------------------
+    def append(self, kind: Kind, place: Placement, batch: SampleBatch) -> Appended:
+        samples = sample_count(batch)
+        if samples == 0:
+            return Appended()
+        if not self.sinks:
+            return Appended()  # nothing would ever confirm it
+        body = encode_batch(batch)
+        place_text = place_json(place)
+        nbytes = len(body) + len(place_text) + _ROW_OVERHEAD
+        cap = self.config.max_bytes
+        evicted = 0
+        if self.stats.bytes + nbytes > cap:
+            policy = self.config.policy
+            if policy == "block":
+                if nbytes > cap:
+                    raise BufferFullError(
+                        f"buffer {self.path}: a batch of {nbytes} bytes from {batch.device!r} is larger than "
+                        f"buffer.max_bytes={cap}; raise max_bytes or submit smaller batches"
+                    )
+                return Appended(full=True)
+            if policy == "drop_oldest" and nbytes <= cap:
+                evicted = self._evict(self.stats.bytes + nbytes - cap)
+            if self.stats.bytes + nbytes > cap:  # drop_newest, or nothing evictable left
+                self._count_drop(samples, 1, {s: samples for s in self.sinks}, "the incoming batch")
+                return Appended(dropped_samples=samples, evicted_samples=evicted)
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute(
+                "INSERT INTO batches(kind, place, samples, nbytes, body) VALUES(?,?,?,?,?)",
+                (kind, place_text, samples, nbytes, body),
+            )
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if _is_full(exc):
+                self._count_drop(
+                    samples, 1, {s: samples for s in self.sinks}, "the incoming batch (disk full)"
+                )
+                raise BufferFullError(
+                    f"buffer {self.path}: the disk is full ({exc}); this batch of {samples} samples from "
+                    f"{batch.device!r} was not stored, everything stored before is intact. Free disk space "
+                    "or lower buffer.max_bytes so the buffer fits."
+                ) from exc
+            raise
+        self.stats.bytes += nbytes
+        self.stats.records += 1
+        for s in self.sinks:
+            self.sink_stats[s].backlog += samples
+        if self._episode is not None and not evicted:
+            self._end_episode()
+        rowid = cur.lastrowid
+        assert rowid is not None
+        return Appended(id=rowid, evicted_samples=evicted)
+
+    def _evict(self, need: int) -> int:
+        """Delete the oldest rows no sink is currently sending until ``need`` bytes are free."""
+        pinned: set[int] = set()
+        for c in self._cursors.values():
+            pinned.update(c.pending)
+        victims: list[tuple[int, int, int]] = []
+        freed = 0
+        for rid, samples, nbytes in self.db.execute("SELECT id, samples, nbytes FROM batches ORDER BY id"):
+            if rid in pinned:
+                continue
+            victims.append((rid, samples, nbytes))
+            freed += nbytes
+            if freed >= need:
+                break
+        if freed < need:
+            return 0
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany("DELETE FROM batches WHERE id=?", [(v[0],) for v in victims])
+        self.db.execute("COMMIT")
+        self.stats.bytes -= freed
+        self.stats.records -= len(victims)
+        lost: dict[str, int] = dict.fromkeys(self.sinks, 0)
+        total = 0
+        for rid, samples, _ in victims:
+            unsent = [s for s in self.sinks if rid > self._cursors[s].read]
+            for s in unsent:
+                lost[s] += samples
+            if unsent:
+                total += samples
+        self._count_drop(total, len(victims), lost, "the oldest batches", stored=True)
+        return total
+
+    def _count_drop(
+        self, samples: int, batches: int, per_sink: dict[str, int], what: str, *, stored: bool = False
+    ) -> None:
+        for s, n in per_sink.items():
+            self.sink_stats[s].dropped += n
+            if stored:  # evicted rows were part of the backlog; an incoming batch never was
+                self.sink_stats[s].backlog -= n
+        self.stats.dropped += samples
+        if self._episode is None:
+            self._episode = [0, 0]
+            log.warning(
+                "buffer %s is full (%d of %d bytes, policy %s): dropping %s; delivery is behind, "
+                "check the sinks' connections. Totals are logged when room returns.",
+                self.path, self.stats.bytes, self.config.max_bytes, self.config.policy, what,
+            )  # fmt: skip
+        self._episode[0] += samples
+        self._episode[1] += batches
+
+    def _end_episode(self) -> None:
+        assert self._episode is not None
+        log.warning(
+            "buffer %s has room again: %d samples in %d batches were dropped during this spell "
+            "(%d dropped since start)",
+            self.path, self._episode[0], self._episode[1], self.stats.dropped,
+        )  # fmt: skip
+        self._episode = None
+
+    # -- sink side -----------------------------------------------------------------------------
+    def fetch(self, sink: str, max_records: int, max_samples: int) -> list[Record]:
+        cur = self._cursors[sink]
+        rows = self.db.execute(
+            "SELECT id, kind, place, samples, body FROM batches WHERE id>? ORDER BY id LIMIT ?",
+            (cur.read, max_records),
+        ).fetchall()
+        out: list[Record] = []
+        total = 0
+        for rid, kind, place, samples, body in rows:
+            if out and total + samples > max_samples:
+                break
+            out.append(Record(rid, kind, place_from_json(place), decode_batch(body)))
+            cur.pending[rid] = samples
+            cur.read = rid
+            total += samples
+        return out
+
+    def confirm(self, sink: str, ids: Iterable[int], *, quarantined: bool = False) -> None:
+        cur, st = self._cursors[sink], self.sink_stats[sink]
+        for rid in ids:
+            samples = cur.pending.pop(rid, 0)
+            st.backlog -= samples
+            if quarantined:
+                st.quarantined += samples
+            else:
+                st.delivered += samples
+        pos = cur.confirmed
+        if pos > cur.pos:
+            cur.pos = pos
+            self.db.execute("UPDATE cursors SET pos=? WHERE sink=?", (pos, sink))
+            self._collect()
+
+    def _collect(self) -> None:
+        """Delete rows every sink has confirmed."""
+        low = min((c.confirmed for c in self._cursors.values()), default=0)
+        if low <= self._deleted_upto:
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        freed, n = db.execute(
+            "SELECT COALESCE(SUM(nbytes),0), COUNT(*) FROM batches WHERE id>? AND id<=?",
+            (self._deleted_upto, low),
+        ).fetchone()
+        db.execute("DELETE FROM batches WHERE id<=?", (low,))
+        db.execute("COMMIT")
+        self._deleted_upto = low
+        self.stats.bytes -= int(freed)
+        self.stats.records -= int(n)
+
+    def quarantine(self, sink: str, record: Record, reason: str) -> None:
+        """Keep a batch a sink can never deliver for inspection, then move that sink past it."""
+        assert self._quarantine is not None
+        self.db.execute("BEGIN IMMEDIATE")
+        self._quarantine.add(sink, record, reason)
+        self.db.execute("COMMIT")
+        self.confirm(sink, [record.id], quarantined=True)
+
+    def quarantined(self, sink: str | None = None) -> list[QuarantinedBatch]:
+        assert self._quarantine is not None
+        return self._quarantine.list(sink)
+
+    def has_unread(self, sink: str) -> bool:
+        cur = self._cursors[sink]
+        return self.db.execute("SELECT 1 FROM batches WHERE id>? LIMIT 1", (cur.read,)).fetchone() is not None
+
+
+class DurableBuffer:
+    """Asyncio face of :class:`SyncBuffer`: every SQLite call runs on one dedicated thread."""
+
+    def __init__(self, config: BufferConfig, sinks: Sequence[str], stats: dict[str, SinkStats]) -> None:
+        self.core = SyncBuffer(config, sinks, stats)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-agent-buffer")
+        self._new = {s: asyncio.Event() for s in sinks}
+        self._room = asyncio.Event()
+
+    @property
+    def stats(self) -> BufferStats:
+        return self.core.stats
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> None:
+        await self._run(self.core.open)
+        for ev in self._new.values():
+            ev.set()
+
+    async def close(self) -> None:
+        try:
+            await self._run(self.core.close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    async def append(self, kind: Kind, place: Placement, batch: SampleBatch) -> Appended:
+        """Store durably; under ``block`` wait up to block_timeout for the sinks to make room."""
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._room.clear()
+            res = await self._run(self.core.append, kind, place, batch)
+            if not res.full:
+                if res.id is not None:
+                    for ev in self._new.values():
+                        ev.set()
+                return res
+            if deadline is None:
+                self.core.stats.blocked += 1
+                deadline = loop.time() + self.core.config.block_timeout
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BufferFullError(
+                    f"buffer {self.core.path} stayed full ({self.core.stats.bytes} of "
+                    f"{self.core.config.max_bytes} bytes) for block_timeout={self.core.config.block_timeout}s; "
+                    f"the batch from {batch.device!r} was not stored. The sinks are not delivering: check "
+                    "their connections, or raise buffer.max_bytes / choose a drop policy."
+                )
+            try:
+                await asyncio.wait_for(self._room.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def fetch(self, sink: str, max_records: int, max_samples: int) -> list[Record]:
+        """Next records for ``sink``, waiting until there are some."""
+        ev = self._new[sink]
+        while True:
+            await ev.wait()
+            ev.clear()
+            recs = await self._run(self.core.fetch, sink, max_records, max_samples)
+            if recs:
+                ev.set()  # there may be more
+                return recs
+
+    async def confirm(self, sink: str, ids: Sequence[int]) -> None:
+        await self._run(self.core.confirm, sink, ids)
+        self._room.set()
+
+    async def quarantine(self, sink: str, record: Record, reason: str) -> None:
+        await self._run(self.core.quarantine, sink, record, reason)
+        self._room.set()
+
+    async def refresh_file_bytes(self) -> int:
+        return await self._run(self.core.refresh_file_bytes)

@@ -1,0 +1,90 @@
+"""InfluxDB line protocol from a columnar SampleBatch, built column-wise.
+
+Each column is formatted in one C-level pass (``map(repr, floats)``), the pieces of every
+line sit in one object matrix, and a single ``str.join`` stitches them: no per-point
+Python objects (influxdb-client's ``Point`` path is several times slower, see benchmarks).
+Bad and Missing cells, and non-finite floats, are left out: a Bad value is never written
+as a good number. A row with no usable cell produces no line.
+"""
+
+from __future__ import annotations
+
+__all__ = ["batch_lines", "escape_key", "escape_tag_value", "record_lines"]
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.batch import Quality, SampleBatch
+from edge_agent.delivery.record import Record
+
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+
+
+def escape_key(s: str) -> str:
+    return s.translate(_KEY_ESCAPES)
+
+
+escape_tag_value = escape_key
+
+
+def _column(values: np.ndarray, quality: npt.NDArray[np.uint8]) -> tuple[list[str], npt.NDArray[np.bool_]]:
+    """Formatted values and the mask of cells that may be written."""
+    ok = quality <= Quality.UNCERTAIN
+    kind = values.dtype.kind
+    if kind == "f":
+        ok &= np.isfinite(values)
+        return list(map(repr, values.astype(np.float64, copy=False).tolist())), ok
+    if kind in "iu":
+        return list(map("{}i".format, values.tolist())), ok
+    if kind == "b":
+        return ["true" if v else "false" for v in values.tolist()], ok
+    raise ValueError(f"column of dtype {values.dtype} cannot be written as an InfluxDB field")
+
+
+def batch_lines(measurement: str, tags: Mapping[str, str], batch: SampleBatch) -> tuple[str, int]:
+    """Line protocol for a batch (newline-terminated lines) and the number of fields written."""
+    n, names = len(batch), list(batch.values)
+    if n == 0 or not names:
+        return "", 0
+    prefix = measurement.translate(_MEASUREMENT_ESCAPES) + "".join(
+        f",{escape_key(k)}={escape_tag_value(v)}" for k, v in sorted(tags.items()) if v
+    )
+    k = len(names)
+    pieces = np.empty((n, 2 * k + 3), dtype=object)
+    pieces[:, 0] = prefix
+    good = np.empty((n, k), dtype=np.bool_)
+    keys = [escape_key(t) + "=" for t in names]
+    for j, tag in enumerate(names):
+        strs, ok = _column(batch.values[tag], batch.quality[tag])
+        pieces[:, 2 * j + 1] = ("," if j else " ") + keys[j]
+        pieces[:, 2 * j + 2] = strs
+        good[:, j] = ok
+    pieces[:, 2 * k + 1] = [" " + s for s in map(str, batch.ts.tolist())]
+    pieces[:, 2 * k + 2] = "\n"
+    written = int(np.count_nonzero(good))
+    if written != n * k:
+        rows, cols = np.nonzero(~good)
+        pieces[rows, 2 * cols + 1] = ""
+        pieces[rows, 2 * cols + 2] = ""
+        keep = good.any(axis=1)
+        first = good.argmax(axis=1)
+        moved = np.flatnonzero(keep & (first > 0))  # first usable field needs ' ' not ','
+        pieces[moved, 2 * first[moved] + 1] = np.asarray([" " + key for key in keys], dtype=object)[
+            first[moved]
+        ]
+        pieces = pieces[keep]
+    return "".join(pieces.ravel().tolist()), written
+
+
+def record_lines(record: Record) -> tuple[str, int]:
+    """Measurement ``raw`` (tags site/area/line/asset/device) or ``kpi`` (…/asset/window)."""
+    p = record.placement
+    tags = {"site": p.site, "area": p.area, "line": p.line, "asset": p.asset}
+    if record.kind == "raw":
+        tags["device"] = record.batch.device
+    else:
+        tags["window"] = p.window or ""
+    return batch_lines(record.kind, tags, record.batch)

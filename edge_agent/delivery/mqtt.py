@@ -1,0 +1,183 @@
+"""MQTT sink: UNS topics, QoS 1 with a bounded in-flight window, confirmed on PUBACK.
+
+paho runs its network loop in its own thread and keeps unacknowledged QoS 1 messages
+across reconnects (resending them with DUP), so a batch handed to paho is confirmed to
+the buffer only from ``on_publish`` — i.e. when the broker's PUBACK arrives. A retained
+birth message announces the agent; the retained last will says ``offline`` if it dies.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MqttSink"]
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.config import MqttConfig
+from edge_agent.delivery.mqttclient import connect_async, make_client
+from edge_agent.delivery.payload import encode_payload, encode_status
+from edge_agent.delivery.record import Placement, Record
+from edge_agent.delivery.sink import Sink
+from edge_agent.delivery.topics import data_topic, status_topic
+from edge_agent.errors import PermanentSinkError, TransientSinkError
+
+log = logging.getLogger("edge_agent.delivery.mqtt")
+
+#: PUBACK reason codes worth retrying (MQTT 5): unspecified, implementation specific, busy, quota.
+_TRANSIENT_PUBACK = {0x80, 0x83, 0x89, 0x97}
+
+
+class MqttSink(Sink):
+    """Publishes each buffered batch as one message on ``{site}/{area}/{line}/{asset}/{kind}``."""
+
+    max_records = 1
+
+    def __init__(self, config: MqttConfig, *, agent: str, site: str, name: str = "mqtt") -> None:
+        self.name = name
+        self.config = config
+        self.max_inflight = config.max_inflight
+        self.backoff_max = config.backoff_max
+        self.agent = agent
+        self.status_topic = status_topic(config.status_topic, site=site, agent=agent)
+        self._client = make_client(config, config.client_id or f"edge-agent-{agent}")
+        self._client.max_inflight_messages_set(config.max_inflight)
+        self._client.max_queued_messages_set(0)
+        self._started_ns = time.time_ns()
+        self._client.will_set(
+            self.status_topic, encode_status("offline", agent, self._started_ns, reason="connection lost"),
+            qos=1, retain=True,
+        )  # fmt: skip
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._lock = threading.Lock()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._early: dict[int, ReasonCode] = {}
+        self._ignored: set[int] = set()  # fire-and-forget publishes (status): no future waits on them
+        self._statuses: dict[str, bytes] = {}
+        self._connected = False
+        self._ever_failed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        connect_async(self._client, self.config)
+
+    async def stop(self) -> None:
+        if self._connected:
+            try:
+                fut = self._publish(
+                    self.status_topic, encode_status("offline", self.agent, time.time_ns(), reason="shutdown"),
+                    retain=True,
+                )  # fmt: skip
+                await asyncio.wait_for(fut, 2.0)
+            except (TimeoutError, TransientSinkError, PermanentSinkError):
+                log.debug("mqtt: offline status not acknowledged before shutdown")
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        for fut in self._pending.values():
+            fut.cancel()
+
+    async def send(self, records: Sequence[Record]) -> None:
+        rec = records[0]
+        try:
+            payload = encode_payload(rec.kind, rec.placement, rec.batch)
+        except (ValueError, TypeError) as exc:
+            raise PermanentSinkError(f"batch from {rec.batch.device!r} cannot be encoded: {exc}") from exc
+        await self._publish(data_topic(self.config.topic_template, rec.kind, rec.placement), payload)
+
+    def publish_status(self, place: Placement, state: str, **details: Any) -> None:
+        """Retained per-asset status (latest wins); re-published after every reconnect."""
+        topic = data_topic(self.config.topic_template, "status", place)
+        payload = encode_status(state, self.agent, time.time_ns(), asset=place.asset, **details)
+        self._statuses[topic] = payload
+        if self._connected:
+            self._fire(topic, payload)
+
+    def _fire(self, topic: str, payload: bytes) -> None:
+        """Publish retained without waiting; its mid must never satisfy a data publish's future."""
+        mid = self._client.publish(topic, payload, qos=1, retain=True).mid
+        with self._lock:
+            if self._early.pop(mid, None) is None:
+                self._ignored.add(mid)
+
+    # -- paho bridge ---------------------------------------------------------------------------
+    def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> asyncio.Future[None]:
+        assert self._loop is not None, "MqttSink used before start()"
+        fut: asyncio.Future[None] = self._loop.create_future()
+        try:
+            info = self._client.publish(topic, payload, qos=self.config.qos, retain=retain)
+        except ValueError as exc:  # e.g. payload too large for MQTT
+            raise PermanentSinkError(f"mqtt: cannot publish to {topic!r}: {exc}") from exc
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise TransientSinkError(f"mqtt: publish to {topic!r} failed: {mqtt.error_string(info.rc)}")
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._pending[info.mid] = fut
+        if early is not None:
+            self._resolve(fut, early)
+        fut.add_done_callback(lambda f, mid=info.mid: self._forget(mid, f))
+        return fut
+
+    def _forget(self, mid: int, fut: asyncio.Future[None]) -> None:
+        with self._lock:
+            if self._pending.get(mid) is fut:
+                del self._pending[mid]
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
+        with self._lock:
+            fut = self._pending.pop(mid, None)
+            if fut is None:
+                if mid in self._ignored:
+                    self._ignored.discard(mid)
+                else:
+                    self._early[mid] = rc
+                return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._resolve, fut, rc)
+
+    @staticmethod
+    def _resolve(fut: asyncio.Future[None], rc: ReasonCode) -> None:
+        if fut.done():
+            return
+        if not rc.is_failure:
+            fut.set_result(None)
+        elif rc.value in _TRANSIENT_PUBACK:
+            fut.set_exception(TransientSinkError(f"mqtt: broker answered PUBACK {rc}"))
+        else:
+            fut.set_exception(PermanentSinkError(f"mqtt: broker refused the message: PUBACK {rc}"))
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if rc.is_failure:
+            level = logging.DEBUG if self._ever_failed else logging.ERROR
+            log.log(level, "mqtt: broker %s:%d refused the connection: %s; check username/password/TLS",
+                    self.config.host, self.config.port, rc)  # fmt: skip
+            self._ever_failed = True
+            return
+        self._connected = True
+        log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
+        self._ever_failed = False
+        self._fire(self.status_topic, encode_status("online", self.agent, time.time_ns()))
+        for topic, payload in self._statuses.items():
+            self._fire(topic, payload)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        was = self._connected
+        self._connected = False
+        if was and rc.is_failure:
+            log.warning("mqtt: lost %s:%d (%s); buffering and reconnecting with backoff",
+                        self.config.host, self.config.port, rc)  # fmt: skip
