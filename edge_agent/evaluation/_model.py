@@ -1,0 +1,242 @@
+"""Fitting one baseline model: least squares with standard errors, and prediction.
+
+Constants (one intercept, or 168 hour-of-week bins) are absorbed by group demeaning; the
+remaining linear terms are solved with ``np.linalg.lstsq``. Standard errors come from the
+Jacobian of the full model, balance points included, so a balance point's SE reflects how
+sharply the fit depends on it (the usual asymptotic result for nonlinear least squares).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Coefficient", "FittedModel", "Unfittable", "fit_model"]
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.evaluation._absorb import GroupAbsorber
+from edge_agent.evaluation._arrays import FloatArray
+from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint, find_balance_points
+from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._frame import Frame
+from edge_agent.evaluation._spec import ModelSpec, Shape
+
+_SLOPE_UNITS = {Role.PRODUCTION: "kWh/unit", Role.OPERATING_HOURS: "kWh/h"}
+
+
+class Unfittable(Exception):
+    """This candidate cannot be fitted to these data; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Coefficient:
+    """One fitted parameter with its standard error."""
+
+    name: str
+    value: float
+    se: float
+    unit: str
+
+    @property
+    def t(self) -> float:
+        return self.value / self.se if self.se > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A fitted baseline model: parameters, fit residuals and a ``predict`` for other periods."""
+
+    spec: ModelSpec
+    absorber: GroupAbsorber
+    constants: FloatArray  # one per group (a single intercept without time-of-week terms)
+    constants_se: FloatArray
+    slopes: tuple[Coefficient, ...]  # linear terms, in design-column order
+    balance_points: tuple[Coefficient, ...]
+    n: int
+    p: int  # parameters incl. constants and balance points
+    fitted: FloatArray
+    residuals: FloatArray
+
+    @property
+    def sse(self) -> float:
+        return float(self.residuals @ self.residuals)
+
+    @property
+    def coefficients(self) -> tuple[Coefficient, ...]:
+        """Everything estimated; time-of-week bins are listed as ``constant[how=Mon 00h]``."""
+        if not self.spec.time_of_week:
+            head = (Coefficient("intercept", float(self.constants[0]), float(self.constants_se[0]), "kWh"),)
+        else:
+            head = tuple(
+                Coefficient(f"constant[{_how(int(lab))}]", float(c), float(s), "kWh")
+                for lab, c, s in zip(self.absorber.labels, self.constants, self.constants_se, strict=True)
+            )
+        return head + self.slopes + self.balance_points
+
+    def design(self, frame: Frame) -> FloatArray:
+        """The model's linear columns for ``frame`` (linear terms, then temperature terms)."""
+        return _design(self.spec, frame, tuple(b.value for b in self.balance_points))
+
+    def predict(self, frame: Frame) -> FloatArray:
+        """Modelled energy per bucket; unseen time-of-week bins get the average constant."""
+        groups, unknown = self.absorber.lookup(
+            frame.hour_of_week if self.spec.time_of_week else None, len(frame)
+        )
+        const = self.constants[groups]
+        if unknown.any():
+            const = np.where(unknown, np.average(self.constants, weights=self.absorber.counts), const)
+        beta = np.array([c.value for c in self.slopes])
+        out = const + (self.design(frame) @ beta if beta.size else 0.0)
+        return np.asarray(out, dtype=np.float64)
+
+    def contributions(self, frame: Frame) -> dict[Role, FloatArray]:
+        """Each variable's share of the modelled energy (for partial-fit plots)."""
+        cols = self.design(frame)
+        out: dict[Role, FloatArray] = {}
+        for k, role in enumerate(self.spec.dense):
+            out[role] = cols[:, k] * self.slopes[k].value
+        q = len(self.spec.dense)
+        if cols.shape[1] > q:
+            beta_t = np.array([c.value for c in self.slopes[q:]])
+            out[Role.TEMPERATURE] = cols[:, q:] @ beta_t
+        return out
+
+
+def _how(label: int) -> str:
+    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[label // 24]
+    return f"{day} {label % 24:02d}h"
+
+
+def _require(frame: Frame, spec: ModelSpec) -> None:
+    for role in spec.roles:
+        if role not in frame.variables:
+            raise Unfittable(f"no {role.label} data")
+    if spec.time_of_week and frame.hour_of_week is None:
+        raise Unfittable("time-of-week terms need hourly data")
+    if spec.shape.change_point and frame.degree_days is None:
+        raise Unfittable("no outdoor temperature samples")
+
+
+def _temperature_columns(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> list[FloatArray]:
+    shape, basis = spec.shape, frame.degree_days
+    if shape is Shape.NONE:
+        return []
+    if shape is Shape.TWO_P:
+        return [frame.variables[Role.TEMPERATURE]]
+    assert basis is not None
+    if shape is Shape.HEATING_3P:
+        return [basis.hdd(np.array(bps))[:, 0]]
+    if shape is Shape.COOLING_3P:
+        return [basis.cdd(np.array(bps))[:, 0]]
+    if shape is Shape.FOUR_P:
+        return [basis.hdd(np.array(bps))[:, 0], basis.cdd(np.array(bps))[:, 0]]
+    return [basis.hdd(np.array(bps[:1]))[:, 0], basis.cdd(np.array(bps[1:]))[:, 0]]
+
+
+def _design(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> FloatArray:
+    cols = [frame.variables[r] for r in spec.dense] + _temperature_columns(spec, frame, bps)
+    if not cols:
+        return np.zeros((len(frame), 0))
+    return np.column_stack(cols).astype(np.float64)
+
+
+def _temperature_slope_names(shape: Shape) -> list[tuple[str, str]]:
+    return {
+        Shape.NONE: [],
+        Shape.TWO_P: [("temperature slope", "kWh/°C")],
+        Shape.HEATING_3P: [("heating slope", "kWh/°C·d")],
+        Shape.COOLING_3P: [("cooling slope", "kWh/°C·d")],
+        Shape.FOUR_P: [("slope below change point", "kWh/°C·d"), ("slope above change point", "kWh/°C·d")],
+        Shape.FIVE_P: [("heating slope", "kWh/°C·d"), ("cooling slope", "kWh/°C·d")],
+    }[shape]
+
+
+def _balance_point_names(shape: Shape) -> list[str]:
+    if shape is Shape.FIVE_P:
+        return ["heating balance point", "cooling balance point"]
+    if shape is Shape.FOUR_P:
+        return ["change point"]
+    if shape.change_point:
+        return ["balance point"]
+    return []
+
+
+def _derivative_columns(
+    spec: ModelSpec, frame: Frame, bps: tuple[float, ...], beta_t: FloatArray
+) -> list[FloatArray]:
+    """d(model)/d(balance point) for each balance point."""
+    basis, shape = frame.degree_days, spec.shape
+    if not shape.change_point:
+        return []
+    assert basis is not None
+    if shape is Shape.HEATING_3P:
+        return [beta_t[0] * basis.dhdd(bps[0])]
+    if shape is Shape.COOLING_3P:
+        return [beta_t[0] * basis.dcdd(bps[0])]
+    if shape is Shape.FOUR_P:
+        return [beta_t[0] * basis.dhdd(bps[0]) + beta_t[1] * basis.dcdd(bps[0])]
+    return [beta_t[0] * basis.dhdd(bps[0]), beta_t[1] * basis.dcdd(bps[1])]
+
+
+def fit_model(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None = None) -> FittedModel:
+    """Fit ``spec`` to ``frame``. Raises :class:`Unfittable` with a reason a person can act on."""
+    _require(frame, spec)
+    n = len(frame)
+    absorber = GroupAbsorber.of(frame.hour_of_week if spec.time_of_week else None, n)
+    if spec.time_of_week and absorber.counts.min() < 2:
+        raise Unfittable("some time-of-week bins have fewer than two hours of baseline data")
+    y = frame.energy
+    yt = absorber.demean(y)
+    bps: tuple[float, ...] = ()
+    if spec.shape.change_point:
+        try:
+            bank = bank if bank is not None else ChangePointBank.for_frame(frame)
+            xt = absorber.demean(_design(ModelSpec(spec.dense), frame, ()))
+            bps = find_balance_points(spec.shape, frame, absorber, yt, xt, bank)
+        except NoChangePoint as exc:
+            raise Unfittable(str(exc)) from None
+    lin = _design(spec, frame, bps)
+    lt = absorber.demean(lin)
+    q = lin.shape[1]
+    p = absorber.n_groups + q + len(bps)
+    if n - p < 1:
+        raise Unfittable(f"{n} buckets are too few for {p} parameters")
+    if q:
+        beta, _, rank, _ = np.linalg.lstsq(lt, yt, rcond=None)
+        if rank < q:
+            raise Unfittable("the variables are collinear (one is a multiple of another) or constant")
+    else:
+        beta = np.zeros(0)
+    rest = y - lin @ beta
+    constants = absorber.means(rest)
+    fitted = constants[absorber.index] + lin @ beta
+    residuals = y - fitted
+    sigma2 = float(residuals @ residuals) / (n - p)
+    jac = (
+        np.column_stack([lin, *_derivative_columns(spec, frame, bps, beta[len(spec.dense) :])])
+        if (q or bps)
+        else np.zeros((n, 0))
+    )
+    jt = absorber.demean(jac)
+    cov = sigma2 * np.linalg.pinv(jt.T @ jt) if jac.shape[1] else np.zeros((0, 0))
+    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    mg = absorber.means(jac)
+    const_var = sigma2 / absorber.counts + np.einsum("gi,ij,gj->g", mg, cov, mg)
+    names = [(f"{r.label} slope", _SLOPE_UNITS[r]) for r in spec.dense] + _temperature_slope_names(spec.shape)
+    slopes = tuple(Coefficient(nm, float(beta[k]), float(se[k]), unit) for k, (nm, unit) in enumerate(names))
+    bp_coefs = tuple(
+        Coefficient(nm, bps[k], float(se[q + k]), "°C")
+        for k, nm in enumerate(_balance_point_names(spec.shape))
+    )
+    return FittedModel(
+        spec=spec,
+        absorber=absorber,
+        constants=constants,
+        constants_se=np.sqrt(const_var),
+        slopes=slopes,
+        balance_points=bp_coefs,
+        n=n,
+        p=p,
+        fitted=fitted,
+        residuals=residuals,
+    )

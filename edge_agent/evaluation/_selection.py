@@ -1,0 +1,203 @@
+"""Choosing the baseline model: every plausible candidate is fitted, screened and ranked.
+
+A candidate is valid when each slope is significant (|t| ≥ 2), production and operating-hour
+slopes are positive, and any change point lies inside the data. Valid candidates are ranked
+by adjusted R² (default) or by blocked k-fold cross-validation, which leaves out contiguous
+stretches of time so autocorrelated neighbours cannot leak into the test fold.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Candidate", "Selection", "SelectionMethod", "candidate_specs", "select_model"]
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from edge_agent.evaluation._arrays import IntArray
+from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint
+from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._errors import EvaluationError
+from edge_agent.evaluation._frame import Frame
+from edge_agent.evaluation._model import FittedModel, Unfittable, fit_model
+from edge_agent.evaluation._spec import ModelSpec, Shape
+from edge_agent.evaluation._stats import FitStatistics, fit_statistics
+
+MIN_T = 2.0
+MIN_DOF = 5
+
+
+class SelectionMethod(StrEnum):
+    ADJ_R2 = "adj-r2"
+    CV = "cv"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate model and the verdict on it."""
+
+    spec: ModelSpec
+    model: FittedModel | None
+    stats: FitStatistics | None
+    cv_rmse_out_of_sample: float | None  # blocked k-fold CV RMSE / mean, when method is cv
+    rejected: str  # empty when valid
+
+    @property
+    def valid(self) -> bool:
+        return not self.rejected
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen model, every candidate considered, and why the choice was made."""
+
+    method: SelectionMethod
+    chosen: Candidate
+    candidates: tuple[Candidate, ...]
+    reason: str
+
+    @property
+    def model(self) -> FittedModel:
+        assert self.chosen.model is not None
+        return self.chosen.model
+
+    @property
+    def stats(self) -> FitStatistics:
+        assert self.chosen.stats is not None
+        return self.chosen.stats
+
+
+def candidate_specs(frame: Frame) -> list[ModelSpec]:
+    """All combinations of the variables present: linear terms × temperature shape × time of week."""
+    linear = [r for r in (Role.PRODUCTION, Role.OPERATING_HOURS) if r in frame.variables]
+    dense_sets = [tuple(c) for k in range(len(linear) + 1) for c in itertools.combinations(linear, k)]
+    shapes = list(Shape) if Role.TEMPERATURE in frame.variables else [Shape.NONE]
+    tows = [False, True] if frame.hour_of_week is not None else [False]
+    return [ModelSpec(d, s, t) for t in tows for s in shapes for d in dense_sets]
+
+
+def _screen(model: FittedModel) -> str:
+    for c in model.slopes:
+        if abs(c.t) < MIN_T:
+            return f"{c.name} not significant (t = {c.t:.1f})"
+    for k, role in enumerate(model.spec.dense):
+        if model.slopes[k].value <= 0:
+            return f"{role.label} slope is negative (physically implausible)"
+    if model.n - model.p < MIN_DOF:
+        return f"only {model.n - model.p} degrees of freedom left"
+    return ""
+
+
+def _folds(n: int, k: int) -> list[IntArray]:
+    return [f.astype(np.int64) for f in np.array_split(np.arange(n), k)]
+
+
+def _cross_validate(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None, k: int) -> float:
+    """Blocked k-fold out-of-sample RMSE as a fraction of the mean."""
+    n = len(frame)
+    sq = 0.0
+    for test in _folds(n, k):
+        train = np.setdiff1d(np.arange(n), test)
+        model = fit_model(spec, frame.take(train), None if bank is None else bank.take(train))
+        err = frame.energy[test] - model.predict(frame.take(test))
+        sq += float(err @ err)
+    return math.sqrt(sq / n) / float(frame.energy.mean())
+
+
+def _evaluate(
+    spec: ModelSpec, frame: Frame, bank: ChangePointBank | None, method: SelectionMethod, folds: int
+) -> Candidate:
+    try:
+        model = fit_model(spec, frame, bank if spec.shape.change_point else None)
+    except Unfittable as exc:
+        return Candidate(spec, None, None, None, str(exc))
+    stats = fit_statistics(frame.energy, model.fitted, model.p, frame.adjacent)
+    rejected = _screen(model)
+    cv = None
+    if not rejected and method is SelectionMethod.CV:
+        try:
+            cv = _cross_validate(spec, frame, bank if spec.shape.change_point else None, folds)
+        except Unfittable as exc:
+            rejected = f"cannot be refitted on every cross-validation fold: {exc}"
+    return Candidate(spec, model, stats, cv, rejected)
+
+
+def _score(c: Candidate, method: SelectionMethod) -> float:
+    assert c.stats is not None
+    if method is SelectionMethod.CV:
+        assert c.cv_rmse_out_of_sample is not None
+        return -c.cv_rmse_out_of_sample
+    return c.stats.adj_r2
+
+
+def _reason(
+    chosen: Candidate,
+    ranked: list[Candidate],
+    cands: Sequence[Candidate],
+    method: SelectionMethod,
+    folds: int,
+) -> str:
+    assert chosen.stats is not None
+    what = (
+        f"lowest cross-validated CV(RMSE) ({100 * (chosen.cv_rmse_out_of_sample or 0):.1f} %, "
+        f"blocked {folds}-fold)"
+        if method is SelectionMethod.CV
+        else f"highest adjusted R² ({chosen.stats.adj_r2:.3f})"
+    )
+    text = f"'{chosen.spec.name}' has the {what} of {len(ranked)} valid candidate(s)"
+    if len(ranked) > 1:
+        r = ranked[1]
+        assert r.stats is not None
+        val = (
+            f"{100 * (r.cv_rmse_out_of_sample or 0):.1f} %"
+            if method is SelectionMethod.CV
+            else f"{r.stats.adj_r2:.3f}"
+        )
+        text += f"; runner-up '{r.spec.name}' ({val})"
+    n_rej = sum(1 for c in cands if not c.valid)
+    if n_rej:
+        text += (
+            f". {n_rej} candidate(s) were rejected (a slope not significant at |t| ≥ {MIN_T:g}, an "
+            "implausible sign, or a change point outside the data); see the candidate table"
+        )
+    return text + "."
+
+
+def select_model(
+    frame: Frame,
+    method: SelectionMethod = SelectionMethod.ADJ_R2,
+    *,
+    folds: int = 5,
+    specs: Sequence[ModelSpec] | None = None,
+) -> Selection:
+    """Fit every candidate to ``frame`` and pick one; the mean model is always a fallback."""
+    if len(frame) < 3:
+        raise EvaluationError(
+            f"the baseline period has only {len(frame)} usable bucket(s); at least 3 are needed to fit "
+            "any model. Use a finer --resolution, a longer baseline, or a lower --coverage-threshold."
+        )
+    specs = list(specs) if specs is not None else candidate_specs(frame)
+    if ModelSpec() not in specs:
+        specs.insert(0, ModelSpec())
+    bank = None
+    if any(s.shape.change_point for s in specs):
+        try:
+            bank = ChangePointBank.for_frame(frame)
+        except NoChangePoint:
+            bank = None
+    cands = tuple(_evaluate(s, frame, bank, method, folds) for s in specs)
+    ranked = sorted(
+        (c for c in cands if c.valid), key=lambda c: (-_score(c, method), c.stats.p if c.stats else 0)
+    )
+    if not ranked:  # the mean model is only rejected when there are fewer than MIN_DOF + 1 buckets
+        mean = next(c for c in cands if c.spec == ModelSpec())
+        if mean.model is None:
+            raise EvaluationError(f"no model could be fitted to the baseline: {mean.rejected}")
+        why = f"no candidate passed the screening; falling back to the mean model ({mean.rejected})"
+        return Selection(method, mean, cands, why)
+    chosen = ranked[0]
+    return Selection(method, chosen, cands, _reason(chosen, ranked, cands, method, folds))
