@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, wait_random_exponential
 
 from edge_agent.delivery.buffer import DurableBuffer
 from edge_agent.delivery.record import Record
@@ -84,7 +84,7 @@ class _Health:
 async def _deliver(sink: Sink, buffer: DurableBuffer, health: _Health, records: Sequence[Record]) -> None:
     retrying = AsyncRetrying(
         wait=wait_random_exponential(multiplier=0.2, max=sink.backoff_max),
-        retry=retry_if_exception_type(Exception) & ~retry_if_exception_type(PermanentSinkError),
+        retry=retry_if_not_exception_type(PermanentSinkError),
         before_sleep=health.failed,
         reraise=True,
     )
