@@ -130,7 +130,7 @@ class Decoder:
         text_width = max((2 * (t.length or 0) for t in tags), default=1)
         self._text_dtype = f"U{max(text_width, 1)}"
 
-        buckets: dict[tuple[Source, int, str, Kind], list[int]] = defaultdict(list)
+        buckets: dict[tuple[Source, int, str, Kind, bool], list[int]] = defaultdict(list)
         for i, t in enumerate(tags):
             source: Source = (
                 "bit"
@@ -141,11 +141,11 @@ class Decoder:
                 if t.data_type == "string"
                 else "bytes"
             )
-            key = (source, t.register_count, _WIRE.get(t.data_type, ""), kinds[i])
-            buckets[key].append(i)
+            scaled = t.scale != 1.0 or t.offset != 0.0  # unscaled tags skip the arithmetic (keeps -0.0)
+            buckets[(source, t.register_count, _WIRE.get(t.data_type, ""), kinds[i], scaled)].append(i)
         self._groups = [
             self._group(source, wire, kind, [tags[i] for i in members], members, positions, slot)
-            for (source, _, wire, kind), members in buckets.items()
+            for (source, _, wire, kind, _), members in buckets.items()
         ]
 
         word_tags = [i for i, t in enumerate(tags) if t.table not in BIT_TABLES]

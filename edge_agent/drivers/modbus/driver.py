@@ -192,6 +192,11 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
 
     # -- description ------------------------------------------------------------------------
 
+    @property
+    def requests(self) -> tuple[Request, ...]:
+        """The requests one poll sends now, including splits learned from device refusals."""
+        return tuple(self._requests)
+
     def _span_text(self, req: Request) -> str:
         base = self.config.address_base
         return f"{req.table} {req.start + base}..{req.end - 1 + base}"
