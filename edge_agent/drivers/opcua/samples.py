@@ -1,0 +1,192 @@
+"""Gather (timestamp, tag, value, status) samples and turn them into one columnar SampleBatch.
+
+Polls and data-change notifications feed the same log, so both paths share one quality and
+scaling code path. Conversion is deferred to :meth:`SampleLog.drain`, where it is done with
+numpy over all samples at once instead of per notification in the publish callback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SampleLog", "TagLayout"]
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.batch import Quality, SampleBatch
+from edge_agent.config.model import TagConfig
+from edge_agent.drivers.opcua.quality import as_float, as_int, qualities
+
+log = logging.getLogger("edge_agent.drivers.opcua")
+
+
+class TagLayout:
+    """Per-tag column facts compiled once: name, exact-integer (counter) or scaled float."""
+
+    def __init__(self, tags: Sequence[TagConfig]) -> None:
+        self.names = [t.name for t in tags]
+        self.is_int = np.array([t.is_counter for t in tags], dtype=bool)
+        # Counters stay raw integers (analytics applies their scale); analog tags are scaled here.
+        self.scale = np.array([1.0 if t.is_counter else t.scale for t in tags], dtype=np.float64)
+        self.offset = np.array([0.0 if t.is_counter else t.offset for t in tags], dtype=np.float64)
+        self.int_column = np.full(len(tags), -1, dtype=np.intp)
+        self.int_column[self.is_int] = np.arange(int(self.is_int.sum()))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def empty(self, device: str) -> SampleBatch:
+        return SampleBatch(
+            device=device,
+            ts=np.empty(0, np.int64),
+            values={
+                n: np.empty(0, np.int64 if i else np.float64)
+                for n, i in zip(self.names, self.is_int, strict=False)
+            },
+            quality={n: np.empty(0, np.uint8) for n in self.names},
+            status={n: np.empty(0, np.uint32) for n in self.names},
+        )
+
+
+class SampleLog:
+    """Samples gathered since the last drain, capped so a stalled consumer cannot exhaust memory."""
+
+    def __init__(self, layout: TagLayout, *, device: str, max_samples: int = 1_000_000) -> None:
+        self.layout = layout
+        self.device = device
+        self.max_samples = max_samples
+        self.dropped = 0
+        self._ts: list[int] = []
+        self._tag: list[int] = []
+        self._value: list[Any] = []
+        self._status: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
+    def add(self, ts_ns: int, tag: int, value: Any, status: int) -> None:
+        self._ts.append(ts_ns)
+        self._tag.append(tag)
+        self._value.append(value)
+        self._status.append(status)
+        if len(self._ts) > self.max_samples + self.max_samples // 8:
+            self._trim()
+
+    def add_row(
+        self, ts_ns: int, tags: Sequence[int], values: Sequence[Any], statuses: Sequence[int]
+    ) -> None:
+        """One sample per tag, all at the same instant (a poll)."""
+        self._ts.extend([ts_ns] * len(tags))
+        self._tag.extend(tags)
+        self._value.extend(values)
+        self._status.extend(statuses)
+        if len(self._ts) > self.max_samples + self.max_samples // 8:
+            self._trim()
+
+    def _trim(self) -> None:
+        excess = len(self._ts) - self.max_samples
+        for column in (self._ts, self._tag, self._value, self._status):
+            del column[:excess]
+        if not self.dropped:
+            log.warning(
+                "device %r: more than %d samples waiting to be read; dropping the oldest. "
+                "Shorten poll_interval or reduce subscribed tags.",
+                self.device,
+                self.max_samples,
+            )
+        self.dropped += excess
+
+    def clear(self) -> None:
+        for column in (self._ts, self._tag, self._value, self._status):
+            column.clear()
+
+    def drain(self) -> SampleBatch:
+        """Every gathered sample as one batch in time order; absent cells are MISSING."""
+        n = len(self._ts)
+        layout = self.layout
+        if n == 0:
+            return layout.empty(self.device)
+        ts = np.array(self._ts, dtype=np.int64)
+        tag = np.array(self._tag, dtype=np.intp)
+        status = np.array(self._status, dtype=np.uint32)
+        raw = self._value
+        self._ts, self._tag, self._value, self._status = [], [], [], []
+
+        quality = qualities(status)
+        fval = np.fromiter(map(as_float, raw), dtype=np.float64, count=n)
+        is_int = layout.is_int[tag]
+        ival = np.zeros(n, dtype=np.int64)
+        for k in np.flatnonzero(is_int).tolist():
+            exact = as_int(raw[k])
+            if exact is None:
+                quality[k] = Quality.BAD
+            else:
+                ival[k] = exact
+        fval = fval * layout.scale[tag] + layout.offset[tag]
+        quality[~is_int & np.isnan(fval)] = Quality.BAD
+        bad = quality == Quality.BAD
+        fval[bad] = np.nan
+        ival[bad] = 0
+        return self._assemble(ts, tag, fval, ival, quality, status, is_int)
+
+    def _assemble(
+        self,
+        ts: npt.NDArray[np.int64],
+        tag: npt.NDArray[np.intp],
+        fval: npt.NDArray[np.float64],
+        ival: npt.NDArray[np.int64],
+        quality: npt.NDArray[np.uint8],
+        status: npt.NDArray[np.uint32],
+        is_int: npt.NDArray[np.bool_],
+    ) -> SampleBatch:
+        layout = self.layout
+        order = np.argsort(ts, kind="stable")
+        ts, tag = ts[order], tag[order]
+        row = _rows(ts, tag, len(layout))
+        n_rows = int(row[-1]) + 1
+        shape = (n_rows, len(layout))
+        fm = np.full(shape, np.nan, order="F")
+        fm[row, tag] = fval[order]
+        qm = np.full(shape, Quality.MISSING, dtype=np.uint8, order="F")
+        qm[row, tag] = quality[order]
+        sm = np.zeros(shape, dtype=np.uint32, order="F")
+        sm[row, tag] = status[order]
+        im = np.zeros((n_rows, int(layout.is_int.sum())), dtype=np.int64, order="F")
+        ints = is_int[order]
+        im[row[ints], layout.int_column[tag[ints]]] = ival[order][ints]
+        row_ts = np.empty(n_rows, dtype=np.int64)
+        row_ts[row] = ts
+        values: dict[str, np.ndarray] = {}
+        for j, name in enumerate(layout.names):
+            values[name] = im[:, layout.int_column[j]] if layout.is_int[j] else fm[:, j]
+        return SampleBatch(
+            device=self.device,
+            ts=row_ts,
+            values=values,
+            quality={name: qm[:, j] for j, name in enumerate(layout.names)},
+            status={name: sm[:, j] for j, name in enumerate(layout.names)},
+        )
+
+
+def _rows(ts: npt.NDArray[np.int64], tag: npt.NDArray[np.intp], n_tags: int) -> npt.NDArray[np.intp]:
+    """Row of each time-sorted sample: one row per timestamp, split where a tag repeats."""
+    row = np.zeros(ts.shape[0], dtype=np.intp)
+    np.cumsum(ts[1:] != ts[:-1], out=row[1:])
+    key = row * n_tags + tag
+    if np.unique(key).shape[0] == key.shape[0]:
+        return row
+    # Rare: one tag sampled twice at the same instant (queued notifications). Keep both.
+    out = np.empty_like(row)
+    current, last_ts = -1, None
+    seen: set[int] = set()
+    for k, (t, g) in enumerate(zip(ts.tolist(), tag.tolist(), strict=False)):
+        if t != last_ts or g in seen:
+            current += 1
+            seen = set()
+            last_ts = t
+        seen.add(g)
+        out[k] = current
+    return out
