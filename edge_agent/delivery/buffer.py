@@ -241,9 +241,10 @@ class SyncBuffer:
         if self._episode is None:
             self._episode = [0, 0]
             log.warning(
-                "buffer %s is full (%d of %d bytes, policy %s): dropping %s; delivery is behind, "
-                "check the sinks' connections. Totals are logged when room returns.",
+                "buffer %s is full (%d of %d bytes, policy %s): dropping %s; %s. Totals are logged "
+                "when room returns.",
                 self.path, self.stats.bytes, self.config.max_bytes, self.config.policy, what,
+                "free disk space" if "disk" in what else "delivery is behind, check the sinks' connections",
             )  # fmt: skip
         self._episode[0] += samples
         self._episode[1] += batches

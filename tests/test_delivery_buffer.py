@@ -1,0 +1,199 @@
+"""The durable buffer on its own: cursors, deletion, restart, kill -9, full disk, policies."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from servers import synthetic_batch
+
+from edge_agent.config import BufferConfig
+from edge_agent.delivery import Placement, SinkStats
+from edge_agent.delivery.buffer import SyncBuffer
+from edge_agent.errors import BufferFullError
+
+PLACE = Placement("s1", "a1", "l1", "press1")
+PER = 100 * 4
+
+
+def _open(path: Path, sinks: tuple[str, ...] = ("mqtt", "influxdb"), **kw: object) -> SyncBuffer:
+    buf = SyncBuffer(BufferConfig(path=path, **kw), sinks, {})  # type: ignore[arg-type]
+    buf.open()
+    return buf
+
+
+def _fill(buf: SyncBuffer, n: int, start: int = 0) -> list[int]:
+    ids = []
+    for i in range(start, start + n):
+        res = buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100))
+        assert res.id is not None
+        ids.append(res.id)
+    return ids
+
+
+def test_sinks_advance_independently_and_rows_go_only_when_all_confirmed(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db")
+    ids = _fill(buf, 5)
+    got = buf.fetch("mqtt", 10, 10**9)
+    assert [r.id for r in got] == ids
+    buf.confirm("mqtt", ids)
+    assert buf.stats.records == 5, "influxdb has not confirmed yet"
+    assert buf.sink_stats["mqtt"].backlog == 0 and buf.sink_stats["influxdb"].backlog == 5 * PER
+    first = buf.fetch("influxdb", 2, 10**9)
+    buf.confirm("influxdb", [first[1].id])  # out of order: nothing can go yet
+    assert buf.stats.records == 5
+    buf.confirm("influxdb", [first[0].id])
+    assert buf.stats.records == 3
+    assert buf.sink_stats["influxdb"].delivered == 2 * PER
+    buf.close()
+
+
+def test_restart_replays_everything_unconfirmed(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db")
+    ids = _fill(buf, 6)
+    buf.fetch("mqtt", 6, 10**9)
+    buf.confirm("mqtt", ids[:2])
+    buf.confirm("mqtt", ids[3:4])  # confirmed out of order, but 2 is still open
+    buf.close()
+    again = _open(tmp_path / "b.db")
+    assert [r.id for r in again.fetch("mqtt", 10, 10**9)] == ids[2:]
+    assert [r.id for r in again.fetch("influxdb", 10, 10**9)] == ids
+    assert again.sink_stats["mqtt"].backlog == 4 * PER
+    again.close()
+
+
+def test_a_sink_removed_from_config_no_longer_holds_rows(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db")
+    ids = _fill(buf, 3)
+    buf.fetch("mqtt", 3, 10**9)
+    buf.confirm("mqtt", ids)
+    buf.close()
+    only_mqtt = _open(tmp_path / "b.db", ("mqtt",))
+    assert only_mqtt.stats.records == 0
+    only_mqtt.close()
+
+
+def test_fetch_respects_sample_budget_but_always_returns_one(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db")
+    _fill(buf, 4)
+    assert len(buf.fetch("mqtt", 10, 2 * PER)) == 2
+    assert len(buf.fetch("mqtt", 10, 1)) == 1
+    buf.close()
+
+
+def test_full_disk_is_a_clear_error_and_loses_nothing_stored(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db", ("mqtt",))
+    ids = _fill(buf, 3)
+    pages = buf.db.execute("PRAGMA page_count").fetchone()[0]
+    buf.db.execute(f"PRAGMA max_page_count={pages}")  # SQLite now answers SQLITE_FULL, as on a full disk
+    with pytest.raises(BufferFullError, match="disk is full.*everything stored before is intact"):
+        for i in range(3, 50):  # the WAL may still take a page or two
+            ids.extend(_fill(buf, 1, start=i))
+    assert buf.stats.dropped == PER
+    buf.close()
+    again = _open(tmp_path / "b.db", ("mqtt",))
+    assert [r.id for r in again.fetch("mqtt", 10, 10**9)] == ids
+    again.close()
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+def test_cap_policies_count_every_dropped_sample(tmp_path: Path, policy: str) -> None:
+    buf = _open(tmp_path / "b.db", max_bytes=20_000, policy=policy)
+    kept, dropped = 0, 0
+    for i in range(30):
+        res = buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100))
+        dropped += res.dropped_samples + res.evicted_samples
+        kept += PER if res.id is not None else 0
+    assert buf.stats.bytes <= 20_000 and dropped > 0
+    remaining = sum(r.samples for r in buf.fetch("mqtt", 100, 10**9))
+    assert remaining == 30 * PER - dropped == buf.sink_stats["mqtt"].backlog
+    assert buf.sink_stats["mqtt"].dropped == dropped == buf.stats.dropped
+    first = buf.fetch("influxdb", 1, 10**9)[0]
+    if policy == "drop_oldest":
+        assert first.batch.ts[0] > 0
+    else:
+        assert first.batch.ts[0] == 0
+    buf.close()
+
+
+def test_drop_oldest_never_evicts_a_batch_a_sink_is_sending(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db", ("mqtt",), max_bytes=20_000, policy="drop_oldest")
+    ids = _fill(buf, 2)
+    sending = buf.fetch("mqtt", 1, 10**9)[0]
+    for i in range(2, 40):
+        buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100))
+    assert buf.db.execute("SELECT 1 FROM batches WHERE id=?", (sending.id,)).fetchone() is not None
+    assert buf.db.execute("SELECT 1 FROM batches WHERE id=?", (ids[1],)).fetchone() is None
+    buf.close()
+
+
+def test_block_policy_reports_full_and_oversized_batches_fail_loudly(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db", ("mqtt",), max_bytes=20_000, policy="block")
+    results = [buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100)) for i in range(30)]
+    assert any(r.full for r in results) and buf.stats.dropped == 0
+    with pytest.raises(BufferFullError, match=r"larger than buffer.max_bytes=20000"):
+        buf.append("raw", PLACE, synthetic_batch("plc1", 0, 20_000))
+    buf.close()
+
+
+def test_buffer_is_wal_and_stores_one_row_per_batch(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db")
+    _fill(buf, 3)
+    db = sqlite3.connect(tmp_path / "b.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 3
+    db.close()
+    buf.close()
+
+
+_WRITER = """
+import sys
+sys.path.insert(0, {tests!r})
+from servers import synthetic_batch
+from edge_agent.config import BufferConfig
+from edge_agent.delivery import Placement
+from edge_agent.delivery.buffer import SyncBuffer
+buf = SyncBuffer(BufferConfig(path={path!r}), ["mqtt"], {{}})
+buf.open()
+for i in range(10**6):
+    buf.append("raw", Placement("s1", "a1", "l1", "press1"), synthetic_batch("plc1", i * 10**9, 100))
+    print(i + 1, flush=True)
+"""
+
+
+def test_every_append_that_returned_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    code = _WRITER.format(tests=str(Path(__file__).parent), path=str(path))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    done = 0
+    deadline = time.monotonic() + 30
+    while done < 200 and time.monotonic() < deadline:
+        done = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    buf = _open(path, ("mqtt",))
+    n = len(buf.fetch("mqtt", 10**6, 10**12))
+    assert done <= n <= done + 1  # at most one append was committed but not yet reported
+    assert buf.sink_stats["mqtt"].backlog == n * PER
+    buf.close()
+
+
+def test_sink_stats_identity_holds(tmp_path: Path) -> None:
+    stats: dict[str, SinkStats] = {}
+    buf = SyncBuffer(BufferConfig(path=tmp_path / "b.db", max_bytes=20_000), ["mqtt"], stats)
+    buf.open()
+    for i in range(30):
+        buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100))
+    recs = buf.fetch("mqtt", 3, 10**9)
+    buf.confirm("mqtt", [recs[0].id])
+    buf.quarantine("mqtt", recs[1], "test")
+    s = stats["mqtt"]
+    assert s.delivered + s.quarantined + s.dropped + s.backlog == 30 * PER
+    assert [q.reason for q in buf.quarantined("mqtt")] == ["test"]
+    buf.close()
