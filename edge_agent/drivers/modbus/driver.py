@@ -219,7 +219,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
             f"timeout {cfg.timeout:g} s, retries {cfg.retries}",
         ]
         for req in self._requests:
-            unit = "bits" if req.table in BIT_TABLES else "registers"
+            unit = ("bit" if req.table in BIT_TABLES else "register") + ("s" if req.count > 1 else "")
             tags = [self._tag_list[i] for i in req.tags]
             used = len({a for i in req.tags for a in range(self._spans[i].start, self._spans[i].end)})
             filled = f", {req.count - used} gap" if req.count > used else ""
