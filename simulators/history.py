@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +86,17 @@ def _aggregate(blk: TickBlock, per: int) -> dict[str, npt.NDArray[Any]]:
     return out
 
 
-def _start_epoch(start: datetime | float | None, clock: LocalClock) -> float:
+def _day_bounds(start: datetime | float | None, clock: LocalClock, days: int) -> list[float]:
+    """Epoch seconds of each day boundary: same local wall time on consecutive dates, so a
+    day is 23 or 25 hours across a DST change and periods end on local midnights."""
     if start is None:
         start = DEFAULT_START
-    if isinstance(start, datetime):
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=clock.tz)
-        return start.timestamp()
-    return float(start)
+    if not isinstance(start, datetime):
+        start = datetime.fromtimestamp(float(start), clock.tz)
+    elif start.tzinfo is None:
+        start = start.replace(tzinfo=clock.tz)
+    local = start.astimezone(clock.tz)
+    return [(local + timedelta(days=d)).timestamp() for d in range(days + 1)]
 
 
 def _period(truth_a: PlantTruth, truth_b: PlantTruth | None) -> dict[str, AssetTruth]:
@@ -146,11 +149,20 @@ def generate_history(
             f"got {interval_s!r}"
         )
     clock = LocalClock(tz)
-    start_s = _start_epoch(start, clock)
+    bounds = _day_bounds(start, clock, days)
+    start_s = bounds[0]
     tick_s = math.gcd(interval_s, 60)  # ≤ 60 s ticks keep states and cycles faithful
     per = interval_s // tick_s
-    ticks_per_day = DAY_S // tick_s
-    retrofit_at = start_s + retrofit_day * DAY_S
+    day_ticks = []
+    for d in range(days):
+        length = round(bounds[d + 1] - bounds[d])
+        if length % interval_s:
+            raise ValueError(
+                f"interval_s={interval_s} does not divide local day {d} ({length / 3600:g} h, a "
+                f"DST change in {clock.tz}); use an interval that divides an hour, e.g. 900"
+            )
+        day_ticks.append(length // tick_s)
+    retrofit_at = bounds[retrofit_day]
     common: dict[str, Any] = {
         "seed": seed,
         "start": start_s,
@@ -171,8 +183,8 @@ def generate_history(
         for d in range(days):
             if d == retrofit_day:
                 marks["actual"], marks["cf"] = actual.truth(), counterfactual.truth()
-            chunks.append(_aggregate(actual.advance(ticks_per_day), per))
-            counterfactual.advance(ticks_per_day)
+            chunks.append(_aggregate(actual.advance(day_ticks[d]), per))
+            counterfactual.advance(day_ticks[d])
             prog.advance(prog.task_ids[0])
     data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     rows = data["outdoor_temp_c"].shape[0]
@@ -199,7 +211,7 @@ def generate_history(
         "interval_s": interval_s,
         "model_tick_s": tick_s,
         "start": datetime.fromtimestamp(start_s, clock.tz).isoformat(),
-        "end": datetime.fromtimestamp(start_s + days * DAY_S, clock.tz).isoformat(),
+        "end": datetime.fromtimestamp(bounds[-1], clock.tz).isoformat(),
         "retrofit_at": datetime.fromtimestamp(retrofit_at, clock.tz).isoformat(),
         "retrofit": {
             "idle_power_factor": actual.retrofit.idle_power_factor,
@@ -214,7 +226,7 @@ def generate_history(
             },
             "reporting": {
                 "start": datetime.fromtimestamp(retrofit_at, clock.tz).isoformat(),
-                "end": datetime.fromtimestamp(start_s + days * DAY_S, clock.tz).isoformat(),
+                "end": datetime.fromtimestamp(bounds[-1], clock.tz).isoformat(),
                 "days": days - retrofit_day,
             },
         },
