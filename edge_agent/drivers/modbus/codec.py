@@ -262,7 +262,8 @@ def encode_value(device: str, tag: ModbusTagConfig, value: float | int | bool | 
             )
         be = np.array([round(raw)], dtype=wire)
     else:
-        be = np.array([raw], dtype=wire)
+        with np.errstate(over="ignore"):
+            be = np.array([raw], dtype=wire)
         if math.isfinite(raw) and not np.isfinite(be[0]):
             raise ValueError(f"{where}: {value!r} overflows {tag.data_type}")
     nbytes = wire.itemsize
