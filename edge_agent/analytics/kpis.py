@@ -1,0 +1,146 @@
+"""KPI formulas (DESIGN.md §2, ISO 22400-2) from a window's sums — one place, all paths.
+
+Every formula is vectorised over windows. A ratio whose denominator is zero is NaN
+(undefined), never 0 or inf. Names follow ISO 22400-2:
+
+* PBT planned busy time: seconds in ``spec.planned_states`` (not off, not unknown);
+  APT actual production time: seconds producing.
+* PQ produced quantity (part counter), SQ scrap quantity (scrap counter), GQ = PQ − SQ
+  good quantity, CM consumed material (material counter); PRU ideal cycle time per unit.
+* availability = APT/PBT; effectiveness = PRU·PQ/APT (may exceed 1);
+  quality_ratio = GQ/PQ; oee = availability·effectiveness·quality_ratio = PRU·GQ/PBT.
+* scrap_ratio = SQ/PQ; material_yield = GQ/CM (good units per unit of material).
+* SEC (ISO 22400 comprehensive energy consumption) = E/PQ, and per good unit E/GQ.
+* idle_share = E_idle/E_total; power_factor = kWh/√(kWh² + kvarh²).
+* peak demand (kW) = (3600/L)·(kWh of the block), 4× for 15-min blocks; fixed and rolling.
+* compressors: specific power = mean kW / mean m³/min over each signal's covered time;
+  load_share = T_load/(T_load + T_unload) (producing/idle) — the leakage % when measured
+  with all consumers off.
+* co2e_kg = Σ E_t·EF_t, the factor taken at each interval's start.
+* coverage_<role> = seconds covered by Good data of the role / window length.
+"""
+
+from __future__ import annotations
+
+__all__ = ["compute_kpis", "kpi_names"]
+
+import numpy as np
+import numpy.typing as npt
+
+from .layout import CO2, COV, GOOD, INT, M_BLOCK, M_ROLL, PE_STATE, RAW, RAW_STATE, T_STATE
+from .spec import AssetSpec, MachineState
+
+_F = npt.NDArray[np.float64]
+_STATE_NAMES = [s.name.lower() for s in MachineState]
+
+
+def _div(a: _F, b: _F) -> _F:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
+
+
+def kpi_names(spec: AssetSpec) -> tuple[str, ...]:
+    """The KPI keys this asset's windows carry (stable for a given spec)."""
+    return tuple(compute_kpis(spec, *_one_empty()).keys())
+
+
+def _one_empty() -> tuple[_F, npt.NDArray[np.uint64], _F, _F]:
+    from .layout import empty_acc
+
+    f, u, m = empty_acc(1)
+    return f, u, m, np.ones(1)
+
+
+def compute_kpis(
+    spec: AssetSpec,
+    f: _F,
+    u: npt.NDArray[np.uint64],
+    m: _F,
+    length_s: _F,
+) -> dict[str, _F]:
+    """KPIs of k windows from their sums (``f`` k×NF, ``u`` k×NU, ``m`` k×NM)."""
+    roles = spec.roles
+    out: dict[str, _F] = {}
+
+    def raw(role: str) -> _F:
+        return u[:, RAW[role]].astype(np.float64) * spec.counters[role].scale
+
+    e_role = spec.energy_role
+    energy: _F | None = None
+    if e_role is not None:
+        if e_role == "energy_counter":
+            scale = spec.counters[e_role].scale
+            energy = raw(e_role)
+            by_state = u[:, RAW_STATE : RAW_STATE + len(_STATE_NAMES)].astype(np.float64) * scale
+        else:
+            energy = f[:, INT["power"]]
+            by_state = f[:, PE_STATE : PE_STATE + len(_STATE_NAMES)]
+        out["energy_kwh"] = energy
+        for i, name in enumerate(_STATE_NAMES):
+            out[f"energy_{name}_kwh"] = by_state[:, i]
+        out["idle_share"] = _div(by_state[:, MachineState.IDLE], energy)
+        per_h = 3600.0 / spec.demand_block_s
+        with np.errstate(invalid="ignore"):
+            out["peak_demand_kw"] = np.where(np.isfinite(m[:, M_BLOCK]), m[:, M_BLOCK] * per_h, np.nan)
+            out["peak_demand_rolling_kw"] = np.where(np.isfinite(m[:, M_ROLL]), m[:, M_ROLL] * per_h, np.nan)
+        if spec.emission_factor is not None:
+            out["co2e_kg"] = f[:, CO2]
+    pbt: _F | None = None
+    apt: _F | None = None
+    if spec.has_states:
+        t = f[:, T_STATE : T_STATE + len(_STATE_NAMES)]
+        for i, name in enumerate(_STATE_NAMES):
+            out[f"time_{name}_s"] = t[:, i]
+        pbt = t[:, sorted(int(s) for s in spec.planned_states)].sum(axis=1)
+        apt = t[:, MachineState.PRODUCING]
+        out["pbt_s"] = pbt
+        out["apt_s"] = apt
+        out["availability"] = _div(apt, pbt)
+    if "power" in roles:
+        out["mean_power_kw"] = _div(f[:, INT["power"]] * 3600.0, f[:, COV["power"]])
+    if "reactive_energy_counter" in roles:
+        kvarh = raw("reactive_energy_counter")
+        out["reactive_energy_kvarh"] = kvarh
+        if energy is not None:
+            out["power_factor"] = _div(energy, np.sqrt(energy * energy + kvarh * kvarh))
+    pq = raw("part_counter") if "part_counter" in roles else None
+    sq = raw("scrap_counter") if "scrap_counter" in roles else None
+    gq = pq - sq if pq is not None and sq is not None else None
+    if pq is not None:
+        out["produced_quantity"] = pq
+        if energy is not None:
+            out["sec_kwh_per_part"] = _div(energy, pq)
+    if sq is not None:
+        out["scrap_quantity"] = sq
+    if gq is not None and pq is not None and sq is not None:
+        out["good_quantity"] = gq
+        out["quality_ratio"] = _div(gq, pq)
+        out["scrap_ratio"] = _div(sq, pq)
+        if energy is not None:
+            out["sec_kwh_per_good_part"] = _div(energy, gq)
+    pru = spec.ideal_cycle_time_s
+    if pru is not None and pq is not None and apt is not None and pbt is not None:
+        out["effectiveness"] = _div(pru * pq, apt)
+        if gq is not None:
+            out["oee"] = _div(pru * gq, pbt)
+    if "material_counter" in roles:
+        cm = raw("material_counter")
+        out["consumed_material"] = cm
+        if gq is not None:
+            out["material_yield"] = _div(gq, cm)
+    if spec.kind == "compressor":
+        if "air_flow" in roles:
+            out["air_volume_m3"] = f[:, INT["air_flow"]] / 60.0
+            if "power" in roles:
+                flow = _div(f[:, INT["air_flow"]], f[:, COV["air_flow"]])
+                out["specific_power_kw_per_m3min"] = _div(out["mean_power_kw"], flow)
+        if spec.has_states:
+            load = f[:, T_STATE + MachineState.PRODUCING]
+            out["load_share"] = _div(load, load + f[:, T_STATE + MachineState.IDLE])
+    if "temperature" in roles:
+        out["mean_temperature"] = _div(f[:, INT["temperature"]], f[:, COV["temperature"]])
+    if "generic" in roles:
+        out["mean_generic"] = _div(f[:, INT["generic"]], f[:, COV["generic"]])
+    for role in sorted(roles - {"state"}):
+        out[f"coverage_{role}"] = f[:, GOOD[role]] / length_s
+    return out

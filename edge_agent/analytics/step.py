@@ -1,0 +1,318 @@
+"""One batch of one asset → everything it contributes, plus the carry for the next batch.
+
+This is the per-sample work of the streaming path, all vectorised: order the rows, decide
+which samples are usable, classify states, turn power into trapezoid spans and counters into
+exact increments. It knows nothing about windows; :mod:`apportion` books what it returns.
+
+Conventions (documented in README.md):
+
+* A sample is usable when its quality is Good or Uncertain (and, for analog roles, the value
+  is finite). Bad/Missing samples are skipped: the next usable sample's interval spans them.
+* An interval between consecutive usable samples longer than ``max_gap_s`` is a gap: power
+  is not integrated across it; a counter's increment is still counted (totals stay exact)
+  but booked at the gap's end, in state UNKNOWN.
+* Everything an interval contributes is attributed to the state at its start.
+* The state is observed at rows with a usable PLC state code (it wins) or usable power; an
+  observation holds for at most ``max_gap_s``, after which the state is UNKNOWN.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Carry", "RoleCarry", "StepResult", "step"]
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.batch import Quality
+
+from .apportion import Points, SpanSet, Target
+from .counters import as_raw_counts, counter_deltas
+from .layout import CO2, COV, GOOD, INT, PE_STATE, RAW, RAW_STATE, ROWS, T_STATE
+from .spec import ANALOG_ROLES, COUNTER_ROLES, ROLES, AssetSpec, EmissionSeries, MachineState
+from .states import LEVEL_STATE, PowerCarry, classify_power
+
+_I64 = npt.NDArray[np.int64]
+_F64 = npt.NDArray[np.float64]
+_UNKNOWN = int(MachineState.UNKNOWN)
+_EMPTY_I = np.zeros(0, np.int64)
+_EMPTY_F = np.zeros(0, np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class RoleCarry:
+    """The last usable sample of a role: where its next interval starts."""
+
+    t: int
+    v: float | int
+    good: bool
+    state: int
+
+
+@dataclass(frozen=True, slots=True)
+class Carry:
+    """Everything one asset's analytics remembers between batches (a few numbers)."""
+
+    first_ns: int | None = None
+    latest_ns: int | None = None
+    roles: Mapping[str, RoleCarry] = field(default_factory=dict)
+    power: PowerCarry | None = None
+    obs_t: int | None = None
+    obs_state: int = _UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one batch contributes; times are ns, amounts per :mod:`layout` columns."""
+
+    carry: Carry
+    spans: list[SpanSet]
+    fpoints: list[Points]
+    upoints: list[Points]
+    lo_ns: int | None  # earliest instant anything is booked at (None: nothing)
+    energy_samples: _I64  # usable instants of the energy signal
+    power_spans: tuple[_I64, _I64, _F64, _F64, npt.NDArray[np.bool_]] | None
+    energy_counts: tuple[_I64, npt.NDArray[np.uint64]] | None
+    duplicates: int = 0
+    late: int = 0
+    invalid_state: int = 0
+    resets: dict[str, int] = field(default_factory=dict)
+    rollovers: dict[str, int] = field(default_factory=dict)
+    gaps: dict[str, int] = field(default_factory=dict)
+
+
+def _validate(
+    spec: AssetSpec,
+    ts: np.ndarray,
+    signals: Mapping[str, np.ndarray],
+    quality: Mapping[str, np.ndarray],
+) -> None:
+    where = f"asset {spec.asset!r}"
+    if not isinstance(ts, np.ndarray) or ts.ndim != 1 or ts.dtype != np.int64:
+        raise ValueError(f"{where}: ts_ns must be a 1-D int64 array of ns since the epoch")
+    n = ts.shape[0]
+    for role, arr in signals.items():
+        if role not in ROLES:
+            raise ValueError(f"{where}: unknown role {role!r}; roles are {ROLES}")
+        if role not in spec.roles:
+            raise ValueError(
+                f"{where}: role {role!r} is not configured; add it to the asset spec's "
+                "signals/counters or stop mapping a tag to it"
+            )
+        if not isinstance(arr, np.ndarray) or arr.shape != (n,):
+            raise ValueError(f"{where}: role {role!r} needs {n} values (one per timestamp)")
+        q = quality.get(role)
+        if q is None:
+            raise ValueError(f"{where}: role {role!r} has values but no quality array")
+        if not isinstance(q, np.ndarray) or q.shape != (n,) or q.dtype != np.uint8:
+            raise ValueError(f"{where}: quality of {role!r} must be a uint8 array of {n} codes")
+
+
+def _state_codes(
+    v: np.ndarray, usable: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """PLC state codes as ints and the mask of usable, valid codes (0..4)."""
+    if np.issubdtype(v.dtype, np.integer):
+        codes = v.astype(np.int64)
+    else:
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(v) & (np.round(v) == v)
+        codes = np.where(ok, v, -1).astype(np.int64)
+    valid = usable & (codes >= 0) & (codes <= int(MachineState.FAULT))
+    return codes, valid
+
+
+def _ef(spec: AssetSpec, t: _I64) -> _F64 | float:
+    ef = spec.emission_factor
+    if isinstance(ef, EmissionSeries):
+        return ef.at(t)
+    return float(ef) if ef is not None else 0.0
+
+
+def step(
+    spec: AssetSpec,
+    carry: Carry,
+    ts: _I64,
+    signals: Mapping[str, np.ndarray],
+    quality: Mapping[str, npt.NDArray[np.uint8]],
+) -> StepResult:
+    """Contributions of one batch (any order, duplicates allowed) and the new carry."""
+    _validate(spec, ts, signals, quality)
+    from .timeline import order_rows
+
+    order = order_rows(ts, carry.latest_ns)
+    idx = order.index
+    t = ts if idx is None else ts[idx]
+    n = t.shape[0]
+    if n == 0:
+        return StepResult(
+            carry, [], [], [], None, _EMPTY_I, None, None, duplicates=order.duplicates, late=order.late
+        )
+    G = spec.max_gap_ns()
+    lo = carry.latest_ns if carry.latest_ns is not None else int(t[0])
+    hi = int(t[-1])
+
+    def col(role: str) -> tuple[np.ndarray, npt.NDArray[np.bool_], npt.NDArray[np.bool_]] | None:
+        if role not in signals:
+            return None
+        v = signals[role] if idx is None else signals[role][idx]
+        q = quality[role] if idx is None else quality[role][idx]
+        usable = q <= Quality.UNCERTAIN
+        if role in ANALOG_ROLES:
+            usable &= np.isfinite(v)
+        return v, usable, q == Quality.GOOD
+
+    # ---- states -------------------------------------------------------------------
+    obs_state = np.full(n, -1, np.int64)
+    power_carry = carry.power
+    invalid_state = 0
+    pw = col("power")
+    if spec.thresholds is not None and pw is not None:
+        pu = np.flatnonzero(pw[1])
+        runs, power_carry = classify_power(t[pu], pw[0][pu], spec.thresholds, carry.power)
+        obs_state[pu] = LEVEL_STATE[runs.dense(pu.size)]
+    st = col("state")
+    if st is not None:
+        codes, valid = _state_codes(st[0], st[1])
+        invalid_state = int(np.count_nonzero(st[1] & ~valid))
+        obs_state[valid] = codes[valid]
+    obs = np.flatnonzero(obs_state >= 0)
+    last = np.where(obs_state >= 0, np.arange(n), -1)
+    np.maximum.accumulate(last, out=last)
+    have = last >= 0
+    last_t = np.where(have, t[np.maximum(last, 0)], carry.obs_t if carry.obs_t is not None else 0)
+    last_s = np.where(have, obs_state[np.maximum(last, 0)], carry.obs_state)
+    known = have | (carry.obs_t is not None)
+    s_row = np.where(known & (t - last_t <= G), last_s, _UNKNOWN)
+
+    # time in state over [lo, hi]
+    o_t = t[obs]
+    o_s = obs_state[obs]
+    lead: list[tuple[int, int]] = []
+    if carry.obs_t is not None:
+        o_t = np.concatenate(([carry.obs_t], o_t))
+        o_s = np.concatenate(([carry.obs_state], o_s))
+    else:
+        lead = [(lo, int(o_t[0]) if o_t.size else hi)]
+    nxt = np.append(o_t[1:], hi)
+    held = np.minimum(nxt, o_t + G)
+    seg_a = np.concatenate((o_t, held, [a for a, _ in lead]))
+    seg_b = np.concatenate((held, nxt, [b for _, b in lead]))
+    seg_s = np.concatenate((o_s, np.full(o_t.size + len(lead), _UNKNOWN)))
+    seg_a = np.maximum(seg_a, lo)
+    seg_b = np.minimum(seg_b, hi)
+    keep = seg_b > seg_a
+    spans: list[SpanSet] = [
+        SpanSet(
+            seg_a[keep].astype(np.int64),
+            seg_b[keep].astype(np.int64),
+            (Target(T_STATE + seg_s[keep].astype(np.intp)),),
+        )
+    ]
+    fpoints: list[Points] = [Points(t, ROWS, 1.0)]
+    upoints: list[Points] = []
+    new_roles = dict(carry.roles)
+    resets: dict[str, int] = {}
+    rollovers: dict[str, int] = {}
+    gaps: dict[str, int] = {}
+    e_role = spec.energy_role
+    energy_samples = _EMPTY_I
+    power_spans = None
+    energy_counts = None
+
+    # ---- per-role intervals -------------------------------------------------------
+    for role in sorted(spec.roles - {"state"}):
+        c = col(role)
+        prev = carry.roles.get(role)
+        if c is None:
+            continue
+        v, usable, good = c
+        u = np.flatnonzero(usable)
+        if u.size == 0:
+            continue
+        tu = t[u]
+        gu = good[u]
+        su = s_row[u]
+        if role in COUNTER_ROLES:
+            cs = spec.counters[role]
+            vu = as_raw_counts(v[u], cs.maximum, f"asset {spec.asset!r} role {role!r}")
+            new_roles[role] = RoleCarry(int(tu[-1]), int(vu[-1]), bool(gu[-1]), int(su[-1]))
+            if prev is not None:
+                vu = np.concatenate((np.array([prev.v], np.uint64), vu))
+        else:
+            vu = v[u].astype(np.float64)
+            new_roles[role] = RoleCarry(int(tu[-1]), float(vu[-1]), bool(gu[-1]), int(su[-1]))
+            if prev is not None:
+                vu = np.concatenate(([float(prev.v)], vu))
+        if prev is not None:
+            tu = np.concatenate(([prev.t], tu))
+            gu = np.concatenate(([prev.good], gu))
+            su = np.concatenate(([prev.state], su))
+        if role == e_role:
+            energy_samples = t[u]
+        if tu.size < 2:
+            continue
+        t0, t1 = tu[:-1], tu[1:]
+        short = (t1 - t0) <= G
+        gaps[role] = int(short.size - np.count_nonzero(short))
+        g01 = (gu[:-1] & gu[1:])[short].astype(np.float64)
+        spans.append(SpanSet(t0[short], t1[short], (Target(COV[role]), Target(GOOD[role], g01))))
+        if role in COUNTER_ROLES:
+            cs = spec.counters[role]
+            cd = counter_deltas(
+                vu, tu, maximum=cs.maximum, scale=cs.scale, max_rate_per_s=spec.max_rate(role)
+            )
+            resets[role] = int(np.count_nonzero(cd.reset))
+            rollovers[role] = int(np.count_nonzero(cd.rollover))
+            tb = np.where(short, t0, t1)
+            upoints.append(Points(tb, RAW[role], cd.delta))
+            if role == "energy_counter":
+                sb = np.where(short, su[:-1], _UNKNOWN).astype(np.intp)
+                upoints.append(Points(tb, RAW_STATE + sb, cd.delta))
+                if role == e_role and spec.emission_factor is not None:
+                    kwh = cd.delta.astype(np.float64) * cs.scale
+                    fpoints.append(Points(tb, CO2, kwh * _ef(spec, tb)))
+                energy_counts = (tb, cd.delta)
+        else:
+            v0, v1 = vu[:-1], vu[1:]
+            if role == "power":
+                kwh = 1.0 / 3600.0
+                s0 = su[:-1][short].astype(np.intp)
+                targets = [Target(INT[role], kwh), Target(PE_STATE + s0, kwh)]
+                if role == e_role and spec.emission_factor is not None:
+                    targets.append(Target(CO2, np.asarray(_ef(spec, t0[short])) * kwh))
+                if role == e_role:
+                    power_spans = (t0, t1, v0, v1, short)
+            else:
+                targets = [Target(INT[role])]
+            spans.append(SpanSet(t0[short], t1[short], tuple(targets), v0[short], v1[short]))
+
+    lo_book = min(
+        [lo, *(int(s.t0[0]) for s in spans if s.t0.size), *(int(p.t.min()) for p in upoints if p.t.size)]
+    )
+    new_carry = Carry(
+        first_ns=carry.first_ns if carry.first_ns is not None else int(t[0]),
+        latest_ns=hi,
+        roles=new_roles,
+        power=power_carry,
+        obs_t=int(o_t[-1]) if o_t.size else carry.obs_t,
+        obs_state=int(o_s[-1]) if o_s.size else carry.obs_state,
+    )
+    return StepResult(
+        new_carry,
+        spans,
+        fpoints,
+        upoints,
+        lo_book,
+        energy_samples,
+        power_spans,
+        energy_counts,
+        duplicates=order.duplicates,
+        late=order.late,
+        invalid_state=invalid_state,
+        resets=resets,
+        rollovers=rollovers,
+        gaps=gaps,
+    )

@@ -1,0 +1,316 @@
+"""Streaming analytics of one asset: batches in, KPIs of closed windows out.
+
+The per-asset state is small — the carry of :mod:`step`, one demand block of history, the
+sums of the windows still open — so KPIs computed batch by batch equal KPIs computed over
+the whole series at once, for any split. A window closes as soon as nothing that arrives
+later can change it: the stream has reached its end and every signal has either reported
+past its end or fallen silent for longer than the max gap.
+"""
+
+from __future__ import annotations
+
+__all__ = ["StreamingAnalytics"]
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from .apportion import accumulate
+from .demand import Candidates, DemandTracker
+from .kpis import compute_kpis
+from .layout import COV, GOOD, M_BLOCK, M_ROLL, NF, NU, PE_STATE, RAW, RAW_STATE, ROWS, empty_acc
+from .results import Totals, WindowKpis
+from .spec import AssetSpec, MachineState
+from .step import Carry, StepResult, step
+from .windows import RollingWindow, WindowSpec, bounds
+
+_F = npt.NDArray[np.float64]
+_U = npt.NDArray[np.uint64]
+_I = npt.NDArray[np.int64]
+_NS = 1_000_000_000
+
+
+@dataclass
+class _Sums:
+    """Sums of consecutive windows ``[start[i], end[i])``."""
+
+    start: _I
+    end: _I
+    f: _F
+    u: _U
+    m: _F
+
+    @classmethod
+    def empty(cls) -> _Sums:
+        f, u, m = empty_acc(0)
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), f, u, m)
+
+    def take(self, sel: slice | npt.NDArray[np.bool_]) -> _Sums:
+        return _Sums(self.start[sel], self.end[sel], self.f[sel], self.u[sel], self.m[sel])
+
+
+@dataclass
+class _Rolling:
+    """Closed step buckets and fixed-block energies still inside the rolling length."""
+
+    buckets: deque[_Sums] = field(default_factory=deque)
+    blocks: deque[tuple[int, float]] = field(default_factory=deque)
+
+
+def _emittable(f: _F) -> npt.NDArray[np.bool_]:
+    """A window is reported if a row fell in it or any signal covered part of it."""
+    cov = f[:, min(COV.values()) : max(COV.values()) + 1]
+    return (f[:, ROWS] > 0) | (cov > 0).any(axis=1)
+
+
+class StreamingAnalytics:
+    """Efficiency KPIs of one asset, fed batch by batch.
+
+    >>> sa = StreamingAnalytics(spec)
+    >>> closed = sa.update(ts_ns, {"power": kw}, {"power": q})   # KPIs of windows closed
+    >>> sa.totals.energy_kwh                                      # running totals
+    >>> tail = sa.flush()                                         # open windows, as they stand
+
+    ``update`` accepts rows in any order; rows older than the newest row already seen are
+    dropped and counted (``totals.late``), repeated timestamps keep the first row.
+    ``flush`` does not discard anything: if data for an open window arrives afterwards, the
+    window is reported again, complete, when it closes (same start, so stores overwrite).
+    """
+
+    def __init__(self, spec: AssetSpec) -> None:
+        self.spec = spec
+        self._carry = Carry()
+        self._open: dict[str, _Sums] = {w.name: _Sums.empty() for w in spec.windows}
+        self._rolling: dict[str, _Rolling] = {
+            w.name: _Rolling() for w in spec.windows if isinstance(w, RollingWindow)
+        }
+        role = spec.energy_role
+        scale = spec.counters[role].scale if role in spec.counters else None
+        self._block_ns = spec.demand_block_s * _NS
+        self._demand = DemandTracker(self._block_ns, scale) if role is not None else None
+        self._tf = np.zeros(NF)
+        self._tu = [0] * NU
+        self._counts: dict[str, dict[str, int]] = {"resets": {}, "rollovers": {}, "gaps": {}}
+        self._dup = self._late = self._invalid = 0
+        cov_role = role or ("power" if "power" in spec.roles else None)
+        if cov_role is None:
+            cov_role = sorted(spec.roles - {"state"})[0] if spec.roles - {"state"} else None
+        self._cov_col = GOOD[cov_role] if cov_role is not None else None
+
+    # ---- public -------------------------------------------------------------------
+    def update(
+        self,
+        ts_ns: npt.NDArray[np.int64],
+        signals: Mapping[str, np.ndarray],
+        quality: Mapping[str, npt.NDArray[np.uint8]],
+    ) -> list[WindowKpis]:
+        """Feed one batch; return the KPIs of every window it closed, oldest first."""
+        res = step(self.spec, self._carry, ts_ns, signals, quality)
+        self._count(res)
+        self._carry = res.carry
+        if res.lo_ns is None:
+            return []
+        latest = res.carry.latest_ns
+        assert latest is not None
+        cands = self._advance_demand(res)
+        self._add_totals(res, latest)
+        limit = min([latest, *(self._determined(r) for r in self.spec.roles - {"state"})])
+        out: list[WindowKpis] = []
+        for w in self.spec.windows:
+            out.extend(self._advance_window(w, res, cands, limit, latest))
+        return out
+
+    def flush(self) -> list[WindowKpis]:
+        """KPIs of the windows still open, as they stand (partial windows have low coverage)."""
+        out: list[WindowKpis] = []
+        for w in self.spec.windows:
+            op = self._open[w.name]
+            if isinstance(w, RollingWindow):
+                roll = self._rolling[w.name]
+                for i in range(op.start.size):
+                    out.extend(self._emit_rolling(w, roll, op.take(slice(0, i + 1))))
+            else:
+                out.extend(self._emit(w.name, op))
+        return out
+
+    @property
+    def totals(self) -> Totals:
+        """Running totals since start (energy, parts, current state, event counts)."""
+        spec = self.spec
+        tf = self._tf
+        names = [s.name.lower() for s in MachineState]
+
+        def qty(role: str) -> float:
+            return self._tu[RAW[role]] * spec.counters[role].scale if role in spec.counters else np.nan
+
+        role = spec.energy_role
+        if role == "energy_counter":
+            scale = spec.counters[role].scale
+            energy = self._tu[RAW[role]] * scale
+            by_state = {n: self._tu[RAW_STATE + i] * scale for i, n in enumerate(names)}
+        elif role == "power":
+            from .layout import INT
+
+            energy = float(tf[INT["power"]])
+            by_state = {n: float(tf[PE_STATE + i]) for i, n in enumerate(names)}
+        else:
+            energy, by_state = np.nan, {}
+        pq, sq = qty("part_counter"), qty("scrap_counter")
+        gq = pq - sq
+        c = self._carry
+        state = MachineState.UNKNOWN
+        if c.obs_t is not None and c.latest_ns is not None and c.latest_ns - c.obs_t <= spec.max_gap_ns():
+            state = MachineState(c.obs_state)
+        pw = c.roles.get("power")
+        return Totals(
+            energy_kwh=float(energy),
+            energy_by_state_kwh=by_state,
+            reactive_energy_kvarh=qty("reactive_energy_counter"),
+            produced_quantity=pq,
+            good_quantity=gq,
+            scrap_quantity=sq,
+            consumed_material=qty("material_counter"),
+            kwh_per_good_part=float(energy / gq) if gq and np.isfinite(gq) else np.nan,
+            state=state,
+            last_power_kw=float(pw.v) if pw is not None else np.nan,
+            last_ts_ns=c.latest_ns,
+            raw_counts={r: self._tu[RAW[r]] for r in spec.counters},
+            resets=dict(self._counts["resets"]),
+            rollovers=dict(self._counts["rollovers"]),
+            gaps=dict(self._counts["gaps"]),
+            duplicates=self._dup,
+            late=self._late,
+            invalid_state_codes=self._invalid,
+        )
+
+    # ---- internals ----------------------------------------------------------------
+    def _count(self, res: StepResult) -> None:
+        self._dup += res.duplicates
+        self._late += res.late
+        self._invalid += res.invalid_state
+        for key, d in (("resets", res.resets), ("rollovers", res.rollovers), ("gaps", res.gaps)):
+            acc = self._counts[key]
+            for role, k in d.items():
+                acc[role] = acc.get(role, 0) + k
+
+    def _determined(self, role: str) -> int:
+        """Up to when a role's contributions can no longer change."""
+        latest = self._carry.latest_ns
+        assert latest is not None
+        rc = self._carry.roles.get(role)
+        if rc is None or latest - rc.t > self.spec.max_gap_ns():
+            return latest
+        return rc.t
+
+    def _advance_demand(self, res: StepResult) -> Candidates | None:
+        d = self._demand
+        role = self.spec.energy_role
+        if d is None or role is None:
+            return None
+        d.add_samples(res.energy_samples)
+        if res.power_spans is not None:
+            d.add_power(*res.power_spans)
+        if res.energy_counts is not None:
+            d.add_counts(*res.energy_counts)
+        return d.advance(self._determined(role) if role in self._carry.roles else None)
+
+    def _add_totals(self, res: StepResult, latest: int) -> None:
+        assert res.lo_ns is not None
+        b = np.array([res.lo_ns, latest + 1], np.int64)
+        f, u, _ = accumulate(b, res.spans, res.fpoints, res.upoints)
+        self._tf += f[0]
+        for i in range(NU):
+            self._tu[i] += int(u[0, i])
+
+    def _advance_window(
+        self, w: WindowSpec, res: StepResult, cands: Candidates | None, limit: int, latest: int
+    ) -> list[WindowKpis]:
+        assert res.lo_ns is not None
+        op = self._open[w.name]
+        lo = res.lo_ns
+        if op.start.size:
+            lo = min(lo, int(op.start[0]))
+        if cands is not None and cands.e.size:
+            lo = min(lo, int(cands.e[0]) - self._block_ns)
+        b = bounds(w, lo, latest)
+        f, u, m = accumulate(b, res.spans, res.fpoints, res.upoints)
+        if cands is not None and cands.e.size:
+            i = np.searchsorted(b, cands.e, side="left") - 1
+            np.maximum.at(m[:, M_ROLL], i, cands.kwh)
+            if isinstance(w, RollingWindow):
+                roll = self._rolling[w.name]
+                roll.blocks.extend(
+                    zip(cands.e[cands.block].tolist(), cands.kwh[cands.block].tolist(), strict=True)
+                )
+            else:
+                bi = np.searchsorted(b, cands.e - self._block_ns, side="right") - 1
+                sel = cands.block & (bi == i)
+                np.maximum.at(m[:, M_BLOCK], i[sel], cands.kwh[sel])
+        if op.start.size:
+            pos = np.searchsorted(b, op.start)
+            f[pos] += op.f
+            u[pos] += op.u
+            m[pos] = np.maximum(m[pos], op.m)
+        allw = _Sums(b[:-1], b[1:], f, u, m)
+        k = int(np.searchsorted(allw.end, limit, side="right"))
+        self._open[w.name] = allw.take(slice(k, None))
+        closed = allw.take(slice(0, k))
+        if not isinstance(w, RollingWindow):
+            return self._emit(w.name, closed)
+        roll = self._rolling[w.name]
+        out: list[WindowKpis] = []
+        for j in range(closed.start.size):
+            roll.buckets.append(closed.take(slice(j, j + 1)))
+            out.extend(self._emit_rolling(w, roll, _Sums.empty()))
+            end = int(closed.end[j])
+            horizon = end + w.step_s * _NS - w.length_s * _NS  # next window's start
+            while roll.buckets and int(roll.buckets[0].start[0]) < horizon:
+                roll.buckets.popleft()
+            while roll.blocks and roll.blocks[0][0] - self._block_ns < horizon:
+                roll.blocks.popleft()
+        return out
+
+    def _emit_rolling(self, w: RollingWindow, roll: _Rolling, extra: _Sums) -> list[WindowKpis]:
+        """The rolling window ending at the last bucket (closed buckets, then ``extra``)."""
+        parts = [*roll.buckets, extra] if extra.start.size else list(roll.buckets)
+        if not parts:
+            return []
+        end = int(parts[-1].end[-1])
+        start = end - w.length_s * _NS
+        f, u, m = empty_acc(1)
+        for p in parts:
+            sel = p.start >= start
+            f[0] += p.f[sel].sum(axis=0)
+            u[0] += p.u[sel].sum(axis=0, dtype=np.uint64)
+            if sel.any():
+                m[0, M_ROLL] = max(m[0, M_ROLL], float(p.m[sel, M_ROLL].max()))
+        blocks = [v for e, v in roll.blocks if e - self._block_ns >= start and e <= end]
+        if blocks:
+            m[0, M_BLOCK] = max(blocks)
+        one = _Sums(np.array([start]), np.array([end]), f, u, m)
+        return self._emit(w.name, one)
+
+    def _emit(self, name: str, s: _Sums) -> list[WindowKpis]:
+        sel = _emittable(s.f)
+        if not sel.any():
+            return []
+        s = s.take(sel)
+        length = (s.end - s.start) / 1e9
+        k = compute_kpis(self.spec, s.f, s.u, s.m, length)
+        cov = s.f[:, self._cov_col] / length if self._cov_col is not None else np.zeros(length.size)
+        keys = list(k)
+        cols = [k[n].tolist() for n in keys]
+        return [
+            WindowKpis(
+                asset=self.spec.asset,
+                window=name,
+                start_ns=int(s.start[i]),
+                end_ns=int(s.end[i]),
+                kpis=dict(zip(keys, (c[i] for c in cols), strict=True)),
+                coverage=float(cov[i]),
+            )
+            for i in range(s.start.size)
+        ]
