@@ -190,10 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        err_console.print(f"[red]config error[/red] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[red]config error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_CONFIG
     except EdgeAgentError as exc:
-        err_console.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_FAIL
     except KeyboardInterrupt:
         return 130

@@ -106,13 +106,23 @@ def _problems(exc: ValidationError, data: Any, lines: dict[PathKey, int]) -> lis
     out = []
     for err in exc.errors(include_url=False):
         path = _locate(data, tuple(err["loc"]))
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path = (*path, "driver")
         line = lines.get(path)
         probe = path
         while line is None and probe:
             probe = probe[:-1]
             line = lines.get(probe)
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            msg = (
+                f"unknown driver {ctx.get('tag')!r}; installed drivers are {ctx.get('expected_tags')} "
+                "(see 'edge-agent drivers', or install the plugin that provides it)"
+            )
+        elif err["type"] == "union_tag_not_found":
+            msg = "required key 'driver' is missing; name the driver, e.g. driver: modbus"
+        elif err["type"] == "extra_forbidden":
             msg = f"unknown key {path[-1]!r}; remove it or check its spelling"
         elif err["type"] == "missing":
             msg = f"required key {path[-1]!r} is missing"
@@ -122,6 +132,10 @@ def _problems(exc: ValidationError, data: Any, lines: dict[PathKey, int]) -> lis
                 msg = f"{msg} (got {shown!r})"
         out.append(ConfigProblem(_dotted(path), line, msg))
     return out
+
+
+def _by_line(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    return sorted(problems, key=lambda p: p.line if p.line is not None else 0)
 
 
 def parse_config(text: str, *, file: str = "<config>") -> AgentConfig:
@@ -138,9 +152,9 @@ def parse_config(text: str, *, file: str = "<config>") -> AgentConfig:
         config = model.model_validate(data)
     except ValidationError as exc:
         problems.extend(_problems(exc, data, lines))
-        raise ConfigError(file, problems) from None
+        raise ConfigError(file, _by_line(problems)) from None
     if problems:
-        raise ConfigError(file, problems)
+        raise ConfigError(file, _by_line(problems))
     return config
 
 
