@@ -48,6 +48,7 @@ class Faults:
     max_count: int | None = None  # refuse larger reads with 0x03, like picky devices
     reads: int = 0  # requests served
     counter_address: int | None = None  # holding register incremented on every read covering it
+    counter_value: int = 0  # survives a server restart, like a device's own counter
 
 
 class PlantServer:
@@ -100,7 +101,7 @@ class PlantServer:
             and address <= f.counter_address < address + count
         ):
             i = f.counter_address - start_address
-            registers[i] = (registers[i] + 1) & 0xFFFF
+            registers[i] = f.counter_value = (max(registers[i], f.counter_value) + 1) & 0xFFFF
         return None
 
     async def start(self) -> PlantServer:
@@ -113,6 +114,12 @@ class PlantServer:
             await self.server.shutdown()
             self.server = None
             await asyncio.sleep(0)
+
+    async def restart(self, down_s: float) -> None:
+        """Stop, stay down, start again on the same port (connections die, registers persist)."""
+        await self.stop()
+        await asyncio.sleep(down_s)
+        await self.start()
 
 
 @contextlib.asynccontextmanager
