@@ -56,9 +56,9 @@ def _candidate_sets(shape: Shape, grid_h: FloatArray, grid_c: FloatArray) -> Int
     """Column indices into [hdd columns | cdd columns] for every candidate of ``shape``."""
     kh, kc = grid_h.shape[0], grid_c.shape[0]
     if shape is Shape.HEATING_3P:
-        return np.arange(kh, dtype=np.int64)[:, None]
+        return np.asarray(np.arange(kh, dtype=np.int64)[:, None])
     if shape is Shape.COOLING_3P:
-        return (kh + np.arange(kc, dtype=np.int64))[:, None]
+        return np.asarray((kh + np.arange(kc, dtype=np.int64))[:, None])
     if shape is Shape.FOUR_P:  # both columns share one change point (grids are equal)
         k = np.arange(kh, dtype=np.int64)
         return np.stack([k, kh + k], axis=1)
@@ -95,7 +95,7 @@ def _search(
     if not ok.any():
         return np.full(sets.shape[1], -1, dtype=np.int64)
     reduction[~ok] = -np.inf
-    return sets[int(np.argmax(reduction))]
+    return np.asarray(sets[int(np.argmax(reduction))], dtype=np.int64)
 
 
 def _fine_grid(grid: FloatArray, k: int, n: int) -> FloatArray:

@@ -65,7 +65,9 @@ class FittedModel:
     def coefficients(self) -> tuple[Coefficient, ...]:
         """Everything estimated; time-of-week bins are listed as ``constant[how=Mon 00h]``."""
         if not self.spec.time_of_week:
-            head = (Coefficient("intercept", float(self.constants[0]), float(self.constants_se[0]), "kWh"),)
+            head: tuple[Coefficient, ...] = (
+                Coefficient("intercept", float(self.constants[0]), float(self.constants_se[0]), "kWh"),
+            )
         else:
             head = tuple(
                 Coefficient(f"constant[{_how(int(lab))}]", float(c), float(s), "kWh")
@@ -91,14 +93,10 @@ class FittedModel:
 
     def contributions(self, frame: Frame) -> dict[Role, FloatArray]:
         """Each variable's share of the modelled energy (for partial-fit plots)."""
-        cols = self.design(frame)
         out: dict[Role, FloatArray] = {}
-        for k, role in enumerate(self.spec.dense):
-            out[role] = cols[:, k] * self.slopes[k].value
-        q = len(self.spec.dense)
-        if cols.shape[1] > q:
-            beta_t = np.array([c.value for c in self.slopes[q:]])
-            out[Role.TEMPERATURE] = cols[:, q:] @ beta_t
+        bps = tuple(b.value for b in self.balance_points)
+        for term, coef in zip(_terms(self.spec, frame, bps), self.slopes, strict=True):
+            out[term.role] = out.get(term.role, np.zeros(len(frame))) + coef.value * term.values
         return out
 
 
@@ -117,38 +115,57 @@ def _require(frame: Frame, spec: ModelSpec) -> None:
         raise Unfittable("no outdoor temperature samples")
 
 
-def _temperature_columns(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> list[FloatArray]:
-    shape, basis = spec.shape, frame.degree_days
+@dataclass(frozen=True, slots=True)
+class _Term:
+    """One linear column of a model, and the variable it belongs to (for plots)."""
+
+    name: str
+    unit: str
+    role: Role
+    values: FloatArray
+
+
+def _temperature_terms(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> list[_Term]:
+    shape, basis, t = spec.shape, frame.degree_days, Role.TEMPERATURE
     if shape is Shape.NONE:
         return []
     if shape is Shape.TWO_P:
-        return [frame.variables[Role.TEMPERATURE]]
+        return [_Term("temperature slope", "kWh/°C", t, frame.variables[t])]
     assert basis is not None
+    h = "heating slope", "kWh/°C·d"
+    c = "cooling slope", "kWh/°C·d"
     if shape is Shape.HEATING_3P:
-        return [basis.hdd(np.array(bps))[:, 0]]
+        return [_Term(*h, t, basis.hdd(np.array(bps))[:, 0])]
     if shape is Shape.COOLING_3P:
-        return [basis.cdd(np.array(bps))[:, 0]]
+        return [_Term(*c, t, basis.cdd(np.array(bps))[:, 0])]
     if shape is Shape.FOUR_P:
-        return [basis.hdd(np.array(bps))[:, 0], basis.cdd(np.array(bps))[:, 0]]
-    return [basis.hdd(np.array(bps[:1]))[:, 0], basis.cdd(np.array(bps[1:]))[:, 0]]
+        return [
+            _Term("slope below change point", "kWh/°C·d", t, basis.hdd(np.array(bps))[:, 0]),
+            _Term("slope above change point", "kWh/°C·d", t, basis.cdd(np.array(bps))[:, 0]),
+        ]
+    return [
+        _Term(*h, t, basis.hdd(np.array(bps[:1]))[:, 0]),
+        _Term(*c, t, basis.cdd(np.array(bps[1:]))[:, 0]),
+    ]
+
+
+def _terms(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> list[_Term]:
+    """Linear columns in a fixed order: linear variables, on/off constant, temperature terms."""
+    terms = [_Term(f"{r.label} slope", _SLOPE_UNITS[r], r, frame.variables[r]) for r in spec.dense]
+    if spec.on_off is not None:
+        on = (frame.variables[spec.on_off] > 0).astype(np.float64)
+        terms.append(_Term(f"extra constant while {spec.on_off.label} > 0", "kWh", spec.on_off, on))
+    return terms + _temperature_terms(spec, frame, bps)
+
+
+def _stack(terms: list[_Term], n: int) -> FloatArray:
+    if not terms:
+        return np.zeros((n, 0))
+    return np.column_stack([t.values for t in terms]).astype(np.float64)
 
 
 def _design(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> FloatArray:
-    cols = [frame.variables[r] for r in spec.dense] + _temperature_columns(spec, frame, bps)
-    if not cols:
-        return np.zeros((len(frame), 0))
-    return np.column_stack(cols).astype(np.float64)
-
-
-def _temperature_slope_names(shape: Shape) -> list[tuple[str, str]]:
-    return {
-        Shape.NONE: [],
-        Shape.TWO_P: [("temperature slope", "kWh/°C")],
-        Shape.HEATING_3P: [("heating slope", "kWh/°C·d")],
-        Shape.COOLING_3P: [("cooling slope", "kWh/°C·d")],
-        Shape.FOUR_P: [("slope below change point", "kWh/°C·d"), ("slope above change point", "kWh/°C·d")],
-        Shape.FIVE_P: [("heating slope", "kWh/°C·d"), ("cooling slope", "kWh/°C·d")],
-    }[shape]
+    return _stack(_terms(spec, frame, bps), len(frame))
 
 
 def _balance_point_names(shape: Shape) -> list[str]:
@@ -191,18 +208,20 @@ def fit_model(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None = None
     if spec.shape.change_point:
         try:
             bank = bank if bank is not None else ChangePointBank.for_frame(frame)
-            xt = absorber.demean(_design(ModelSpec(spec.dense), frame, ()))
+            xt = absorber.demean(_design(ModelSpec(spec.dense, on_off=spec.on_off), frame, ()))
             bps = find_balance_points(spec.shape, frame, absorber, yt, xt, bank)
         except NoChangePoint as exc:
             raise Unfittable(str(exc)) from None
-    lin = _design(spec, frame, bps)
+    terms = _terms(spec, frame, bps)
+    lin = _stack(terms, n)
     lt = absorber.demean(lin)
     q = lin.shape[1]
     p = absorber.n_groups + q + len(bps)
     if n - p < 1:
         raise Unfittable(f"{n} buckets are too few for {p} parameters")
     if q:
-        beta, _, rank, _ = np.linalg.lstsq(lt, yt, rcond=None)
+        sol, _, rank, _ = np.linalg.lstsq(lt, yt, rcond=None)
+        beta = np.asarray(sol, dtype=np.float64)
         if rank < q:
             raise Unfittable("the variables are collinear (one is a multiple of another) or constant")
     else:
@@ -212,8 +231,9 @@ def fit_model(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None = None
     fitted = constants[absorber.index] + lin @ beta
     residuals = y - fitted
     sigma2 = float(residuals @ residuals) / (n - p)
+    n_temperature = sum(1 for t in terms if t.role is Role.TEMPERATURE)
     jac = (
-        np.column_stack([lin, *_derivative_columns(spec, frame, bps, beta[len(spec.dense) :])])
+        np.column_stack([lin, *_derivative_columns(spec, frame, bps, beta[q - n_temperature :])])
         if (q or bps)
         else np.zeros((n, 0))
     )
@@ -222,8 +242,7 @@ def fit_model(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None = None
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
     mg = absorber.means(jac)
     const_var = sigma2 / absorber.counts + np.einsum("gi,ij,gj->g", mg, cov, mg)
-    names = [(f"{r.label} slope", _SLOPE_UNITS[r]) for r in spec.dense] + _temperature_slope_names(spec.shape)
-    slopes = tuple(Coefficient(nm, float(beta[k]), float(se[k]), unit) for k, (nm, unit) in enumerate(names))
+    slopes = tuple(Coefficient(t.name, float(beta[k]), float(se[k]), t.unit) for k, t in enumerate(terms))
     bp_coefs = tuple(
         Coefficient(nm, bps[k], float(se[q + k]), "°C")
         for k, nm in enumerate(_balance_point_names(spec.shape))

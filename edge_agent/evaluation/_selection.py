@@ -75,9 +75,21 @@ def candidate_specs(frame: Frame) -> list[ModelSpec]:
     """All combinations of the variables present: linear terms × temperature shape × time of week."""
     linear = [r for r in (Role.PRODUCTION, Role.OPERATING_HOURS) if r in frame.variables]
     dense_sets = [tuple(c) for k in range(len(linear) + 1) for c in itertools.combinations(linear, k)]
+    on_offs: list[Role | None] = [None]
+    if linear:  # only when the baseline has both idle and working buckets
+        on = frame.variables[linear[0]] > 0
+        if on.any() and not on.all():
+            on_offs.append(linear[0])
     shapes = list(Shape) if Role.TEMPERATURE in frame.variables else [Shape.NONE]
     tows = [False, True] if frame.hour_of_week is not None else [False]
-    return [ModelSpec(d, s, t) for t in tows for s in shapes for d in dense_sets]
+    return [
+        ModelSpec(d, s, t, o)
+        for t in tows
+        for s in shapes
+        for o in on_offs
+        for d in dense_sets
+        if not (o is not None and not d)  # an on/off step alone is a poor man's production term
+    ]
 
 
 def _screen(model: FittedModel) -> str:
@@ -87,6 +99,8 @@ def _screen(model: FittedModel) -> str:
     for k, role in enumerate(model.spec.dense):
         if model.slopes[k].value <= 0:
             return f"{role.label} slope is negative (physically implausible)"
+    if model.spec.on_off is not None and model.slopes[len(model.spec.dense)].value <= 0:
+        return "energy is lower while operating than while not (physically implausible)"
     if model.n - model.p < MIN_DOF:
         return f"only {model.n - model.p} degrees of freedom left"
     return ""

@@ -36,20 +36,27 @@ class ModelSpec:
     dense: tuple[Role, ...] = ()  # PRODUCTION and/or OPERATING_HOURS, linear
     shape: Shape = Shape.NONE
     time_of_week: bool = False  # 168 hour-of-week constants instead of one intercept
+    #: Extra constant for buckets where this variable is > 0 (a working day, a producing hour):
+    #: the fixed load of being in operation, which a straight line through zero output misses.
+    on_off: Role | None = None
 
     def __post_init__(self) -> None:
-        bad = [r for r in self.dense if r not in (Role.PRODUCTION, Role.OPERATING_HOURS)]
+        allowed = (Role.PRODUCTION, Role.OPERATING_HOURS)
+        bad = [r for r in (*self.dense, self.on_off) if r is not None and r not in allowed]
         if bad:
             raise ValueError(f"linear terms must be production or operating hours, not {bad}")
 
     @property
     def roles(self) -> tuple[Role, ...]:
         """Variables the model needs."""
-        return self.dense + ((Role.TEMPERATURE,) if self.shape is not Shape.NONE else ())
+        extra = () if self.on_off is None or self.on_off in self.dense else (self.on_off,)
+        return self.dense + extra + ((Role.TEMPERATURE,) if self.shape is not Shape.NONE else ())
 
     @property
     def name(self) -> str:
         parts = [r.label for r in self.dense]
+        if self.on_off is not None:
+            parts.append(f"{self.on_off.label} > 0")
         if self.shape is not Shape.NONE:
             parts.append(f"temperature {self.shape.value}")
         if self.time_of_week:

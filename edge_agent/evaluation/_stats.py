@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import stats  # type: ignore[import-untyped]
 
 from edge_agent.evaluation._arrays import BoolArray, FloatArray
 
@@ -52,15 +52,16 @@ class FitStatistics:
 def lag1_autocorrelation(residuals: FloatArray, adjacent: BoolArray | None = None) -> float:
     """Σ e_t e_{t−1} / Σ e_t², using only pairs of buckets that are next to each other in time."""
     e = np.asarray(residuals, dtype=np.float64)
-    if e.shape[0] < 3:
+    n = int(e.shape[0])
+    if n < 3:
         return 0.0
-    pairs = np.ones(e.shape[0] - 1, dtype=np.bool_) if adjacent is None else adjacent[1:]
+    pairs = np.ones(n - 1, dtype=np.bool_) if adjacent is None else adjacent[1:]
     n_pairs = int(pairs.sum())
     denom = float(e @ e)
     if n_pairs == 0 or denom == 0.0:
         return 0.0
     num = float(np.sum((e[1:] * e[:-1])[pairs]))
-    return num / denom * (e.shape[0] - 1) / n_pairs
+    return num / denom * (n - 1) / n_pairs
 
 
 def fit_statistics(
@@ -94,7 +95,8 @@ def t_critical(confidence: float, dof: int) -> float:
     """Two-sided Student-t critical value, e.g. 1.649 for 90 % and 363 degrees of freedom."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), not {confidence}")
-    return float(stats.t.ppf(0.5 + confidence / 2.0, dof))
+    t: float = float(stats.t.ppf(0.5 + confidence / 2.0, dof))
+    return t
 
 
 def effective_n(n: int, rho: float) -> float:

@@ -13,6 +13,7 @@ __all__ = [
     "bucket_edges",
     "hour_of_week",
     "local_midnight_ns",
+    "local_ns",
     "parse_period",
     "parse_timezone",
 ]
@@ -118,9 +119,14 @@ def _utc_offsets_ns(utc_ns: IntArray, tz: tzinfo) -> IntArray:
     return offsets[inverse.reshape(utc_ns.shape)] * _NS_PER_S
 
 
+def local_ns(utc_ns: IntArray, tz: tzinfo) -> IntArray:
+    """Local wall-clock time as ns since 1970-01-01 00:00 local (for labels and plots)."""
+    return np.asarray(utc_ns + _utc_offsets_ns(utc_ns, tz), dtype=np.int64)
+
+
 def hour_of_week(utc_ns: IntArray, tz: tzinfo) -> IntArray:
     """Local hour of the week, 0 = Monday 00:00 (1970-01-01 was a Thursday)."""
-    local_hours = (utc_ns + _utc_offsets_ns(utc_ns, tz)) // _HOUR_NS
+    local_hours = local_ns(utc_ns, tz) // _HOUR_NS
     return ((local_hours + 72) % 168).astype(np.int64)
 
 
