@@ -169,3 +169,30 @@ def test_bad_arguments_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="days must be an integer >= 2"):
         generate_history(1, 0, 60, 1, tmp_path, progress=False)
     assert not (tmp_path / "history.csv").exists()
+
+
+def test_public_api_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import simulators
+
+    for name in simulators.__all__:
+        assert getattr(simulators, name) is not None, name
+    assert int(simulators.MachineState.PRODUCING) == 3
+    code = simulators.main(
+        [
+            "history",
+            "--days",
+            "2",
+            "--retrofit-day",
+            "1",
+            "--interval",
+            "900",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert f"wrote 192 rows to {tmp_path / 'history.csv'}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "truth.json").read_text(encoding="utf-8"))["interval_s"] == 900
+    assert simulators.main(["history", "--days", "2", "--retrofit-day", "2", "--out", str(tmp_path)]) == 2
+    assert "retrofit_day must be" in capsys.readouterr().out
