@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 CASES = Path(__file__).parent
@@ -45,6 +46,7 @@ class Faults:
     delay: float = 0.0  # seconds before answering any request (> device timeout = timeout)
     refuse: dict[tuple[str, int], int] = field(default_factory=dict)  # (table, address) -> exc code
     abort_connection: bool = False  # drop the TCP connection when the next request arrives
+    silent: bool = False  # never answer (a dead unit on a line): the response is dropped
     max_count: int | None = None  # refuse larger reads with 0x03, like picky devices
     reads: int = 0  # requests served
     counter_address: int | None = None  # holding register incremented on every read covering it
@@ -52,14 +54,30 @@ class Faults:
 
 
 class PlantServer:
-    """A pymodbus TCP server (or serial, see ``serve_serial``) with several unit ids and faults."""
+    """A pymodbus server with several unit ids and faults: TCP, RTU over TCP, or a serial port."""
 
-    def __init__(self, units: Mapping[int, Registers], *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        units: Mapping[int, Registers],
+        *,
+        port: int | None = None,
+        framer: FramerType = FramerType.SOCKET,
+        serial_port: str | None = None,
+    ) -> None:
         self.units = dict(units)
         self.faults = {unit: Faults() for unit in units}
         self.port = port or free_port()
+        self.framer = FramerType.RTU if serial_port is not None else framer
+        self.serial_port = serial_port
         self.server: Any = None
         self.requests: list[tuple[float, int, str, int, int]] = []  # (time, unit, table, address, count)
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        if sending and data:
+            unit = data[6] if self.framer == FramerType.SOCKET else data[0]
+            if unit in self.faults and self.faults[unit].silent:
+                return b""
+        return data
 
     def devices(self) -> list[SimDevice]:
         return [
@@ -105,7 +123,17 @@ class PlantServer:
         return None
 
     async def start(self) -> PlantServer:
-        self.server = ModbusTcpServer(self.devices(), address=("127.0.0.1", self.port))
+        if self.serial_port is not None:
+            self.server = ModbusSerialServer(
+                self.devices(), port=self.serial_port, framer=FramerType.RTU, trace_packet=self._trace_packet
+            )
+        else:
+            self.server = ModbusTcpServer(
+                self.devices(),
+                address=("127.0.0.1", self.port),
+                framer=self.framer,
+                trace_packet=self._trace_packet,
+            )
         await self.server.serve_forever(background=True)
         return self
 
