@@ -112,6 +112,7 @@ class AnalyticsConfig(StrictModel):
     max_gap: Seconds = Field(10.0, gt=0, description="never integrate power across a longer gap")
     emission_factor_kg_per_kwh: float = Field(0.4, ge=0)
     shift_start_hours: list[int] = Field(default_factory=lambda: [6, 14, 22])
+    timezone: str = Field("UTC", description="IANA zone for shift and day windows, e.g. Europe/Berlin")
 
 
 class AgentConfig(StrictModel):

@@ -49,10 +49,13 @@ class Router:
             names = [t.name for t in route.tags if t.name in batch.values]
             if not names:
                 continue
-            yield route, SampleBatch(
-                device=batch.device,
-                ts=batch.ts,
-                values={n: batch.values[n] for n in names},
-                quality={n: batch.quality[n] for n in names},
-                status={n: batch.status[n] for n in names if n in batch.status},
+            yield (
+                route,
+                SampleBatch(
+                    device=batch.device,
+                    ts=batch.ts,
+                    values={n: batch.values[n] for n in names},
+                    quality={n: batch.quality[n] for n in names},
+                    status={n: batch.status[n] for n in names if n in batch.status},
+                ),
             )

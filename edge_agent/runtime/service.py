@@ -26,7 +26,14 @@ log = logging.getLogger("edge_agent.agent")
 class BatchSink(Protocol):
     """Where the agent hands its output: the durable delivery layer, or a test collector."""
 
-    async def submit(self, kind: Literal["raw", "kpi"], asset: AssetConfig, batch: SampleBatch) -> None: ...
+    async def submit(
+        self,
+        kind: Literal["raw", "kpi"],
+        asset: AssetConfig,
+        batch: SampleBatch,
+        *,
+        window: str | None = None,
+    ) -> None: ...
 
 
 class Agent:
@@ -46,6 +53,7 @@ class Agent:
         self.sink = sink
         self.router = Router(config)
         self.analytics = AnalyticsStage(config)
+        self._analytics_failed: set[str] = set()
         limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
         self.pollers = [
             DevicePoller(registry[dev.driver](dev), self._on_batch, limiter=limiter)
@@ -55,11 +63,18 @@ class Agent:
 
     async def _on_batch(self, batch: SampleBatch) -> None:
         for route, part in self.router.split(batch):
-            kpis = self.analytics.update(route, part)
+            try:
+                kpis = self.analytics.update(route, part)
+            except Exception:
+                # Raw data still flows: a KPI defect must never cost the plant its measurements.
+                if route.asset.id not in self._analytics_failed:
+                    log.exception("analytics for asset %r failed; raw samples keep flowing", route.asset.id)
+                self._analytics_failed.add(route.asset.id)
+                kpis = []
             if self.sink is not None:
                 await self.sink.submit("raw", route.asset, part)
-                for kpi in kpis:
-                    await self.sink.submit("kpi", route.asset, kpi)
+                for k in kpis:
+                    await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order and close open KPI windows."""
@@ -74,9 +89,9 @@ class Agent:
             await stop.wait()
             for task in tasks:
                 task.cancel()
-        for asset, kpi in self.analytics.flush():
+        for k in self.analytics.flush():
             if self.sink is not None:
-                await self.sink.submit("kpi", asset, kpi)
+                await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
         log.info("agent %r stopped", self.config.agent.name)
 
 

@@ -1,0 +1,142 @@
+"""Bridge between the config/runtime world and the pure analytics core.
+
+Builds one :class:`StreamingAnalytics` per asset from the validated config, feeds it the
+per-asset slices of device batches by semantic role, and turns closed KPI windows into
+SampleBatches (one row per window, quality from the window's Good-data coverage).
+"""
+
+from __future__ import annotations
+
+__all__ = ["AnalyticsStage", "KpiBatch", "asset_spec", "kpi_batch"]
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.analytics import (
+    AssetSpec,
+    CalendarWindow,
+    CounterSpec,
+    FixedWindow,
+    RollingWindow,
+    StateThresholds,
+    StreamingAnalytics,
+    Totals,
+    WindowKpis,
+)
+from edge_agent.analytics.windows import WindowSpec
+from edge_agent.batch import Quality, SampleBatch
+from edge_agent.config import AgentConfig, AnalyticsConfig, AssetConfig, TagConfig
+from edge_agent.runtime.routing import AssetRoute
+
+#: A KPI window at or above this Good-data coverage is published as GOOD, above 0 UNCERTAIN.
+GOOD_COVERAGE = 0.95
+#: Parts, scrap and material counters: a generous plausible rate for rollover checks.
+_COUNT_RATE_PER_S = {"part_counter": 100.0, "scrap_counter": 100.0, "material_counter": 50.0}
+
+
+@dataclass(frozen=True, slots=True)
+class KpiBatch:
+    """KPIs of one asset and one window kind, ready for delivery."""
+
+    asset: AssetConfig
+    window: str
+    batch: SampleBatch
+
+
+def _windows(cfg: AnalyticsConfig) -> tuple[WindowSpec, ...]:
+    live = round(cfg.kpi_interval)
+    fixed = {live: f"{live}s"} | {900: "15min", 3600: "1h"}
+    out: list[WindowSpec] = [FixedWindow(name, length) for length, name in sorted(fixed.items())]
+    out.append(CalendarWindow("shift", tuple(float(h) for h in cfg.shift_start_hours), cfg.timezone))
+    out.append(CalendarWindow("day", (0.0,), cfg.timezone))
+    out.append(RollingWindow("rolling_15min", 900, 60))
+    return tuple(out)
+
+
+def asset_spec(asset: AssetConfig, tags: list[TagConfig], cfg: AnalyticsConfig) -> AssetSpec:
+    """The analytics view of one asset: which roles it has and how its counters behave."""
+    counters: dict[str, CounterSpec] = {}
+    signals: set[str] = set()
+    for tag in tags:
+        if tag.role == "generic":
+            continue
+        if tag.is_counter:
+            counters[tag.role] = CounterSpec(
+                scale=tag.scale,
+                bits=tag.counter_bits,
+                max_value=tag.counter_max,
+                max_rate_per_s=_COUNT_RATE_PER_S.get(tag.role),
+            )
+        else:
+            signals.add(tag.role)
+    th = asset.states
+    return AssetSpec(
+        asset=asset.id,
+        kind=asset.kind,
+        rated_power_kw=asset.rated_power_kw,
+        thresholds=StateThresholds(
+            off_below_kw=th.off_below_kw,
+            idle_below_kw=th.idle_below_kw,
+            hysteresis_kw=th.hysteresis_kw,
+            min_dwell_s=th.min_dwell_s,
+        )
+        if asset.kind != "meter"
+        else None,
+        counters=counters,
+        signals=frozenset(signals),
+        ideal_cycle_time_s=asset.ideal_cycle_time_s,
+        emission_factor=cfg.emission_factor_kg_per_kwh,
+        max_gap_s=cfg.max_gap,
+        windows=_windows(cfg),
+    )
+
+
+def kpi_batch(asset: AssetConfig, w: WindowKpis) -> SampleBatch:
+    """One window as a one-row batch stamped at the window's end; NaN KPIs are MISSING."""
+    q = Quality.GOOD if w.coverage >= GOOD_COVERAGE else Quality.UNCERTAIN if w.coverage > 0 else Quality.BAD
+    values = {name: np.asarray([v], dtype=np.float64) for name, v in w.kpis.items()}
+    values["coverage"] = np.asarray([w.coverage], dtype=np.float64)
+    quality = {
+        name: np.asarray([Quality.MISSING if np.isnan(v[0]) else q], dtype=np.uint8)
+        for name, v in values.items()
+    }
+    return SampleBatch(
+        device=asset.id, ts=np.asarray([w.end_ns], dtype=np.int64), values=values, quality=quality
+    )
+
+
+class AnalyticsStage:
+    """Per-asset streaming KPIs for the whole agent."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        tags_by_asset: dict[str, list[TagConfig]] = {}
+        for dev in config.devices:
+            for tag in dev.tag_configs():
+                tags_by_asset.setdefault(tag.asset, []).append(tag)
+        self._assets = {a.id: a for a in config.assets}
+        self._streams = {
+            a.id: StreamingAnalytics(asset_spec(a, tags_by_asset.get(a.id, []), config.analytics))
+            for a in config.assets
+        }
+
+    def update(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
+        """Feed one asset slice; return KPI batches of the windows it closed."""
+        roles = route.roles()
+        signals = {role: part.values[name] for name, role in roles.items() if name in part.values}
+        if not signals:
+            return []
+        quality = {role: part.quality[name] for name, role in roles.items() if name in part.values}
+        closed = self._streams[route.asset.id].update(part.ts, signals, quality)
+        return [KpiBatch(route.asset, w.window, kpi_batch(route.asset, w)) for w in closed]
+
+    def flush(self) -> Iterator[KpiBatch]:
+        """Open windows as they stand, at shutdown."""
+        for asset_id, stream in self._streams.items():
+            asset = self._assets[asset_id]
+            for w in stream.flush():
+                yield KpiBatch(asset, w.window, kpi_batch(asset, w))
+
+    def totals(self) -> dict[str, Totals]:
+        return {asset_id: s.totals for asset_id, s in self._streams.items()}
