@@ -133,6 +133,7 @@ class AssetSpec:
     thresholds: StateThresholds | None = None
     counters: Mapping[str, CounterSpec] = field(default_factory=_default_counters)
     signals: frozenset[str] = frozenset({"power"})
+    power_mode: Literal["instantaneous", "interval_average"] = "instantaneous"
     ideal_cycle_time_s: float | None = None
     emission_factor: float | EmissionSeries | None = None
     max_gap_s: float = 60.0
@@ -186,6 +187,8 @@ class AssetSpec:
             bad("kind", f"got {self.kind!r}; use 'machine', 'compressor' or 'meter'")
         if not (self.rated_power_kw > 0 and np.isfinite(self.rated_power_kw)):
             bad("rated_power_kw", f"got {self.rated_power_kw}; give the nameplate power in kW (> 0)")
+        if self.power_mode not in ("instantaneous", "interval_average"):
+            bad("power_mode", f"got {self.power_mode!r}; use 'instantaneous' or 'interval_average'")
         if not self.max_gap_s > 0:
             bad("max_gap_s", f"got {self.max_gap_s}; give the longest sample spacing to bridge (> 0 s)")
         if self.demand_block_s <= 0:

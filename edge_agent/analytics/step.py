@@ -198,8 +198,8 @@ def step(
         lead = [(lo, int(o_t[0]) if o_t.size else hi)]
     nxt = np.append(o_t[1:], hi)
     held = np.minimum(nxt, o_t + G)
-    seg_a = np.concatenate((o_t, held, [a for a, _ in lead]))
-    seg_b = np.concatenate((held, nxt, [b for _, b in lead]))
+    seg_a = np.concatenate((o_t, held, np.array([a for a, _ in lead], np.int64)))
+    seg_b = np.concatenate((held, nxt, np.array([b for _, b in lead], np.int64)))
     seg_s = np.concatenate((o_s, np.full(o_t.size + len(lead), _UNKNOWN)))
     seg_a = np.maximum(seg_a, lo)
     seg_b = np.minimum(seg_b, hi)
@@ -276,7 +276,9 @@ def step(
                     fpoints.append(Points(tb, CO2, kwh * _ef(spec, tb)))
                 energy_counts = (tb, cd.delta)
         else:
-            v0, v1 = vu[:-1], vu[1:]
+            v1 = vu[1:]
+            # an interval-average sample describes the interval it closes: constant density
+            v0 = v1 if role == "power" and spec.power_mode == "interval_average" else vu[:-1]
             if role == "power":
                 kwh = 1.0 / 3600.0
                 s0 = su[:-1][short].astype(np.intp)
@@ -290,7 +292,7 @@ def step(
             spans.append(SpanSet(t0[short], t1[short], tuple(targets), v0[short], v1[short]))
 
     lo_book = min(
-        [lo, *(int(s.t0[0]) for s in spans if s.t0.size), *(int(p.t.min()) for p in upoints if p.t.size)]
+        [lo, *(int(s.t0.min()) for s in spans if s.t0.size), *(int(p.t.min()) for p in upoints if p.t.size)]
     )
     new_carry = Carry(
         first_ns=carry.first_ns if carry.first_ns is not None else int(t[0]),

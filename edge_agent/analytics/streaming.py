@@ -84,6 +84,7 @@ class StreamingAnalytics:
         self.spec = spec
         self._carry = Carry()
         self._open: dict[str, _Sums] = {w.name: _Sums.empty() for w in spec.windows}
+        self._closed_until: dict[str, int] = {}  # end of the last closed window, per scheme
         self._rolling: dict[str, _Rolling] = {
             w.name: _Rolling() for w in spec.windows if isinstance(w, RollingWindow)
         }
@@ -234,7 +235,7 @@ class StreamingAnalytics:
         if op.start.size:
             lo = min(lo, int(op.start[0]))
         if cands is not None and cands.e.size:
-            lo = min(lo, int(cands.e[0]) - self._block_ns)
+            lo = min(lo, int(cands.e[0]) - 1)  # the window (start, end] holding e must exist
         b = bounds(w, lo, latest)
         f, u, m = accumulate(b, res.spans, res.fpoints, res.upoints)
         if cands is not None and cands.e.size:
@@ -255,7 +256,13 @@ class StreamingAnalytics:
             u[pos] += op.u
             m[pos] = np.maximum(m[pos], op.m)
         allw = _Sums(b[:-1], b[1:], f, u, m)
+        # windows closed by an earlier batch: nothing may have been booked into them again
+        done = int(np.searchsorted(allw.end, self._closed_until.get(w.name, lo), side="right"))
+        assert not allw.f[:done].any() and not allw.u[:done].any(), "booked into a closed window"
+        allw = allw.take(slice(done, None))
         k = int(np.searchsorted(allw.end, limit, side="right"))
+        if k:
+            self._closed_until[w.name] = int(allw.end[k - 1])
         self._open[w.name] = allw.take(slice(k, None))
         closed = allw.take(slice(0, k))
         if not isinstance(w, RollingWindow):

@@ -1,0 +1,368 @@
+"""Plain-Python reference of every KPI: one loop over the samples, no vectorisation.
+
+It is written to be read against DESIGN.md §2, not to be fast, and it is the test oracle
+for the vectorised paths. It shares only the window boundaries (:func:`windows.bounds`) and
+the final KPI formulas (:func:`kpis.compute_kpis`) with them; everything that turns samples
+into sums — ordering, usability, hysteresis, dwell, trapezoids, counter rollovers, window
+apportioning, demand candidates — is done here again, the obvious way. Hysteresis in
+particular uses the textbook form (one latch per threshold), the vectorised path the zone
+form, so the test also checks that the two agree.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ReferenceResult", "reference"]
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_agent.batch import Quality
+
+from .kpis import compute_kpis
+from .layout import (
+    CO2,
+    COV,
+    GOOD,
+    INT,
+    M_BLOCK,
+    M_ROLL,
+    PE_STATE,
+    RAW,
+    RAW_STATE,
+    ROWS,
+    T_STATE,
+    empty_acc,
+)
+from .results import WindowKpis
+from .spec import ANALOG_ROLES, COUNTER_ROLES, AssetSpec, EmissionSeries, MachineState
+from .windows import RollingWindow, bounds
+
+UNKNOWN = int(MachineState.UNKNOWN)
+NS = 1_000_000_000
+KWH = 1 / 3600  # kW·s → kWh
+LEVEL_STATE = (int(MachineState.OFF), int(MachineState.IDLE), int(MachineState.PRODUCING))
+
+
+@dataclass
+class ReferenceResult:
+    """All windows (as one pass followed by ``flush`` reports them) and the run's totals."""
+
+    windows: list[WindowKpis]
+    raw_counts: dict[str, int] = field(default_factory=dict)
+    resets: dict[str, int] = field(default_factory=dict)
+    rollovers: dict[str, int] = field(default_factory=dict)
+    gaps: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    power_kwh: float = 0.0
+    power_kwh_by_state: list[float] = field(default_factory=lambda: [0.0] * 6)
+    raw_energy_by_state: list[int] = field(default_factory=lambda: [0] * 6)
+    states: list[int] = field(default_factory=list)  # S at each kept row
+
+
+class _Book:
+    """Sums per window for one scheme, booked one item at a time."""
+
+    def __init__(self, b: list[int]) -> None:
+        self.b = b
+        n = len(b) - 1
+        self.f = [[0.0] * ROWS_PLUS for _ in range(n)]
+        self.u = [[0] * U_LEN for _ in range(n)]
+        self.m = [[-np.inf, -np.inf] for _ in range(n)]
+
+    def window_of(self, t: int) -> int:
+        """Index of the window [b_i, b_i+1) holding instant t."""
+        for i in range(len(self.b) - 1):
+            if self.b[i] <= t < self.b[i + 1]:
+                return i
+        raise AssertionError(f"{t} outside windows")
+
+    def span(self, t0: int, t1: int, col: int, amount: object) -> None:
+        """Book ``amount(x0, x1)`` for each window overlap [x0, x1] of [t0, t1]."""
+        for i in range(len(self.b) - 1):
+            x0, x1 = max(t0, self.b[i]), min(t1, self.b[i + 1])
+            if x1 > x0:
+                self.f[i][col] += amount(x0, x1)  # type: ignore[operator]
+
+    def point(self, t: int, col: int, w: float) -> None:
+        self.f[self.window_of(t)][col] += w
+
+    def upoint(self, t: int, col: int, w: int) -> None:
+        self.u[self.window_of(t)][col] += w
+
+
+ROWS_PLUS = ROWS + 1
+U_LEN = RAW_STATE + 6
+
+
+def _usable(q: int, v: float, analog: bool) -> bool:
+    if q > Quality.UNCERTAIN:
+        return False
+    return not (analog and not np.isfinite(v))
+
+
+def reference(
+    spec: AssetSpec,
+    ts: np.ndarray,
+    signals: Mapping[str, np.ndarray],
+    quality: Mapping[str, np.ndarray],
+) -> ReferenceResult:
+    """KPIs of every window of the whole series, computed with plain loops."""
+    G = spec.max_gap_ns()
+    L = spec.demand_block_s * NS
+    res = ReferenceResult(windows=[])
+    # 1. rows in time order; the first row of a timestamp wins
+    order = sorted(range(len(ts)), key=lambda i: int(ts[i]))
+    rows: list[int] = []
+    for i in order:
+        if rows and int(ts[rows[-1]]) == int(ts[i]):
+            res.duplicates += 1
+            continue
+        rows.append(i)
+    if not rows:
+        return res
+    t = [int(ts[i]) for i in rows]
+    val = {r: [signals[r][i].item() for i in rows] for r in signals}
+    qual = {r: [int(quality[r][i]) for i in rows] for r in signals}
+
+    def usable(role: str, k: int) -> bool:
+        return role in val and _usable(qual[role][k], float(val[role][k]), role in ANALOG_ROLES)
+
+    # 2. states: textbook hysteresis latches, debounce, PLC precedence
+    th = spec.thresholds
+    obs: list[tuple[int, int]] = []
+    a1 = a2 = level = run_start = eff = None
+    for k in range(len(t)):
+        s = None
+        if th is not None and "power" in spec.roles and usable("power", k):
+            p = float(val["power"][k])
+            h = th.hysteresis_kw / 2.0
+            if a1 is None:
+                a1, a2 = int(p >= th.off_below_kw), int(p >= th.idle_below_kw)
+            else:
+                a1 = 1 if p >= th.off_below_kw + h else 0 if p < th.off_below_kw - h else a1
+                a2 = 1 if p >= th.idle_below_kw + h else 0 if p < th.idle_below_kw - h else a2
+            new = a1 + a2
+            if new != level:
+                level, run_start = new, t[k]
+            assert run_start is not None
+            if eff is None or t[k] - run_start >= round(th.min_dwell_s * 1e9):
+                eff = level
+            s = LEVEL_STATE[eff]
+        if "state" in spec.roles and usable("state", k):
+            code = float(val["state"][k])
+            if code == int(code) and 0 <= code <= int(MachineState.FAULT):
+                s = int(code)
+        if s is not None:
+            obs.append((t[k], s))
+
+    def state_at(x: int) -> int:
+        last = None
+        for o in obs:
+            if o[0] <= x:
+                last = o
+        if last is None or x - last[0] > G:
+            return UNKNOWN
+        return last[1]
+
+    res.states = [state_at(x) for x in t]
+
+    # 3. everything as (kind, …) bookings, then per window scheme
+    spans: list[tuple[int, int, int, object]] = []  # (t0, t1, column, amount(x0, x1))
+    points: list[tuple[int, int, float]] = []
+    upoints: list[tuple[int, int, int]] = []
+
+    def const(w: float) -> object:
+        return lambda x0, x1: w * (x1 - x0) / NS
+
+    seg_start = t[0]
+    if not obs or obs[0][0] > t[0]:
+        spans.append((t[0], obs[0][0] if obs else t[-1], T_STATE + UNKNOWN, const(1.0)))
+    for j, (o, s) in enumerate(obs):
+        end = obs[j + 1][0] if j + 1 < len(obs) else t[-1]
+        spans.append((max(o, seg_start), min(end, o + G), T_STATE + s, const(1.0)))
+        if end > o + G:
+            spans.append((o + G, end, T_STATE + UNKNOWN, const(1.0)))
+    for x in t:
+        points.append((x, ROWS, 1.0))
+
+    def ef(x: int) -> float:
+        f = spec.emission_factor
+        if isinstance(f, EmissionSeries):
+            i = int(np.searchsorted(f.ts_ns, x, side="right")) - 1
+            return float(f.kg_per_kwh[max(i, 0)])
+        return float(f) if f is not None else 0.0
+
+    e_role = spec.energy_role
+    demand_samples: list[int] = []
+    power_pairs: list[tuple[int, int, float, float]] = []  # short power spans
+    count_points: list[tuple[int, int]] = []
+    for role in sorted(spec.roles - {"state"}):
+        ks = [k for k in range(len(t)) if usable(role, k)]
+        if role == e_role:
+            demand_samples = [t[k] for k in ks]
+        gaps = 0
+        counter = role in COUNTER_ROLES
+        if counter:
+            cs = spec.counters[role]
+            M = cs.maximum
+            total = resets = rolls = 0
+        for a, b in zip(ks, ks[1:], strict=False):
+            t0, t1 = t[a], t[b]
+            short = t1 - t0 <= G
+            gaps += not short
+            if short:
+                g = 1.0 if qual[role][a] == 0 and qual[role][b] == 0 else 0.0
+                spans.append((t0, t1, COV[role], const(1.0)))
+                spans.append((t0, t1, GOOD[role], const(g)))
+            if counter:
+                v0, v1 = int(val[role][a]), int(val[role][b])
+                if v1 >= v0:
+                    d = v1 - v0
+                elif (M + 1 - v0 + v1) * cs.scale <= spec.max_rate(role) * (t1 - t0) / 1e9:
+                    d, rolls = M + 1 - v0 + v1, rolls + 1
+                else:
+                    d, resets = v1, resets + 1
+                total += d
+                at = t0 if short else t1
+                st = state_at(t0) if short else UNKNOWN
+                upoints.append((at, RAW[role], d))
+                if role == "energy_counter":
+                    upoints.append((at, RAW_STATE + st, d))
+                    res.raw_energy_by_state[st] += d
+                    if role == e_role:
+                        count_points.append((at, d))
+                        if spec.emission_factor is not None:
+                            points.append((at, CO2, d * cs.scale * ef(at)))
+            elif short:
+                p0, p1 = float(val[role][a]), float(val[role][b])
+                if role == "power" and spec.power_mode == "interval_average":
+                    p0 = p1  # the average over (t0, t1], reported at t1
+
+                def lin(x0: int, x1: int, t0: int = t0, t1: int = t1, p0: float = p0,
+                        p1: float = p1, w: float = 1.0) -> float:
+                    def v(x: int) -> float:
+                        return p0 + (p1 - p0) * (x - t0) / (t1 - t0)
+
+                    return w * (v(x0) + v(x1)) / 2 * (x1 - x0) / NS
+
+                if role == "power":
+                    st = state_at(t0)
+                    spans.append((t0, t1, INT[role], lambda x0, x1, f=lin: f(x0, x1, w=KWH)))
+                    spans.append((t0, t1, PE_STATE + st, lambda x0, x1, f=lin: f(x0, x1, w=KWH)))
+                    whole = (p0 + p1) / 2 * (t1 - t0) / NS / 3600
+                    res.power_kwh += whole
+                    res.power_kwh_by_state[st] += whole
+                    if role == e_role:
+                        power_pairs.append((t0, t1, p0, p1))
+                        if spec.emission_factor is not None:
+                            c = ef(t0) / 3600
+                            spans.append((t0, t1, CO2, lambda x0, x1, f=lin, c=c: f(x0, x1, w=c)))
+                else:
+                    spans.append((t0, t1, INT[role], lin))
+        res.gaps[role] = gaps
+        if counter:
+            res.raw_counts[role] = total
+            res.resets[role] = resets
+            res.rollovers[role] = rolls
+
+    # 4. demand: cumulative energy and its candidate instants
+    def energy_before(x: int) -> float:
+        if e_role == "power":
+            e = 0.0
+            for t0, t1, p0, p1 in power_pairs:
+                if x > t0:
+                    x1 = min(x, t1)
+                    px = p0 + (p1 - p0) * (x1 - t0) / (t1 - t0)
+                    e += (p0 + px) / 2 * (x1 - t0) / NS / 3600
+            return e
+        scale = spec.counters["energy_counter"].scale
+        return sum(d for at, d in count_points if at < x) * scale
+
+    cands: list[tuple[int, float, bool]] = []
+    if e_role is not None and demand_samples:
+        last = demand_samples[-1]
+        det = last if t[-1] - last <= G else t[-1]
+        first = demand_samples[0]
+        seeds = set(demand_samples) | {s + L for s in demand_samples}
+        seeds |= set(range((first // L) * L, det + 1, L))
+        for e in sorted(seeds):
+            if first + L <= e <= det:
+                cands.append((e, energy_before(e) - energy_before(e - L), e % L == 0))
+
+    # 5. per window scheme
+    for w in spec.windows:
+        b = [int(x) for x in bounds(w, t[0], t[-1])]
+        book = _Book(b)
+        for t0, t1, col, amount in spans:
+            book.span(t0, t1, col, amount)
+        for x, col, wt in points:
+            book.point(x, col, wt)
+        for x, col, d in upoints:
+            book.upoint(x, col, d)
+        nw = len(b) - 1
+        if isinstance(w, RollingWindow):
+            _emit_rolling(spec, w, book, cands, L, res)
+            continue
+        for e, kwh, is_block in cands:
+            for i in range(nw):
+                if b[i] < e <= b[i + 1]:
+                    book.m[i][M_ROLL] = max(book.m[i][M_ROLL], kwh)
+                    if is_block and e - L >= b[i]:
+                        book.m[i][M_BLOCK] = max(book.m[i][M_BLOCK], kwh)
+        for i in range(nw):
+            _emit(spec, w.name, b[i], b[i + 1], book.f[i], book.u[i], book.m[i], res)
+    return res
+
+
+def _emit_rolling(
+    spec: AssetSpec,
+    w: RollingWindow,
+    book: _Book,
+    cands: list[tuple[int, float, bool]],
+    L: int,
+    res: ReferenceResult,
+) -> None:
+    b = book.b
+    for j in range(len(b) - 1):
+        end = b[j + 1]
+        start = end - w.length_s * NS
+        f = [0.0] * ROWS_PLUS
+        u = [0] * U_LEN
+        m = [-np.inf, -np.inf]
+        for i in range(j + 1):
+            if b[i] >= start:
+                f = [a + c for a, c in zip(f, book.f[i], strict=True)]
+                u = [a + c for a, c in zip(u, book.u[i], strict=True)]
+        for e, kwh, is_block in cands:
+            if start < e <= end:
+                m[M_ROLL] = max(m[M_ROLL], kwh)
+            if is_block and e - L >= start and e <= end:
+                m[M_BLOCK] = max(m[M_BLOCK], kwh)
+        _emit(spec, w.name, start, end, f, u, m, res)
+
+
+def _emit(
+    spec: AssetSpec,
+    name: str,
+    start: int,
+    end: int,
+    f: list[float],
+    u: list[int],
+    m: list[float],
+    res: ReferenceResult,
+) -> None:
+    if f[ROWS] == 0 and not any(f[c] > 0 for c in COV.values()):
+        return
+    fa, ua, ma = empty_acc(1)
+    fa[0] = f
+    ua[0] = [x % (1 << 64) for x in u]
+    ma[0] = m
+    length = np.array([(end - start) / NS])
+    k = compute_kpis(spec, fa, ua, ma, length)
+    role = spec.energy_role or ("power" if "power" in spec.roles else None)
+    cov = f[GOOD[role]] / length[0] if role is not None else 0.0
+    res.windows.append(
+        WindowKpis(spec.asset, name, start, end, {n: float(v[0]) for n, v in k.items()}, float(cov))
+    )
