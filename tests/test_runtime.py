@@ -1,0 +1,150 @@
+"""Runtime behaviour that every driver gets for free: poll cadence, log-once, Bad gaps, plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib.metadata import EntryPoint
+from typing import Literal
+
+import numpy as np
+import pytest
+from pydantic import Field
+
+from edge_agent.batch import Quality, SampleBatch, now_ns
+from edge_agent.config import DeviceConfig, TagConfig
+from edge_agent.demo.write_config import PLANT_SIM_CONFIG, render_plant_sim_config
+from edge_agent.drivers.base import Driver
+from edge_agent.errors import DeviceConnectError, DeviceTimeoutError, PluginError, WriteNotAllowedError
+from edge_agent.plugins import load_drivers
+from edge_agent.runtime.poller import DevicePoller
+
+
+class ScriptedConfig(DeviceConfig):
+    driver: Literal["scripted"] = "scripted"
+    tags: list[TagConfig] = Field(default_factory=list)
+
+
+class ScriptedDriver(Driver[ScriptedConfig]):
+    """Fault injection: a device whose reads follow a script (a real server can't fail on cue)."""
+
+    config_model = ScriptedConfig
+
+    def __init__(self, config: ScriptedConfig, script: list[str]) -> None:
+        super().__init__(config)
+        self.script = script
+        self.connects = 0
+        self.value = 0
+
+    async def connect(self) -> None:
+        self.connects += 1
+        if self.script and self.script[0] == "refuse":
+            self.script.pop(0)
+            raise DeviceConnectError(self.name, "connection refused by 127.0.0.1:1502")
+
+    async def close(self) -> None:
+        pass
+
+    async def read(self) -> SampleBatch:
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "timeout":
+            raise DeviceTimeoutError(self.name, "no answer within 0.1 s")
+        if step == "drop":
+            raise DeviceConnectError(self.name, "connection reset by peer")
+        self.value += 1
+        return SampleBatch.single(self.name, now_ns(), {"v": float(self.value)})
+
+
+def _config(name: str = "dev1", interval: float = 0.02) -> ScriptedConfig:
+    return ScriptedConfig(
+        name=name,
+        poll_interval=interval,
+        backoff_max=0.05,
+        tags=[TagConfig(name="v", asset="a1")],
+    )
+
+
+async def _run_for(poller: DevicePoller, seconds: float) -> None:
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(seconds)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_failures_become_bad_rows_logged_once_and_polling_recovers(caplog) -> None:
+    driver = ScriptedDriver(_config(), ["ok", "timeout", "timeout", "timeout", "drop", "refuse", "ok"])
+    got: list[SampleBatch] = []
+
+    async def collect(b: SampleBatch) -> None:
+        got.append(b)
+
+    poller = DevicePoller(driver, collect, backoff_initial=0.01)
+    with caplog.at_level(logging.DEBUG, logger="edge_agent.poller"):
+        await _run_for(poller, 0.6)
+    quality = [int(b.quality["v"][0]) for b in got]
+    values = [float(b.values["v"][0]) for b in got]
+    # 3 timeouts + the drop + the refused reconnect: five Bad rows, each NaN, never a stale value
+    assert quality.count(Quality.BAD) == 5
+    assert all(np.isnan(v) for v, q in zip(values, quality, strict=True) if q == Quality.BAD)
+    good = [v for v, q in zip(values, quality, strict=True) if q == Quality.GOOD]
+    assert good == sorted(good) and len(set(good)) == len(good)  # every Good value is fresh
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "dev1" in errors[0].getMessage()
+    assert any("recovered" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+    assert driver.connects >= 3  # the drop forced a reconnect; the refusal forced another
+    assert poller.stats.healthy
+
+
+async def test_a_failing_device_does_not_slow_the_others() -> None:
+    slow = ScriptedDriver(_config("broken"), ["refuse"] * 1000)
+    fine = ScriptedDriver(_config("fine", interval=0.02), [])
+    counts = {"broken": 0, "fine": 0}
+
+    async def collect(b: SampleBatch) -> None:
+        counts[b.device] += int((b.quality["v"] == Quality.GOOD).sum())
+
+    limiter = asyncio.Semaphore(1)
+    pollers = [DevicePoller(d, collect, limiter=limiter, backoff_initial=0.01) for d in (slow, fine)]
+    tasks = [asyncio.create_task(p.run()) for p in pollers]
+    await asyncio.sleep(1.0)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert counts["broken"] == 0
+    assert counts["fine"] >= 35  # 50 ticks at 20 ms; allow for a loaded CI machine
+
+
+def test_writes_are_refused_unless_the_tag_is_writable() -> None:
+    driver = ScriptedDriver(_config(), [])
+    with pytest.raises(WriteNotAllowedError, match="writable: true"):
+        driver.check_writable("v")
+    with pytest.raises(WriteNotAllowedError, match="unknown tag"):
+        driver.check_writable("nope")
+
+
+def test_builtin_drivers_register_through_entry_points() -> None:
+    drivers = load_drivers()
+    assert {"modbus", "opcua"} <= set(drivers)
+    assert all(issubclass(cls, Driver) for cls in drivers.values())
+
+
+def test_duplicate_driver_name_is_an_error() -> None:
+    eps = [
+        EntryPoint("modbus", "edge_agent.drivers.modbus:ModbusDriver", "edge_agent.drivers"),
+        EntryPoint("modbus", "tests_plugin:OtherModbus", "edge_agent.drivers"),
+    ]
+    with pytest.raises(PluginError, match="two driver plugins are named 'modbus'"):
+        load_drivers(eps)
+
+
+def test_broken_plugin_names_itself() -> None:
+    eps = [EntryPoint("acme", "acme_missing_module:Driver", "edge_agent.drivers")]
+    with pytest.raises(PluginError, match=r"'acme'.*failed to import"):
+        load_drivers(eps)
+
+
+def test_committed_plant_sim_config_matches_the_simulator_catalogue() -> None:
+    assert PLANT_SIM_CONFIG.read_text(encoding="utf-8") == render_plant_sim_config(), (
+        "configs/plant-sim.yaml is stale: run python -m edge_agent.demo.write_config"
+    )
