@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +104,25 @@ def test_opcua_nodes_describe_the_same_signals() -> None:
     codes = {n.signal: n.unece_code for n in nodes if n.asset == "comp1"}
     assert codes["power_kw"] == "KWT" and codes["air_flow_m3min"] == "G53"
     assert codes["pressure_bar"] == "BAR"
+
+
+def test_register_map_doc_matches_the_data() -> None:
+    doc = (Path(__file__).parents[1] / "simulators" / "REGISTER_MAP.md").read_text(encoding="utf-8")
+    rows: list[tuple[str, int, int, int, str, str, float, str, str]] = []
+    for block in re.finditer(r"### Unit (\d+): `(\w+)`.*?\n\n(.*?)\n\n", doc, re.S):
+        unit, asset = int(block[1]), block[2]
+        for line in block[3].splitlines()[2:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            addr, words, name, dtype, scale, unit_, role = cells[:7]
+            rows.append(
+                (asset, unit, int(addr), int(words), name.strip("`"), dtype, float(scale), unit_, role)
+            )
+    expected = [
+        (e.asset, e.unit_id, e.address, e.count, e.signal, e.data_type, e.scale, e.unit, e.role)
+        for e in register_map()
+        if e.register_type == "holding"
+    ]
+    assert rows == expected
 
 
 # ---- determinism --------------------------------------------------------------------------------
