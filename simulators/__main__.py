@@ -1,5 +1,7 @@
 """Allow ``python -m simulators``."""
 
+__all__: list[str] = []
+
 import sys
 
 from .cli import main

@@ -144,9 +144,13 @@ class Simulator:
                 due, deadline = 1, loop.time()
             deadline += due * tick
             async with self._lock:
-                if self._running.is_set():
-                    self.model.advance(due)
+                if not self._running.is_set():
+                    continue
+                self.model.advance(due)
+                try:
                     await self._publish()
+                except Exception:  # keep the plant ticking; the next tick publishes again
+                    _log.exception("simulator: publishing tick %d failed", self.model.ticks)
 
     async def _publish(self) -> None:
         snap = self._snapshot = self.model.snapshot()
@@ -205,8 +209,8 @@ class Simulator:
     def modbus_timeout(self, unit: int | str) -> Fault:
         """Stop answering requests for one unit id (or asset name) until cleared."""
         mb, uid = self._need_modbus(), self._unit(unit)
-        mb.timeouts.add(uid)
-        return self._track(Fault(f"modbus timeout unit {uid}", lambda: mb.timeouts.discard(uid)))
+        mb.timeouts.append(uid)
+        return self._track(Fault(f"modbus timeout unit {uid}", lambda: mb.timeouts.remove(uid)))
 
     def modbus_exception(
         self,

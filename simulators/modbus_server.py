@@ -68,7 +68,7 @@ class ModbusSimServer:
         self.port = port  # the bound port once started (0 asks the OS for a free one)
         self._server: ModbusTcpServer | None = None
         self._registers: dict[int, list[int]] = {u: [0] * n for u, n in self._unit_words().items()}
-        self.timeouts: set[int] = set()
+        self.timeouts: list[int] = []  # a list, so overlapping faults undo one at a time
         self.exception_rules: list[ExceptionRule] = []
 
     @staticmethod
