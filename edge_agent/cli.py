@@ -51,31 +51,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_simulate_serve(args: argparse.Namespace) -> int:
+def _cmd_simulate(args: argparse.Namespace) -> int:
     import simulators
 
-    asyncio.run(
-        simulators.serve(
-            modbus_port=args.modbus_port,
-            opcua_port=args.opcua_port,
-            seed=args.seed,
-            time_scale=args.time_scale,
-        )
-    )
-    return EXIT_OK
-
-
-def _cmd_simulate_history(args: argparse.Namespace) -> int:
-    import simulators
-
-    simulators.generate_history(
-        days=args.days,
-        retrofit_day=args.retrofit_day,
-        interval_s=args.interval,
-        seed=args.seed,
-        out_dir=Path(args.out),
-    )
-    return EXIT_OK
+    return simulators.main(list(args.rest))
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -142,21 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-dir", type=Path, default=None, help="keep buffer and store here")
     sp.add_argument("--no-table", action="store_true", help="print only the final summary")
 
-    sim = add("simulate", lambda a: EXIT_CONFIG, "the bundled plant simulator")
-    simsub = sim.add_subparsers(dest="sim_command", required=True, metavar="SUBCOMMAND")
-    sp = simsub.add_parser("serve", help="serve the plant over Modbus TCP and OPC UA")
-    sp.set_defaults(func=_cmd_simulate_serve)
-    sp.add_argument("--modbus-port", type=int, default=5020)
-    sp.add_argument("--opcua-port", type=int, default=4840)
-    sp.add_argument("--seed", type=int, default=7)
-    sp.add_argument("--time-scale", type=float, default=1.0, help="schedule speed-up (physics stays real)")
-    sp = simsub.add_parser("history", help="write offline history CSV with ground truth")
-    sp.set_defaults(func=_cmd_simulate_history)
-    sp.add_argument("--days", type=int, default=56)
-    sp.add_argument("--retrofit-day", type=int, default=28)
-    sp.add_argument("--interval", type=float, default=900.0, help="seconds per row (default 900)")
-    sp.add_argument("--seed", type=int, default=7)
-    sp.add_argument("--out", required=True)
+    sp = add("simulate", _cmd_simulate, "the bundled plant simulator: 'simulate serve' or 'simulate history'")
+    sp.add_argument("rest", nargs=argparse.REMAINDER, help="serve|history and their options (see --help)")
 
     sp = add("ingest", _cmd_ingest, "subscribe to the UNS topics and write to InfluxDB")
     sp.add_argument("config")

@@ -1,17 +1,17 @@
-"""Shared test setup. Real-server fixtures live in tests/servers.py and are re-exported here."""
+"""Shared test setup. Real-server fixtures live in tests/servers.py and tests/plant.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# tests/ is on sys.path (rootdir conftest), so the fixture modules import by name.
+from plant import plant_server  # noqa: F401
+from servers import *  # noqa: F403
 
-if importlib.util.find_spec("servers") is not None:  # tests/ is on sys.path (rootdir conftest)
-    from servers import *  # noqa: F403
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def require(condition: bool, what: str) -> None:
