@@ -7,7 +7,7 @@ columns are parsed, and every problem names the file, line and column.
 
 from __future__ import annotations
 
-__all__ = ["ColumnRef", "CsvSpec", "load_csv", "parse_column_ref"]
+__all__ = ["CsvSpec", "csv_header", "load_csv"]
 
 import csv
 import os
@@ -24,38 +24,18 @@ from edge_agent.evaluation._arrays import FloatArray, IntArray
 from edge_agent.evaluation._channels import Channel, LoadedData, Role, channel_from_timestamps
 from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._progress import loading_progress
+from edge_agent.evaluation._refs import Ref
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MISSING = frozenset({"", "nan", "NaN", "NAN", "null", "NULL", "NA", "N/A", "None"})
 
 
-@dataclass(frozen=True, slots=True)
-class ColumnRef:
-    """Columns of one file whose sum is the channel's value."""
-
-    file: Path
-    columns: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return f"{self.file}:{'+'.join(self.columns)}"
-
-
-def parse_column_ref(text: str, default_file: Path) -> ColumnRef:
-    """``col``, ``a+b``, ``other.csv:col`` or ``other.csv:a+b``."""
-    file, sep, cols = text.rpartition(":")
-    path = Path(file) if sep and file.lower().endswith(".csv") else default_file
-    cols = cols if sep and file.lower().endswith(".csv") else text
-    names = tuple(c.strip() for c in cols.split("+"))
-    if not all(names):
-        raise EvaluationError(f"column spec {text!r}: expected COLUMN, A+B or FILE.csv:COLUMN")
-    return ColumnRef(path, names)
-
-
 @dataclass(frozen=True)
 class CsvSpec:
-    """Which columns of which files feed which role."""
+    """Which columns of which files feed which role (a ref's container is another CSV file)."""
 
-    refs: Mapping[Role, ColumnRef]
+    file: Path
+    refs: Mapping[Role, Ref]
     timestamp_column: str = "timestamp"
     timestamp_at: Literal["start", "end"] = "end"
     interval_s: float | None = None
@@ -154,18 +134,37 @@ def load_csv(spec: CsvSpec, *, console: Console | None = None) -> LoadedData:
         raise EvaluationError("no energy column: pass --energy COLUMN (e.g. --energy main_kwh)")
     by_file: dict[Path, set[str]] = {}
     for ref in spec.refs.values():
-        by_file.setdefault(ref.file, set()).update(ref.columns)
+        by_file.setdefault(_file(spec, ref), set()).update(ref.names)
     tables = {f: _read_file(f, spec.timestamp_column, cols, console) for f, cols in by_file.items()}
     interval_ns = None if spec.interval_s is None else round(spec.interval_s * 1e9)
     channels: dict[Role, Channel] = {}
     for role, ref in spec.refs.items():
-        ts, cols, _ = tables[ref.file]
-        values = np.sum([cols[c] for c in ref.columns], axis=0)
+        path = _file(spec, ref)
+        ts, cols, _ = tables[path]
+        values = np.sum([cols[c] for c in ref.names], axis=0) * ref.scale
         if role is Role.TEMPERATURE and spec.temperature_unit == "F":
             values = (values - 32.0) * 5.0 / 9.0
         channels[role] = channel_from_timestamps(
-            role, str(ref), ts, values, timestamp_at=spec.timestamp_at, interval_ns=interval_ns
+            role,
+            f"{path}:{'+'.join(ref.names)}",
+            ts,
+            values,
+            timestamp_at=spec.timestamp_at,
+            interval_ns=interval_ns,
         )
-    main = spec.refs[Role.ENERGY].file
+    main = _file(spec, spec.refs[Role.ENERGY])
     offset = tables[main][2]
     return LoadedData(channels=channels, timezone=timezone(offset), description=str(main))
+
+
+def _file(spec: CsvSpec, ref: Ref) -> Path:
+    return spec.file if ref.container is None else Path(ref.container)
+
+
+def csv_header(path: Path) -> list[str]:
+    """The header row, e.g. to expand an ``--asset`` preset to the columns that exist."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            return [h.strip() for h in next(csv.reader(fh), [])]
+    except OSError as exc:
+        raise EvaluationError(f"{path}: cannot read the file ({exc.strerror}); check the path") from None

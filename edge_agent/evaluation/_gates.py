@@ -69,7 +69,7 @@ def evaluate_gates(
         ),
         Gate(
             "cv_rmse",
-            f"Baseline model CV(RMSE), {resolution.value}ly data",
+            f"Baseline model CV(RMSE), {resolution.adjective} data",
             stats.cv_rmse <= cv_limit,
             f"{100 * stats.cv_rmse:.2f} %",
             f"≤ {100 * cv_limit:.0f} %",

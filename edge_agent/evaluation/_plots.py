@@ -102,8 +102,17 @@ def variable_png(r: EvaluationResult, role: Role) -> bytes:
     if in_model:
         yb, fb, yp, _ = _partial(r, role)
         order = np.argsort(xb, kind="stable")
-        style = "-" if role is not Role.TEMPERATURE or r.model.spec.shape.value == "2P" else "."
-        ax.plot(xb[order], fb[order], style, color=_MODEL, lw=1.5, ms=3, label="baseline fit")
+        xs, fs = xb[order], fb[order]
+        if role is Role.TEMPERATURE and r.model.spec.shape.value != "2P":
+            # degree-days come from sub-bucket temperatures: not a function of the mean, so dots
+            ax.plot(xs, fs, ".", color=_MODEL, ms=4, label="baseline fit")
+        else:
+            on = xs > 0 if r.model.spec.on_off is role else np.ones(xs.shape, dtype=np.bool_)
+            ax.plot(xs[on], fs[on], "-", color=_MODEL, lw=1.5, label="baseline fit")
+            if not on.all():  # the on/off step: the idle level is a point at zero, not a line
+                ax.plot(
+                    xs[~on][:1], fs[~on][:1], "s", color=_MODEL, ms=6, label="baseline fit, not operating"
+                )
         ylabel = "energy, other terms at baseline mean [kWh]"
     else:
         yb, yp, ylabel = b.energy, p.energy, "energy [kWh]"

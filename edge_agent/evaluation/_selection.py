@@ -35,6 +35,10 @@ class SelectionMethod(StrEnum):
     ADJ_R2 = "adj-r2"
     CV = "cv"
 
+    @property
+    def label(self) -> str:
+        return "adjusted R²" if self is SelectionMethod.ADJ_R2 else "cross-validation"
+
 
 @dataclass(frozen=True)
 class Candidate:

@@ -41,6 +41,10 @@ class Resolution(StrEnum):
     DAY = "day"
     WEEK = "week"
 
+    @property
+    def adjective(self) -> str:
+        return {"hour": "hourly", "day": "daily", "week": "weekly"}[self.value]
+
 
 @dataclass(frozen=True, slots=True)
 class Period:
