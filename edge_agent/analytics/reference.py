@@ -240,8 +240,15 @@ def reference(
                 if role == "power" and spec.power_mode == "interval_average":
                     p0 = p1  # the average over (t0, t1], reported at t1
 
-                def lin(x0: int, x1: int, t0: int = t0, t1: int = t1, p0: float = p0,
-                        p1: float = p1, w: float = 1.0) -> float:
+                def lin(
+                    x0: int,
+                    x1: int,
+                    t0: int = t0,
+                    t1: int = t1,
+                    p0: float = p0,
+                    p1: float = p1,
+                    w: float = 1.0,
+                ) -> float:
                     def v(x: int) -> float:
                         return p0 + (p1 - p0) * (x - t0) / (t1 - t0)
 

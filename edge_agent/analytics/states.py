@@ -13,7 +13,16 @@ at once. A carry makes batch-by-batch classification equal to one pass over the 
 
 from __future__ import annotations
 
-__all__ = ["LEVEL_STATE", "PowerCarry", "StateRuns", "classify_power", "forward_fill", "zones"]
+__all__ = [
+    "LEVEL_STATE",
+    "PowerCarry",
+    "RowRuns",
+    "StateRuns",
+    "classify_power",
+    "classify_rows",
+    "plain_level",
+    "zones",
+]
 
 from dataclasses import dataclass
 
@@ -52,17 +61,6 @@ class StateRuns:
         return np.repeat(self.level, np.diff(np.append(self.start, n)))
 
 
-def forward_fill(
-    values: npt.NDArray[np.int8], valid: npt.NDArray[np.bool_], initial: int
-) -> npt.NDArray[np.int8]:
-    """``values`` with invalid entries replaced by the last valid one (``initial`` if none)."""
-    idx = np.where(valid, np.arange(valid.shape[0]), -1)
-    np.maximum.accumulate(idx, out=idx)
-    out = values[np.maximum(idx, 0)]
-    out[idx < 0] = initial
-    return out
-
-
 def zones(
     p: np.ndarray, th: StateThresholds, out: npt.NDArray[np.uint8] | None = None
 ) -> npt.NDArray[np.uint8]:
@@ -94,58 +92,126 @@ def plain_level(p0: float, th: StateThresholds) -> int:
     return int(p0 >= th.off_below_kw) + int(p0 >= th.idle_below_kw)
 
 
+@dataclass(frozen=True, slots=True)
+class RowRuns:
+    """Effective levels of several rows as runs: row ``row[i]`` has level ``level[i]`` from
+    sample ``start[i]`` on (sorted by row, then start; every row's first run starts at 0)."""
+
+    row: npt.NDArray[np.intp]
+    start: npt.NDArray[np.intp]
+    level: npt.NDArray[np.int8]
+
+
+def _row_fill(
+    values: npt.NDArray[np.int8],
+    valid: npt.NDArray[np.bool_],
+    row_first: npt.NDArray[np.intp],
+    initial: npt.NDArray[np.int8],
+) -> npt.NDArray[np.int8]:
+    """Forward fill that restarts at each row from ``initial[row]``."""
+    idx = np.where(valid, np.arange(valid.shape[0]), -1)
+    np.maximum.accumulate(idx, out=idx)
+    out = values[np.maximum(idx, 0)]
+    stale = idx < row_first
+    out[stale] = initial[stale]
+    return out
+
+
+def classify_rows(
+    t_ns: npt.NDArray[np.int64],
+    z: npt.NDArray[np.uint8],
+    init_level: npt.NDArray[np.int8],
+    dwell_ns: npt.NDArray[np.int64],
+    *,
+    run_start_ns: npt.NDArray[np.int64] | None = None,
+    init_effective: npt.NDArray[np.int8] | None = None,
+) -> tuple[RowRuns, npt.NDArray[np.int8], npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+    """Debounced levels of R rows of zones ``z`` (R×T) sharing the time axis ``t_ns``.
+
+    ``init_level[r]`` is the level before the row's first sample (the carry, or the plain
+    level of the first sample for a fresh start). With ``run_start_ns``/``init_effective``
+    (a carry) a first run equal to the carried level continues the carried run. Returns the
+    runs and, per row, the last raw level, when its run began and the final level in force.
+    """
+    R, T = z.shape
+    zf = z.reshape(-1)
+    brk = np.empty(zf.shape[0], np.bool_)
+    brk[0] = True
+    np.not_equal(zf[1:], zf[:-1], out=brk[1:])
+    brk[::T] = True
+    zstart = np.flatnonzero(brk)
+    zrow = zstart // T
+    row_first = np.searchsorted(zstart, np.arange(R) * T)[zrow]
+    init = init_level[zrow]
+    zr = zf[zstart]
+    dec = _DECISIVE[zr]
+    vd = _row_fill(dec, dec >= 0, row_first, init)
+    ev = dec.copy()
+    ev[(zr == 1) & (vd == 2)] = 1  # band 1 pulls a producing machine down to idle
+    ev[(zr == 3) & (vd == 0)] = 1  # band 3 lifts an off machine up to idle
+    lvl = _row_fill(ev, ev >= 0, row_first, init)
+    # runs of equal level: the raw, undebounced state
+    keep = np.empty(lvl.shape[0], np.bool_)
+    keep[0] = True
+    np.not_equal(lvl[1:], lvl[:-1], out=keep[1:])
+    keep |= np.arange(lvl.shape[0]) == row_first
+    rs = zstart[keep]
+    rrow = zrow[keep]
+    rpos = rs - rrow * T
+    rl = lvl[keep]
+    rs_t = t_ns[rpos]
+    first = rpos == 0
+    if run_start_ns is not None:
+        cont = first & (rl == init_level[rrow])
+        rs_t[cont] = run_start_ns[rrow[cont]]
+    # debounce: a run takes effect at its first sample at least min_dwell after its start
+    ci = np.maximum(np.searchsorted(t_ns, rs_t + dwell_ns[rrow], side="left"), rpos)
+    nxt = np.append(rpos[1:], T)
+    nxt[np.append(first[1:], True)] = T  # the last run of a row ends with the row
+    ok = ci < nxt
+    eff0 = rl[first] if init_effective is None else init_effective
+    rows_all = np.arange(R)
+    row = np.concatenate((rows_all, rrow[ok]))
+    pos = np.concatenate((np.zeros(R, np.intp), ci[ok]))
+    level = np.concatenate((eff0, rl[ok])).astype(np.int8)
+    key = (row * (T + 1) + pos) * 2 + np.concatenate((np.zeros(R, np.intp), np.ones(int(ok.sum()), np.intp)))
+    order = np.argsort(key, kind="stable")
+    row, pos, level = row[order], pos[order], level[order]
+    # several changes at one sample: the last wins; then merge equal neighbours in a row
+    last_at = np.ones(row.shape[0], np.bool_)
+    last_at[:-1] = (row[1:] != row[:-1]) | (pos[1:] != pos[:-1])
+    row, pos, level = row[last_at], pos[last_at], level[last_at]
+    change = np.ones(row.shape[0], np.bool_)
+    change[1:] = (level[1:] != level[:-1]) | (row[1:] != row[:-1])
+    runs = RowRuns(row[change], pos[change], level[change])
+    last_run = np.append(np.flatnonzero(rrow[1:] != rrow[:-1]), rrow.shape[0] - 1)
+    last_eff = np.append(np.flatnonzero(runs.row[1:] != runs.row[:-1]), runs.row.shape[0] - 1)
+    return runs, rl[last_run], rs_t[last_run], runs.level[last_eff]
+
+
 def classify_power(
     t_ns: npt.NDArray[np.int64],
     p: np.ndarray,
     th: StateThresholds,
     carry: PowerCarry | None,
-    z: npt.NDArray[np.uint8] | None = None,
 ) -> tuple[StateRuns, PowerCarry | None]:
-    """Effective level of each usable power sample, as runs, plus the carry for next time.
-
-    ``z`` may pass precomputed zones (the fleet path computes them in bulk).
-    """
+    """Effective level of each usable power sample of one asset, plus the carry."""
     n = t_ns.shape[0]
     if n == 0:
-        empty = StateRuns(np.zeros(0, np.intp), np.zeros(0, np.int8))
-        return empty, carry
-    if z is None:
-        z = zones(p, th)
-    # Runs of equal zone.
-    zstart = np.flatnonzero(z[1:] != z[:-1]) + 1
-    zstart = np.concatenate(([0], zstart))
-    zr = z[zstart]
-    init = carry.level if carry is not None else plain_level(float(p[0]), th)
-    dec = _DECISIVE[zr]
-    vd = forward_fill(dec, dec >= 0, init)
-    ev = dec.copy()
-    ev[(zr == 1) & (vd == 2)] = 1  # band 1 pulls a producing machine down to idle
-    ev[(zr == 3) & (vd == 0)] = 1  # band 3 lifts an off machine up to idle
-    lvl = forward_fill(ev, ev >= 0, init)
-    # Runs of equal level (the raw, undebounced state).
-    keep = np.ones(lvl.shape[0], np.bool_)
-    keep[1:] = lvl[1:] != lvl[:-1]
-    rs = zstart[keep]
-    rl = lvl[keep]
-    rs_t = t_ns[rs].copy()
-    continuing = carry is not None and int(rl[0]) == carry.level
-    if continuing:
-        assert carry is not None
-        rs_t[0] = carry.run_start_ns
-    # Debounce: a run takes effect at its first sample at least min_dwell after its start.
-    dwell = int(round(th.min_dwell_s * 1e9))
-    ci = np.maximum(np.searchsorted(t_ns, rs_t + dwell, side="left"), rs)
-    nxt = np.append(rs[1:], n)
-    ok = ci < nxt
-    first_eff = carry.effective if carry is not None else int(rl[0])
-    start = np.concatenate(([0], ci[ok])).astype(np.intp)
-    level = np.concatenate(([first_eff], rl[ok])).astype(np.int8)
-    # Several changes at one sample: the last wins; then merge equal neighbours.
-    last_at = np.ones(start.shape[0], np.bool_)
-    last_at[:-1] = start[1:] != start[:-1]
-    start, level = start[last_at], level[last_at]
-    change = np.ones(start.shape[0], np.bool_)
-    change[1:] = level[1:] != level[:-1]
-    runs = StateRuns(start[change], level[change])
-    new_carry = PowerCarry(level=int(rl[-1]), run_start_ns=int(rs_t[-1]), effective=int(level[-1]))
-    return runs, new_carry
+        return StateRuns(np.zeros(0, np.intp), np.zeros(0, np.int8)), carry
+    z = zones(p, th).reshape(1, n)
+    dwell = np.array([round(th.min_dwell_s * 1e9)], np.int64)
+    if carry is None:
+        init = np.array([plain_level(float(p[0]), th)], np.int8)
+        runs, lvl, rs, eff = classify_rows(t_ns, z, init, dwell)
+    else:
+        runs, lvl, rs, eff = classify_rows(
+            t_ns,
+            z,
+            np.array([carry.level], np.int8),
+            dwell,
+            run_start_ns=np.array([carry.run_start_ns], np.int64),
+            init_effective=np.array([carry.effective], np.int8),
+        )
+    new = PowerCarry(level=int(lvl[0]), run_start_ns=int(rs[0]), effective=int(eff[0]))
+    return StateRuns(runs.start, runs.level), new
