@@ -63,6 +63,29 @@ _CERT_REFUSED = {
 }
 
 
+class _LinkLossEcho(logging.Filter):
+    """Drop asyncua's own reports of a link that is already gone.
+
+    A dropped connection makes asyncua log from several places (the publish loop at ERROR
+    with a traceback, teardown of the closed channel and session at WARNING). The runtime
+    already logs the outage once per device, so these echoes would only bury that line.
+    """
+
+    _TEARDOWN = ("was called but connection is closed", "close_session but connection wasn't established")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if any(t in message for t in self._TEARDOWN):
+            return False
+        if message.startswith("Publish iteration crashed") and record.exc_info:
+            return not isinstance(record.exc_info[1], ConnectionError | OSError | TimeoutError)
+        return True
+
+
+for _name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient"):
+    logging.getLogger(_name).addFilter(_LinkLossEcho())
+
+
 @dataclass(frozen=True, slots=True)
 class OperationLimits:
     """Server/ServerCapabilities/OperationLimits; 0 means the server sets no limit."""
@@ -133,6 +156,13 @@ class Connection:
         """Close session and socket; never raises, bounded by the device timeout."""
         client = self.client
         client.connection_lost_callback = None
+        protocol = client.uaclient.protocol
+        dead = self.lost_reason is not None or client.state is not UaClientState.CONNECTED
+        if dead and protocol is not None and protocol.transport is not None:
+            # A dead link cannot carry CloseSession: drop the socket now (abort, since a
+            # half-open link may never drain) and let asyncua tear down without waiting.
+            protocol.transport.abort()
+            await asyncio.sleep(0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), self.config.timeout)
         with contextlib.suppress(Exception):
