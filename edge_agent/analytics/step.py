@@ -196,7 +196,7 @@ def step(
         o_s = np.concatenate(([carry.obs_state], o_s))
     else:
         lead = [(lo, int(o_t[0]) if o_t.size else hi)]
-    nxt = np.append(o_t[1:], hi)
+    nxt = np.append(o_t[1:], hi) if o_t.size else o_t  # no observation: nothing to hold
     held = np.minimum(nxt, o_t + G)
     seg_a = np.concatenate((o_t, held, np.array([a for a, _ in lead], np.int64)))
     seg_b = np.concatenate((held, nxt, np.array([b for _, b in lead], np.int64)))
