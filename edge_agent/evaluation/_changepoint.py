@@ -11,13 +11,14 @@ from __future__ import annotations
 
 __all__ = ["ChangePointBank", "NoChangePoint", "find_balance_points"]
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge_agent.evaluation._absorb import GroupAbsorber
 from edge_agent.evaluation._arrays import FloatArray, IntArray
 from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._degree_days import DegreeDayBasis
 from edge_agent.evaluation._frame import Frame
 from edge_agent.evaluation._spec import Shape
 
@@ -32,11 +33,19 @@ class NoChangePoint(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ChangePointBank:
-    """The coarse grid and its degree-day columns for one frame (reused by every candidate)."""
+    """The coarse grid and its degree-day columns for one frame (reused by every candidate).
+
+    Projected columns and their Gram matrices are cached per constant structure (intercept
+    or time of week) and grid, so the n × K work is done once per frame, not per candidate.
+    """
 
     grid: FloatArray  # (K,) °C
     hdd: FloatArray  # (n, K)
     cdd: FloatArray  # (n, K)
+    basis: DegreeDayBasis
+    _cache: dict[tuple[bytes, str, bytes], tuple[FloatArray, FloatArray]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def for_frame(cls, frame: Frame, n_candidates: int = COARSE_CANDIDATES) -> ChangePointBank:
@@ -46,10 +55,26 @@ class ChangePointBank:
         if not hi - lo > 0.5:
             raise NoChangePoint(f"outdoor temperature barely varies ({lo:.1f}–{hi:.1f} °C)")
         grid = np.linspace(lo, hi, n_candidates)
-        return cls(grid, frame.degree_days.hdd(grid), frame.degree_days.cdd(grid))
+        basis = frame.degree_days
+        return cls(grid, basis.hdd(grid), basis.cdd(grid), basis)
 
     def take(self, rows: IntArray) -> ChangePointBank:
-        return ChangePointBank(self.grid, self.hdd[rows], self.cdd[rows])
+        return ChangePointBank(self.grid, self.hdd[rows], self.cdd[rows], self.basis.take(rows))
+
+    def projected(
+        self, absorber: GroupAbsorber, kind: str, grid: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Group-demeaned degree-day columns (``kind`` 'hdd' or 'cdd') on ``grid``, and their Gram."""
+        key = (absorber.index.tobytes(), kind, grid.tobytes())
+        hit = self._cache.get(key)
+        if hit is None:
+            if grid is self.grid:
+                cols = self.hdd if kind == "hdd" else self.cdd
+            else:
+                cols = self.basis.hdd(grid) if kind == "hdd" else self.basis.cdd(grid)
+            bt = absorber.demean(cols)
+            hit = self._cache[key] = (bt, bt.T @ bt)
+        return hit
 
 
 def _candidate_sets(shape: Shape, grid_h: FloatArray, grid_c: FloatArray) -> IntArray:
@@ -67,29 +92,39 @@ def _candidate_sets(shape: Shape, grid_h: FloatArray, grid_c: FloatArray) -> Int
     return np.stack([i[ok], kh + j[ok]], axis=1).astype(np.int64)
 
 
+def _normal_equations(
+    h: tuple[FloatArray, FloatArray], c: tuple[FloatArray, FloatArray], yt: FloatArray, q: FloatArray | None
+) -> tuple[FloatArray, FloatArray]:
+    """Gram matrix and right-hand side of [hdd | cdd] columns with the linear terms projected off.
+
+    With Q an orthonormal basis of the linear terms, (I−QQᵀ)B gives BᵀB − (QᵀB)ᵀ(QᵀB): only
+    the thin QᵀB product is needed per candidate, the big BᵀB comes from the cache.
+    """
+    (bh, gh), (bc, gc) = h, c
+    bank = np.concatenate([bh, bc], axis=1)
+    cross = bh.T @ bc
+    gram = np.block([[gh, cross], [cross.T, gc]])
+    rhs = bank.T @ yt
+    if q is not None:
+        qb = q.T @ bank
+        gram = gram - qb.T @ qb
+        rhs = rhs - qb.T @ (q.T @ yt)
+    return np.asarray(gram, dtype=np.float64), np.asarray(rhs, dtype=np.float64)
+
+
 def _search(
-    yr: FloatArray,
-    q: FloatArray | None,
-    hdd_t: FloatArray,
-    cdd_t: FloatArray,
-    shape: Shape,
-    grid_h: FloatArray,
-    grid_c: FloatArray,
+    gram: FloatArray, rhs: FloatArray, shape: Shape, grid_h: FloatArray, grid_c: FloatArray
 ) -> IntArray:
     """Best candidate (column indices) by residual sum of squares; -1 entries if none is valid."""
-    bank = np.concatenate([hdd_t, cdd_t], axis=1)
-    if q is not None:
-        bank = bank - q @ (q.T @ bank)
-    gram = bank.T @ bank
-    rhs = bank.T @ yr
     sets = _candidate_sets(shape, grid_h, grid_c)
     a = gram[sets[:, :, None], sets[:, None, :]]  # (M, s, s)
     b = rhs[sets]  # (M, s)
-    scale = np.prod(np.diagonal(a, axis1=1, axis2=2), axis=1)
-    ok = np.abs(np.linalg.det(a)) > 1e-10 * np.maximum(scale, 1e-300)
+    diag = np.prod(np.diagonal(a, axis1=1, axis2=2), axis=1)
+    det = a[:, 0, 0] if sets.shape[1] == 1 else a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    ok = det > 1e-10 * np.maximum(diag, 1e-300)  # Gram matrices are PSD: det ≈ 0 means collinear
     a[~ok] = np.eye(sets.shape[1])
     beta = np.linalg.solve(a, b[:, :, None])[:, :, 0]  # one batched call for all candidates
-    reduction = np.einsum("ms,ms->m", beta, b)  # SSE = yr·yr - reduction
+    reduction = np.einsum("ms,ms->m", beta, b)  # SSE = ‖y_r‖² − reduction
     if shape is not Shape.FOUR_P:
         ok &= np.all(beta > 0, axis=1)  # heating/cooling energy must rise with degree-days
     if not ok.any():
@@ -105,7 +140,6 @@ def _fine_grid(grid: FloatArray, k: int, n: int) -> FloatArray:
 
 def find_balance_points(
     shape: Shape,
-    frame: Frame,
     absorber: GroupAbsorber,
     yt: FloatArray,
     xt: FloatArray,
@@ -117,16 +151,13 @@ def find_balance_points(
     candidate sits on the edge of the temperature range (no change point inside the data)
     or no candidate has physically plausible slopes.
     """
-    basis = frame.degree_days
-    assert basis is not None
-    q: FloatArray | None = None
-    yr = yt
-    if xt.shape[1]:
-        q = np.linalg.qr(xt)[0]
-        yr = yt - q @ (q.T @ yt)
+    q = np.linalg.qr(xt)[0] if xt.shape[1] else None
     grid = bank.grid
     kc = grid.shape[0]
-    best = _search(yr, q, absorber.demean(bank.hdd), absorber.demean(bank.cdd), shape, grid, grid)
+    eq = _normal_equations(
+        bank.projected(absorber, "hdd", grid), bank.projected(absorber, "cdd", grid), yt, q
+    )
+    best = _search(*eq, shape, grid, grid)
     if best[0] < 0:
         raise NoChangePoint("no balance point gives rising heating/cooling energy")
     picks = [int(best[0])] if shape is not Shape.FIVE_P else [int(best[0]), int(best[1]) - kc]
@@ -142,7 +173,8 @@ def find_balance_points(
         fc = _fine_grid(grid, picks[1], FINE_CANDIDATES // 2 + 1)
     else:
         fh = fc = _fine_grid(grid, picks[0], FINE_CANDIDATES)
-    fine = _search(yr, q, absorber.demean(basis.hdd(fh)), absorber.demean(basis.cdd(fc)), shape, fh, fc)
+    eq = _normal_equations(bank.projected(absorber, "hdd", fh), bank.projected(absorber, "cdd", fc), yt, q)
+    fine = _search(*eq, shape, fh, fc)
     if fine[0] < 0:  # cannot happen when the coarse best is inside the fine grid; kept defensive
         raise NoChangePoint("fine balance-point search found no valid candidate")
     kh = fh.shape[0]

@@ -209,7 +209,7 @@ def fit_model(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None = None
         try:
             bank = bank if bank is not None else ChangePointBank.for_frame(frame)
             xt = absorber.demean(_design(ModelSpec(spec.dense, on_off=spec.on_off), frame, ()))
-            bps = find_balance_points(spec.shape, frame, absorber, yt, xt, bank)
+            bps = find_balance_points(spec.shape, absorber, yt, xt, bank)
         except NoChangePoint as exc:
             raise Unfittable(str(exc)) from None
     terms = _terms(spec, frame, bps)
