@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from edge_agent.delivery.buffer import DurableBuffer
 from edge_agent.delivery.record import Record
@@ -81,10 +81,15 @@ class _Health:
             self.stats.last_error = None
 
 
+def _retryable(exc: BaseException) -> bool:
+    """Anything but a permanent refusal (or cancellation, which is BaseException) is worth retrying."""
+    return isinstance(exc, Exception) and not isinstance(exc, PermanentSinkError)
+
+
 async def _deliver(sink: Sink, buffer: DurableBuffer, health: _Health, records: Sequence[Record]) -> None:
     retrying = AsyncRetrying(
         wait=wait_random_exponential(multiplier=0.2, max=sink.backoff_max),
-        retry=retry_if_not_exception_type(PermanentSinkError),
+        retry=retry_if_exception(_retryable),
         before_sleep=health.failed,
         reraise=True,
     )
