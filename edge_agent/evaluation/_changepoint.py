@@ -9,8 +9,16 @@ followed by a fine grid around the best coarse point.
 
 from __future__ import annotations
 
-__all__ = ["ChangePointBank", "NoChangePoint", "find_balance_points"]
+__all__ = [
+    "ChangePointBank",
+    "GridSearch",
+    "NoChangePoint",
+    "candidate_sets",
+    "find_balance_points",
+    "two_stage_search",
+]
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,7 +85,7 @@ class ChangePointBank:
         return hit
 
 
-def _candidate_sets(shape: Shape, grid_h: FloatArray, grid_c: FloatArray) -> IntArray:
+def candidate_sets(shape: Shape, grid_h: FloatArray, grid_c: FloatArray) -> IntArray:
     """Column indices into [hdd columns | cdd columns] for every candidate of ``shape``."""
     kh, kc = grid_h.shape[0], grid_c.shape[0]
     if shape is Shape.HEATING_3P:
@@ -116,7 +124,7 @@ def _search(
     gram: FloatArray, rhs: FloatArray, shape: Shape, grid_h: FloatArray, grid_c: FloatArray
 ) -> IntArray:
     """Best candidate (column indices) by residual sum of squares; -1 entries if none is valid."""
-    sets = _candidate_sets(shape, grid_h, grid_c)
+    sets = candidate_sets(shape, grid_h, grid_c)
     a = gram[sets[:, :, None], sets[:, None, :]]  # (M, s, s)
     b = rhs[sets]  # (M, s)
     diag = np.prod(np.diagonal(a, axis1=1, axis2=2), axis=1)
@@ -138,31 +146,25 @@ def _fine_grid(grid: FloatArray, k: int, n: int) -> FloatArray:
     return np.linspace(lo, hi, n)
 
 
-def find_balance_points(
-    shape: Shape,
-    absorber: GroupAbsorber,
-    yt: FloatArray,
-    xt: FloatArray,
-    bank: ChangePointBank,
-) -> tuple[float, ...]:
-    """Balance point(s) minimising the residual sum of squares, given constants and linear terms.
+#: Finds the best candidate of a shape on (heating grid, cooling grid): returns its column
+#: indices into [hdd columns | cdd columns], or -1 entries when no candidate is valid.
+GridSearch = Callable[[FloatArray, FloatArray], IntArray]
 
-    ``yt`` and ``xt`` are already group-demeaned. Raises :class:`NoChangePoint` when the best
-    candidate sits on the edge of the temperature range (no change point inside the data)
-    or no candidate has physically plausible slopes.
+
+def two_stage_search(shape: Shape, grid: FloatArray, search: GridSearch) -> tuple[float, ...]:
+    """Coarse grid, edge check, then a fine grid around the best point(s): the balance point(s).
+
+    Raises :class:`NoChangePoint` when the best candidate sits on the edge of the temperature
+    range (no change point inside the data) or no candidate has physically plausible slopes.
     """
-    q = np.linalg.qr(xt)[0] if xt.shape[1] else None
-    grid = bank.grid
     kc = grid.shape[0]
-    eq = _normal_equations(
-        bank.projected(absorber, "hdd", grid), bank.projected(absorber, "cdd", grid), yt, q
-    )
-    best = _search(*eq, shape, grid, grid)
+    best = search(grid, grid)
     if best[0] < 0:
         raise NoChangePoint("no balance point gives rising heating/cooling energy")
-    picks = [int(best[0])] if shape is not Shape.FIVE_P else [int(best[0]), int(best[1]) - kc]
-    if shape is Shape.COOLING_3P:
-        picks = [int(best[0]) - kc]
+    if shape is Shape.FIVE_P:
+        picks = [int(best[0]), int(best[1]) - kc]
+    else:
+        picks = [int(best[0]) - (kc if shape is Shape.COOLING_3P else 0)]
     if any(k in (0, kc - 1) for k in picks):
         raise NoChangePoint(
             "best balance point lies at the edge of the observed temperatures "
@@ -173,8 +175,7 @@ def find_balance_points(
         fc = _fine_grid(grid, picks[1], FINE_CANDIDATES // 2 + 1)
     else:
         fh = fc = _fine_grid(grid, picks[0], FINE_CANDIDATES)
-    eq = _normal_equations(bank.projected(absorber, "hdd", fh), bank.projected(absorber, "cdd", fc), yt, q)
-    fine = _search(*eq, shape, fh, fc)
+    fine = search(fh, fc)
     if fine[0] < 0:  # cannot happen when the coarse best is inside the fine grid; kept defensive
         raise NoChangePoint("fine balance-point search found no valid candidate")
     kh = fh.shape[0]
@@ -183,3 +184,21 @@ def find_balance_points(
     if shape is Shape.COOLING_3P:
         return (float(fc[fine[0] - kh]),)
     return float(fh[fine[0]]), float(fc[fine[1] - kh])
+
+
+def find_balance_points(
+    shape: Shape, absorber: GroupAbsorber, yt: FloatArray, xt: FloatArray, bank: ChangePointBank
+) -> tuple[float, ...]:
+    """Batched search: every candidate's normal equations solved in one call per grid.
+
+    ``yt`` and ``xt`` (energy and linear terms) are already group-demeaned.
+    """
+    q = np.linalg.qr(xt)[0] if xt.shape[1] else None
+
+    def search(gh: FloatArray, gc: FloatArray) -> IntArray:
+        eq = _normal_equations(
+            bank.projected(absorber, "hdd", gh), bank.projected(absorber, "cdd", gc), yt, q
+        )
+        return _search(*eq, shape, gh, gc)
+
+    return two_stage_search(shape, bank.grid, search)

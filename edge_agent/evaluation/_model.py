@@ -8,8 +8,17 @@ sharply the fit depends on it (the usual asymptotic result for nonlinear least s
 
 from __future__ import annotations
 
-__all__ = ["Coefficient", "FittedModel", "Unfittable", "fit_model"]
+__all__ = [
+    "BalancePointSearch",
+    "Coefficient",
+    "FittedModel",
+    "Unfittable",
+    "batched_search",
+    "fit_model",
+    "linear_design",
+]
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +86,7 @@ class FittedModel:
 
     def design(self, frame: Frame) -> FloatArray:
         """The model's linear columns for ``frame`` (linear terms, then temperature terms)."""
-        return _design(self.spec, frame, tuple(b.value for b in self.balance_points))
+        return linear_design(self.spec, frame, tuple(b.value for b in self.balance_points))
 
     def predict(self, frame: Frame) -> FloatArray:
         """Modelled energy per bucket; unseen time-of-week bins get the average constant."""
@@ -164,7 +173,8 @@ def _stack(terms: list[_Term], n: int) -> FloatArray:
     return np.column_stack([t.values for t in terms]).astype(np.float64)
 
 
-def _design(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> FloatArray:
+def linear_design(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> FloatArray:
+    """The linear columns of ``spec`` at balance points ``bps`` (constants not included)."""
     return _stack(_terms(spec, frame, bps), len(frame))
 
 
@@ -195,7 +205,26 @@ def _derivative_columns(
     return [beta_t[0] * basis.dhdd(bps[0]), beta_t[1] * basis.dcdd(bps[1])]
 
 
-def fit_model(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None = None) -> FittedModel:
+#: Balance-point search for a change-point spec: (spec, frame, constants, coarse bank) -> points.
+BalancePointSearch = Callable[[ModelSpec, Frame, GroupAbsorber, ChangePointBank], tuple[float, ...]]
+
+
+def batched_search(
+    spec: ModelSpec, frame: Frame, absorber: GroupAbsorber, bank: ChangePointBank
+) -> tuple[float, ...]:
+    """The fast search: group-demean, project off the linear terms, solve all candidates at once."""
+    yt = absorber.demean(frame.energy)
+    xt = absorber.demean(linear_design(ModelSpec(spec.dense, on_off=spec.on_off), frame, ()))
+    return find_balance_points(spec.shape, absorber, yt, xt, bank)
+
+
+def fit_model(
+    spec: ModelSpec,
+    frame: Frame,
+    bank: ChangePointBank | None = None,
+    *,
+    search: BalancePointSearch = batched_search,
+) -> FittedModel:
     """Fit ``spec`` to ``frame``. Raises :class:`Unfittable` with a reason a person can act on."""
     _require(frame, spec)
     n = len(frame)
@@ -208,8 +237,7 @@ def fit_model(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None = None
     if spec.shape.change_point:
         try:
             bank = bank if bank is not None else ChangePointBank.for_frame(frame)
-            xt = absorber.demean(_design(ModelSpec(spec.dense, on_off=spec.on_off), frame, ()))
-            bps = find_balance_points(spec.shape, absorber, yt, xt, bank)
+            bps = search(spec, frame, absorber, bank)
         except NoChangePoint as exc:
             raise Unfittable(str(exc)) from None
     terms = _terms(spec, frame, bps)

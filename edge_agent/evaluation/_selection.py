@@ -23,7 +23,13 @@ from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint
 from edge_agent.evaluation._channels import Role
 from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._frame import Frame
-from edge_agent.evaluation._model import FittedModel, Unfittable, fit_model
+from edge_agent.evaluation._model import (
+    BalancePointSearch,
+    FittedModel,
+    Unfittable,
+    batched_search,
+    fit_model,
+)
 from edge_agent.evaluation._spec import ModelSpec, Shape
 from edge_agent.evaluation._stats import FitStatistics, fit_statistics
 
@@ -114,23 +120,30 @@ def _folds(n: int, k: int) -> list[IntArray]:
     return [f.astype(np.int64) for f in np.array_split(np.arange(n), k)]
 
 
-def _cross_validate(spec: ModelSpec, frame: Frame, bank: ChangePointBank | None, k: int) -> float:
+def _cross_validate(
+    spec: ModelSpec, frame: Frame, bank: ChangePointBank | None, k: int, search: BalancePointSearch
+) -> float:
     """Blocked k-fold out-of-sample RMSE as a fraction of the mean."""
     n = len(frame)
     sq = 0.0
     for test in _folds(n, k):
         train = np.setdiff1d(np.arange(n), test)
-        model = fit_model(spec, frame.take(train), None if bank is None else bank.take(train))
+        model = fit_model(spec, frame.take(train), None if bank is None else bank.take(train), search=search)
         err = frame.energy[test] - model.predict(frame.take(test))
         sq += float(err @ err)
     return math.sqrt(sq / n) / float(frame.energy.mean())
 
 
 def _evaluate(
-    spec: ModelSpec, frame: Frame, bank: ChangePointBank | None, method: SelectionMethod, folds: int
+    spec: ModelSpec,
+    frame: Frame,
+    bank: ChangePointBank | None,
+    method: SelectionMethod,
+    folds: int,
+    search: BalancePointSearch,
 ) -> Candidate:
     try:
-        model = fit_model(spec, frame, bank if spec.shape.change_point else None)
+        model = fit_model(spec, frame, bank if spec.shape.change_point else None, search=search)
     except Unfittable as exc:
         return Candidate(spec, None, None, None, str(exc))
     stats = fit_statistics(frame.energy, model.fitted, model.p, frame.adjacent)
@@ -138,7 +151,7 @@ def _evaluate(
     cv = None
     if not rejected and method is SelectionMethod.CV:
         try:
-            cv = _cross_validate(spec, frame, bank if spec.shape.change_point else None, folds)
+            cv = _cross_validate(spec, frame, bank if spec.shape.change_point else None, folds, search)
         except Unfittable as exc:
             rejected = f"cannot be refitted on every cross-validation fold: {exc}"
     return Candidate(spec, model, stats, cv, rejected)
@@ -191,8 +204,13 @@ def select_model(
     *,
     folds: int = 5,
     specs: Sequence[ModelSpec] | None = None,
+    search: BalancePointSearch = batched_search,
 ) -> Selection:
-    """Fit every candidate to ``frame`` and pick one; the mean model is always a fallback."""
+    """Fit every candidate to ``frame`` and pick one; the mean model is always a fallback.
+
+    ``search`` finds balance points; the default solves all candidates at once, and the
+    benchmark swaps in a per-candidate loop to measure what that saves.
+    """
     if len(frame) < 3:
         raise EvaluationError(
             f"the baseline period has only {len(frame)} usable bucket(s); at least 3 are needed to fit "
@@ -207,7 +225,7 @@ def select_model(
             bank = ChangePointBank.for_frame(frame)
         except NoChangePoint:
             bank = None
-    cands = tuple(_evaluate(s, frame, bank, method, folds) for s in specs)
+    cands = tuple(_evaluate(s, frame, bank, method, folds, search) for s in specs)
     ranked = sorted(
         (c for c in cands if c.valid), key=lambda c: (-_score(c, method), c.stats.p if c.stats else 0)
     )
