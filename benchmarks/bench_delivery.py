@@ -16,12 +16,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from servers import InfluxServer, MosquittoServer, delivery_config  # noqa: E402
+from servers import InfluxServer, MosquittoServer, delivery_config
 
-from edge_agent.batch import SampleBatch  # noqa: E402
-from edge_agent.config import BufferConfig  # noqa: E402
-from edge_agent.delivery import Delivery, IngestStats, Placement, batch_lines, run_ingest  # noqa: E402
-from edge_agent.delivery.buffer import SyncBuffer  # noqa: E402
+from edge_agent.batch import SampleBatch
+from edge_agent.config import BufferConfig
+from edge_agent.delivery import Delivery, IngestStats, Placement, batch_lines, run_ingest
+from edge_agent.delivery.buffer import SyncBuffer
 
 PLACE = Placement("s1", "a1", "l1", "press1")
 TAGS = {"site": "s1", "area": "a1", "line": "l1", "asset": "press1", "device": "plc1"}
@@ -47,7 +47,8 @@ def best(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
 
 
 def bench_line_protocol() -> None:
-    from influxdb_client import Point, WritePrecision
+    from influxdb_client.client.write.point import Point
+    from influxdb_client.domain.write_precision import WritePrecision
 
     print("== line protocol from SampleBatch ==")
     for realistic in (True, False):
@@ -61,20 +62,22 @@ def bench_line_protocol() -> None:
         def points(cols=cols, ts=ts) -> str:  # type: ignore[no-untyped-def]
             out = []
             for i, t in enumerate(ts):
-                p = Point("raw")
+                p = Point("raw")  # type: ignore[no-untyped-call]
                 for k, v in TAGS.items():
-                    p = p.tag(k, v)
+                    p = p.tag(k, v)  # type: ignore[no-untyped-call]
                 for name, col in cols.items():
-                    p = p.field(name, col[i])
-                out.append(p.time(t, WritePrecision.NS).to_line_protocol())
+                    p = p.field(name, col[i])  # type: ignore[no-untyped-call]
+                out.append(p.time(t, WritePrecision.NS).to_line_protocol())  # type: ignore[no-untyped-call]
             return "\n".join(out)
 
         theirs = best(points, 1)
         ours_rate = pts / ours
         their_rate = len(small) * len(small.values) / theirs
         label = "3-decimal values" if realistic else "full-precision random floats"
-        print(f"  {label:30s}: ours {ours_rate / 1e6:5.2f} M fields/s, influxdb-client Point "
-              f"{their_rate / 1e6:5.2f} M fields/s, ratio {ours_rate / their_rate:4.1f}x")  # fmt: skip
+        print(
+            f"  {label:30s}: ours {ours_rate / 1e6:5.2f} M fields/s, influxdb-client Point "
+            f"{their_rate / 1e6:5.2f} M fields/s, ratio {ours_rate / their_rate:4.1f}x"
+        )
 
 
 def bench_buffer(tmp: Path) -> None:
@@ -102,8 +105,10 @@ def bench_buffer(tmp: Path) -> None:
     raw_bytes = samples * (8 + 1) + n_batches * rows * 8  # float64 + quality + ts, uncompressed numpy
     print(f"  write  {samples / w / 1e6:5.2f} M samples/s ({n_batches / w:7.0f} batches/s of {rows}x{k})")
     print(f"  replay {got / r / 1e6:5.2f} M samples/s (fetch + decode + confirm + delete)")
-    print(f"  on disk {size / samples * 1e6 / 2**20:5.2f} MiB per million samples "
-          f"(raw numpy {raw_bytes / samples * 1e6 / 2**20:5.2f} MiB; ratio {size / raw_bytes:4.2f})")  # fmt: skip
+    print(
+        f"  on disk {size / samples * 1e6 / 2**20:5.2f} MiB per million samples "
+        f"(raw numpy {raw_bytes / samples * 1e6 / 2**20:5.2f} MiB; ratio {size / raw_bytes:4.2f})"
+    )
 
 
 async def bench_end_to_end(tmp: Path) -> None:
@@ -116,8 +121,9 @@ async def bench_end_to_end(tmp: Path) -> None:
     try:
         db = "bench"
         influx.create_database(db)
-        cfg = delivery_config(tmp, mqtt=mosq, influx=influx, database=db, prefix="bench",
-                              influx_extra={"batch_size": 20_000})  # fmt: skip
+        cfg = delivery_config(
+            tmp, mqtt=mosq, influx=influx, database=db, prefix="bench", influx_extra={"batch_size": 20_000}
+        )
         stats, stop, ready = IngestStats(), asyncio.Event(), asyncio.Event()
         ingest = asyncio.create_task(run_ingest(cfg, client_id="bench", stop=stop, ready=ready, stats=stats))
         await ready.wait()
@@ -130,7 +136,7 @@ async def bench_end_to_end(tmp: Path) -> None:
             for i in range(n_batches):
                 await d.submit("raw", cfg.assets[0], batch(rows, k, t0 + i * rows * 100_000_000))
             submitted = time.perf_counter() - start
-            while stats.samples < total:
+            while stats.samples < total:  # noqa: ASYNC110  (polling a counter is the measurement)
                 await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - start
             # latency: one small poll at a time, submit -> visible in an InfluxDB query
@@ -138,17 +144,23 @@ async def bench_end_to_end(tmp: Path) -> None:
                 ts = time.time_ns()
                 t = time.perf_counter()
                 await d.submit("raw", cfg.assets[0], SampleBatch.single("lat", ts, {"p": float(i)}))
-                while not influx.query(f"SELECT p FROM raw WHERE device='lat' AND time = {ts}", db):
+                while not influx.query(  # noqa: ASYNC110
+                    f"SELECT p FROM raw WHERE device='lat' AND time = {ts}", db
+                ):
                     await asyncio.sleep(0.001)
                 latencies.append(time.perf_counter() - t)
         stop.set()
         await ingest
         stored = influx.count(db)
-        print(f"  sustained {total / elapsed / 1e3:6.1f} k samples/s end to end "
-              f"({total} samples in {n_batches} messages; submit alone {total / submitted / 1e3:6.1f} k/s)")
-        print(f"  poll-to-queryable latency p50 {np.percentile(latencies, 50) * 1e3:5.1f} ms, "
-              f"p99 {np.percentile(latencies, 99) * 1e3:5.1f} ms (includes the query poll)")
-        print(f"  stored {stored} of {total + 30} samples")  # fmt: skip
+        print(
+            f"  sustained {total / elapsed / 1e3:6.1f} k samples/s end to end "
+            f"({total} samples in {n_batches} messages; submit alone {total / submitted / 1e3:6.1f} k/s)"
+        )
+        print(
+            f"  poll-to-queryable latency p50 {np.percentile(latencies, 50) * 1e3:5.1f} ms, "
+            f"p99 {np.percentile(latencies, 99) * 1e3:5.1f} ms (includes the query poll)"
+        )
+        print(f"  stored {stored} of {total + 30} samples")
     finally:
         mosq.stop()
         influx.stop()

@@ -92,11 +92,15 @@ class ServerProcess:
     def start(self, timeout: float = 15.0) -> None:
         assert self.proc is None, f"{self.name} already running"
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+                )
             if self.ready():
                 return
             time.sleep(0.03)
@@ -148,27 +152,38 @@ def _make_certs(d: Path) -> dict[str, Path]:
 
     def write_key(k: ec.EllipticCurvePrivateKey, p: Path) -> None:
         p.write_bytes(
-            k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())  # fmt: skip
+            k.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
 
     ca_key = key()
     ca = (
-        x509.CertificateBuilder().subject_name(name("edge-agent test CA")).issuer_name(name("edge-agent test CA"))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+        x509.CertificateBuilder()
+        .subject_name(name("edge-agent test CA"))
+        .issuer_name(name("edge-agent test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    )
 
-    def leaf(cn: str, usage: x509.ObjectIdentifier, san: bool) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    def leaf(
+        cn: str, usage: x509.ObjectIdentifier, san: bool
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         k = key()
         b = (
-            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject).public_key(k.public_key())
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(ca.subject)
+            .public_key(k.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )  # fmt: skip
+        )
         if san:
             b = b.add_extension(
                 x509.SubjectAlternativeName(
@@ -320,9 +335,13 @@ class VictoriaServer(ServerProcess):
 
     def command(self) -> list[str]:
         return [
-            self.binary, f"-storageDataPath={self.workdir / 'data'}", f"-httpListenAddr=127.0.0.1:{self.port}",
-            "-retentionPeriod=1d", "-search.latencyOffset=0s", "-loggerLevel=ERROR",
-        ]  # fmt: skip
+            self.binary,
+            f"-storageDataPath={self.workdir / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-retentionPeriod=1d",
+            "-search.latencyOffset=0s",
+            "-loggerLevel=ERROR",
+        ]
 
     def ready(self) -> bool:
         try:
@@ -364,7 +383,9 @@ def victoria_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victor
 
 
 # -- helpers for delivery tests -------------------------------------------------------------------
-def synthetic_batch(device: str, start_ns: int, n: int, tags: int = 4, step_ns: int = 1_000_000) -> SampleBatch:
+def synthetic_batch(
+    device: str, start_ns: int, n: int, tags: int = 4, step_ns: int = 1_000_000
+) -> SampleBatch:
     """n rows x ``tags`` Good float columns with unique timestamps (so InfluxDB counts are exact)."""
     ts = start_ns + np.arange(n, dtype=np.int64) * step_ns
     base = np.arange(n, dtype=np.float64)
@@ -399,11 +420,14 @@ def delivery_config(
     }
     if mqtt is not None:
         doc["mqtt"] = {
-            "host": mqtt.host, "port": mqtt.port, "backoff_max": 1,
+            "host": mqtt.host,
+            "port": mqtt.port,
+            "backoff_max": 1,
             "topic_template": f"{prefix or 'uns'}/{{site}}/{{area}}/{{line}}/{{asset}}/{{kind}}",
             "status_topic": f"{prefix or 'uns'}/{{site}}/edge-agent/{{agent}}/status",
-            "session_expiry": 300, **(mqtt_extra or {}),
-        }  # fmt: skip
+            "session_expiry": 300,
+            **(mqtt_extra or {}),
+        }
     if influx is not None:
         doc["influxdb"] = {"url": influx.url, "database": database, "backoff_max": 1, **(influx_extra or {})}
     return AgentConfig.model_validate(doc)

@@ -22,7 +22,7 @@ PER = 100 * 4
 
 
 def _open(path: Path, sinks: tuple[str, ...] = ("mqtt", "influxdb"), **kw: object) -> SyncBuffer:
-    buf = SyncBuffer(BufferConfig(path=path, **kw), sinks, {})  # type: ignore[arg-type]
+    buf = SyncBuffer(BufferConfig(path=path, **kw), sinks, {})
     buf.open()
     return buf
 
@@ -91,7 +91,7 @@ def test_full_disk_is_a_clear_error_and_loses_nothing_stored(tmp_path: Path) -> 
     ids = _fill(buf, 3)
     pages = buf.db.execute("PRAGMA page_count").fetchone()[0]
     buf.db.execute(f"PRAGMA max_page_count={pages}")  # SQLite now answers SQLITE_FULL, as on a full disk
-    with pytest.raises(BufferFullError, match="disk is full.*everything stored before is intact"):
+    with pytest.raises(BufferFullError, match=r"disk is full.*everything stored before is intact"):
         for i in range(3, 50):  # the WAL may still take a page or two
             ids.extend(_fill(buf, 1, start=i))
     assert buf.stats.dropped == PER

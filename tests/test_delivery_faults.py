@@ -19,6 +19,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from servers import InfluxServer, MosquittoServer, delivery_config, synthetic_batch
 
 from edge_agent.config import AgentConfig
@@ -36,18 +37,18 @@ def _names() -> tuple[str, str]:
     return f"db_fault{n}", f"fault{n}"
 
 
-async def _until(pred: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+async def _until(pred: Callable[[], bool], within: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
     while not pred():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
+            raise AssertionError(f"{what} not reached within {within}s")
         await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
-async def _ingest(cfg: AgentConfig, client_id: str, **kw: object) -> AsyncIterator[IngestStats]:
+async def _ingest(cfg: AgentConfig, client_id: str) -> AsyncIterator[IngestStats]:
     stop, ready, stats = asyncio.Event(), asyncio.Event(), IngestStats()
-    task = asyncio.create_task(run_ingest(cfg, client_id=client_id, stop=stop, ready=ready, stats=stats, **kw))  # type: ignore[arg-type]
+    task = asyncio.create_task(run_ingest(cfg, client_id=client_id, stop=stop, ready=ready, stats=stats))
     await asyncio.wait_for(ready.wait(), 10)
     try:
         yield stats
@@ -56,7 +57,9 @@ async def _ingest(cfg: AgentConfig, client_id: str, **kw: object) -> AsyncIterat
         await task
 
 
-def _setup(tmp: Path, mosq: MosquittoServer | None, influx: InfluxServer, **kw: object) -> tuple[AgentConfig, str]:
+def _setup(
+    tmp: Path, mosq: MosquittoServer | None, influx: InfluxServer, **kw: object
+) -> tuple[AgentConfig, str]:
     db, prefix = _names()
     influx.create_database(db)
     return delivery_config(tmp, mqtt=mosq, influx=influx, database=db, prefix=prefix, **kw), db  # type: ignore[arg-type]
@@ -133,8 +136,9 @@ async def test_producer_killed_mid_stream_resends_everything_unconfirmed(
     cfg_file, progress = tmp_path / "cfg.json", tmp_path / "progress"
     cfg_file.write_text(_producer(cfg).model_dump_json())
     t0 = time.time_ns() - 10**12
-    code = _PRODUCER.format(tests=str(Path(__file__).parent), cfg=str(cfg_file), t0=t0, rows=ROWS,
-                            progress=str(progress))  # fmt: skip
+    code = _PRODUCER.format(
+        tests=str(Path(__file__).parent), cfg=str(cfg_file), t0=t0, rows=ROWS, progress=str(progress)
+    )
     async with _ingest(cfg, f"ing-{db}") as stats:
         with influxdb_server.stopped():  # hold everything between broker and database meanwhile
             proc = _spawn(code)
@@ -211,17 +215,22 @@ async def test_cap_reached_during_outage_drops_exactly_what_is_counted(
     firsts = influxdb_server.query('SELECT FIRST("t0") FROM "raw"', db)[0]["values"][0][0]  # type: ignore[index]
     if policy == "drop_oldest":  # the newest batch survived, the second one did not
         assert int(firsts) != t0 + 1 * 10**9
-        assert influxdb_server.query(f'SELECT COUNT("t0") FROM "raw" WHERE time >= {t0 + (total - 1) * 10**9}', db)
+        assert influxdb_server.query(
+            f'SELECT COUNT("t0") FROM "raw" WHERE time >= {t0 + (total - 1) * 10**9}', db
+        )
     else:  # the first batches survived, the last one did not
         assert int(firsts) == t0
-        assert not influxdb_server.query(f'SELECT COUNT("t0") FROM "raw" WHERE time >= {t0 + (total - 1) * 10**9}', db)
+        assert not influxdb_server.query(
+            f'SELECT COUNT("t0") FROM "raw" WHERE time >= {t0 + (total - 1) * 10**9}', db
+        )
 
 
 async def test_cap_reached_with_block_policy_waits_then_loses_nothing(
     tmp_path: Path, influxdb_server: InfluxServer
 ) -> None:
-    cfg, db = _setup(tmp_path, None, influxdb_server,
-                     buffer={"max_bytes": 60_000, "policy": "block", "block_timeout": 0.3})  # fmt: skip
+    cfg, db = _setup(
+        tmp_path, None, influxdb_server, buffer={"max_bytes": 60_000, "policy": "block", "block_timeout": 0.3}
+    )
     asset, t0 = cfg.assets[0], time.time_ns()
     async with Delivery(cfg) as d:
         with influxdb_server.stopped():
@@ -250,15 +259,25 @@ async def test_cap_reached_with_block_policy_waits_then_loses_nothing(
 async def test_malformed_payloads_are_rejected_and_valid_ones_around_them_land(
     tmp_path: Path, mosquitto_server: MosquittoServer, influxdb_server: InfluxServer
 ) -> None:
-    cfg, db = _setup(tmp_path, mosquitto_server, influxdb_server,
-                     mqtt_extra={"max_message_bytes": 100_000})  # fmt: skip
+    cfg, db = _setup(tmp_path, mosquitto_server, influxdb_server, mqtt_extra={"max_message_bytes": 100_000})
     assert cfg.mqtt is not None
     topic = cfg.mqtt.topic_template.format(site="s1", area="a1", line="l1", asset="press1", kind="raw")
     t0 = time.time_ns()
 
     def valid(i: int) -> bytes:
-        return json.dumps({"v": 1, "kind": "raw", "site": "s1", "area": "a1", "line": "l1", "asset": "press1",
-                           "device": "plc1", "ts": [t0 + i], "values": {"p": [1.5 * i]}}).encode()  # fmt: skip
+        return json.dumps(
+            {
+                "v": 1,
+                "kind": "raw",
+                "site": "s1",
+                "area": "a1",
+                "line": "l1",
+                "asset": "press1",
+                "device": "plc1",
+                "ts": [t0 + i],
+                "values": {"p": [1.5 * i]},
+            }
+        ).encode()
 
     bad = [
         b"{not json",
@@ -270,7 +289,7 @@ async def test_malformed_payloads_are_rejected_and_valid_ones_around_them_land(
         b"[" + b"1," * 60_000 + b"1]",
         b"",
     ]
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.connect(mosquitto_server.host, mosquitto_server.port)
     client.loop_start()
     try:

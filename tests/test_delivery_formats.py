@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from influxdb_client import Point, WritePrecision
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
 
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import MqttConfig
@@ -63,17 +64,22 @@ def test_line_protocol_matches_influxdb_client_points() -> None:
     n = 50
     rng = np.random.default_rng(1)
     ts = 1_700_000_000_000_000_000 + np.arange(n, dtype=np.int64) * 1_000_000
-    vals = {"power": rng.normal(10, 3, n), "count": rng.integers(0, 2**40, n), "temp deg": rng.normal(0, 1e6, n)}
+    vals = {
+        "power": rng.normal(10, 3, n),
+        "count": rng.integers(0, 2**40, n),
+        "temp deg": rng.normal(0, 1e6, n),
+    }
     batch = SampleBatch("plc 1", ts, vals, {k: np.zeros(n, np.uint8) for k in vals})
     tags = {"site": "s1", "asset": "a,1", "device": "plc 1"}
     ours, fields = batch_lines("raw", tags, batch)
     theirs = []
     for i in range(n):
-        p = Point("raw")
+        p = Point("raw")  # type: ignore[no-untyped-call]
         for k, v in sorted(tags.items()):
-            p = p.tag(k, v)
-        p = p.field("power", float(vals["power"][i])).field("count", int(vals["count"][i]))
-        p = p.field("temp deg", float(vals["temp deg"][i])).time(int(ts[i]), WritePrecision.NS)
+            p = p.tag(k, v)  # type: ignore[no-untyped-call]
+        p = p.field("power", float(vals["power"][i])).field("count", int(vals["count"][i]))  # type: ignore[no-untyped-call]
+        p = p.field("temp deg", float(vals["temp deg"][i]))
+        p = p.time(int(ts[i]), WritePrecision.NS)
         theirs.append(p.to_line_protocol())
 
     def norm(line: str) -> tuple[str, frozenset[str], str]:  # field order is not significant
@@ -100,11 +106,14 @@ def _split(line: str) -> tuple[str, str, str]:
 def test_bad_and_missing_values_are_never_written_as_numbers() -> None:
     ts = np.arange(4, dtype=np.int64)
     batch = SampleBatch(
-        "d", ts,
+        "d",
+        ts,
         {"a": np.array([1.0, 2.0, np.nan, np.inf]), "b": np.array([5, 6, 7, 8], np.int64)},
-        {"a": np.array([Quality.BAD, Quality.GOOD, Quality.GOOD, Quality.GOOD], np.uint8),
-         "b": np.array([Quality.GOOD, Quality.MISSING, Quality.UNCERTAIN, Quality.BAD], np.uint8)},
-    )  # fmt: skip
+        {
+            "a": np.array([Quality.BAD, Quality.GOOD, Quality.GOOD, Quality.GOOD], np.uint8),
+            "b": np.array([Quality.GOOD, Quality.MISSING, Quality.UNCERTAIN, Quality.BAD], np.uint8),
+        },
+    )
     text, n = batch_lines("raw", {"asset": "x"}, batch)
     assert text.splitlines() == ["raw,asset=x b=5i 0", "raw,asset=x a=2.0 1", "raw,asset=x b=7i 2"]
     assert n == 3
@@ -140,18 +149,31 @@ def test_kpi_payload_carries_window_and_asset() -> None:
     [
         (b"{oops", "Invalid JSON"),
         (b'{"v":1,"kind":"raw"}', "Field required"),
-        (b'{"v":2,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","device":"d","ts":[],"values":{}}',
-         "Input should be 1"),
-        (b'{"v":1,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","device":"d","ts":[1],'
-         b'"values":{"p":[NaN]}}', "finite"),
-        (b'{"v":1,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","device":"d","ts":[1],'
-         b'"values":{"p":[null]}}', "null value with Good"),
-        (b'{"v":1,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","ts":[1],"values":{"p":[1]}}',
-         "without 'device'"),
-        (b'{"v":1,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","device":"d","ts":[1],'
-         b'"values":{"p":[1]},"quality":{"p":[7]}}', "less than or equal to 3"),
+        (
+            b'{"v":2,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","device":"d","ts":[],"values":{}}',
+            "Input should be 1",
+        ),
+        (
+            b'{"v":1,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","device":"d","ts":[1],'
+            b'"values":{"p":[NaN]}}',
+            "finite",
+        ),
+        (
+            b'{"v":1,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","device":"d","ts":[1],'
+            b'"values":{"p":[null]}}',
+            "null value with Good",
+        ),
+        (
+            b'{"v":1,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","ts":[1],"values":{"p":[1]}}',
+            "without 'device'",
+        ),
+        (
+            b'{"v":1,"kind":"raw","site":"s","area":"a","line":"l","asset":"x","device":"d","ts":[1],'
+            b'"values":{"p":[1]},"quality":{"p":[7]}}',
+            "less than or equal to 3",
+        ),
     ],
-)  # fmt: skip
+)
 def test_malformed_payloads_get_a_clear_error(data: bytes, match: str) -> None:
     with pytest.raises(PayloadError, match=match):
         decode_payload(data)
@@ -165,7 +187,9 @@ def test_oversized_payload_is_rejected_before_parsing() -> None:
 def test_shipped_json_schemas_match_the_model() -> None:
     for name, doc in schema_documents().items():
         shipped = json.loads((SCHEMAS / name).read_text())
-        assert shipped == doc, f"{name} is stale: regenerate it from edge_agent.delivery.payload.schema_documents()"
+        assert shipped == doc, (
+            f"{name} is stale: regenerate it from edge_agent.delivery.payload.schema_documents()"
+        )
 
 
 def test_topics_and_subscription_filters() -> None:
@@ -177,9 +201,13 @@ def test_topics_and_subscription_filters() -> None:
 
 @pytest.mark.parametrize(
     ("template", "match"),
-    [("{site}/{asset}/x{kind}", "whole level"), ("{site}/{asset}/{kind}/{shift}", "unknown placeholder"),
-     ("{site}/{asset}", "must contain"), ("{site}/+/{asset}/{kind}", "wildcards")],
-)  # fmt: skip
+    [
+        ("{site}/{asset}/x{kind}", "whole level"),
+        ("{site}/{asset}/{kind}/{shift}", "unknown placeholder"),
+        ("{site}/{asset}", "must contain"),
+        ("{site}/+/{asset}/{kind}", "wildcards"),
+    ],
+)
 def test_bad_topic_templates_are_config_errors(template: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         MqttConfig(topic_template=template)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from servers import InfluxServer, MosquittoServer, VictoriaServer, delivery_config, synthetic_batch
 
 from edge_agent.batch import Quality, SampleBatch
@@ -34,8 +35,8 @@ class Listener:
 
     def __init__(self, server: MosquittoServer, topic: str) -> None:
         self.q: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.c.on_message = lambda c, u, m: self.q.put((m.topic, m.payload, bool(m.retain)))
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self.c.on_message = lambda c, u, m: self.q.put((m.topic, bytes(m.payload), bool(m.retain)))
         self.c.connect(server.host, server.port)
         self.c.subscribe(topic, qos=1)
         self.c.loop_start()
@@ -48,8 +49,8 @@ class Listener:
         self.c.disconnect()
 
 
-async def _until(pred, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def _until(pred, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
     while not pred():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
@@ -60,25 +61,38 @@ async def test_tls_with_client_cert_and_password_publishes_uns_payload(
 ) -> None:
     prefix = _prefix()
     m = mosquitto_server
-    cfg = delivery_config(tmp_path, mqtt=m, prefix=prefix, mqtt_extra={
-        "port": m.tls_port, "username": m.username, "password": m.password,
-        "tls": {"ca_file": str(m.certs["ca"]), "cert_file": str(m.certs["client"]),
-                "key_file": str(m.certs["client-key"])},
-    })  # fmt: skip
+    cfg = delivery_config(
+        tmp_path,
+        mqtt=m,
+        prefix=prefix,
+        mqtt_extra={
+            "port": m.tls_port,
+            "username": m.username,
+            "password": m.password,
+            "tls": {
+                "ca_file": str(m.certs["ca"]),
+                "cert_file": str(m.certs["client"]),
+                "key_file": str(m.certs["client-key"]),
+            },
+        },
+    )
     listener = Listener(m, f"{prefix}/#")
     try:
         n = 3
         batch = SampleBatch(
-            "plc1", np.arange(n, dtype=np.int64) + time.time_ns(),
+            "plc1",
+            np.arange(n, dtype=np.int64) + time.time_ns(),
             {"power": np.array([1.5, 99.0, 2.5]), "parts": np.array([10, 11, 12], np.int64)},
-            {"power": np.array([Quality.GOOD, Quality.BAD, Quality.UNCERTAIN], np.uint8),
-             "parts": np.zeros(n, np.uint8)},
-        )  # fmt: skip
+            {
+                "power": np.array([Quality.GOOD, Quality.BAD, Quality.UNCERTAIN], np.uint8),
+                "parts": np.zeros(n, np.uint8),
+            },
+        )
         async with Delivery(cfg) as d:
             await d.submit("raw", cfg.assets[0], batch)
             assert await d.flush(10)
             assert d.stats.sinks["mqtt"].connected
-        seen = {}
+        seen: dict[str, dict[str, object]] = {}
         while len(seen) < 2:
             topic, payload, _ = await asyncio.to_thread(listener.get)
             seen.setdefault(topic, json.loads(payload))
@@ -95,11 +109,22 @@ async def test_wrong_password_buffers_instead_of_losing(
     tmp_path: Path, mosquitto_server: MosquittoServer
 ) -> None:
     m = mosquitto_server
-    cfg = delivery_config(tmp_path, mqtt=m, prefix=_prefix(), buffer={"flush_timeout": 0}, mqtt_extra={
-        "port": m.tls_port, "username": m.username, "password": "wrong",
-        "tls": {"ca_file": str(m.certs["ca"]), "cert_file": str(m.certs["client"]),
-                "key_file": str(m.certs["client-key"])},
-    })  # fmt: skip
+    cfg = delivery_config(
+        tmp_path,
+        mqtt=m,
+        prefix=_prefix(),
+        buffer={"flush_timeout": 0},
+        mqtt_extra={
+            "port": m.tls_port,
+            "username": m.username,
+            "password": "wrong",
+            "tls": {
+                "ca_file": str(m.certs["ca"]),
+                "cert_file": str(m.certs["client"]),
+                "key_file": str(m.certs["client-key"]),
+            },
+        },
+    )
     async with Delivery(cfg) as d:
         await d.submit("raw", cfg.assets[0], synthetic_batch("plc1", time.time_ns(), 10))
         await asyncio.sleep(0.5)
@@ -129,13 +154,17 @@ async def test_birth_is_retained_and_last_will_marks_a_killed_agent_offline(
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(cfg.model_dump_json())
     status = f"{prefix}/s1/edge-agent/test-agent/status"
-    proc = subprocess.Popen([sys.executable, "-c", _VICTIM.format(cfg=str(cfg_file))], stdout=subprocess.PIPE)
+    argv = [sys.executable, "-c", _VICTIM.format(cfg=str(cfg_file))]
+    proc = subprocess.Popen(  # noqa: ASYNC220  (started once; a blocking spawn is fine in a test)
+        argv,
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == b"up"
     await asyncio.sleep(0.5)
     late = Listener(mosquitto_server, f"{prefix}/#")  # joins after the birth: sees retained messages
     try:
-        got = {}
+        got: dict[str, dict[str, object]] = {}
         while len(got) < 2:
             topic, payload, retain = await asyncio.to_thread(late.get)
             assert retain
@@ -178,18 +207,22 @@ async def test_influx_400_quarantines_only_the_bad_batch(
 
 
 async def test_v2_write_api_into_victoriametrics(tmp_path: Path, victoria_server: VictoriaServer) -> None:
-    cfg = AgentConfig.model_validate({
-        "assets": [{"id": "press1", "site": "s1", "area": "a1", "line": "l1", "rated_power_kw": 50}],
-        "devices": [],
-        "buffer": {"path": str(tmp_path / "b.db")},
-        "influxdb": {"url": victoria_server.url, "api": "v2", "org": "o", "bucket": "b", "token": "t"},
-    })  # fmt: skip
+    cfg = AgentConfig.model_validate(
+        {
+            "assets": [{"id": "press1", "site": "s1", "area": "a1", "line": "l1", "rated_power_kw": 50}],
+            "devices": [],
+            "buffer": {"path": str(tmp_path / "b.db")},
+            "influxdb": {"url": victoria_server.url, "api": "v2", "org": "o", "bucket": "b", "token": "t"},
+        }
+    )
     dev = f"plc{time.time_ns()}"
     t0 = time.time_ns() - 5 * 10**9
     kpi = SampleBatch(
-        "press1", np.array([t0], np.int64), {"energy_kwh": np.array([1.5]), "good_parts": np.array([7])},
+        "press1",
+        np.array([t0], np.int64),
+        {"energy_kwh": np.array([1.5]), "good_parts": np.array([7])},
         {"energy_kwh": np.zeros(1, np.uint8), "good_parts": np.zeros(1, np.uint8)},
-    )  # fmt: skip
+    )
     async with Delivery(cfg) as d:
         await d.submit("raw", cfg.assets[0], synthetic_batch(dev, t0, 100, tags=2))
         await d.submit("kpi", cfg.assets[0], kpi)
@@ -207,8 +240,14 @@ async def test_shared_subscription_splits_load_between_workers(
     prefix = _prefix()
     db = f"db_{prefix}"
     influxdb_server.create_database(db)
-    cfg = delivery_config(tmp_path, mqtt=mosquitto_server, influx=influxdb_server, database=db, prefix=prefix,
-                          mqtt_extra={"ingest_group": f"g{prefix}"})  # fmt: skip
+    cfg = delivery_config(
+        tmp_path,
+        mqtt=mosquitto_server,
+        influx=influxdb_server,
+        database=db,
+        prefix=prefix,
+        mqtt_extra={"ingest_group": f"g{prefix}"},
+    )
     stop = asyncio.Event()
     stats = [IngestStats(), IngestStats()]
     readies = [asyncio.Event(), asyncio.Event()]

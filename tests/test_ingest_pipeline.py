@@ -21,8 +21,8 @@ def _names() -> tuple[str, str]:
     return f"db_pipe{n}_{time.time_ns()}", f"pipe{n}x{time.time_ns()}"
 
 
-async def _until(pred, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def _until(pred, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
     while not pred():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
@@ -37,7 +37,9 @@ async def test_batches_reach_influx_through_mqtt_and_ingest(
     cfg = delivery_config(tmp_path, mqtt=mosquitto_server, influx=influxdb_server, database=db, prefix=prefix)
     producer_cfg = cfg.model_copy(update={"influxdb": None})
     stop, ready, stats = asyncio.Event(), asyncio.Event(), IngestStats()
-    ingest = asyncio.create_task(run_ingest(cfg, client_id=f"ing-{prefix}", stop=stop, ready=ready, stats=stats))
+    ingest = asyncio.create_task(
+        run_ingest(cfg, client_id=f"ing-{prefix}", stop=stop, ready=ready, stats=stats)
+    )
     await asyncio.wait_for(ready.wait(), 10)
     asset = cfg.assets[0]
     t0 = time.time_ns()

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["Appended", "DurableBuffer", "SyncBuffer"]
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -243,9 +244,13 @@ class SyncBuffer:
             log.warning(
                 "buffer %s is full (%d of %d bytes, policy %s): dropping %s; %s. Totals are logged "
                 "when room returns.",
-                self.path, self.stats.bytes, self.config.max_bytes, self.config.policy, what,
+                self.path,
+                self.stats.bytes,
+                self.config.max_bytes,
+                self.config.policy,
+                what,
                 "free disk space" if "disk" in what else "delivery is behind, check the sinks' connections",
-            )  # fmt: skip
+            )
         self._episode[0] += samples
         self._episode[1] += batches
 
@@ -254,8 +259,11 @@ class SyncBuffer:
         log.warning(
             "buffer %s has room again: %d samples in %d batches were dropped during this spell "
             "(%d dropped since start)",
-            self.path, self._episode[0], self._episode[1], self.stats.dropped,
-        )  # fmt: skip
+            self.path,
+            self._episode[0],
+            self._episode[1],
+            self.stats.dropped,
+        )
         self._episode = None
 
     # -- sink side -----------------------------------------------------------------------------
@@ -371,14 +379,13 @@ class DurableBuffer:
             if remaining <= 0:
                 raise BufferFullError(
                     f"buffer {self.core.path} stayed full ({self.core.stats.bytes} of "
-                    f"{self.core.config.max_bytes} bytes) for block_timeout={self.core.config.block_timeout}s; "
+                    f"{self.core.config.max_bytes} bytes) for "
+                    f"block_timeout={self.core.config.block_timeout}s; "
                     f"the batch from {batch.device!r} was not stored. The sinks are not delivering: check "
                     "their connections, or raise buffer.max_bytes / choose a drop policy."
                 )
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._room.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def fetch(self, sink: str, max_records: int, max_samples: int) -> list[Record]:
         """Next records for ``sink``, waiting until there are some."""

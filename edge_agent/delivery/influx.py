@@ -48,7 +48,7 @@ class InfluxWriter(ABC):
     @abstractmethod
     def write(self, body: bytes) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook)
         """Release connections."""
 
 
@@ -85,32 +85,36 @@ class V2Writer(InfluxWriter):
 
     def __init__(self, config: InfluxConfig) -> None:
         super().__init__(config)
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self._client = InfluxDBClient(
             url=config.url,
             token=config.token.get_secret_value() if config.token else "",
-            org=config.org,
+            org=config.org or "",
             timeout=int(config.timeout * 1000),
             retries=False,
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, body: bytes) -> None:
-        from influxdb_client.client.write.point import WritePrecision
+        from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
 
         try:
-            self._api.write(bucket=self.config.bucket, org=self.config.org, record=body,
-                            write_precision=WritePrecision.NS)  # fmt: skip
+            self._api.write(
+                bucket=self.config.bucket or "",
+                org=self.config.org or "",
+                record=body,
+                write_precision=WritePrecision.NS,  # type: ignore[arg-type]  # a str constant
+            )
         except ApiException as exc:
             _classify(int(exc.status or 0), str(exc.body or exc.reason), f"influxdb {self.config.url}")
         except urllib3.exceptions.HTTPError as exc:
             raise TransientSinkError(f"influxdb {self.config.url}: {exc}") from exc
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 def make_writer(config: InfluxConfig) -> InfluxWriter:

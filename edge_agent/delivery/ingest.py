@@ -53,12 +53,17 @@ class _Item:
 
 
 class _Ingest:
-    def __init__(self, config: AgentConfig, group: str | None, client_id: str | None, stats: IngestStats) -> None:
+    def __init__(
+        self, config: AgentConfig, group: str | None, client_id: str | None, stats: IngestStats
+    ) -> None:
         missing = [k for k in ("mqtt", "influxdb") if getattr(config, k) is None]
         if missing:
             raise ConfigError(
                 "<config>",
-                [ConfigProblem(k, None, f"'{k}' section is required by 'edge-agent ingest'") for k in missing],
+                [
+                    ConfigProblem(k, None, f"'{k}' section is required by 'edge-agent ingest'")
+                    for k in missing
+                ],
             )
         assert config.mqtt is not None and config.influxdb is not None
         self.mcfg, self.icfg, self.stats = config.mqtt, config.influxdb, stats
@@ -89,7 +94,9 @@ class _Ingest:
         log.info("ingest: connected to %s:%d, subscribed to %s", self.mcfg.host, self.mcfg.port, self.filters)
         self.loop.call_soon_threadsafe(self.subscribed.set)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
         if self.stats.connected and rc.is_failure:
             log.warning("ingest: lost the broker (%s); reconnecting, unacknowledged messages come again", rc)
         self.stats.connected = False
@@ -100,7 +107,7 @@ class _Ingest:
     # -- asyncio side ----------------------------------------------------------------------------
     def _decode(self, msg: mqtt.MQTTMessage) -> Record | None:
         try:
-            d = decode_payload(msg.payload, max_bytes=self.mcfg.max_message_bytes)
+            d = decode_payload(bytes(msg.payload), max_bytes=self.mcfg.max_message_bytes)
         except PayloadError as exc:
             self.stats.rejected += 1
             n = self.stats.rejected
@@ -133,8 +140,11 @@ class _Ingest:
         exc = state.outcome.exception() if state.outcome else None
         self.stats.retried += 1
         self.stats.last_error = str(exc)
-        log.log(logging.DEBUG if self.failing else logging.ERROR,
-                "ingest: write failed: %s; retrying, messages stay unacknowledged", exc)  # fmt: skip
+        log.log(
+            logging.DEBUG if self.failing else logging.ERROR,
+            "ingest: write failed: %s; retrying, messages stay unacknowledged",
+            exc,
+        )
         self.failing = True
 
     async def _write(self, records: Sequence[Record]) -> None:
@@ -159,8 +169,11 @@ class _Ingest:
                 await self._write(records[half:])
                 return
             rec = records[0]
-            log.error("ingest: InfluxDB refused a message of asset %r for good: %s; quarantined",
-                      rec.placement.asset, exc)  # fmt: skip
+            log.error(
+                "ingest: InfluxDB refused a message of asset %r for good: %s; quarantined",
+                rec.placement.asset,
+                exc,
+            )
             self.quarantine.add("ingest", rec, str(exc))
             self.stats.quarantined += 1
             self.stats.samples -= rec.samples  # counted below as written; it was not
@@ -171,9 +184,12 @@ class _Ingest:
 
     async def run(self) -> None:
         connect_async(
-            self.client, self.mcfg, persistent=True,
-            session_expiry=self.mcfg.session_expiry, receive_maximum=self.mcfg.ingest_window,
-        )  # fmt: skip
+            self.client,
+            self.mcfg,
+            persistent=True,
+            session_expiry=self.mcfg.session_expiry,
+            receive_maximum=self.mcfg.ingest_window,
+        )
         while True:
             items = await self._collect()
             records = [it.record for it in items if it.record is not None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["MqttSink"]
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -51,9 +52,11 @@ class MqttSink(Sink):
         self._client.max_queued_messages_set(0)
         self._started_ns = time.time_ns()
         self._client.will_set(
-            self.status_topic, encode_status("offline", agent, self._started_ns, reason="connection lost"),
-            qos=1, retain=True,
-        )  # fmt: skip
+            self.status_topic,
+            encode_status("offline", agent, self._started_ns, reason="connection lost"),
+            qos=1,
+            retain=True,
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -78,9 +81,10 @@ class MqttSink(Sink):
         if self._connected:
             try:
                 fut = self._publish(
-                    self.status_topic, encode_status("offline", self.agent, time.time_ns(), reason="shutdown"),
+                    self.status_topic,
+                    encode_status("offline", self.agent, time.time_ns(), reason="shutdown"),
                     retain=True,
-                )  # fmt: skip
+                )
                 await asyncio.wait_for(fut, 2.0)
             except (TimeoutError, TransientSinkError, PermanentSinkError):
                 log.debug("mqtt: offline status not acknowledged before shutdown")
@@ -128,7 +132,7 @@ class MqttSink(Sink):
                 self._pending[info.mid] = fut
         if early is not None:
             self._resolve(fut, early)
-        fut.add_done_callback(lambda f, mid=info.mid: self._forget(mid, f))
+        fut.add_done_callback(functools.partial(self._forget, info.mid))
         return fut
 
     def _forget(self, mid: int, fut: asyncio.Future[None]) -> None:
@@ -162,8 +166,13 @@ class MqttSink(Sink):
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
             level = logging.DEBUG if self._ever_failed else logging.ERROR
-            log.log(level, "mqtt: broker %s:%d refused the connection: %s; check username/password/TLS",
-                    self.config.host, self.config.port, rc)  # fmt: skip
+            log.log(
+                level,
+                "mqtt: broker %s:%d refused the connection: %s; check username/password/TLS",
+                self.config.host,
+                self.config.port,
+                rc,
+            )
             self._ever_failed = True
             return
         self._connected = True
@@ -179,5 +188,9 @@ class MqttSink(Sink):
         was = self._connected
         self._connected = False
         if was and rc.is_failure:
-            log.warning("mqtt: lost %s:%d (%s); buffering and reconnecting with backoff",
-                        self.config.host, self.config.port, rc)  # fmt: skip
+            log.warning(
+                "mqtt: lost %s:%d (%s); buffering and reconnecting with backoff",
+                self.config.host,
+                self.config.port,
+                rc,
+            )

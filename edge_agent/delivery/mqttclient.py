@@ -7,6 +7,7 @@ __all__ = ["connect_async", "make_client"]
 import ssl
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -19,7 +20,7 @@ def make_client(
     """A paho 2.x client; reconnects itself with capped exponential backoff (1 s .. backoff_max)."""
     v5 = cfg.protocol == "5"
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else not persistent,
@@ -51,7 +52,7 @@ def connect_async(
 ) -> None:
     """Start connecting in the background; paho's loop thread keeps retrying until it succeeds."""
     if cfg.protocol == "5":
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         if persistent:
             props.SessionExpiryInterval = int(session_expiry)
         if receive_maximum is not None:

@@ -56,9 +56,18 @@ class Quarantine:
         self.db.execute(
             "INSERT INTO quarantine(sink, batch_id, kind, place, samples, reason, at_ns, nbytes, body) "
             "VALUES(?,?,?,?,?,?,?,?,?)",
-            (sink, record.id, record.kind, place_json(record.placement), record.samples,
-             reason, time.time_ns(), nbytes, body),
-        )  # fmt: skip
+            (
+                sink,
+                record.id,
+                record.kind,
+                place_json(record.placement),
+                record.samples,
+                reason,
+                time.time_ns(),
+                nbytes,
+                body,
+            ),
+        )
         self.bytes += nbytes
         while self.bytes > self.max_bytes:
             row = self.db.execute("SELECT id, nbytes FROM quarantine ORDER BY id LIMIT 1").fetchone()
@@ -66,8 +75,12 @@ class Quarantine:
                 break
             self.db.execute("DELETE FROM quarantine WHERE id=?", (row[0],))
             self.bytes -= int(row[1])
-            log.warning("%s: quarantine is over its %d-byte cap, discarded quarantined row %d",
-                        self.where, self.max_bytes, row[0])  # fmt: skip
+            log.warning(
+                "%s: quarantine is over its %d-byte cap, discarded quarantined row %d",
+                self.where,
+                self.max_bytes,
+                row[0],
+            )
 
     def list(self, sink: str | None = None) -> list[QuarantinedBatch]:
         q = "SELECT id, sink, reason, at_ns, batch_id, kind, place, body FROM quarantine"

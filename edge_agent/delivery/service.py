@@ -114,10 +114,10 @@ class Delivery:
             window = self._kpi_window
         await self.buffer.append(kind, placement_of(asset, window if kind == "kpi" else None), batch)
 
-    async def flush(self, timeout: float) -> bool:
-        """Wait until every sink has confirmed everything buffered; False if ``timeout`` passed first."""
+    async def flush(self, within: float) -> bool:
+        """Wait until every sink confirmed everything buffered; False if ``within`` s passed first."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while any(s.backlog for s in self._stats.sinks.values()):
             if loop.time() >= deadline:
                 return False

@@ -44,10 +44,10 @@ class Sink(ABC):
     ) -> None:
         await self.stop()
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027  (optional hook)
         """Open connections; must not wait for the destination to be reachable."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027  (optional hook)
         """Close connections; unconfirmed records stay in the buffer for the next start."""
 
     @property
@@ -70,8 +70,13 @@ class _Health:
         self.stats.retried += 1
         self.stats.last_error = str(exc)
         level = logging.DEBUG if self.failing else logging.ERROR
-        log.log(level, "sink %s: %s; retrying with backoff, data stays in the buffer", self.sink.name, exc,
-                exc_info=not isinstance(exc, SinkError) and not self.failing)  # fmt: skip
+        log.log(
+            level,
+            "sink %s: %s; retrying with backoff, data stays in the buffer",
+            self.sink.name,
+            exc,
+            exc_info=not isinstance(exc, SinkError) and not self.failing,
+        )
         self.failing = True
 
     def ok(self) -> None:
@@ -104,8 +109,15 @@ async def _deliver(sink: Sink, buffer: DurableBuffer, health: _Health, records: 
             await _deliver(sink, buffer, health, records[half:])
             return
         rec = records[0]
-        log.error("sink %s rejected batch %d (%s, asset %r, %d samples) for good: %s; quarantined",
-                  sink.name, rec.id, rec.kind, rec.placement.asset, rec.samples, exc)  # fmt: skip
+        log.error(
+            "sink %s rejected batch %d (%s, asset %r, %d samples) for good: %s; quarantined",
+            sink.name,
+            rec.id,
+            rec.kind,
+            rec.placement.asset,
+            rec.samples,
+            exc,
+        )
         await buffer.quarantine(sink.name, rec, str(exc))
         return
     health.ok()
