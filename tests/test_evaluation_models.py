@@ -82,7 +82,8 @@ def test_weekly_degree_days_come_from_the_sub_daily_temperatures() -> None:
     # hide the heating in cold nights of mild weeks; the degree-day basis keeps it.
     rng = np.random.default_rng(5)
     hours = np.arange(3 * 364 * 24)
-    t = 10 - 11 * np.cos(2 * np.pi * hours / 8766) + 6 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 2, hours.size)
+    season, daily = np.cos(2 * np.pi * hours / 8766), np.sin(2 * np.pi * hours / 24)
+    t = 10 - 11 * season + 6 * daily + rng.normal(0, 2, hours.size)
     e_hourly = 20 + 3.0 * np.maximum(16.0 - t, 0)  # kWh per hour: 3 kW/K = 72 kWh per °C·d
     week = hours // (7 * 24)
     e = np.bincount(week, weights=e_hourly) + rng.normal(0, 40, week.max() + 1)
@@ -106,7 +107,8 @@ def test_weekly_degree_days_come_from_the_sub_daily_temperatures() -> None:
 def test_batched_search_matches_a_per_candidate_lstsq_loop(shape: Shape, heat: float, cool: float) -> None:
     rng, t = _daily(6, 400)
     prod = rng.uniform(0, 100, t.size)
-    e = 80 + 0.8 * prod + heat * np.maximum(11 - t, 0) + cool * np.maximum(t - 19, 0) + rng.normal(0, 4, t.size)
+    weather = heat * np.maximum(11 - t, 0) + cool * np.maximum(t - 19, 0)
+    e = 80 + 0.8 * prod + weather + rng.normal(0, 4, t.size)
     frame = Frame.from_arrays(e, production=prod, temperature=t)
     spec = ModelSpec((P,), shape)
     fast = fit_model(spec, frame)
@@ -150,7 +152,8 @@ def test_selection_finds_the_true_structure_and_explains_rejections() -> None:
 def test_unfittable_candidates_say_why() -> None:
     rng, t = _daily(9, 60)
     prod = rng.uniform(10, 20, t.size)
-    frame = Frame.from_arrays(50 + prod, production=prod, operating_hours=prod / 10, temperature=np.full(60, 5.0))
+    flat = np.full(60, 5.0)
+    frame = Frame.from_arrays(50 + prod, production=prod, operating_hours=prod / 10, temperature=flat)
     with pytest.raises(Unfittable, match="collinear"):
         fit_model(ModelSpec((P, Role.OPERATING_HOURS)), frame)
     with pytest.raises(Unfittable, match="barely varies"):
