@@ -10,6 +10,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,13 @@ import pytest_asyncio
 from test_opcua_support import NS, PlantServer, node_id, plant_server, set_status
 
 from edge_agent.batch import Quality, SampleBatch
+from edge_agent.cli import main
+from edge_agent.config import parse_config
 from edge_agent.drivers.opcua import OpcUaDeviceConfig, OpcUaDriver
 from edge_agent.drivers.opcua._ua import ua
 from edge_agent.drivers.opcua.subscriptions import to_ns
 from edge_agent.errors import DeviceExceptionError, WriteNotAllowedError
+from edge_agent.opcua_tools import browse, browse_command, tree_text
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -263,3 +267,28 @@ async def test_describe_plan_names_endpoint_modes_and_nodes(plant: PlantServer) 
     assert "1 node(s)" in plan and "subscription @ 250 ms" in plan
     assert "deadband percent 5" in plan and "queue 4" in plan
     assert f"nsu={NS};s=cnc1.parts" in plan
+
+
+async def test_browse_prints_a_tree_and_writes_a_config_that_validates(
+    plant: PlantServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await plant.cnc["power_kw"].write_value(12.5)  # earlier tests moved it
+    root = await browse(plant.endpoint, depth=4)
+    text = tree_text(root)
+    assert text.splitlines()[0] == "Objects"
+    assert "└── Plant" in text or "├── Plant" in text
+    assert f"power_kw  Double = 12.5 rw  [nsu={NS};s=cnc1.power_kw]" in text
+    assert "label  String = 'cnc one'" in text
+    path = tmp_path / "start.yaml"
+    code = await asyncio.to_thread(browse_command, plant.endpoint, depth=4, write_config=path)
+    assert code == 0 and "Plant" in capsys.readouterr().out
+    config = parse_config(path.read_text(encoding="utf-8"), file=str(path))
+    dev = config.devices[0]
+    assert isinstance(dev, OpcUaDeviceConfig)
+    names = {t.name for t in dev.tags}
+    assert {"power_kw", "energy_wh", "parts", "state", "running", "temperature"} <= names
+    assert "label" not in names  # not a number
+    assert main(["validate", str(path)]) == 0
+    async with OpcUaDriver(dev) as driver:
+        batch = await driver.read()
+    assert batch.values["power_kw"][0] == 12.5 and batch.values["parts"][0] == 17.0

@@ -134,6 +134,9 @@ def _trust_validator(directory: Path) -> Callable[[x509.Certificate, Any], Any]:
         trusted = {p.read_bytes() for p in sorted(directory.iterdir()) if p.suffix == ".der"}  # noqa: ASYNC240
         if der not in trusted:
             raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        if app.ApplicationUri not in san.get_values_for_type(x509.UniformResourceIdentifier):
+            raise ServiceError(ua.StatusCodes.BadCertificateUriInvalid)  # Part 4: URI must match
 
     return validate
 
@@ -163,7 +166,7 @@ def _enforce(server: Server, limits: Limits) -> None:
     service.create_monitored_items = create_monitored_items  # type: ignore[method-assign]
 
 
-async def _advertise(server: Server, limits: Limits) -> None:
+async def advertise(server: Server, limits: Limits) -> None:
     ids = ua.ObjectIds
     for oid, value in (
         (ids.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead, limits.max_nodes_per_read),
@@ -235,7 +238,7 @@ async def start_plant_server(
         _enforce(server, limits)
     await server.start()
     if limits is not None:
-        await _advertise(server, limits)
+        await advertise(server, limits)
     return PlantServer(server, port, ns, cnc, bulk_nodes, limits)
 
 

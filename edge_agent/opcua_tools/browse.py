@@ -22,7 +22,7 @@ import yaml
 from edge_agent.drivers.opcua._ua import ua
 from edge_agent.drivers.opcua.config import OpcUaAuth, OpcUaDeviceConfig, OpcUaSecurity
 from edge_agent.drivers.opcua.connection import Connection, open_connection
-from edge_agent.drivers.opcua.failures import translate
+from edge_agent.drivers.opcua.failures import status_of, status_text, translate
 from edge_agent.drivers.opcua.polling import chunk
 
 _NUMERIC = {
@@ -52,6 +52,7 @@ class BrowsedNode:
     data_type: str | None = None
     value: Any = None
     writable: bool = False
+    status: str | None = None
     children: list[BrowsedNode] = field(default_factory=list)
 
     @property
@@ -123,6 +124,9 @@ async def _fill_variables(conn: Connection, nodes: list[tuple[BrowsedNode, Any]]
         elif dtype is not None:
             node.data_type = str(dtype.to_string())
         node.value = v.Value.Value if v.Value is not None else None
+        code = status_of(v)
+        if code:
+            node.status = status_text(code)
         level = a.Value.Value if a.Value is not None and isinstance(a.Value.Value, int) else 0
         node.writable = bool(level & ua.AccessLevel.CurrentWrite.mask)
 
@@ -197,7 +201,8 @@ def tree_text(root: BrowsedNode) -> str:
             value = repr(node.value)
             value = value if len(value) <= 40 else value[:37] + "..."
             rw = " rw" if node.writable else ""
-            detail = f"  {node.data_type or '?'} = {value}{rw}"
+            status = f" ({node.status})" if node.status else ""
+            detail = f"  {node.data_type or '?'} = {value}{status}{rw}"
         lines.append(f"{prefix}{branch}{node.browse_name}{detail}  [{node.node_id}]")
         for i, child in enumerate(node.children):
             add(child, prefix + ("    " if last else "│   "), i == len(node.children) - 1)
@@ -265,7 +270,11 @@ def config_yaml(
         "# role and unit (power/kW, energy_counter/kWh, ...), and delete tags you do not need.\n"
     )
     return header + yaml.safe_dump(
-        {"assets": list(assets.values()), "devices": [dev]}, sort_keys=False, allow_unicode=True
+        {"assets": list(assets.values()), "devices": [dev]},
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=None,
+        width=200,
     )
 
 

@@ -66,10 +66,12 @@ def thumbprint(der: bytes) -> str:
     return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
 
 
-def describe(cert: x509.Certificate) -> str:
+def describe(der: bytes) -> str:
+    """``CN=..., thumbprint ...`` of a DER certificate, for messages."""
+    cert = x509.load_der_x509_certificate(der)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = str(names[0].value) if names else cert.subject.rfc4514_string()
-    return f"CN={cn}, thumbprint {thumbprint(cert.public_bytes(serialization.Encoding.DER))}"
+    return f"CN={cn}, thumbprint {thumbprint(der)}"
 
 
 def _uris(cert: x509.Certificate) -> list[str]:

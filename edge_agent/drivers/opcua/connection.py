@@ -15,6 +15,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from asyncua.client.client import Client
 from asyncua.client.ua_client import UaClientState
@@ -127,8 +128,14 @@ class Connection:
     async def load_server_facts(self) -> None:
         """Namespace array and operation limits, in one Read."""
         ids = [ua.NodeId(ua.ObjectIds.Server_NamespaceArray), *(ua.NodeId(i) for i in _LIMIT_NODES)]
+        read = self.client.uaclient.read_attributes
         try:
-            dvs = await self.client.uaclient.read_attributes(ids, ua.AttributeIds.Value)
+            try:
+                dvs = await read(ids, ua.AttributeIds.Value)
+            except ua.UaStatusCodeError as exc:
+                if exc.code != ua.StatusCodes.BadTooManyOperations:
+                    raise
+                dvs = [(await read([i], ua.AttributeIds.Value))[0] for i in ids]  # a very small limit
         except Exception as exc:
             raise translate(self.config.name, exc, "reading the namespace array") from exc
         ns = dvs[0]
@@ -187,8 +194,9 @@ async def open_connection(config: OpcUaDeviceConfig) -> Connection:
     client.session_timeout = int(config.session_timeout * 1000)
     conn = Connection(client, config)
     try:
+        endpoint = _pick_endpoint(config, await client.connect_and_get_server_endpoints())
         if config.security.mode != "None":
-            await _secure(client, config)
+            await _secure(client, config, endpoint)
         await _authenticate(client, config)
         try:
             await client.connect()
@@ -203,7 +211,26 @@ async def open_connection(config: OpcUaDeviceConfig) -> Connection:
     return conn
 
 
-async def _secure(client: Client, config: OpcUaDeviceConfig) -> None:
+def _pick_endpoint(config: OpcUaDeviceConfig, endpoints: list[Any]) -> Any:
+    """The server endpoint with the configured mode and policy, or an error listing what it offers."""
+    sec = config.security
+    mode = _MODES[sec.mode]
+    uri = _POLICIES[sec.policy].URI if sec.mode != "None" else security_policies.SecurityPolicyNone.URI
+    for ep in endpoints:
+        if ep.SecurityMode == mode and ep.SecurityPolicyUri == uri:
+            return ep
+    offered = sorted(
+        {f"{e.SecurityMode.name.rstrip('_')}/{e.SecurityPolicyUri.rsplit('#', 1)[-1]}" for e in endpoints}
+    )
+    wanted = sec.mode if sec.mode == "None" else f"{sec.mode}/{sec.policy}"
+    raise DeviceConnectError(
+        config.name,
+        f"{config.endpoint} offers no endpoint with security {wanted}; it offers {', '.join(offered)}. "
+        "Set security.mode (and security.policy) to one of these.",
+    )
+
+
+async def _secure(client: Client, config: OpcUaDeviceConfig, endpoint: Any) -> None:
     sec = config.security
     try:
         cert = await asyncio.to_thread(ensure_certificate, sec.cert_dir, sec.application_uri)
@@ -217,20 +244,7 @@ async def _secure(client: Client, config: OpcUaDeviceConfig) -> None:
             cert.cert_path,
             cert.thumbprint,
         )
-    policy = _POLICIES[sec.policy]
-    mode = _MODES[sec.mode]
-    endpoints = await client.connect_and_get_server_endpoints()
-    match = [e for e in endpoints if e.SecurityMode == mode and e.SecurityPolicyUri == policy.URI]
-    if not match:
-        offered = sorted(
-            {f"{e.SecurityMode.name.rstrip('_')}/{e.SecurityPolicyUri.rsplit('#', 1)[-1]}" for e in endpoints}
-        )
-        raise DeviceConnectError(
-            config.name,
-            f"{config.endpoint} offers no endpoint with security {sec.mode}/{sec.policy}; it offers "
-            f"{', '.join(offered)}. Set security.mode and security.policy to one of these.",
-        )
-    server_der = _first_certificate(match[0].ServerCertificate or b"")
+    server_der = _first_certificate(endpoint.ServerCertificate or b"")
     trust = TrustList(sec.trust_dir)
     try:
         trusted = await asyncio.to_thread(trust.is_trusted, server_der)
@@ -238,9 +252,7 @@ async def _secure(client: Client, config: OpcUaDeviceConfig) -> None:
         raise DeviceConnectError(config.name, f"cannot check the server certificate: {exc}") from exc
     if not trusted:
         saved = await asyncio.to_thread(trust.reject, server_der)
-        from cryptography import x509
-
-        who = describe(x509.load_der_x509_certificate(server_der))
+        who = describe(server_der)
         raise DeviceConnectError(
             config.name,
             f"the server certificate of {config.endpoint} ({who}) is not trusted. It was saved to {saved}; "
@@ -248,7 +260,11 @@ async def _secure(client: Client, config: OpcUaDeviceConfig) -> None:
             "its next retry.",
         )
     await client.set_security(
-        policy, str(cert.cert_path), str(cert.key_path), server_certificate=server_der, mode=mode
+        _POLICIES[sec.policy],
+        str(cert.cert_path),
+        str(cert.key_path),
+        server_certificate=server_der,
+        mode=_MODES[sec.mode],
     )
 
 
