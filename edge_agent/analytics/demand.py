@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .arrays import sorted_unique
+
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
 
@@ -120,7 +122,7 @@ class DemandTracker:
             lo = max(lo, self._det)
         s = self._samples
         blocks = np.arange((lo // L + 1) * L, determined + 1, L, dtype=np.int64)
-        e = np.unique(np.concatenate((s, s + L, blocks)))
+        e = sorted_unique(np.concatenate((s, s + L, blocks)))
         e = e[(e > lo) & (e <= determined)]
         if self.scale is None:
             kwh = self._energy_power(e) - self._energy_power(e - L)

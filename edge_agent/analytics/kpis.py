@@ -24,6 +24,8 @@ from __future__ import annotations
 
 __all__ = ["compute_kpis", "kpi_names"]
 
+from collections.abc import Mapping
+
 import numpy as np
 import numpy.typing as npt
 
@@ -57,21 +59,32 @@ def compute_kpis(
     u: npt.NDArray[np.uint64],
     m: _F,
     length_s: _F,
+    *,
+    pru: _F | None = None,
+    scales: Mapping[str, _F] | None = None,
 ) -> dict[str, _F]:
-    """KPIs of k windows from their sums (``f`` k×NF, ``u`` k×NU, ``m`` k×NM)."""
+    """KPIs of k windows from their sums (``f`` k×NF, ``u`` k×NU, ``m`` k×NM).
+
+    ``pru`` and ``scales`` (per window) override the spec's ideal cycle time and counter
+    scales, so windows of many assets that differ only in those share one call.
+    """
     roles = spec.roles
     out: dict[str, _F] = {}
 
+    def scale_of(role: str) -> _F | float:
+        return scales[role] if scales is not None else spec.counters[role].scale
+
     def raw(role: str) -> _F:
-        return u[:, RAW[role]].astype(np.float64) * spec.counters[role].scale
+        return u[:, RAW[role]].astype(np.float64) * scale_of(role)
 
     e_role = spec.energy_role
     energy: _F | None = None
     if e_role is not None:
         if e_role == "energy_counter":
-            scale = spec.counters[e_role].scale
+            scale = scale_of(e_role)
             energy = raw(e_role)
-            by_state = u[:, RAW_STATE : RAW_STATE + len(_STATE_NAMES)].astype(np.float64) * scale
+            by_state = u[:, RAW_STATE : RAW_STATE + len(_STATE_NAMES)].astype(np.float64)
+            by_state *= np.reshape(scale, (-1, 1))
         else:
             energy = f[:, INT["power"]]
             by_state = f[:, PE_STATE : PE_STATE + len(_STATE_NAMES)]
@@ -118,7 +131,8 @@ def compute_kpis(
         out["scrap_ratio"] = _div(sq, pq)
         if energy is not None:
             out["sec_kwh_per_good_part"] = _div(energy, gq)
-    pru = spec.ideal_cycle_time_s
+    if pru is None and spec.ideal_cycle_time_s is not None:
+        pru = np.full(f.shape[0], spec.ideal_cycle_time_s)
     if pru is not None and pq is not None and apt is not None and pbt is not None:
         out["effectiveness"] = _div(pru * pq, apt)
         if gq is not None:

@@ -20,6 +20,7 @@ __all__ = [
     "StateRuns",
     "classify_power",
     "classify_rows",
+    "edges",
     "plain_level",
     "zones",
 ]
@@ -61,30 +62,32 @@ class StateRuns:
         return np.repeat(self.level, np.diff(np.append(self.start, n)))
 
 
-def zones(
-    p: np.ndarray, th: StateThresholds, out: npt.NDArray[np.uint8] | None = None
-) -> npt.NDArray[np.uint8]:
-    """Zone 0–4 of each power value: the number of hysteresis edges it reaches."""
+def edges(th: StateThresholds) -> tuple[float, float, float, float]:
+    """The four hysteresis edges T1 − h/2, T1 + h/2, T2 − h/2, T2 + h/2."""
     h = th.hysteresis_kw / 2.0
-    edges = (th.off_below_kw - h, th.off_below_kw + h, th.idle_below_kw - h, th.idle_below_kw + h)
-    z = np.zeros(p.shape, np.uint8) if out is None else out
-    buf = np.empty(p.shape, np.bool_)
-    for edge in edges:
-        np.greater_equal(p, _edge(p.dtype, edge), out=buf)
-        np.add(z, buf, out=z, casting="unsafe")
-    return z
+    return (th.off_below_kw - h, th.off_below_kw + h, th.idle_below_kw - h, th.idle_below_kw + h)
 
 
-def _edge(dtype: np.dtype, edge: float) -> np.floating:  # type: ignore[type-arg]
-    """Edge in the array's own precision with the same verdict as an exact comparison.
+def zones(p: np.ndarray, edge_rows: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+    """Zone 0–4 of each power value of R rows (R×T), row r with edges ``edge_rows[r]``.
 
-    For float32 ``x``: ``x >= e`` exactly iff ``x >= ceil32(e)``; comparing in float32 keeps
-    the pass at full SIMD speed.
+    Comparisons run in the array's own precision yet give the exact verdict: for float32
+    ``x``, ``x >= e`` iff ``x >= ceil32(e)``. The first comparison writes straight into
+    the result, the others add a bool view — four SIMD passes in all.
     """
-    if dtype == np.float32:
-        f = np.float32(edge)
-        return np.nextafter(f, np.float32(np.inf)) if f < edge else f
-    return np.float64(edge)
+    e: np.ndarray = edge_rows
+    if p.dtype == np.float32:
+        e32 = edge_rows.astype(np.float32)
+        bump = e32.astype(np.float64) < edge_rows
+        e32[bump] = np.nextafter(e32[bump], np.float32(np.inf))
+        e = e32
+    z = np.empty(p.shape, np.uint8)
+    np.greater_equal(p, e[:, 0:1], out=z.view(np.bool_))
+    buf = np.empty(p.shape, np.bool_)
+    for j in range(1, 4):
+        np.greater_equal(p, e[:, j : j + 1], out=buf)
+        np.add(z, buf.view(np.uint8), out=z)
+    return z
 
 
 def plain_level(p0: float, th: StateThresholds) -> int:
@@ -199,7 +202,7 @@ def classify_power(
     n = t_ns.shape[0]
     if n == 0:
         return StateRuns(np.zeros(0, np.intp), np.zeros(0, np.int8)), carry
-    z = zones(p, th).reshape(1, n)
+    z = zones(p.reshape(1, n), np.array([edges(th)]))
     dwell = np.array([round(th.min_dwell_s * 1e9)], np.int64)
     if carry is None:
         init = np.array([plain_level(float(p[0]), th)], np.int8)
