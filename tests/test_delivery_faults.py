@@ -246,6 +246,7 @@ async def test_cap_reached_with_block_policy_waits_then_loses_nothing(
             )
             await asyncio.sleep(0.1)
             assert not waiting.done()
+        assert await d.flush(30)
         # the blocked submit may have timed out while InfluxDB restarted; retry it like the runtime would
         try:
             await waiting

@@ -74,6 +74,7 @@ class _Ingest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
         self.writer = make_writer(self.icfg)
@@ -92,7 +93,13 @@ class _Ingest:
         self.stats.connected = True
         client.subscribe([(f, 1) for f in self.filters])
         log.info("ingest: connected to %s:%d, subscribed to %s", self.mcfg.host, self.mcfg.port, self.filters)
-        self.loop.call_soon_threadsafe(self.subscribed.set)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        failed = [c for c in codes if c.is_failure]
+        if failed:
+            log.error("ingest: broker refused subscriptions %s: %s", self.filters, failed)
+            return
+        self.loop.call_soon_threadsafe(self.subscribed.set)  # ready only once the SUBACK is in
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
