@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from typing import Any
@@ -118,7 +119,7 @@ async def test_good_samples_are_never_stale() -> None:
         Quality.GOOD,
         Quality.GOOD,
     ]
-    assert all(b > a for a, b in zip(good, good[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(good))
     assert all(math.isnan(v) for q, v in seqs if q == Quality.BAD)
 
 

@@ -12,8 +12,10 @@ __all__ = ["Decoder", "WriteOp", "byte_permutation", "encode_value"]
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -31,7 +33,18 @@ _WIRE: dict[str, str] = {
 Kind = Literal["analog", "counter", "ucounter", "text"]
 Source = Literal["bytes", "regbit", "bit", "text"]
 _OUT_DTYPE: dict[str, Any] = {"analog": np.float64, "counter": np.int64, "ucounter": np.uint64}
-_PLACEHOLDER = np.empty(0)
+_FILL: dict[str, Any] = {"analog": np.nan, "counter": 0, "ucounter": 0, "text": ""}
+
+
+def _frozen_row(value: int, dtype: Any) -> npt.NDArray[Any]:
+    row = np.array([value], dtype=dtype)
+    row.setflags(write=False)
+    return row
+
+
+_GOOD_ROW = _frozen_row(Quality.GOOD, np.uint8)
+_BAD_ROW = _frozen_row(Quality.BAD, np.uint8)
+_NO_STATUS = _frozen_row(0, np.uint32)
 
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
@@ -85,9 +98,9 @@ class _Group:
     """Tags decoded by one gather: numbers of one wire type, register bits, coils or strings."""
 
     source: Source
-    kind: Kind
+    slot: int  # which output vector (one per kind)
     index: IntArray  # (n, width) byte rows, or (n,) word/bit positions
-    pos: IntArray  # positions in the kind's output vector
+    pos: IntArray  # positions in that output vector
     scaling: _Scaling
     wire: str = ""  # numpy dtype of the gathered bytes
     shift: npt.NDArray[np.uint16] | None = None  # per-tag bit of the register word
@@ -120,15 +133,24 @@ class Decoder:
         self.device = device
         self.names = [t.name for t in tags]
         kinds = [_kind(t) for t in tags]
-        self._members: dict[Kind, list[int]] = defaultdict(list)
-        slot = [0] * len(tags)
+        members: dict[Kind, list[int]] = defaultdict(list)
+        slot = [0] * len(tags)  # position of each tag in its kind's output vector
         for i, k in enumerate(kinds):
-            slot[i] = len(self._members[k])
-            self._members[k].append(i)
-        self._kind_names = {k: [self.names[i] for i in m] for k, m in self._members.items()}
-        self._kind_index = {k: np.array(m, dtype=np.intp) for k, m in self._members.items()}
+            slot[i] = len(members[k])
+            members[k].append(i)
+        order = list(members)  # output vectors, one per kind present
         text_width = max((2 * (t.length or 0) for t in tags), default=1)
-        self._text_dtype = f"U{max(text_width, 1)}"
+        self._out_shapes = [(len(members[k]), _OUT_DTYPE.get(k, f"U{text_width}")) for k in order]
+        self._kind_members = [np.array(members[k], dtype=np.intp) for k in order]
+        self._kind_fill = [_FILL[k] for k in order]
+        concatenated = [i for k in order for i in members[k]]
+        where = {tag: n for n, tag in enumerate(concatenated)}
+        perm = [where[i] for i in range(len(tags))]
+        self._all_good = MappingProxyType(dict.fromkeys(self.names, _GOOD_ROW))  # shared, read-only
+        identity = perm == list(range(len(perm)))  # one kind of tag: rows already in config order
+        self._config_order: Callable[[list[np.ndarray]], Sequence[np.ndarray]] = (
+            (lambda rows: rows) if identity else itemgetter(*perm)
+        )
 
         buckets: dict[tuple[Source, int, str, Kind, bool], list[int]] = defaultdict(list)
         for i, t in enumerate(tags):
@@ -144,8 +166,10 @@ class Decoder:
             scaled = t.scale != 1.0 or t.offset != 0.0  # unscaled tags skip the arithmetic (keeps -0.0)
             buckets[(source, t.register_count, _WIRE.get(t.data_type, ""), kinds[i], scaled)].append(i)
         self._groups = [
-            self._group(source, wire, kind, [tags[i] for i in members], members, positions, slot)
-            for (source, _, wire, kind, _), members in buckets.items()
+            self._group(
+                source, wire, kind, order.index(kind), [tags[i] for i in group], group, positions, slot
+            )
+            for (source, _, wire, kind, _), group in buckets.items()
         ]
 
         word_tags = [i for i, t in enumerate(tags) if t.table not in BIT_TABLES]
@@ -163,6 +187,7 @@ class Decoder:
         source: Source,
         wire: str,
         kind: Kind,
+        out: int,
         tags: list[ModbusTagConfig],
         members: list[int],
         positions: Sequence[int],
@@ -172,15 +197,15 @@ class Decoder:
         first = np.array([positions[i] for i in members], dtype=np.intp)
         scaling = _Scaling.of(tags, kind)
         if source == "bit":
-            return _Group(source, kind, first, pos, scaling)
+            return _Group(source, out, first, pos, scaling)
         if source == "regbit":
             shift = np.array([_register_bit(t) for t in tags], dtype=np.uint16)
-            return _Group(source, kind, first, pos, scaling, shift=shift)
+            return _Group(source, out, first, pos, scaling, shift=shift)
         nbytes = 2 * tags[0].register_count
         rows = np.stack(
             [2 * f + byte_permutation(nbytes, *t.swaps) for f, t in zip(first, tags, strict=True)]
         )
-        return _Group(source, kind, rows, pos, scaling, wire=wire)
+        return _Group(source, out, rows, pos, scaling, wire=wire)
 
     def tag_bad(self, image: RegisterImage) -> npt.NDArray[np.bool_]:
         """Per tag: was any of its registers (or its bit) not read in this poll?"""
@@ -203,28 +228,38 @@ class Decoder:
         return status
 
     def decode(self, image: RegisterImage, ts_ns: int) -> SampleBatch:
-        """One row: analog tags as float64 (NaN when Bad), counters as exact integers (0 when Bad)."""
+        """One row: analog tags as float64 (NaN when Bad), counters as exact integers (0 when Bad).
+
+        Per tag only a view is created; quality rows of healthy tags share one read-only array.
+        """
         wire_bytes = image.words.view(np.uint8)
-        out: dict[Kind, npt.NDArray[Any]] = {
-            k: np.empty(len(m), dtype=_OUT_DTYPE.get(k, self._text_dtype)) for k, m in self._members.items()
-        }
-        for g in self._groups:
-            out[g.kind][g.pos] = g.scaling.apply(g.raw(image, wire_bytes))
+        outs = [np.empty(n, dtype=dt) for n, dt in self._out_shapes]
+        with np.errstate(invalid="ignore", over="ignore"):  # signalling NaNs and huge scaled values
+            for g in self._groups:
+                outs[g.slot][g.pos] = g.scaling.apply(g.raw(image, wire_bytes))
         bad = self.tag_bad(image)
-        fill: dict[Kind, Any] = {"analog": np.nan, "counter": 0, "ucounter": 0, "text": ""}
-        values: dict[str, np.ndarray] = dict.fromkeys(self.names, _PLACEHOLDER)
-        for k, vec in out.items():
-            vec[bad[self._kind_index[k]]] = fill[k]
-            values.update(zip(self._kind_names[k], vec.reshape(-1, 1), strict=True))
-        q = bad.view(np.uint8) * np.uint8(Quality.BAD)
-        quality = dict(zip(self.names, q.reshape(-1, 1), strict=True))
-        status = self._status(image) if bad.any() else None
+        any_bad = bool(bad.any())
+        rows: list[np.ndarray] = []
+        for vec, members, fill in zip(outs, self._kind_members, self._kind_fill, strict=True):
+            if any_bad:
+                vec[bad[members]] = fill
+            rows.extend(vec.reshape(-1, 1))
+        values = dict(zip(self.names, self._config_order(rows), strict=True))
+        quality: Mapping[str, npt.NDArray[np.uint8]] = self._all_good
+        status: dict[str, npt.NDArray[np.uint32]] = {}
+        if any_bad:
+            codes = self._status(image)
+            quality = dict(self._all_good)
+            status = dict.fromkeys(self.names, _NO_STATUS)
+            for i in np.flatnonzero(bad).tolist():
+                quality[self.names[i]] = _BAD_ROW
+                status[self.names[i]] = codes[i : i + 1]
         return SampleBatch(
             device=self.device,
             ts=np.array([ts_ns], dtype=np.int64),
             values=values,
             quality=quality,
-            status={} if status is None else dict(zip(self.names, status.reshape(-1, 1), strict=True)),
+            status=status,
         )
 
 

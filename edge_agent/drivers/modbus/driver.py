@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import ClassVar
 
+import numpy as np
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from edge_agent.batch import SampleBatch, now_ns
@@ -24,6 +25,7 @@ from edge_agent.drivers.base import Driver
 from edge_agent.drivers.modbus.codec import Decoder, encode_value
 from edge_agent.drivers.modbus.config import BIT_TABLES, ModbusDeviceConfig, ModbusTagConfig
 from edge_agent.drivers.modbus.exceptions import GATEWAY_CODES, MALFORMED, SPLIT_CODES, describe_code
+from edge_agent.drivers.modbus.frames import payload_bits, payload_words
 from edge_agent.drivers.modbus.image import RegisterImage
 from edge_agent.drivers.modbus.planner import Request, TagSpan, build_plan, split_request
 from edge_agent.drivers.modbus.transport import Connection, open_connection, release_connection
@@ -37,6 +39,7 @@ _READ = {
     "coil": "read_coils",
     "discrete_input": "read_discrete_inputs",
 }
+_EMPTY = np.empty(0, dtype=np.uint8)
 #: A refused leaf request is retried after 2, 4, 8 ... polls, at most this many.
 MAX_HOLD_POLLS = 64
 
@@ -64,6 +67,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
         self._planned = len(plan.requests)
         self._image = RegisterImage(plan)
         self._decoder = Decoder(config.name, self._tag_list, plan.positions)
+        self._frame_gap = config.frame_gap
         self._conn: Connection | None = None
         self._poll_no = 0
         self._held: dict[Request, tuple[int, int, int]] = {}  # refused leaf -> (code, retry at, streak)
@@ -85,15 +89,17 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
             raise DeviceConnectError(self.name, f"{self.config.endpoint}: not connected")
         return self._conn
 
-    async def _send(self, conn: Connection, call: Callable[[], Awaitable[ModbusPDU]], what: str) -> ModbusPDU:
+    async def _send(
+        self, conn: Connection, call: Callable[[], Awaitable[ModbusPDU]], describe: Callable[[], str]
+    ) -> ModbusPDU:
         cfg = self.config
         return await conn.call(
             call,
             device=self.name,
-            what=f"{cfg.endpoint}: {what}",
+            what=lambda: f"{cfg.endpoint}: {describe()}",
             reply_timeout=cfg.timeout,
             retries=cfg.retries,
-            frame_gap=cfg.frame_gap,
+            frame_gap=self._frame_gap,
         )
 
     # -- polling ----------------------------------------------------------------------------
@@ -117,10 +123,10 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
                     refused.append((req, code))
                     continue
             call = partial(getattr(client, _READ[req.table]), req.start, count=req.count, device_id=unit)
-            response = await self._send(conn, call, self._describe(req))
-            code = self._check(req, response)
+            response = await self._send(conn, call, partial(self._describe, req))
+            payload, code = self._payload(req, response)
             if code == 0:
-                image.store(req, response.bits if req.is_bits else response.registers)
+                image.store(req, payload)
                 answered += 1
                 if self._failing and req in self._failing:
                     self._recovered(req)
@@ -147,14 +153,14 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
         return self._decoder.decode(image, ts)
 
     @staticmethod
-    def _check(req: Request, response: ModbusPDU) -> int:
-        """0 for a usable answer, else the exception code (MALFORMED for a short answer)."""
+    def _payload(req: Request, response: ModbusPDU) -> tuple[np.ndarray, int]:
+        """The answer's values and 0, or an empty array and the exception code (MALFORMED if short)."""
         if isinstance(response, ExceptionResponse):
-            return int(response.exception_code)
-        got = len(response.bits) if req.is_bits else len(response.registers)
-        if got < req.count or (not req.is_bits and got != req.count):
-            return MALFORMED
-        return 0
+            return _EMPTY, int(response.exception_code)
+        values = payload_bits(response) if req.is_bits else payload_words(response)
+        if values.size < req.count or (not req.is_bits and values.size != req.count):
+            return _EMPTY, MALFORMED
+        return values, 0
 
     def _split(self, req: Request, halves: tuple[Request, Request], code: int) -> None:
         """Remember the split: later polls read the halves directly."""
@@ -255,7 +261,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
                 device_id=unit,
             )
         what = f"write {tag.table} {tag.address} (tag {tag_name})"
-        response = await self._send(conn, call, what)
+        response = await self._send(conn, call, lambda: what)
         if isinstance(response, ExceptionResponse):
             code = int(response.exception_code)
             raise DeviceExceptionError(

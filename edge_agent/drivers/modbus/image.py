@@ -8,8 +8,6 @@ from __future__ import annotations
 
 __all__ = ["RegisterImage"]
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
@@ -35,8 +33,8 @@ class RegisterImage:
         self.bit_ok[:] = False
         self.bit_status[:] = 0
 
-    def store(self, request: Request, payload: Sequence[int] | Sequence[bool]) -> None:
-        """Copy an answer into the request's slice; ``payload`` may be longer (bits come in bytes)."""
+    def store(self, request: Request, payload: npt.NDArray[np.uint16] | npt.NDArray[np.uint8]) -> None:
+        """Copy an answer into the request's slice: big-endian words, or 0/1 bits (may be longer)."""
         lo, hi = request.offset, request.offset + request.count
         if request.is_bits:
             self.bits[lo:hi] = payload[: request.count]

@@ -23,6 +23,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.pdu import ModbusPDU
 
 from edge_agent.drivers.modbus.config import ModbusDeviceConfig
+from edge_agent.drivers.modbus.frames import RAW_RESPONSES
 from edge_agent.errors import DeviceConnectError, DeviceExceptionError, DeviceTimeoutError
 
 log = logging.getLogger("edge_agent.drivers.modbus")
@@ -88,6 +89,8 @@ class Connection:
             framer = FramerType.RTU if config.transport == "rtu_over_tcp" else FramerType.SOCKET
             self.client = AsyncModbusTcpClient(str(config.host), port=config.port, framer=framer, **common)
         self.client.set_max_no_responses(_NEVER)
+        for response in RAW_RESPONSES:  # keep payload bytes for numpy (see frames.py)
+            self.client.register(response)
 
     @property
     def connected(self) -> bool:
@@ -118,15 +121,18 @@ class Connection:
         request: Callable[[], Awaitable[ModbusPDU]],
         *,
         device: str,
-        what: str,
+        what: Callable[[], str],
         reply_timeout: float,
         retries: int,
         frame_gap: float,
     ) -> ModbusPDU:
-        """Run one request on the line; Modbus exception replies are returned, not raised."""
+        """Run one request on the line; Modbus exception replies are returned, not raised.
+
+        ``what`` describes the request for error messages; it is only called on failure.
+        """
         async with self.lock:
             if not self.connected:
-                raise DeviceConnectError(device, f"{what}: connection lost; reconnecting with backoff")
+                raise DeviceConnectError(device, f"{what()}: connection lost; reconnecting with backoff")
             if self.shared:  # units on one line may each have their own timeout and retries
                 self.client.ctx.comm_params.timeout_connect = reply_timeout
                 self.client.ctx.retries = retries
@@ -138,27 +144,27 @@ class Connection:
             try:
                 response = await request()
             except ConnectionException as exc:
-                raise DeviceConnectError(device, f"{what}: connection lost ({exc.string})") from exc
+                raise DeviceConnectError(device, f"{what()}: connection lost ({exc.string})") from exc
             except ModbusIOException as exc:
                 self._silent += 1
                 if self._silent >= SILENCE_LIMIT * max(self.users, 1):
                     self.client.close()
                     raise DeviceConnectError(
                         device,
-                        f"{what}: {self._silent} requests in a row unanswered; "
+                        f"{what()}: {self._silent} requests in a row unanswered; "
                         "closing the connection and reconnecting",
                     ) from exc
                 message = (
-                    f"{what}: no answer within {reply_timeout:g} s after {retries} retr"
+                    f"{what()}: no answer within {reply_timeout:g} s after {retries} retr"
                     f"{'y' if retries == 1 else 'ies'}; check unit id, wiring and power"
                 )
                 if self.shared:  # back this unit off so the others on the line keep their rate
                     raise DeviceConnectError(device, message + "; backing off this unit") from exc
                 raise DeviceTimeoutError(device, message) from exc
             except ModbusException as exc:
-                raise DeviceExceptionError(device, f"{what}: {exc}") from exc
+                raise DeviceExceptionError(device, f"{what()}: {exc}") from exc
             except OSError as exc:
-                raise DeviceConnectError(device, f"{what}: link error {exc}") from exc
+                raise DeviceConnectError(device, f"{what()}: link error {exc}") from exc
             finally:
                 self._in_flight = False
                 self._last_frame = self.loop.time()
