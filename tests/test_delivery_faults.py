@@ -107,7 +107,7 @@ async def test_influx_outage_during_ingest(
 
 
 _PRODUCER = """
-import asyncio, sys, time
+import asyncio, os, sys, time
 sys.path.insert(0, {tests!r})
 from servers import synthetic_batch
 from edge_agent.config import AgentConfig
@@ -118,8 +118,9 @@ async def main():
     async with Delivery(cfg) as d:
         for i in range(10**6):
             await d.submit("raw", cfg.assets[0], synthetic_batch("plc1", {t0} + i * 10**9, {rows}))
-            with open({progress!r}, "w") as f:
+            with open({progress!r} + ".tmp", "w") as f:
                 f.write(str(i + 1))
+            os.replace({progress!r} + ".tmp", {progress!r})
             await asyncio.sleep(0.01)
 asyncio.run(main())
 """
