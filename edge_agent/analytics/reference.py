@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = ["ReferenceResult", "reference"]
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -73,17 +74,18 @@ class _Book:
 
     def window_of(self, t: int) -> int:
         """Index of the window [b_i, b_i+1) holding instant t."""
-        for i in range(len(self.b) - 1):
-            if self.b[i] <= t < self.b[i + 1]:
-                return i
-        raise AssertionError(f"{t} outside windows")
+        i = bisect.bisect_right(self.b, t) - 1
+        assert 0 <= i < len(self.b) - 1, f"{t} outside windows"
+        return i
 
     def span(self, t0: int, t1: int, col: int, amount: object) -> None:
         """Book ``amount(x0, x1)`` for each window overlap [x0, x1] of [t0, t1]."""
-        for i in range(len(self.b) - 1):
+        i = self.window_of(t0)
+        while i < len(self.b) - 1 and self.b[i] < t1:
             x0, x1 = max(t0, self.b[i]), min(t1, self.b[i + 1])
             if x1 > x0:
                 self.f[i][col] += amount(x0, x1)  # type: ignore[operator]
+            i += 1
 
     def point(self, t: int, col: int, w: float) -> None:
         self.f[self.window_of(t)][col] += w
@@ -157,14 +159,14 @@ def reference(
         if s is not None:
             obs.append((t[k], s))
 
+    obs_t = [o for o, _ in obs]
+
     def state_at(x: int) -> int:
-        last = None
-        for o in obs:
-            if o[0] <= x:
-                last = o
-        if last is None or x - last[0] > G:
+        """The last observation at or before x, held for at most the max gap."""
+        i = bisect.bisect_right(obs_t, x) - 1
+        if i < 0 or x - obs[i][0] > G:
             return UNKNOWN
-        return last[1]
+        return obs[i][1]
 
     res.states = [state_at(x) for x in t]
 
@@ -275,17 +277,29 @@ def reference(
             res.rollovers[role] = rolls
 
     # 4. demand: cumulative energy and its candidate instants
+    # running totals at each span start / booking, so each lookup is a bisection
+    pair_t0 = [p[0] for p in power_pairs]
+    pair_cum = [0.0]
+    for t0, t1, p0, p1 in power_pairs:
+        pair_cum.append(pair_cum[-1] + (p0 + p1) / 2 * (t1 - t0) / NS / 3600)
+    count_t = [at for at, _ in count_points]
+    count_cum = [0]
+    for _, d in count_points:
+        count_cum.append(count_cum[-1] + d)
+
     def energy_before(x: int) -> float:
+        """Energy (kWh) booked before instant x."""
         if e_role == "power":
-            e = 0.0
-            for t0, t1, p0, p1 in power_pairs:
-                if x > t0:
-                    x1 = min(x, t1)
-                    px = p0 + (p1 - p0) * (x1 - t0) / (t1 - t0)
-                    e += (p0 + px) / 2 * (x1 - t0) / NS / 3600
-            return e
+            i = bisect.bisect_left(pair_t0, x)  # spans starting before x: 0 .. i-1
+            if i == 0:
+                return 0.0
+            t0, t1, p0, p1 = power_pairs[i - 1]
+            if x >= t1:
+                return pair_cum[i]
+            px = p0 + (p1 - p0) * (x - t0) / (t1 - t0)
+            return pair_cum[i - 1] + (p0 + px) / 2 * (x - t0) / NS / 3600
         scale = spec.counters["energy_counter"].scale
-        return sum(d for at, d in count_points if at < x) * scale
+        return count_cum[bisect.bisect_left(count_t, x)] * scale
 
     cands: list[tuple[int, float, bool]] = []
     if e_role is not None and demand_samples:
