@@ -257,3 +257,18 @@ def test_plan_is_compiled_without_an_event_loop() -> None:
 
 
 _ = PlantServer  # re-exported for readers of this module
+
+
+@pytest.mark.parametrize(
+    ("line", "gap"),
+    [
+        ({"transport": "tcp", "host": "h"}, 0.0),
+        ({"transport": "serial", "serial_port": "/dev/ttyS0", "baudrate": 9600}, 3.5 * 11 / 9600),
+        ({"transport": "serial", "serial_port": "/dev/ttyS0", "baudrate": 115200}, 0.00175),
+        ({"transport": "rtu_over_tcp", "host": "h"}, 0.00175),
+        ({"transport": "serial", "serial_port": "/dev/ttyS0", "inter_frame_delay": "20ms"}, 0.02),
+    ],
+)
+def test_inter_frame_delay_defaults_to_three_and_a_half_characters(line: dict[str, Any], gap: float) -> None:
+    cfg = ModbusDeviceConfig.model_validate({"name": "d", "driver": "modbus", **line})
+    assert cfg.frame_gap == pytest.approx(gap, rel=1e-12)

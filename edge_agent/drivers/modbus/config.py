@@ -212,7 +212,11 @@ class ModbusDeviceConfig(DeviceConfig):
                 )
         if self.transport != "tcp" and self.unit_id == 0:
             raise ValueError(f"{where}: unit_id 0 is the broadcast address on a serial line; use 1-247")
+        seen: set[str] = set()
         for tag in self.tags:
+            if tag.name in seen:
+                raise ValueError(f"{where}: tag name {tag.name!r} is used twice")
+            seen.add(tag.name)
             self._check_address(tag)
         return self
 

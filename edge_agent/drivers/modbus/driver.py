@@ -224,6 +224,16 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
             f"per request, gaps up to {cfg.max_gap} filled, address_base {cfg.address_base}, "
             f"timeout {cfg.timeout:g} s, retries {cfg.retries}",
         ]
+        if cfg.transport != "tcp":
+            settings = (
+                f"{cfg.baudrate} baud {cfg.bytesize}{cfg.parity}{cfg.stopbits}, "
+                if cfg.transport == "serial"
+                else ""
+            )
+            lines.append(
+                f"  shared line: {settings}{self._frame_gap * 1000:.1f} ms between frames, "
+                "one request at a time for every unit on it"
+            )
         for req in self._requests:
             unit = ("bit" if req.table in BIT_TABLES else "register") + ("s" if req.count > 1 else "")
             tags = [self._tag_list[i] for i in req.tags]
