@@ -14,7 +14,12 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from edge_agent.batch import Quality
 from edge_agent.drivers.modbus import ModbusDeviceConfig, ModbusDriver, describe_code
-from edge_agent.errors import DeviceConnectError, DeviceExceptionError, WriteNotAllowedError
+from edge_agent.errors import (
+    DeviceConnectError,
+    DeviceExceptionError,
+    DeviceTimeoutError,
+    WriteNotAllowedError,
+)
 from edge_agent.plugins import ENTRY_POINT_GROUP, load_drivers
 
 
@@ -272,3 +277,14 @@ _ = PlantServer  # re-exported for readers of this module
 def test_inter_frame_delay_defaults_to_three_and_a_half_characters(line: dict[str, Any], gap: float) -> None:
     cfg = ModbusDeviceConfig.model_validate({"name": "d", "driver": "modbus", **line})
     assert cfg.frame_gap == pytest.approx(gap, rel=1e-12)
+
+
+@pytest.mark.parametrize(("code", "error"), [(0x0B, DeviceTimeoutError), (0x0A, DeviceExceptionError)])
+async def test_gateway_exceptions_fail_the_whole_poll(code: int, error: type[Exception]) -> None:
+    async with serve({1: {"holding": {0: [1, 2]}}}) as srv:
+        srv.faults[1].refuse[("holding", 1)] = code
+        drv = ModbusDriver(device(srv.port, [tag("a", 0), tag("b", 1)]))
+        async with drv:
+            with pytest.raises(error, match=f"gateway replied 0x{code:02X}"):
+                await drv.read()
+    assert len(drv.requests) == 1  # not mistaken for a bad address: nothing was split

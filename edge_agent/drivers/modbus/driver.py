@@ -131,9 +131,13 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
                 if self._failing and req in self._failing:
                     self._recovered(req)
                 continue
-            if code in GATEWAY_CODES:
-                error = DeviceTimeoutError if code == 0x0B else DeviceExceptionError
-                raise error(self.name, f"{self.config.endpoint}: gateway replied {describe_code(code)}")
+            if code in GATEWAY_CODES:  # the unit behind a gateway is unreachable: fail the poll
+                where = (
+                    f"{self.config.endpoint}: {self._describe(req)}: gateway replied {describe_code(code)}"
+                )
+                if code == 0x0B:
+                    raise DeviceTimeoutError(self.name, where)
+                raise DeviceExceptionError(self.name, where, code=code)
             halves = split_request(req, self._spans) if code in SPLIT_CODES else None
             if halves is not None:
                 self._split(req, halves, code)
