@@ -59,7 +59,9 @@ class ChangePointBank:
     def for_frame(cls, frame: Frame, n_candidates: int = COARSE_CANDIDATES) -> ChangePointBank:
         if frame.degree_days is None or Role.TEMPERATURE not in frame.variables:
             raise NoChangePoint("no outdoor temperature data")
-        lo, hi = np.quantile(frame.variables[Role.TEMPERATURE], [_LOW_Q, _HIGH_Q])
+        # the samples, not the bucket means: a daily bucket's cold night carries heating even
+        # when its mean is above the balance point, so such a point is inside the data
+        lo, hi = np.quantile(frame.degree_days.temps, [_LOW_Q, _HIGH_Q])
         if not hi - lo > 0.5:
             raise NoChangePoint(f"outdoor temperature barely varies ({lo:.1f}–{hi:.1f} °C)")
         grid = np.linspace(lo, hi, n_candidates)

@@ -14,7 +14,15 @@ from datetime import tzinfo
 from edge_agent.evaluation._arrays import FloatArray
 from edge_agent.evaluation._channels import LoadedData
 from edge_agent.evaluation._errors import EvaluationError
-from edge_agent.evaluation._gates import FSU_CONFIDENCE, Gate, Verdict, evaluate_gates, verdict
+from edge_agent.evaluation._gates import (
+    FSU_CONFIDENCE,
+    RANGE_MARGIN,
+    Gate,
+    Verdict,
+    evaluate_gates,
+    share_in_range,
+    verdict,
+)
 from edge_agent.evaluation._indicators import Indicator, RawComparison, production_indicators, raw_comparison
 from edge_agent.evaluation._model import FittedModel
 from edge_agent.evaluation._resample import PeriodData, resample_period
@@ -87,9 +95,9 @@ def _extrapolation_notes(model: FittedModel, base: PeriodData, rep: PeriodData) 
         b: FloatArray = base.frame.variables[role]
         r: FloatArray = rep.frame.variables[role]
         lo, hi = float(b.min()), float(b.max())
-        margin = 0.1 * (hi - lo)
+        margin = RANGE_MARGIN * (hi - lo)
         outside = int(((r < lo - margin) | (r > hi + margin)).sum())
-        if outside > 0.05 * r.shape[0]:
+        if outside:
             notes.append(
                 f"In {outside} of {r.shape[0]} reporting buckets the {role.label} lies outside the "
                 f"baseline range ({lo:,.1f}–{hi:,.1f} {role.unit}); the adjusted baseline extrapolates there."
@@ -139,7 +147,8 @@ def evaluate(data: LoadedData, options: EvaluationOptions) -> EvaluationResult:
     adjusted = model.predict(rep.frame)
     levels = {*REPORTED_CONFIDENCES, FSU_CONFIDENCE, options.confidence}
     savings = compute_savings(selection.stats, adjusted, rep.frame.energy, levels)
-    gates = evaluate_gates(options.resolution, base.data_coverage, selection.stats, savings)
+    in_range = share_in_range(model, base.frame, rep.frame)
+    gates = evaluate_gates(options.resolution, base.data_coverage, selection.stats, savings, in_range)
     return EvaluationResult(
         options=options,
         source=data.description,

@@ -1,5 +1,8 @@
 """Acceptance gates: when one fails, no savings are claimed.
 
+Savings are also withheld when the reporting period lies mostly outside the conditions the
+baseline saw (ISO 50006: a baseline is valid over the range of its relevant variables): the
+ASHRAE 14 formula assumes similar conditions and understates the error of an extrapolation.
 Daily limits follow the brief (CV(RMSE) ≤ 25 %, |NMBE| ≤ 0.5 %). Hourly models may be
 noisier (ASHRAE 14's hourly calibration limit, 30 %); weekly ones should be tighter
 (20 %, between daily and ASHRAE 14's 15 % for monthly models). Savings are claimed only
@@ -14,20 +17,32 @@ __all__ = [
     "FSU_CONFIDENCE",
     "FSU_LIMIT",
     "NMBE_LIMIT",
+    "RANGE_MARGIN",
+    "RANGE_MIN",
     "Gate",
     "Verdict",
     "evaluate_gates",
+    "share_in_range",
     "verdict",
 ]
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
+from edge_agent.evaluation._frame import Frame
+from edge_agent.evaluation._model import FittedModel
 from edge_agent.evaluation._savings import Savings
 from edge_agent.evaluation._stats import FitStatistics
 from edge_agent.evaluation._timebase import Resolution
 
 CV_RMSE_LIMITS = {Resolution.HOUR: 0.30, Resolution.DAY: 0.25, Resolution.WEEK: 0.20}
+# Share of reporting buckets that must lie inside the baseline's conditions. A rising order
+# book pushes a few buckets past the baseline maximum, which a linear model bridges well; a
+# reporting period mostly outside (a heating-season baseline applied to summer) does not.
+RANGE_MIN = 0.75
+RANGE_MARGIN = 0.10  # the baseline range is widened by this share of its span on each side
 NMBE_LIMIT = 0.005
 COVERAGE_MIN = 0.90
 FSU_LIMIT = 0.50
@@ -54,8 +69,20 @@ class Verdict:
     headline: str
 
 
+def share_in_range(model: FittedModel, base: Frame, rep: Frame) -> float:
+    """Share of reporting buckets whose every model variable lies in the (widened) baseline range."""
+    inside = np.ones(len(rep), dtype=np.bool_)
+    for role in model.spec.roles:
+        b = base.variables[role]
+        lo, hi = float(b.min()), float(b.max())
+        margin = RANGE_MARGIN * (hi - lo)
+        r = rep.variables[role]
+        inside &= (r >= lo - margin) & (r <= hi + margin)
+    return float(inside.mean()) if len(rep) else 0.0
+
+
 def evaluate_gates(
-    resolution: Resolution, baseline_coverage: float, stats: FitStatistics, savings: Savings
+    resolution: Resolution, baseline_coverage: float, stats: FitStatistics, savings: Savings, in_range: float
 ) -> tuple[Gate, ...]:
     cv_limit = CV_RMSE_LIMITS[resolution]
     fsu = savings.at(FSU_CONFIDENCE).fsu
@@ -80,6 +107,13 @@ def evaluate_gates(
             abs(stats.nmbe) <= NMBE_LIMIT,
             f"{100 * stats.nmbe:.3f} %",
             f"within ±{100 * NMBE_LIMIT:.1f} %",
+        ),
+        Gate(
+            "baseline_range",
+            f"Reporting conditions within the baseline range (±{100 * RANGE_MARGIN:.0f} % of its span)",
+            in_range >= RANGE_MIN,
+            f"{100 * in_range:.1f} % of reporting buckets",
+            f"≥ {100 * RANGE_MIN:.0f} %",
         ),
         Gate(
             "savings_uncertainty",

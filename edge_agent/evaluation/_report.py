@@ -19,7 +19,15 @@ from edge_agent.evaluation._channels import MODEL_ROLES
 from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._evaluate import EvaluationResult
 from edge_agent.evaluation._export import write_json, write_series_csv
-from edge_agent.evaluation._gates import COVERAGE_MIN, CV_RMSE_LIMITS, FSU_CONFIDENCE, FSU_LIMIT, NMBE_LIMIT
+from edge_agent.evaluation._gates import (
+    COVERAGE_MIN,
+    CV_RMSE_LIMITS,
+    FSU_CONFIDENCE,
+    FSU_LIMIT,
+    NMBE_LIMIT,
+    RANGE_MARGIN,
+    RANGE_MIN,
+)
 from edge_agent.evaluation._plots import (
     cumulative_savings_png,
     measured_vs_modelled_png,
@@ -299,7 +307,10 @@ balance points. Savings uncertainty (ASHRAE Guideline 14): FSU = α·t·CV·√[
 reporting buckets and F the savings fraction. The minimum detectable savings is the savings fraction whose
 FSU would be {100 * FSU_LIMIT:.0f} %.</p>
 <p>Gates: data sufficiency ≥ {100 * COVERAGE_MIN:.0f} % of the baseline period; CV(RMSE) ≤ {limits};
-|NMBE| ≤ {100 * NMBE_LIMIT:.1f} %; FSU ≤ {100 * FSU_LIMIT:.0f} % at {100 * FSU_CONFIDENCE:.0f} % confidence.
+|NMBE| ≤ {100 * NMBE_LIMIT:.1f} %; FSU ≤ {100 * FSU_LIMIT:.0f} % at {100 * FSU_CONFIDENCE:.0f} % confidence;
+at least {100 * RANGE_MIN:.0f} % of reporting buckets with every model variable inside the baseline range
+widened by {100 * RANGE_MARGIN:.0f} % of its span (the uncertainty formula assumes similar conditions and
+understates the error of an extrapolation).
 When a gate fails, no savings are claimed. The uncertainty covers the baseline model's scatter only; events
 absent from the baseline period (non-routine adjustments) are not covered.</p>
 """
