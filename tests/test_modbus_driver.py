@@ -62,6 +62,10 @@ async def test_refused_register_in_a_filled_gap_costs_no_tag() -> None:
         assert [int(b.values[f"t{a}"][0]) for a in range(0, 40, 3)] == list(range(100, 140, 3))
     assert all(not (r.start <= 17 < r.end) for r in drv.requests)  # the bad register is avoided
     assert second_reads == len(drv.requests) > 1  # splits are remembered, not rediscovered
+    assert (
+        f"in {len(drv.requests)} request(s) per poll ({len(drv.requests) - 1} more after learned splits)"
+        in (drv.describe_plan())
+    )
 
 
 async def test_refused_tag_register_only_that_tag_goes_bad_then_recovers() -> None:
