@@ -246,7 +246,7 @@ def cli_main(argv: list[str]) -> int:
     try:
         result, files = _run(args, err)
     except EvaluationError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_INPUT
     _print_summary(result, files, Console())
     return EXIT_CLAIMED if result.verdict.claimed else EXIT_NOT_CLAIMED
