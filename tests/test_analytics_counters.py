@@ -1,0 +1,174 @@
+"""Counters: rollover vs reset, meter swap, duplicates, out-of-order rows, gaps — exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.analytics import AssetSpec, CounterSpec, FixedWindow, StreamingAnalytics
+from edge_agent.analytics.counters import as_raw_counts, counter_deltas
+from edge_agent.batch import Quality
+
+NS = 1_000_000_000
+T0 = 1_700_006_400 * NS
+
+
+def deltas(values: list[int], *, maximum: int = 2**32 - 1, rate: float = 1e3, step_s: float = 1.0):  # type: ignore[no-untyped-def]
+    raw = np.array(values, np.uint64)
+    t = T0 + (np.arange(len(values)) * step_s * NS).astype(np.int64)
+    return counter_deltas(raw, t, maximum=maximum, scale=1.0, max_rate_per_s=rate)
+
+
+def test_32_bit_rollover_is_a_plausible_wrap() -> None:
+    d = deltas([4294967290, 4294967295, 3, 10])
+    assert d.delta.tolist() == [5, 4, 7]  # 2**32 − 4294967295 + 3 = 4
+    assert d.rollover.tolist() == [False, True, False]
+    assert not d.reset.any()
+
+
+def test_reset_to_zero_is_flagged_and_counts_the_new_value() -> None:
+    # wrapping 1010 → 0 would mean ~4.3e9 units in one second: implausible, so a reset
+    d = deltas([1000, 1010, 0, 5])
+    assert d.delta.tolist() == [10, 0, 5]
+    assert d.reset.tolist() == [False, True, False]
+    assert not d.rollover.any()
+
+
+def test_meter_swap_counts_the_new_meters_reading() -> None:
+    # DESIGN §2: a fall that cannot be a wrap is a reset and Δ = v_k (here the new meter's 1200)
+    d = deltas([500000, 500010, 1200, 1210])
+    assert d.delta.tolist() == [10, 1200, 10]
+    assert d.reset.tolist() == [False, True, False]
+
+
+def test_plausibility_uses_the_elapsed_time() -> None:
+    # the same fall, wrapped delta 16: a rollover if 16 units fit in Δt at 2 units/s
+    assert deltas([65530, 10], maximum=65535, rate=2.0, step_s=8.0).rollover.tolist() == [True]
+    assert deltas([65530, 10], maximum=65535, rate=2.0, step_s=7.0).reset.tolist() == [True]
+
+
+def test_16_bit_and_meter_maximum() -> None:
+    assert deltas([65530, 65535, 2], maximum=65535).delta.tolist() == [5, 3]
+    assert deltas([99990, 5], maximum=99999).delta.tolist() == [15]  # 5-digit register
+
+
+def test_64_bit_wrap_is_exact() -> None:
+    d = deltas([2**64 - 3, 4], maximum=2**64 - 1)
+    assert d.delta.tolist() == [7]
+    assert d.rollover.tolist() == [True]
+
+
+def test_raw_counts_validation_names_the_problem() -> None:
+    with pytest.raises(ValueError, match=r"asset 'm' role 'part_counter'.*raw integers"):
+        as_raw_counts(np.array([1.0, 2.0]), 100, "asset 'm' role 'part_counter'")
+    with pytest.raises(ValueError, match=r"exceeds the configured counter maximum 65535"):
+        as_raw_counts(np.array([70000], np.uint32), 65535, "asset 'm' role 'energy_counter'")
+    with pytest.raises(ValueError, match=r"negative counter reading"):
+        as_raw_counts(np.array([-1], np.int32), 65535, "x")
+
+
+def spec(**kw: object) -> AssetSpec:
+    return AssetSpec(
+        asset="meter-7",
+        kind="meter",
+        rated_power_kw=100.0,
+        counters={"energy_counter": CounterSpec(scale=0.001, **kw)},  # type: ignore[arg-type]
+        signals=frozenset(),
+        max_gap_s=10.0,
+        windows=(FixedWindow("1min", 60),),
+    )
+
+
+def feed(sa: StreamingAnalytics, t_s: list[float], v: list[int], q: list[int] | None = None):  # type: ignore[no-untyped-def]
+    ts = T0 + (np.array(t_s) * NS).astype(np.int64)
+    quality = np.array(q if q is not None else [0] * len(v), np.uint8)
+    return sa.update(ts, {"energy_counter": np.array(v, np.uint32)}, {"energy_counter": quality})
+
+
+def test_totals_exact_across_wrap_reset_duplicates_and_disorder() -> None:
+    sa = StreamingAnalytics(spec())
+    # out of order within the batch, one exact duplicate (t=2) and one conflicting one (t=3)
+    feed(sa, [0, 2, 1, 2, 3, 3, 4], [4294967000, 4294967290, 4294967100, 4294967290, 5, 999, 60])
+    feed(sa, [5, 6, 7], [0, 40, 41])  # reset to 0 (60 → 0 in 1 s cannot be a wrap)
+    t = sa.totals
+    # 100 + 190 + 11 (wrap) + 55 + 0 (reset) + 40 + 1
+    assert t.raw_counts["energy_counter"] == 100 + 190 + 11 + 55 + 0 + 40 + 1
+    assert t.energy_kwh == pytest.approx(397 * 0.001)
+    assert (t.rollovers["energy_counter"], t.resets["energy_counter"]) == (1, 1)
+    assert t.duplicates == 2
+    assert t.late == 0
+
+
+def test_late_rows_are_dropped_and_counted() -> None:
+    sa = StreamingAnalytics(spec())
+    feed(sa, [0, 1, 2], [0, 10, 20])
+    feed(sa, [1.5, 2, 3], [15, 20, 30])  # 1.5 s is older than the stream, 2 s a re-delivery
+    t = sa.totals
+    assert t.raw_counts["energy_counter"] == 30
+    assert (t.late, t.duplicates) == (1, 1)
+
+
+def test_bad_samples_are_skipped_and_gaps_keep_the_total() -> None:
+    sa = StreamingAnalytics(spec())
+    bad = int(Quality.BAD)
+    # t=2 and t=3 are Bad (value garbage): the delta 10 → 40 spans them; t=30 follows a
+    # 20 s silence (> max gap 10 s): counted as a gap, its increment still counted
+    feed(sa, [0, 1, 2, 3, 4, 30, 31], [0, 10, 0, 7, 40, 90, 91], [0, 0, bad, bad, 0, 0, 0])
+    t = sa.totals
+    assert t.raw_counts["energy_counter"] == 91
+    assert t.gaps["energy_counter"] == 1
+    assert t.energy_by_state_kwh["unknown"] == pytest.approx(91 * 0.001)  # a meter has no state
+
+
+def test_gap_increment_is_booked_where_the_gap_ends_in_state_unknown() -> None:
+    from edge_agent.analytics import StateThresholds
+
+    s = AssetSpec(
+        asset="press-2",
+        rated_power_kw=100.0,
+        thresholds=StateThresholds(off_below_kw=1.0, idle_below_kw=10.0),
+        counters={"energy_counter": CounterSpec(scale=0.001)},
+        max_gap_s=10.0,
+        windows=(FixedWindow("1min", 60),),
+    )
+    sa = StreamingAnalytics(s)
+    ts = T0 + np.array([0, 1, 70, 71], np.int64) * NS  # 69 s silence across a minute boundary
+    sig = {"power": np.full(4, 50.0), "energy_counter": np.array([0, 5, 105, 106], np.uint32)}
+    closed = sa.update(ts, sig, {r: np.zeros(4, np.uint8) for r in sig})
+    out = {w.start_ns: w.kpis for w in closed + sa.flush()}
+    assert out[T0]["energy_kwh"] == pytest.approx(0.005)
+    assert out[T0]["energy_producing_kwh"] == pytest.approx(0.005)
+    assert out[T0 + 60 * NS]["energy_kwh"] == pytest.approx(0.101)  # 100 at the gap's end + 1
+    assert out[T0 + 60 * NS]["energy_unknown_kwh"] == pytest.approx(0.100)
+    assert out[T0 + 60 * NS]["energy_producing_kwh"] == pytest.approx(0.001)
+    # the state is held for the max gap (10 s) after the last sample, then unknown
+    assert out[T0]["time_producing_s"] == pytest.approx(11.0)
+    assert out[T0]["time_unknown_s"] == pytest.approx(49.0)
+    assert out[T0 + 60 * NS]["time_unknown_s"] == pytest.approx(10.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    incs=st.lists(st.integers(0, 40_000), min_size=2, max_size=60),
+    start=st.integers(0, 2**16 - 1),
+    cut=st.integers(0, 60),
+)
+def test_totals_telescope_exactly_through_16_bit_wraps(incs: list[int], start: int, cut: int) -> None:
+    # a fast 16-bit counter wraps often; at up to 100 000 counts/s every wrap is plausible
+    values = (start + np.cumsum([0, *incs])) % 2**16
+    sa = StreamingAnalytics(spec(bits=16, max_rate_per_s=100.0))
+    t = list(range(len(values)))
+    feed(sa, t[:cut], values[:cut].tolist())
+    feed(sa, t[cut:], values[cut:].tolist())
+    assert sa.totals.raw_counts["energy_counter"] == sum(incs)
+    assert sa.totals.resets["energy_counter"] == 0
+
+
+def test_implausible_16_bit_falls_are_resets() -> None:
+    # at the rated 100 kW only 27.8 counts/s are plausible: a wrap of 65 000 counts is not
+    sa = StreamingAnalytics(spec(bits=16))
+    feed(sa, [0, 1, 2], [65000, 65010, 20])
+    assert sa.totals.raw_counts["energy_counter"] == 10 + 20
+    assert sa.totals.resets["energy_counter"] == 1

@@ -1,0 +1,238 @@
+"""Golden tests: every KPI against values computed by hand from DESIGN.md §2.
+
+The series are sampled every 60 s so each interval's trapezoid can be checked on paper;
+the arithmetic is written out next to each expectation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edge_agent.analytics import (
+    AssetSpec,
+    CounterSpec,
+    EmissionSeries,
+    FixedWindow,
+    StateThresholds,
+    StreamingAnalytics,
+    WindowKpis,
+)
+from edge_agent.analytics.reference import reference
+
+NS = 1_000_000_000
+T0 = 1_700_006_400 * NS  # a UTC midnight: aligned to every window and block
+KWS = 1 / 3600  # kW·s → kWh
+
+
+def run(spec: AssetSpec, ts: np.ndarray, sig: dict[str, np.ndarray]) -> dict[str, WindowKpis]:
+    q = {r: np.zeros(ts.size, np.uint8) for r in sig}
+    sa = StreamingAnalytics(spec)
+    out = sa.update(ts, sig, q) + sa.flush()
+    ref = reference(spec, ts, sig, q).windows
+    got = {w.window: w for w in out if w.start_ns == T0}
+    exp = {w.window: w for w in ref if w.start_ns == T0}
+    assert got.keys() == exp.keys()
+    for name in got:  # the oracle agrees on every key
+        for k, v in exp[name].kpis.items():
+            assert got[name].kpis[k] == pytest.approx(v, rel=1e-12, abs=1e-12, nan_ok=True), k
+    return got
+
+
+# ---- a machine: power-integrated energy, parts, scrap, material, reactive energy -------
+#   t (s):  0   60  120 180 240 300 360 420 480 540 600 660 720 780 840 900
+#   P (kW): 0.5 0.5 5   5   20  20  20  20  20  20  5   5   5   5   0.5 0.5
+# Thresholds off < 1 kW, idle < 10 kW, no hysteresis, no dwell: each interval takes the
+# state of its start sample.
+P = [0.5, 0.5, 5, 5, 20, 20, 20, 20, 20, 20, 5, 5, 5, 5, 0.5, 0.5]
+PARTS = [0, 0, 0, 0, 0, 3, 6, 9, 12, 15, 18, 18, 18, 18, 18, 18]  # 3 per producing minute
+SCRAP = [0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 2]
+MATERIAL = [0, 0, 0, 0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 500, 500]  # 0.1 kg
+KVAR = [0, 0, 0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1200]  # varh
+
+# interval energies (kW·s): off [0,60) 30, [60,120) 165, [840,900) 30            → 225
+#                           idle [120,180) 300, [180,240) 750, [600,840) 3×300+165 → 2115
+#                           producing [240,540) 5×1200, [540,600) 750            → 6750
+E_OFF, E_IDLE, E_PROD = 225 * KWS, 2115 * KWS, 6750 * KWS
+E = E_OFF + E_IDLE + E_PROD  # 9090 kW·s = 2.525 kWh
+
+
+@pytest.fixture(scope="module")
+def machine() -> dict[str, WindowKpis]:
+    spec = AssetSpec(
+        asset="press-1",
+        rated_power_kw=30.0,
+        thresholds=StateThresholds(off_below_kw=1.0, idle_below_kw=10.0),
+        counters={
+            "part_counter": CounterSpec(max_rate_per_s=1.0),
+            "scrap_counter": CounterSpec(max_rate_per_s=1.0),
+            "material_counter": CounterSpec(scale=0.1, max_rate_per_s=10.0),
+            "reactive_energy_counter": CounterSpec(scale=0.001),
+        },
+        ideal_cycle_time_s=15.0,
+        emission_factor=0.4,
+        max_gap_s=120.0,
+        demand_block_s=300,
+        windows=(FixedWindow("15min", 900),),
+    )
+    ts = T0 + np.arange(16, dtype=np.int64) * 60 * NS
+    sig = {
+        "power": np.array(P, np.float64),
+        "part_counter": np.array(PARTS, np.uint32),
+        "scrap_counter": np.array(SCRAP, np.uint32),
+        "material_counter": np.array(MATERIAL, np.uint32),
+        "reactive_energy_counter": np.array(KVAR, np.uint32),
+    }
+    return run(spec, ts, sig)
+
+
+def test_energy_and_energy_by_state(machine: dict[str, WindowKpis]) -> None:
+    k = machine["15min"].kpis
+    assert k["energy_kwh"] == pytest.approx(2.525)
+    assert k["energy_off_kwh"] == pytest.approx(E_OFF)
+    assert k["energy_idle_kwh"] == pytest.approx(E_IDLE)
+    assert k["energy_producing_kwh"] == pytest.approx(E_PROD)
+    for s in ("setup", "fault", "unknown"):
+        assert k[f"energy_{s}_kwh"] == 0.0
+    assert k["idle_share"] == pytest.approx(2115 / 9090)
+    assert k["mean_power_kw"] == pytest.approx(9090 / 900)
+
+
+def test_time_in_state_and_oee(machine: dict[str, WindowKpis]) -> None:
+    k = machine["15min"].kpis
+    # off [0,120) + [840,900) = 180 s; idle [120,240) + [600,840) = 360 s; producing 360 s
+    assert (k["time_off_s"], k["time_idle_s"], k["time_producing_s"]) == pytest.approx((180, 360, 360))
+    assert k["time_unknown_s"] == 0.0
+    assert k["pbt_s"] == pytest.approx(720)  # not off, not unknown
+    assert k["apt_s"] == pytest.approx(360)
+    assert k["availability"] == pytest.approx(360 / 720)
+    assert k["effectiveness"] == pytest.approx(15 * 18 / 360)  # PRU·PQ/APT
+    assert k["quality_ratio"] == pytest.approx(16 / 18)  # GQ/PQ
+    assert k["oee"] == pytest.approx(15 * 16 / 720)  # PRU·GQ/PBT = 1/3
+    assert k["oee"] == pytest.approx(k["availability"] * k["effectiveness"] * k["quality_ratio"])
+
+
+def test_quantities_sec_scrap_and_yield(machine: dict[str, WindowKpis]) -> None:
+    k = machine["15min"].kpis
+    assert (k["produced_quantity"], k["scrap_quantity"], k["good_quantity"]) == (18, 2, 16)
+    assert k["scrap_ratio"] == pytest.approx(2 / 18)
+    assert k["sec_kwh_per_part"] == pytest.approx(2.525 / 18)
+    assert k["sec_kwh_per_good_part"] == pytest.approx(2.525 / 16)
+    assert k["consumed_material"] == pytest.approx(50.0)  # 500 counts × 0.1 kg
+    assert k["material_yield"] == pytest.approx(16 / 50)
+
+
+def test_power_factor_co2_and_coverage(machine: dict[str, WindowKpis]) -> None:
+    w = machine["15min"]
+    k = w.kpis
+    assert k["reactive_energy_kvarh"] == pytest.approx(1.2)
+    assert k["power_factor"] == pytest.approx(2.525 / math.sqrt(2.525**2 + 1.2**2))
+    assert k["co2e_kg"] == pytest.approx(2.525 * 0.4)
+    for role in ("power", "part_counter", "scrap_counter", "material_counter"):
+        assert k[f"coverage_{role}"] == pytest.approx(1.0)
+    assert w.coverage == pytest.approx(1.0)
+
+
+def test_peak_demand_fixed_and_rolling(machine: dict[str, WindowKpis]) -> None:
+    k = machine["15min"].kpis
+    # 5-min blocks: [0,300) 30+165+300+750+1200 = 2445 kW·s, [300,600) 4×1200+750 = 5550,
+    # [600,900) 3×300+165+30 = 1095 → fixed peak 5550 kW·s / 300 s = 18.5 kW.
+    assert k["peak_demand_kw"] == pytest.approx(18.5)
+    # trailing window ending at 540 s covers the whole plateau [240,540): 6000 kW·s → 20 kW
+    assert k["peak_demand_rolling_kw"] == pytest.approx(20.0)
+
+
+# ---- a compressor: energy counter, air flow, emission factor series --------------------
+#   t (s):       0  60 120 180 240 300 360 420 480 540 600
+#   P (kW):      45 45  45  45  15  15  15  15  45  45  45   load ≥ 30 kW, unload ≥ 1 kW
+#   flow m³/min: 6  6   6   6   0   0   0   0   6   6   6
+#   Wh counter:  0  750 1500 2250 3000 3250 3500 3750 4000 4750 5500
+
+
+@pytest.fixture(scope="module")
+def compressor() -> dict[str, WindowKpis]:
+    ef = EmissionSeries(np.array([T0, T0 + 300 * NS]), np.array([0.3, 0.5]))
+    spec = AssetSpec(
+        asset="comp-1",
+        kind="compressor",
+        rated_power_kw=55.0,
+        thresholds=StateThresholds(off_below_kw=1.0, idle_below_kw=30.0, hysteresis_kw=4.0),
+        counters={"energy_counter": CounterSpec(scale=0.001)},
+        signals=frozenset({"power", "air_flow"}),
+        emission_factor=ef,
+        max_gap_s=120.0,
+        demand_block_s=300,
+        windows=(FixedWindow("10min", 600),),
+    )
+    ts = T0 + np.arange(11, dtype=np.int64) * 60 * NS
+    sig = {
+        "power": np.array([45, 45, 45, 45, 15, 15, 15, 15, 45, 45, 45], np.float32),
+        "air_flow": np.array([6, 6, 6, 6, 0, 0, 0, 0, 6, 6, 6], np.float64),
+        "energy_counter": np.array([0, 750, 1500, 2250, 3000, 3250, 3500, 3750, 4000, 4750, 5500], np.uint32),
+    }
+    return run(spec, ts, sig)
+
+
+def test_compressor_energy_from_counter_by_state(compressor: dict[str, WindowKpis]) -> None:
+    k = compressor["10min"].kpis
+    assert k["energy_kwh"] == pytest.approx(5.5)
+    assert k["energy_producing_kwh"] == pytest.approx(4.5)  # 6 loaded minutes × 0.75 kWh
+    assert k["energy_idle_kwh"] == pytest.approx(1.0)  # 4 unloaded minutes × 0.25 kWh
+    assert k["idle_share"] == pytest.approx(1.0 / 5.5)
+
+
+def test_compressor_specific_power_and_load_share(compressor: dict[str, WindowKpis]) -> None:
+    k = compressor["10min"].kpis
+    # air: trapezoid 60 s × (6+6+6+3+0+0+0+3+6+6) m³/min = 2160 m³/min·s = 36 m³
+    assert k["air_volume_m3"] == pytest.approx(36.0)
+    # mean power 60 × (45·3 + 30 + 15·3 + 30 + 45·2) / 600 = 33 kW; mean flow 3.6 m³/min
+    assert k["mean_power_kw"] == pytest.approx(33.0)
+    assert k["specific_power_kw_per_m3min"] == pytest.approx(33.0 / 3.6)
+    assert k["load_share"] == pytest.approx(360 / 600)
+
+
+def test_compressor_co2_from_time_series(compressor: dict[str, WindowKpis]) -> None:
+    # increments booked before 300 s: 4×750 + 250 Wh at 0.3 kg/kWh; after: 3×250 + 2×750 Wh at 0.5
+    k = compressor["10min"].kpis
+    assert k["co2e_kg"] == pytest.approx(3.25 * 0.3 + 2.25 * 0.5)
+
+
+def test_compressor_peak_from_counter(compressor: dict[str, WindowKpis]) -> None:
+    k = compressor["10min"].kpis
+    # blocks [0,300) 3250 Wh and [300,600) 2250 Wh: 3.25 kWh / 300 s = 39 kW
+    assert k["peak_demand_kw"] == pytest.approx(39.0)
+    assert k["peak_demand_rolling_kw"] == pytest.approx(39.0)
+
+
+def test_undefined_ratios_are_nan_not_zero() -> None:
+    spec = AssetSpec(
+        asset="idle-press",
+        rated_power_kw=10.0,
+        thresholds=StateThresholds(off_below_kw=1.0, idle_below_kw=5.0),
+        counters={
+            "part_counter": CounterSpec(max_rate_per_s=1.0),
+            "scrap_counter": CounterSpec(max_rate_per_s=1.0),
+        },
+        ideal_cycle_time_s=10.0,
+        windows=(FixedWindow("1min", 60),),
+    )
+    ts = T0 + np.arange(61, dtype=np.int64) * NS
+    sig = {
+        "power": np.zeros(61),
+        "part_counter": np.zeros(61, np.uint32),
+        "scrap_counter": np.zeros(61, np.uint32),
+    }
+    k = run(spec, ts, sig)["1min"].kpis
+    assert k["time_off_s"] == pytest.approx(60)
+    for name in (
+        "availability",
+        "effectiveness",
+        "oee",
+        "quality_ratio",
+        "scrap_ratio",
+        "sec_kwh_per_part",
+        "idle_share",
+    ):
+        assert math.isnan(k[name]), name
