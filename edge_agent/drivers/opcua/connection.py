@@ -24,7 +24,7 @@ from asyncua.crypto import security_policies
 from edge_agent.drivers.opcua._ua import ua
 from edge_agent.drivers.opcua.certs import CertificateError, TrustList, describe, ensure_certificate
 from edge_agent.drivers.opcua.config import OpcUaDeviceConfig
-from edge_agent.drivers.opcua.failures import status_of, status_text, translate
+from edge_agent.drivers.opcua.failures import as_connect_error, status_of, status_text, translate
 from edge_agent.errors import DeviceConnectError, DriverError
 
 log = logging.getLogger("edge_agent.drivers.opcua")
@@ -205,9 +205,14 @@ async def open_connection(config: OpcUaDeviceConfig) -> Connection:
         await conn.load_server_facts()
     except BaseException as exc:
         await conn.close()
-        if isinstance(exc, DriverError) or not isinstance(exc, Exception):
+        if not isinstance(exc, Exception):
             raise
-        raise translate(config.name, exc, f"connecting to {config.endpoint}") from exc
+        error = (
+            exc
+            if isinstance(exc, DriverError)
+            else translate(config.name, exc, f"connecting to {config.endpoint}")
+        )
+        raise as_connect_error(error) from exc
     return conn
 
 

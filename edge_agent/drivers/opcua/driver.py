@@ -23,7 +23,7 @@ from edge_agent.drivers.base import Driver
 from edge_agent.drivers.opcua._ua import ua
 from edge_agent.drivers.opcua.config import OpcUaDeviceConfig
 from edge_agent.drivers.opcua.connection import Connection, open_connection
-from edge_agent.drivers.opcua.failures import status_text, translate
+from edge_agent.drivers.opcua.failures import as_connect_error, status_text, translate
 from edge_agent.drivers.opcua.polling import ReadPlan
 from edge_agent.drivers.opcua.resolve import resolve
 from edge_agent.drivers.opcua.samples import SampleLog, TagLayout
@@ -98,9 +98,12 @@ class OpcUaDriver(Driver[OpcUaDeviceConfig]):
         except BaseException as exc:
             await conn.close()
             self._plan = self._subs = None
-            if isinstance(exc, DriverError) or not isinstance(exc, Exception):
+            if not isinstance(exc, Exception):
                 raise
-            raise translate(self.name, exc, "setting up reads and subscriptions") from exc
+            error = (
+                exc if isinstance(exc, DriverError) else translate(self.name, exc, "setting up subscriptions")
+            )
+            raise as_connect_error(error) from exc
         for i, code in subs.failed.items():
             self._bad[i] = code
             self._report(i, code, f"the server refused to monitor it ({status_text(code)})")

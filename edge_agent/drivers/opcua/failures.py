@@ -7,7 +7,7 @@ session, back off and reconnect (session or link gone); :class:`DeviceTimeoutErr
 
 from __future__ import annotations
 
-__all__ = ["LINK_LOST_CODES", "status_of", "status_text", "translate"]
+__all__ = ["LINK_LOST_CODES", "as_connect_error", "status_of", "status_text", "translate"]
 
 import asyncio
 
@@ -67,3 +67,13 @@ def translate(device: str, exc: BaseException, doing: str) -> DriverError:
     if isinstance(exc, ConnectionError | OSError):
         return DeviceConnectError(device, f"connection lost while {doing}: {exc or type(exc).__name__}")
     return DeviceExceptionError(device, f"{doing} failed: {type(exc).__name__}: {exc}")
+
+
+def as_connect_error(error: DriverError) -> DeviceConnectError:
+    """Any failure while connecting is a connect failure: the runtime logs it and backs off."""
+    if isinstance(error, DeviceConnectError):
+        return error
+    message = str(error).removeprefix(f"device {error.device!r}: ")
+    out = DeviceConnectError(error.device, message)
+    out.__cause__ = error.__cause__
+    return out
