@@ -50,12 +50,13 @@ def make_scenario(
     ts = T0 + rng.integers(0, 3600) * NS + np.cumsum(steps)
     level = rng.choice([0.2, 3.0, 20.0], size=n // 10 + 1)
     p = np.repeat(level, 10)[:n] + rng.normal(0, 0.8, n)
-    p = np.abs(p).astype(rng.choice([np.float32, np.float64]))
+    p = np.abs(p).astype(np.float32 if rng.random() < 0.5 else np.float64)
     inc = np.maximum(0, np.round(p.astype(np.float64) * rng.uniform(0.5, 1.5))).astype(np.int64)
     mod = 1 << bits
     energy = (rng.integers(0, mod) + np.cumsum(inc)) % mod
-    parts = np.cumsum(rng.integers(0, 3, n))
-    scrap = np.cumsum(rng.random(n) < 0.1)
+    part_inc = rng.integers(0, 3, n)
+    parts = np.cumsum(part_inc)
+    scrap = np.cumsum(rng.binomial(part_inc, 0.1))  # scrap never outruns production
     if messy and n > 20:
         k = int(rng.integers(5, n - 5))
         energy[k:] = energy[k:] - energy[k] + rng.integers(0, 5)  # meter reset

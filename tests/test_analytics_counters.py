@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.analytics import AssetSpec, CounterSpec, FixedWindow, StreamingAnalytics
+from edge_agent.analytics import AssetSpec, CounterSpec, FixedWindow, StreamingAnalytics, WindowKpis
 from edge_agent.analytics.counters import as_raw_counts, counter_deltas
 from edge_agent.batch import Quality
 
@@ -81,7 +83,9 @@ def spec(**kw: object) -> AssetSpec:
     )
 
 
-def feed(sa: StreamingAnalytics, t_s: list[float], v: list[int], q: list[int] | None = None):  # type: ignore[no-untyped-def]
+def feed(
+    sa: StreamingAnalytics, t_s: Sequence[float], v: Sequence[int], q: Sequence[int] | None = None
+) -> list[WindowKpis]:
     ts = T0 + (np.array(t_s) * NS).astype(np.int64)
     quality = np.array(q if q is not None else [0] * len(v), np.uint8)
     return sa.update(ts, {"energy_counter": np.array(v, np.uint32)}, {"energy_counter": quality})

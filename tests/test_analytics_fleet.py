@@ -42,7 +42,7 @@ def fleet(
         ts = (1_700_000_000 + offset) * NS + np.arange(T, dtype=np.int64) * NS
     lvl = rng.choice([0.3, 4.0, 25.0], size=(A, T // 30 + 1))
     p = np.abs(np.repeat(lvl, 30, axis=1)[:, :T] + rng.normal(0, 0.7, (A, T))).astype(np.float32)
-    sig = {
+    sig: dict[str, np.ndarray] = {
         "power": p,
         "part_counter": np.cumsum(rng.integers(0, 2, (A, T)), axis=1).astype(np.uint32),
         "scrap_counter": np.cumsum(rng.random((A, T)) < 0.05, axis=1).astype(np.uint32),
@@ -80,7 +80,10 @@ def fleet(
     return specs, ts, sig
 
 
-def check(specs, ts, sig, q=None, window=FixedWindow("15min", 900)) -> np.ndarray:  # type: ignore[no-untyped-def]
+QUARTER = FixedWindow("15min", 900)
+
+
+def check(specs, ts, sig, q=None, window=QUARTER) -> np.ndarray:  # type: ignore[no-untyped-def]
     fk = analyse_fleet(specs, ts, sig, q, window=window)
     got = {(w.asset, w.start_ns): w for w in fk.window_kpis()}
     for a, s in enumerate(specs):

@@ -78,7 +78,7 @@ def machine() -> dict[str, WindowKpis]:
         windows=(FixedWindow("15min", 900),),
     )
     ts = T0 + np.arange(16, dtype=np.int64) * 60 * NS
-    sig = {
+    sig: dict[str, np.ndarray] = {
         "power": np.array(P, np.float64),
         "part_counter": np.array(PARTS, np.uint32),
         "scrap_counter": np.array(SCRAP, np.uint32),
@@ -167,7 +167,7 @@ def compressor() -> dict[str, WindowKpis]:
         windows=(FixedWindow("10min", 600),),
     )
     ts = T0 + np.arange(11, dtype=np.int64) * 60 * NS
-    sig = {
+    sig: dict[str, np.ndarray] = {
         "power": np.array([45, 45, 45, 45, 15, 15, 15, 15, 45, 45, 45], np.float32),
         "air_flow": np.array([6, 6, 6, 6, 0, 0, 0, 0, 6, 6, 6], np.float64),
         "energy_counter": np.array([0, 750, 1500, 2250, 3000, 3250, 3500, 3750, 4000, 4750, 5500], np.uint32),
@@ -219,7 +219,7 @@ def test_undefined_ratios_are_nan_not_zero() -> None:
         windows=(FixedWindow("1min", 60),),
     )
     ts = T0 + np.arange(61, dtype=np.int64) * NS
-    sig = {
+    sig: dict[str, np.ndarray] = {
         "power": np.zeros(61),
         "part_counter": np.zeros(61, np.uint32),
         "scrap_counter": np.zeros(61, np.uint32),

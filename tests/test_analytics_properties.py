@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -41,7 +42,7 @@ def stream(sc: Scenario, cuts: list[int]) -> tuple[dict[tuple[str, int], WindowK
     sa = StreamingAnalytics(sc.spec)
     out: list[WindowKpis] = []
     edges = [0, *sorted(set(cuts)), sc.ts.size]
-    for a, b in zip(edges, edges[1:], strict=False):
+    for a, b in itertools.pairwise(edges):
         out += sa.update(
             sc.ts[a:b], {r: v[a:b] for r, v in sc.signals.items()}, {r: q[a:b] for r, q in sc.quality.items()}
         )

@@ -137,4 +137,4 @@ def test_bad_input_names_asset_role_and_fix() -> None:
     with pytest.raises(ValueError, match=r"no quality array"):
         sa.update(ts, {"energy_counter": np.ones(3, np.uint32)}, {})
     with pytest.raises(ValueError, match=r"1-D int64"):
-        sa.update(ts.astype(np.float64), {}, {})  # type: ignore[arg-type]
+        sa.update(ts.astype(np.float64), {}, {})

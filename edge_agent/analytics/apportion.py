@@ -55,7 +55,7 @@ class Points:
 
 def _pick(x: Field | Mult, src: npt.NDArray[np.intp] | None) -> Field | Mult:
     if isinstance(x, np.ndarray) and src is not None:
-        return x[src]  # type: ignore[no-any-return]
+        return x[src]
     return x
 
 

@@ -136,9 +136,8 @@ class DemandTracker:
         self._samples = self._samples[self._samples > keep_from]
         i = int(np.searchsorted(self._t1, keep_from, side="right"))
         if i:
-            self._t0, self._t1, self._v0, self._v1, self._ok, self._cum0 = (
-                a[i:] for a in (self._t0, self._t1, self._v0, self._v1, self._ok, self._cum0)
-            )
+            self._t0, self._t1, self._ok = self._t0[i:], self._t1[i:], self._ok[i:]
+            self._v0, self._v1, self._cum0 = self._v0[i:], self._v1[i:], self._cum0[i:]
         j = int(np.searchsorted(self._tb, keep_from, side="left"))
         if j:
             self._base = self._cum[j - 1]

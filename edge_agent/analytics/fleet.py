@@ -51,7 +51,7 @@ from .layout import (
 )
 from .results import WindowKpis
 from .spec import ANALOG_ROLES, COUNTER_ROLES, ROLES, AssetSpec, EmissionSeries, MachineState
-from .states import LEVEL_STATE, classify_rows, edges, zones
+from .states import LEVEL_STATE, classify_rows, edges, plain_level, zones
 from .streaming import StreamingAnalytics
 from .windows import CalendarWindow, FixedWindow, bounds
 
@@ -60,6 +60,7 @@ _F = npt.NDArray[np.float64]
 _NS = 1_000_000_000
 _KWH = 1.0 / 3.6e12  # kW·ns → kWh
 _UNKNOWN = int(MachineState.UNKNOWN)
+QUARTER_HOUR = FixedWindow("15min", 900)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +143,9 @@ def _demand_axis(ts: _I, b: _I, dt_ns: int | None, block_ns: int) -> _DemandAxis
     je = np.searchsorted(ts, e, side="left")
     jl = np.searchsorted(ts, e - L, side="left")
     shift = None
-    if dt_ns is not None and bool(np.all(ts[je] == e)) and bool(np.all(ts[jl] == e - L)):
-        if je.size == ts.size - je[0] and bool(np.all(je - jl == je[0] - jl[0])):
-            shift = int(je[0] - jl[0])
+    on_grid = dt_ns is not None and bool(np.all(ts[je] == e)) and bool(np.all(ts[jl] == e - L))
+    if on_grid and je.size == ts.size - je[0] and bool(np.all(je - jl == je[0] - jl[0])):
+        shift = int(je[0] - jl[0])  # candidates are the samples from je[0] on
     wi = np.searchsorted(b, e, side="left") - 1
     starts = np.flatnonzero(np.append(True, wi[1:] != wi[:-1]))
     blk = np.flatnonzero((e % L == 0) & (np.searchsorted(b, e - L, side="right") - 1 == wi))
@@ -196,7 +197,7 @@ def _valid_codes(c: np.ndarray) -> npt.NDArray[np.bool_]:
 
 def _runs_from_codes(c: np.ndarray) -> tuple[_I, _I, npt.NDArray[np.int8]]:
     """PLC state codes (all Good and valid) as runs: row, start sample, state."""
-    R, T = c.shape
+    T = c.shape[1]
     cf = c.reshape(-1)
     brk = np.empty(cf.shape[0], np.bool_)
     brk[0] = True
@@ -218,19 +219,18 @@ def _seg_integral(
     flat = x.reshape(-1)
     xa = flat[row * T + a].astype(np.float64)
     xb = flat[row * T + b].astype(np.float64)
+    s: _F
     if ax.dt_ns is not None:
         s = np.add.reduceat(flat, keys, dtype=np.float64)
         s[last] -= xb[last]  # the last segment of a row ran on to the row's last sample
         dt = ax.dt_ns / 1e9
-        if average:
-            return dt * (s - xa + xb)
-        return dt * (s - 0.5 * (xa - xb))
+        out: _F = dt * (s - xa + xb) if average else dt * (s - 0.5 * (xa - xb))
+        return out
     w = ax.dprev if average else ax.dprev + ax.dnext
     s = np.add.reduceat((x * w).reshape(-1), keys, dtype=np.float64)
     s[last] -= xb[last] * w[b[last]]
-    if average:
-        return s - xa * ax.dprev[a] + xb * ax.dprev[b]
-    return 0.5 * (s - xa * ax.dprev[a] + xb * ax.dprev[b])
+    ends: _F = xb * ax.dprev[b] - xa * ax.dprev[a]
+    return s + ends if average else 0.5 * (s + ends)
 
 
 def _straddle_part(x: np.ndarray, ax: _Axis, average: bool) -> _F:
@@ -261,13 +261,14 @@ class _Counter:
             return np.zeros(np.broadcast(row, x).shape, np.int64)
         hi = np.searchsorted(self.fkey, row * T + x, side="left")
         lo = np.searchsorted(self.fkey, row * T, side="left")
-        return self.fcum[hi] - self.fcum[lo]
+        out: _I = self.fcum[hi] - self.fcum[lo]
+        return out
 
     def span(self, row: _I, a: _I, b: _I) -> _I:
         """Exact increments over intervals [a, b) of each row."""
         T = self.c.shape[1]
         flat = self.c.reshape(-1)
-        d = flat[row * T + b].astype(np.int64) - flat[row * T + a].astype(np.int64)
+        d: _I = flat[row * T + b].astype(np.int64) - flat[row * T + a].astype(np.int64)
         return d + self.corr(row, b) - self.corr(row, a)
 
 
@@ -289,6 +290,18 @@ def _counter(c: np.ndarray, ts: _I, specs: Sequence[AssetSpec], role: str) -> _C
     true = np.where(plausible, wrapped, v1)
     corr = true - (v1 - v0)
     return _Counter(c, row * T + k, np.concatenate(([0], np.cumsum(corr))))
+
+
+def _shape_key(spec: AssetSpec) -> tuple[object, ...]:
+    """What must be equal for assets to share a chunk (per-asset numbers may differ)."""
+    ef = spec.emission_factor
+    return (
+        spec.roles,
+        spec.thresholds is not None,
+        spec.power_mode,
+        id(ef) if isinstance(ef, EmissionSeries) else ef is not None,
+        spec.demand_block_s,
+    )
 
 
 def _kpi_key(spec: AssetSpec) -> tuple[object, ...]:
@@ -337,7 +350,7 @@ def analyse_fleet(
     signals: Mapping[str, np.ndarray],
     quality: Mapping[str, npt.NDArray[np.uint8]] | None = None,
     *,
-    window: FixedWindow | CalendarWindow = FixedWindow("15min", 900),
+    window: FixedWindow | CalendarWindow = QUARTER_HOUR,
     chunk_rows: int = 4,
 ) -> FleetKpis:
     """KPIs of every asset (row) over one window scheme, in one pass.
@@ -347,7 +360,7 @@ def analyse_fleet(
     working set stays in cache.
     """
     A, T = _check(specs, ts_ns, signals, quality)
-    if isinstance(window, FixedWindow | CalendarWindow) is False:
+    if not isinstance(window, FixedWindow | CalendarWindow):
         raise ValueError("analyse_fleet: window must be a FixedWindow or CalendarWindow")
     b = bounds(window, int(ts_ns[0]), int(ts_ns[-1])) if T else np.zeros(2, np.int64)
     W = b.size - 1
@@ -356,16 +369,20 @@ def analyse_fleet(
     m = np.full((A, W, NM), -np.inf)
     fast = np.zeros(A, np.bool_)
     if T >= 2 and _axis_ok(specs, ts_ns, window):
-        efs = {id(s.emission_factor) for s in specs if isinstance(s.emission_factor, EmissionSeries)}
-        ef0 = specs[0].emission_factor if len(efs) == 1 else None
-        ax = _axis(
-            ts_ns, window, ef0 if isinstance(ef0, EmissionSeries) else None, specs[0].demand_block_s * _NS
-        )
-        if len(efs) <= 1 and len({s.demand_block_s for s in specs}) == 1:
-            fast = _eligible(specs, signals, quality)
-            rows = np.flatnonzero(fast)
+        fast = _eligible(specs, signals, quality)
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for i in np.flatnonzero(fast).tolist():
+            groups.setdefault(_shape_key(specs[i]), []).append(i)
+        axes: dict[tuple[object, ...], _Axis] = {}
+        for idx in groups.values():
+            s = specs[idx[0]]
+            ef = s.emission_factor if isinstance(s.emission_factor, EmissionSeries) else None
+            key = (id(ef), s.demand_block_s)
+            if key not in axes:
+                axes[key] = _axis(ts_ns, window, ef, s.demand_block_s * _NS)
+            rows = np.array(idx)
             for i in range(0, rows.size, chunk_rows):
-                _chunk(specs, ax, signals, rows[i : i + chunk_rows], f, u, m, fast)
+                _chunk(specs, axes[key], signals, rows[i : i + chunk_rows], f, u, m, fast)
     slow = _slow_rows(specs, ts_ns, signals, quality, np.flatnonzero(~fast), window)
     return _finish(specs, window, b, f, u, m, fast, slow)
 
@@ -428,15 +445,10 @@ def _chunk(
             return _retry(specs, ax, signals, rows, ~valid, f, u, m, fast)
         rrow, rpos, rstate = _runs_from_codes(codes)
     elif spec.thresholds is not None:
-        z = zones(p, np.array([edges(s.thresholds) for s in sp]))  # type: ignore[arg-type]
-        init = np.array(
-            [
-                int(p[i, 0] >= s.thresholds.off_below_kw) + int(p[i, 0] >= s.thresholds.idle_below_kw)  # type: ignore[union-attr]
-                for i, s in enumerate(sp)
-            ],
-            np.int8,
-        )
-        dwell = np.array([round(s.thresholds.min_dwell_s * 1e9) for s in sp], np.int64)  # type: ignore[union-attr]
+        ths = [s.thresholds for s in sp if s.thresholds is not None]
+        z = zones(p, np.array([edges(th) for th in ths]))
+        init = np.array([plain_level(float(p[i, 0]), th) for i, th in enumerate(ths)], np.int8)
+        dwell = np.array([round(th.min_dwell_s * 1e9) for th in ths], np.int64)
         runs, _, _, _ = classify_rows(ts, z, init, dwell)
         rrow, rpos, rstate = runs.row, runs.start, LEVEL_STATE[runs.level]
     else:
@@ -516,7 +528,7 @@ def _chunk(
         for role in (r for r in ANALOG_ROLES if r in spec.roles and r != "power"):
             moves.append((INT[role], _straddle_part(get(role), ax, False).reshape(-1)))
         if e_role == "power" and ef is not None:
-            efk = ef.at(ax.ts[kk]) if isinstance(ef, EmissionSeries) else float(ef)
+            efk: _F | float = ef.at(ax.ts[kk]) if isinstance(ef, EmissionSeries) else float(ef)
             moves.append((CO2, pe * efk))
         for fld, amt in moves:
             add((rr * W + ww - 1) * NF + fld, -amt)
@@ -690,10 +702,10 @@ def _finish(
             w = int(np.searchsorted(b, wk.start_ns))
             reported[a, w] = True
             coverage[a, w] = wk.coverage
-            for name, v in wk.kpis.items():
-                column(name)[a, w] = v
-    for v in kpis.values():
-        v[~reported] = np.nan
+            for name, x in wk.kpis.items():
+                column(name)[a, w] = x
+    for col in kpis.values():
+        col[~reported] = np.nan
     coverage[~reported] = 0.0
     return FleetKpis(
         assets=tuple(s.asset for s in specs),

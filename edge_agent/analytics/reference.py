@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["ReferenceResult", "reference"]
 
 import bisect
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -134,13 +135,13 @@ def reference(
     # 2. states: textbook hysteresis latches, debounce, PLC precedence
     th = spec.thresholds
     obs: list[tuple[int, int]] = []
-    a1 = a2 = level = run_start = eff = None
+    a1 = a2 = level = run_start = eff = -1  # −1: nothing seen yet
     for k in range(len(t)):
         s = None
         if th is not None and "power" in spec.roles and usable("power", k):
             p = float(val["power"][k])
             h = th.hysteresis_kw / 2.0
-            if a1 is None:
+            if a1 < 0:
                 a1, a2 = int(p >= th.off_below_kw), int(p >= th.idle_below_kw)
             else:
                 a1 = 1 if p >= th.off_below_kw + h else 0 if p < th.off_below_kw - h else a1
@@ -148,8 +149,7 @@ def reference(
             new = a1 + a2
             if new != level:
                 level, run_start = new, t[k]
-            assert run_start is not None
-            if eff is None or t[k] - run_start >= round(th.min_dwell_s * 1e9):
+            if eff < 0 or t[k] - run_start >= round(th.min_dwell_s * 1e9):
                 eff = level
             s = LEVEL_STATE[eff]
         if "state" in spec.roles and usable("state", k):
@@ -210,7 +210,7 @@ def reference(
             cs = spec.counters[role]
             M = cs.maximum
             total = resets = rolls = 0
-        for a, b in zip(ks, ks[1:], strict=False):
+        for a, b in itertools.pairwise(ks):
             t0, t1 = t[a], t[b]
             short = t1 - t0 <= G
             gaps += not short
@@ -314,26 +314,26 @@ def reference(
 
     # 5. per window scheme
     for w in spec.windows:
-        b = [int(x) for x in bounds(w, t[0], t[-1])]
-        book = _Book(b)
+        wb = [int(x) for x in bounds(w, t[0], t[-1])]
+        book = _Book(wb)
         for t0, t1, col, amount in spans:
             book.span(t0, t1, col, amount)
         for x, col, wt in points:
             book.point(x, col, wt)
         for x, col, d in upoints:
             book.upoint(x, col, d)
-        nw = len(b) - 1
+        nw = len(wb) - 1
         if isinstance(w, RollingWindow):
             _emit_rolling(spec, w, book, cands, L, res)
             continue
         for e, kwh, is_block in cands:
             for i in range(nw):
-                if b[i] < e <= b[i + 1]:
+                if wb[i] < e <= wb[i + 1]:
                     book.m[i][M_ROLL] = max(book.m[i][M_ROLL], kwh)
-                    if is_block and e - L >= b[i]:
+                    if is_block and e - L >= wb[i]:
                         book.m[i][M_BLOCK] = max(book.m[i][M_BLOCK], kwh)
         for i in range(nw):
-            _emit(spec, w.name, b[i], b[i + 1], book.f[i], book.u[i], book.m[i], res)
+            _emit(spec, w.name, wb[i], wb[i + 1], book.f[i], book.u[i], book.m[i], res)
     return res
 
 

@@ -173,7 +173,7 @@ class AssetSpec:
         return self.rated_power_kw / 3600.0  # kWh (or kvarh) per second at rated power
 
     def max_gap_ns(self) -> int:
-        return int(round(self.max_gap_s * 1e9))
+        return round(self.max_gap_s * 1e9)
 
     def _problems(self) -> list[ConfigProblem]:
         out: list[ConfigProblem] = []

@@ -272,13 +272,14 @@ def step(
                 sb = np.where(short, su[:-1], _UNKNOWN).astype(np.intp)
                 upoints.append(Points(tb, RAW_STATE + sb, cd.delta))
                 if role == e_role and spec.emission_factor is not None:
-                    kwh = cd.delta.astype(np.float64) * cs.scale
-                    fpoints.append(Points(tb, CO2, kwh * _ef(spec, tb)))
+                    counted = cd.delta.astype(np.float64) * cs.scale
+                    fpoints.append(Points(tb, CO2, counted * _ef(spec, tb)))
                 energy_counts = (tb, cd.delta)
         else:
-            v1 = vu[1:]
+            v1: _F64 = vu[1:].astype(np.float64, copy=False)
             # an interval-average sample describes the interval it closes: constant density
-            v0 = v1 if role == "power" and spec.power_mode == "interval_average" else vu[:-1]
+            average = role == "power" and spec.power_mode == "interval_average"
+            v0: _F64 = v1 if average else vu[:-1].astype(np.float64, copy=False)
             if role == "power":
                 kwh = 1.0 / 3600.0
                 s0 = su[:-1][short].astype(np.intp)

@@ -89,7 +89,7 @@ class StreamingAnalytics:
             w.name: _Rolling() for w in spec.windows if isinstance(w, RollingWindow)
         }
         role = spec.energy_role
-        scale = spec.counters[role].scale if role in spec.counters else None
+        scale = spec.counters[role].scale if role is not None and role in spec.counters else None
         self._block_ns = spec.demand_block_s * _NS
         self._demand = DemandTracker(self._block_ns, scale) if role is not None else None
         self._tf = np.zeros(NF)
