@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .arrays import bin_index
 from .layout import NF, NU, empty_acc
 
 Field = int | npt.NDArray[np.intp]
@@ -63,8 +64,8 @@ def _split(
     s: SpanSet, b: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.intp] | None]:
     """Window index, integral (density·s) and source span of each piece."""
-    i0 = np.searchsorted(b, s.t0, side="right") - 1
-    i1 = np.searchsorted(b, s.t1, side="left") - 1
+    i0 = bin_index(b, s.t0, "right") - 1
+    i1 = bin_index(b, s.t1, "left") - 1
     cnt = i1 - i0 + 1
     if s.t0.size == 0 or int(cnt.max()) == 1:
         dt = (s.t1 - s.t0) / 1e9
@@ -109,13 +110,13 @@ def accumulate(
     for p in fpoints:
         if p.t.size == 0:
             continue
-        w = np.searchsorted(b, p.t, side="right") - 1
+        w = bin_index(b, p.t, "right") - 1
         weights = np.broadcast_to(np.asarray(p.w, np.float64), p.t.shape)
         flat += np.bincount(w * NF + p.field, weights=weights, minlength=flat.size)
     uflat = u.reshape(-1)
     for p in upoints:
         if p.t.size == 0:
             continue
-        w = np.searchsorted(b, p.t, side="right") - 1
+        w = bin_index(b, p.t, "right") - 1
         np.add.at(uflat, w * NU + p.field, np.asarray(p.w, np.uint64))
     return f, u, m

@@ -198,9 +198,14 @@ def step(
         lead = [(lo, int(o_t[0]) if o_t.size else hi)]
     nxt = np.append(o_t[1:], hi) if o_t.size else o_t  # no observation: nothing to hold
     held = np.minimum(nxt, o_t + G)
-    seg_a = np.concatenate((o_t, held, np.array([a for a, _ in lead], np.int64)))
-    seg_b = np.concatenate((held, nxt, np.array([b for _, b in lead], np.int64)))
-    seg_s = np.concatenate((o_s, np.full(o_t.size + len(lead), _UNKNOWN)))
+    # in time order (so windows are found without a binary search per span): the lead-in
+    # before any observation, then per observation its held state and the unknown after G
+    lead_a = np.array([a for a, _ in lead], np.int64)
+    lead_b = np.array([b for _, b in lead], np.int64)
+    seg_a = np.concatenate((lead_a, np.stack((o_t, held), axis=1).ravel()))
+    seg_b = np.concatenate((lead_b, np.stack((held, nxt), axis=1).ravel()))
+    unknown = np.full(o_s.size, _UNKNOWN)
+    seg_s = np.concatenate((np.full(len(lead), _UNKNOWN), np.stack((o_s, unknown), axis=1).ravel()))
     seg_a = np.maximum(seg_a, lo)
     seg_b = np.minimum(seg_b, hi)
     keep = seg_b > seg_a
