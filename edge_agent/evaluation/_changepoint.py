@@ -51,7 +51,7 @@ class ChangePointBank:
     hdd: FloatArray  # (n, K)
     cdd: FloatArray  # (n, K)
     basis: DegreeDayBasis
-    _cache: dict[tuple[bytes, str, bytes], tuple[FloatArray, FloatArray]] = field(
+    _cache: dict[bytes, tuple[FloatArray, FloatArray]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -72,18 +72,23 @@ class ChangePointBank:
         return ChangePointBank(self.grid, self.hdd[rows], self.cdd[rows], self.basis.take(rows))
 
     def projected(
-        self, absorber: GroupAbsorber, kind: str, grid: FloatArray
+        self, absorber: GroupAbsorber, gh: FloatArray, gc: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        """Group-demeaned degree-day columns (``kind`` 'hdd' or 'cdd') on ``grid``, and their Gram."""
-        key = (absorber.index.tobytes(), kind, grid.tobytes())
-        hit = self._cache.get(key)
+        """Group-demeaned [hdd(gh) | cdd(gc)] columns and their Gram matrix.
+
+        The coarse pair is cached per constant structure (it is the same for every candidate);
+        fine grids differ per candidate and are cheap, so they are computed each time.
+        """
+        coarse = gh is self.grid and gc is self.grid
+        key = absorber.index.tobytes()
+        hit = self._cache.get(key) if coarse else None
         if hit is None:
-            if grid is self.grid:
-                cols = self.hdd if kind == "hdd" else self.cdd
-            else:
-                cols = self.basis.hdd(grid) if kind == "hdd" else self.basis.cdd(grid)
-            bt = absorber.demean(cols)
-            hit = self._cache[key] = (bt, bt.T @ bt)
+            h = self.hdd if coarse else self.basis.hdd(gh)
+            c = self.cdd if coarse else self.basis.cdd(gc)
+            bank = absorber.demean(np.concatenate([h, c], axis=1))
+            hit = (bank, bank.T @ bank)
+            if coarse:
+                self._cache[key] = hit
         return hit
 
 
@@ -103,17 +108,14 @@ def candidate_sets(shape: Shape, grid_h: FloatArray, grid_c: FloatArray) -> IntA
 
 
 def _normal_equations(
-    h: tuple[FloatArray, FloatArray], c: tuple[FloatArray, FloatArray], yt: FloatArray, q: FloatArray | None
+    projected: tuple[FloatArray, FloatArray], yt: FloatArray, q: FloatArray | None
 ) -> tuple[FloatArray, FloatArray]:
-    """Gram matrix and right-hand side of [hdd | cdd] columns with the linear terms projected off.
+    """Gram matrix and right-hand side of the degree-day columns with the linear terms projected off.
 
     With Q an orthonormal basis of the linear terms, (I−QQᵀ)B gives BᵀB − (QᵀB)ᵀ(QᵀB): only
     the thin QᵀB product is needed per candidate, the big BᵀB comes from the cache.
     """
-    (bh, gh), (bc, gc) = h, c
-    bank = np.concatenate([bh, bc], axis=1)
-    cross = bh.T @ bc
-    gram = np.block([[gh, cross], [cross.T, gc]])
+    bank, gram = projected
     rhs = bank.T @ yt
     if q is not None:
         qb = q.T @ bank
@@ -198,9 +200,7 @@ def find_balance_points(
     q = np.linalg.qr(xt)[0] if xt.shape[1] else None
 
     def search(gh: FloatArray, gc: FloatArray) -> IntArray:
-        eq = _normal_equations(
-            bank.projected(absorber, "hdd", gh), bank.projected(absorber, "cdd", gc), yt, q
-        )
+        eq = _normal_equations(bank.projected(absorber, gh, gc), yt, q)
         return _search(*eq, shape, gh, gc)
 
     return two_stage_search(shape, bank.grid, search)

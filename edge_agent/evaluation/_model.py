@@ -279,7 +279,7 @@ def fit_model(
         spec=spec,
         absorber=absorber,
         constants=constants,
-        constants_se=np.sqrt(const_var),
+        constants_se=np.sqrt(np.maximum(const_var, 0.0)),
         slopes=slopes,
         balance_points=bp_coefs,
         n=n,

@@ -147,4 +147,5 @@ def bucket_edges(period: Period, resolution: Resolution, tz: tzinfo) -> IntArray
                 "7 days; use --resolution day"
             )
         return day_edges[::7][: period.days // 7 + 1]
-    return np.arange(day_edges[0], day_edges[-1] + 1, _HOUR_NS, dtype=np.int64)
+    hours = int(day_edges[-1] - day_edges[0]) // _HOUR_NS  # integer maths: arange's float length drops one
+    return np.asarray(day_edges[0] + _HOUR_NS * np.arange(hours + 1, dtype=np.int64), dtype=np.int64)
