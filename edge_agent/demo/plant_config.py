@@ -124,5 +124,6 @@ def demo_config(
         "buffer": {"path": str(data_dir / "buffer.db"), "max_bytes": "64MB", "policy": "drop_oldest"},
     }
     if mqtt_port is not None:
-        config["mqtt"] = {"host": "127.0.0.1", "port": mqtt_port, "qos": 1}
+        # MQTT 3.1.1 works with every broker, the embedded amqtt included
+        config["mqtt"] = {"host": "127.0.0.1", "port": mqtt_port, "qos": 1, "protocol": "3.1.1"}
     return config

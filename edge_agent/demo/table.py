@@ -35,7 +35,7 @@ def live_table(totals: Mapping[str, Totals], *, elapsed: float, status: str) -> 
     for asset, tot in totals.items():
         t.add_row(
             asset,
-            tot.state.name.lower(),
+            tot.state.name.lower() if tot.state.name != "UNKNOWN" else "–",
             _num(tot.last_power_kw, ".1f"),
             _num(tot.energy_kwh, ".4f"),
             _num(tot.energy_by_state_kwh.get("idle", math.nan), ".4f"),
@@ -49,25 +49,28 @@ def live_table(totals: Mapping[str, Totals], *, elapsed: float, status: str) -> 
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """One figure of one asset, measured by the agent and known exactly by the simulator."""
+    """One figure of one asset, measured by the agent and known exactly by the simulator.
+
+    ``abs_tol`` is what no reader of the device can beat (one count of the counter); the
+    figure agrees when within ``rel_tol`` of the truth or within ``abs_tol``, whichever is wider.
+    """
 
     asset: str
     figure: str
     agent: float
     truth: float
-    tolerance: float  # relative (energy) or absolute (counts) allowance
+    rel_tol: float = 0.0
+    abs_tol: float = 0.0
 
     @property
     def deviation(self) -> float:
         if self.truth == 0:
-            return 0.0 if abs(self.agent) <= self.tolerance else math.inf
+            return 0.0 if self.agent == 0 else math.inf
         return (self.agent - self.truth) / abs(self.truth)
 
     @property
     def ok(self) -> bool:
-        if self.figure.endswith("kWh"):
-            return abs(self.deviation) <= self.tolerance
-        return abs(self.agent - self.truth) <= self.tolerance
+        return abs(self.agent - self.truth) <= max(self.rel_tol * abs(self.truth), self.abs_tol)
 
 
 def summary_table(rows: list[Comparison]) -> Table:
