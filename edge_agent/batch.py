@@ -49,15 +49,16 @@ class SampleBatch:
     status: Mapping[str, npt.NDArray[np.uint32]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        n = self.ts.shape[0]
         if self.ts.dtype != np.int64 or self.ts.ndim != 1:
             raise ValueError(f"batch {self.device!r}: ts must be a 1-D int64 array")
-        if self.values.keys() != self.quality.keys():
+        quality = self.quality
+        if self.values.keys() != quality.keys():
             raise ValueError(f"batch {self.device!r}: values and quality name different tags")
+        shape = self.ts.shape
         for tag, arr in self.values.items():
-            if arr.shape != (n,) or self.quality[tag].shape != (n,):
+            if arr.shape != shape or quality[tag].shape != shape:
                 raise ValueError(
-                    f"batch {self.device!r}: tag {tag!r} has {arr.shape[0]} values for {n} timestamps"
+                    f"batch {self.device!r}: tag {tag!r} has {arr.shape[0]} values for {shape[0]} timestamps"
                 )
 
     def __len__(self) -> int:
@@ -128,6 +129,25 @@ class SampleBatch:
                     [b.status[t] if t in b.status else np.zeros(len(b), np.uint32) for b in batches]
                 )
         return cls(device=device, ts=ts, values=values, quality=quality, status=status)
+
+    def with_nonfinite_bad(self) -> SampleBatch:
+        """Mark NaN/±Inf values Bad: a device's NaN means "no value", never a good number."""
+        fixed: dict[str, npt.NDArray[np.uint8]] = {}
+        for tag, arr in self.values.items():
+            if arr.dtype.kind == "f":
+                nonfinite = ~np.isfinite(arr)
+                q = self.quality[tag]
+                if nonfinite.any() and (q[nonfinite] < Quality.BAD).any():
+                    fixed[tag] = np.where(nonfinite & (q < Quality.BAD), np.uint8(Quality.BAD), q)
+        if not fixed:
+            return self
+        return SampleBatch(
+            device=self.device,
+            ts=self.ts,
+            values=self.values,
+            quality={**self.quality, **fixed},
+            status=self.status,
+        )
 
     def good(self, tag: str) -> npt.NDArray[np.bool_]:
         """Mask of samples whose value may be used as a number."""

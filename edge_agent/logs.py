@@ -22,5 +22,8 @@ def setup_logging(level: str = "info", *, rich: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("asyncua", "pymodbus", "amqtt", "transitions", "urllib3", "matplotlib"):
+    for noisy in ("asyncua", "amqtt", "transitions", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pymodbus logs every unanswered request at ERROR; the driver reports failures itself,
+    # once per outage and naming the device, so its own lines would only repeat them.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -148,3 +148,17 @@ def test_committed_plant_sim_config_matches_the_simulator_catalogue() -> None:
     assert PLANT_SIM_CONFIG.read_text(encoding="utf-8") == render_plant_sim_config(), (
         "configs/plant-sim.yaml is stale: run python -m edge_agent.demo.write_config"
     )
+
+
+def test_nonfinite_values_are_marked_bad_not_published_as_numbers() -> None:
+    batch = SampleBatch(
+        device="d",
+        ts=np.asarray([1, 2, 3, 4], dtype=np.int64),
+        values={"p": np.asarray([1.0, np.nan, np.inf, -np.inf]), "n": np.asarray([1, 2, 3, 4])},
+        quality={"p": np.zeros(4, np.uint8), "n": np.zeros(4, np.uint8)},
+    )
+    fixed = batch.with_nonfinite_bad()
+    assert fixed.quality["p"].tolist() == [Quality.GOOD, Quality.BAD, Quality.BAD, Quality.BAD]
+    assert fixed.quality["n"].tolist() == [Quality.GOOD] * 4
+    clean = SampleBatch.single("d", 1, {"p": 2.0})
+    assert clean.with_nonfinite_bad() is clean  # no copy on the hot path when nothing is wrong

@@ -62,7 +62,7 @@ class Agent:
         ]
 
     async def _on_batch(self, batch: SampleBatch) -> None:
-        for route, part in self.router.split(batch):
+        for route, part in self.router.split(batch.with_nonfinite_bad()):
             try:
                 kpis = self.analytics.update(route, part)
             except Exception:

@@ -198,14 +198,14 @@ class ModbusDeviceConfig(DeviceConfig):
         if self.transport == "serial":
             if self.serial_port is None:
                 raise ValueError(f"{where}: transport serial needs 'serial_port' (e.g. /dev/ttyUSB0)")
-            if "host" in self.model_fields_set or "port" in self.model_fields_set:
+            if self._given("host") or self._given("port"):
                 raise ValueError(f"{where}: host/port apply to tcp transports; use serial_port for serial")
         else:
             if self.host is None:
                 raise ValueError(
                     f"{where}: transport {self.transport} needs 'host' (and 'port', default 502)"
                 )
-            extra = [k for k in _SERIAL_KEYS if k in self.model_fields_set]
+            extra = [k for k in _SERIAL_KEYS if self._given(k)]
             if extra:
                 raise ValueError(
                     f"{where}: {', '.join(extra)} apply to transport serial only, not {self.transport}"
@@ -219,6 +219,11 @@ class ModbusDeviceConfig(DeviceConfig):
             seen.add(tag.name)
             self._check_address(tag)
         return self
+
+    def _given(self, key: str) -> bool:
+        """Set to something other than its default (a full dump of the config still loads)."""
+        default = type(self).model_fields[key].default
+        return key in self.model_fields_set and getattr(self, key) != default
 
     def _check_address(self, tag: ModbusTagConfig) -> None:
         if tag.table not in BIT_TABLES and tag.register_count > self.max_registers_per_request:
