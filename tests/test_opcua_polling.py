@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from test_opcua_support import NS, PlantServer, node_id, plant_server, set_status
 
-from edge_agent.batch import Quality, SampleBatch
+from edge_agent.batch import Quality, SampleBatch, now_ns
 from edge_agent.cli import main
 from edge_agent.config import parse_config
 from edge_agent.drivers.opcua import OpcUaDeviceConfig, OpcUaDriver
@@ -292,3 +292,26 @@ async def test_browse_prints_a_tree_and_writes_a_config_that_validates(
     async with OpcUaDriver(dev) as driver:
         batch = await driver.read()
     assert batch.values["power_kw"][0] == 12.5 and batch.values["parts"][0] == 17.0
+
+
+@pytest.mark.parametrize(
+    ("bogus", "value"), [(datetime(1601, 1, 1, tzinfo=UTC), 30.0), (datetime(9999, 12, 31, tzinfo=UTC), 31.0)]
+)
+async def test_impossible_source_timestamps_count_as_missing(
+    plant: PlantServer, bogus: datetime, value: float
+) -> None:
+    cfg = device(
+        plant.endpoint,
+        [tag("t", role="temperature", unit="degC", node_id=node_id("temperature"))],
+        mode="subscribe",
+    )
+    node = plant.cnc["temperature"]
+    async with OpcUaDriver(cfg) as driver:
+        await collect(driver, 0.3)
+        before = now_ns()
+        # 1601 is what servers send for "no source timestamp"; 9999 does not fit int64 ns.
+        await node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Float), SourceTimestamp=bogus))
+        batch = await collect(driver, 0.4)
+        after = now_ns()
+    assert good_values(batch, "t") == [value]
+    assert before <= int(batch.ts[0]) <= after

@@ -31,6 +31,8 @@ from edge_agent.errors import DeviceConnectError
 log = logging.getLogger("edge_agent.drivers.opcua")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+_Y2000_NS = 946_684_800 * 10**9
+_MAX_NS = 2**63 - 1
 
 
 def to_ns(dt: datetime) -> int:
@@ -38,6 +40,20 @@ def to_ns(dt: datetime) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return (dt - _EPOCH) // _US * 1000
+
+
+def _stamp(dv: ua.DataValue) -> int:
+    """Source time, else server time, else now.
+
+    Stamps before 2000 (1601 is the wire's "no timestamp") or past int64 ns (year 2262)
+    count as absent: they are not real sample times and would not fit the ts column.
+    """
+    for stamp in (dv.SourceTimestamp, dv.ServerTimestamp):
+        if stamp is not None:
+            ts = to_ns(stamp)
+            if _Y2000_NS <= ts <= _MAX_NS:
+                return ts
+    return now_ns()
 
 
 @dataclass(slots=True)
@@ -173,8 +189,7 @@ class SubscriptionSet:
                 for item in notification.MonitoredItems:
                     tag = item.ClientHandle
                     dv = item.Value
-                    stamp = dv.SourceTimestamp or dv.ServerTimestamp
-                    ts = to_ns(stamp) if stamp is not None else now_ns()
+                    ts = _stamp(dv)
                     if tag not in first_seen:
                         # The initial value may be older than the (re)connect: stamp it no
                         # earlier than the subscription, so a series never goes back across a gap.
