@@ -315,3 +315,25 @@ async def test_impossible_source_timestamps_count_as_missing(
         after = now_ns()
     assert good_values(batch, "t") == [value]
     assert before <= int(batch.ts[0]) <= after
+
+
+async def test_a_monitored_item_the_server_refuses_reads_bad_and_is_reported(
+    plant: PlantServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = device(
+        plant.endpoint,
+        [
+            tag("ok", node_id=node_id("parts"), mode="subscribe"),
+            tag("missing", node_id=f"nsu={NS};s=cnc1.not_there", mode="subscribe"),
+        ],
+    )
+    async with OpcUaDriver(cfg) as driver:
+        batch = await collect(driver, 0.4)
+    assert good_values(batch, "ok") == [17.0]
+    assert (batch.quality["missing"][batch.quality["missing"] != Quality.MISSING] == Quality.BAD).all()
+    assert (
+        int(batch.status["missing"][batch.quality["missing"] == Quality.BAD][0])
+        == ua.StatusCodes.BadNodeIdUnknown
+    )
+    warning = [r.getMessage() for r in caplog.records if "'missing'" in r.getMessage()]
+    assert len(warning) == 1 and "refused to monitor it (BadNodeIdUnknown" in warning[0]
