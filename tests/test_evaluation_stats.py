@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,14 @@ from edge_agent.evaluation import (
     [(0.0, 6.59, 10.91), (0.5, 11.47, 18.99)],
 )
 def test_fsu_golden_values(rho: float, fsu68: float, fsu90: float) -> None:
-    common = {"n": 365, "m": 365, "p": 2, "cv_rmse": 0.10, "savings_fraction": 0.10, "rho": rho}
+    common: dict[str, Any] = {
+        "n": 365,
+        "m": 365,
+        "p": 2,
+        "cv_rmse": 0.10,
+        "savings_fraction": 0.10,
+        "rho": rho,
+    }
     assert round(100 * fractional_savings_uncertainty(confidence=0.68, **common), 2) == fsu68
     assert round(100 * fractional_savings_uncertainty(confidence=0.90, **common), 2) == fsu90
 
@@ -42,7 +50,7 @@ def test_effective_n_ignores_negative_autocorrelation() -> None:
 
 
 def test_absolute_uncertainty_is_fsu_times_savings() -> None:
-    kw = {"n": 100, "m": 50, "p": 3, "cv_rmse": 0.08, "rho": 0.3, "confidence": 0.9}
+    kw: dict[str, Any] = {"n": 100, "m": 50, "p": 3, "cv_rmse": 0.08, "rho": 0.3, "confidence": 0.9}
     adjusted, savings = 10_000.0, 900.0
     fsu = fractional_savings_uncertainty(savings_fraction=savings / adjusted, **kw)
     u = savings_uncertainty_kwh(adjusted_baseline_kwh=adjusted, **kw)
@@ -50,7 +58,7 @@ def test_absolute_uncertainty_is_fsu_times_savings() -> None:
 
 
 def test_minimum_detectable_savings_gives_fsu_of_one_half() -> None:
-    kw = {"n": 200, "m": 120, "p": 4, "cv_rmse": 0.12, "rho": 0.2, "confidence": 0.68}
+    kw: dict[str, Any] = {"n": 200, "m": 120, "p": 4, "cv_rmse": 0.12, "rho": 0.2, "confidence": 0.68}
     f_min = minimum_detectable_savings_fraction(**kw)
     assert fractional_savings_uncertainty(savings_fraction=f_min, **kw) == pytest.approx(0.5)
     assert fractional_savings_uncertainty(savings_fraction=2 * f_min, **kw) == pytest.approx(0.25)
