@@ -27,6 +27,7 @@ __all__ = ["FleetKpis", "analyse_fleet"]
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -246,6 +247,25 @@ def _straddle_part(x: np.ndarray, ax: _Axis, average: bool) -> _F:
     return span / 1e9 * ((1.0 - f0) * x0 + (x1 - x0) * (1.0 - f0 * f0) * 0.5)
 
 
+class _Scratch:
+    """Chunk-sized buffers reused from chunk to chunk.
+
+    Allocating a fresh megabyte-sized temporary per chunk costs page faults every time
+    (large blocks are mmapped and returned to the OS on free); reusing them keeps the pass
+    on compute and memory bandwidth.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[str, tuple[int, ...], np.dtype[Any]], np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
+        key = (name, shape, np.dtype(dtype))
+        buf = self._bufs.get(key)
+        if buf is None:
+            buf = self._bufs[key] = np.empty(shape, dtype)
+        return buf
+
+
 @dataclass
 class _Counter:
     """A counter of R rows: raw values plus the exact correction of every fall."""
@@ -272,10 +292,10 @@ class _Counter:
         return d + self.corr(row, b) - self.corr(row, a)
 
 
-def _counter(c: np.ndarray, ts: _I, specs: Sequence[AssetSpec], role: str) -> _Counter:
+def _counter(c: np.ndarray, ts: _I, specs: Sequence[AssetSpec], role: str, scratch: _Scratch) -> _Counter:
     T = c.shape[1]
     flat = c.reshape(-1)
-    fall = np.less(c[:, 1:], c[:, :-1])
+    fall = np.less(c[:, 1:], c[:, :-1], out=scratch.get("fall", (c.shape[0], T - 1), np.bool_))
     if not fall.any():
         return _Counter(c, np.zeros(0, np.int64), np.zeros(1, np.int64))
     f = np.flatnonzero(fall)
@@ -374,6 +394,7 @@ def analyse_fleet(
         for i in np.flatnonzero(fast).tolist():
             groups.setdefault(_shape_key(specs[i]), []).append(i)
         axes: dict[tuple[object, ...], _Axis] = {}
+        scratch = _Scratch()
         for idx in groups.values():
             s = specs[idx[0]]
             ef = s.emission_factor if isinstance(s.emission_factor, EmissionSeries) else None
@@ -382,7 +403,7 @@ def analyse_fleet(
                 axes[key] = _axis(ts_ns, window, ef, s.demand_block_s * _NS)
             rows = np.array(idx)
             for i in range(0, rows.size, chunk_rows):
-                _chunk(specs, axes[key], signals, rows[i : i + chunk_rows], f, u, m, fast)
+                _chunk(specs, axes[key], signals, rows[i : i + chunk_rows], f, u, m, fast, scratch)
     slow = _slow_rows(specs, ts_ns, signals, quality, np.flatnonzero(~fast), window)
     return _finish(specs, window, b, f, u, m, fast, slow)
 
@@ -423,6 +444,7 @@ def _chunk(
     u: npt.NDArray[np.uint64],
     m: _F,
     fast: npt.NDArray[np.bool_],
+    scratch: _Scratch,
 ) -> None:
     ts = ax.ts
     T = ts.shape[0]
@@ -442,14 +464,19 @@ def _chunk(
         codes = get("state")
         valid = _valid_codes(codes)
         if not valid.all():
-            return _retry(specs, ax, signals, rows, ~valid, f, u, m, fast)
+            return _retry(specs, ax, signals, rows, scratch, ~valid, f, u, m, fast)
         rrow, rpos, rstate = _runs_from_codes(codes)
     elif spec.thresholds is not None:
         ths = [s.thresholds for s in sp if s.thresholds is not None]
-        z = zones(p, np.array([edges(th) for th in ths]))
+        z = zones(
+            p,
+            np.array([edges(th) for th in ths]),
+            out=scratch.get("zones", p.shape, np.uint8),
+            buf=scratch.get("cmp", p.shape, np.bool_),
+        )
         init = np.array([plain_level(float(p[i, 0]), th) for i, th in enumerate(ths)], np.int8)
         dwell = np.array([round(th.min_dwell_s * 1e9) for th in ths], np.int64)
-        runs, _, _, _ = classify_rows(ts, z, init, dwell)
+        runs, _, _, _ = classify_rows(ts, z, init, dwell, scratch=scratch.get("cmp", p.shape, np.bool_))
         rrow, rpos, rstate = runs.row, runs.start, LEVEL_STATE[runs.level]
     else:
         rrow, rpos = np.arange(R), np.zeros(R, np.intp)
@@ -470,7 +497,9 @@ def _chunk(
     average = spec.power_mode == "interval_average"
     pint = _seg_integral(p, ax, keys, row, a, bnd, last, average) / 3600.0  # kWh
     if not np.isfinite(pint).all():  # a NaN power sample: the streaming path skips it
-        return _retry(specs, ax, signals, rows, ~np.isfinite(np.bincount(row, pint, R)), f, u, m, fast)
+        return _retry(
+            specs, ax, signals, rows, scratch, ~np.isfinite(np.bincount(row, pint, R)), f, u, m, fast
+        )
     fl = f.reshape(-1)
     off = rows[0] * W * NF if contiguous else None
 
@@ -502,7 +531,7 @@ def _chunk(
     ucell = (row * W + win) * NU
     counters: dict[str, _Counter] = {}
     for role in (r for r in COUNTER_ROLES if r in spec.roles):
-        cnt = _counter(get(role), ts, sp, role)
+        cnt = _counter(get(role), ts, sp, role, scratch)
         counters[role] = cnt
         d = cnt.span(row, a, bnd).astype(np.uint64)
         np.add.at(ucl, ucell + RAW[role], d)
@@ -537,7 +566,7 @@ def _chunk(
     f[rows, :, ROWS] += ax.rows
     u[rows] += uc
     if e_role is not None:
-        _demand(sp, ax, p, counters.get("energy_counter"), average, m, rows)
+        _demand(sp, ax, p, counters.get("energy_counter"), average, m, rows, scratch)
 
 
 def _retry(
@@ -545,6 +574,7 @@ def _retry(
     ax: _Axis,
     signals: Mapping[str, np.ndarray],
     rows: npt.NDArray[np.intp],
+    scratch: _Scratch,
     drop: npt.NDArray[np.bool_],
     f: _F,
     u: npt.NDArray[np.uint64],
@@ -554,7 +584,7 @@ def _retry(
     """Send the rows in ``drop`` to the streaming path and redo the chunk without them."""
     fast[rows[drop]] = False
     if (~drop).any():
-        _chunk(specs, ax, signals, rows[~drop], f, u, m, fast)
+        _chunk(specs, ax, signals, rows[~drop], f, u, m, fast, scratch)
 
 
 def _demand(
@@ -565,6 +595,7 @@ def _demand(
     average: bool,
     m: _F,
     rows: npt.NDArray[np.intp],
+    scratch: _Scratch,
 ) -> None:
     """Trailing and fixed-block demand maxima per window (see :mod:`demand`)."""
     d = ax.demand
@@ -577,7 +608,8 @@ def _demand(
         scale = np.array([s.counters["energy_counter"].scale for s in sp])[:, None]
         c = cnt.c
         if d.shift is not None and not cnt.fkey.size:
-            val = np.subtract(c[:, d.shift :], c[:, : -d.shift])  # rows never fall: exact
+            out = scratch.get("trail", (R, c.shape[1] - d.shift), c.dtype)
+            val = np.subtract(c[:, d.shift :], c[:, : -d.shift], out=out)  # rows never fall: exact
         else:
             rr = np.arange(R)[:, None]
             val = (

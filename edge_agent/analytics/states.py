@@ -68,12 +68,18 @@ def edges(th: StateThresholds) -> tuple[float, float, float, float]:
     return (th.off_below_kw - h, th.off_below_kw + h, th.idle_below_kw - h, th.idle_below_kw + h)
 
 
-def zones(p: np.ndarray, edge_rows: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+def zones(
+    p: np.ndarray,
+    edge_rows: npt.NDArray[np.float64],
+    out: npt.NDArray[np.uint8] | None = None,
+    buf: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.uint8]:
     """Zone 0–4 of each power value of R rows (R×T), row r with edges ``edge_rows[r]``.
 
     Comparisons run in the array's own precision yet give the exact verdict: for float32
     ``x``, ``x >= e`` iff ``x >= ceil32(e)``. The first comparison writes straight into
-    the result, the others add a bool view — four SIMD passes in all.
+    the result, the others add a bool view — four SIMD passes in all. ``out`` and ``buf``
+    (same shape as ``p``) let a caller reuse memory across calls.
     """
     e: np.ndarray = edge_rows
     if p.dtype == np.float32:
@@ -81,9 +87,10 @@ def zones(p: np.ndarray, edge_rows: npt.NDArray[np.float64]) -> npt.NDArray[np.u
         bump = e32.astype(np.float64) < edge_rows
         e32[bump] = np.nextafter(e32[bump], np.float32(np.inf))
         e = e32
-    z = np.empty(p.shape, np.uint8)
+    z = np.empty(p.shape, np.uint8) if out is None else out
     np.greater_equal(p, e[:, 0:1], out=z.view(np.bool_))
-    buf = np.empty(p.shape, np.bool_)
+    if buf is None:
+        buf = np.empty(p.shape, np.bool_)
     for j in range(1, 4):
         np.greater_equal(p, e[:, j : j + 1], out=buf)
         np.add(z, buf.view(np.uint8), out=z)
@@ -128,6 +135,7 @@ def classify_rows(
     *,
     run_start_ns: npt.NDArray[np.int64] | None = None,
     init_effective: npt.NDArray[np.int8] | None = None,
+    scratch: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[RowRuns, npt.NDArray[np.int8], npt.NDArray[np.int64], npt.NDArray[np.int8]]:
     """Debounced levels of R rows of zones ``z`` (R×T) sharing the time axis ``t_ns``.
 
@@ -138,7 +146,7 @@ def classify_rows(
     """
     R, T = z.shape
     zf = z.reshape(-1)
-    brk = np.empty(zf.shape[0], np.bool_)
+    brk = np.empty(zf.shape[0], np.bool_) if scratch is None else scratch.reshape(-1)
     brk[0] = True
     np.not_equal(zf[1:], zf[:-1], out=brk[1:])
     brk[::T] = True
