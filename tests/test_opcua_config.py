@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +152,14 @@ devices:
     assert isinstance(dev, OpcUaDeviceConfig)
     address = dev.address(dev.tags[0])
     assert isinstance(address, BrowsePathAddress) and address.segments[-1] == (NS, "power_kw")
+
+
+def test_the_readme_example_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = Path(__file__).parents[1] / "edge_agent" / "drivers" / "opcua" / "README.md"
+    match = re.search(r"```yaml\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    assert match is not None
+    monkeypatch.setenv("OPCUA_PASSWORD", "pw")
+    assets = "assets:\n  - {id: cnc1, site: s, area: a, line: l, rated_power_kw: 10}\n"
+    dev = parse_config(assets + match.group(1), file=str(readme)).devices[0]
+    assert isinstance(dev, OpcUaDeviceConfig) and dev.security.mode == "SignAndEncrypt"
+    assert "subscription @ 200 ms publishing: 1 monitored item(s)" in OpcUaDriver(dev).describe_plan()
