@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from edge_agent.drivers.opcua._ua import ua
@@ -18,6 +20,8 @@ from edge_agent.errors import DeviceConnectError, DeviceExceptionError, DeviceTi
         (ua.UaStatusCodeError(ua.StatusCodes.BadNodeIdUnknown), DeviceExceptionError),
         (TimeoutError(), DeviceTimeoutError),
         (ConnectionResetError("peer reset"), DeviceConnectError),
+        (ConnectionRefusedError(111, "refused"), DeviceConnectError),
+        (socket.gaierror(-2, "Name or service not known"), DeviceConnectError),
         (ValueError("odd"), DeviceExceptionError),
     ],
 )
@@ -40,3 +44,10 @@ def test_failures_while_connecting_become_connect_errors_without_a_double_prefix
     assert isinstance(err, DeviceConnectError) and str(err) == "device 'plc1': setting up failed: boom"
     same = DeviceConnectError("plc1", "gone")
     assert as_connect_error(same) is same
+
+
+def test_refused_and_unknown_host_say_what_to_check() -> None:
+    refused = translate("plc1", ConnectionRefusedError(111, "refused"), "connecting to opc.tcp://plc1:4840")
+    assert "is the server running" in str(refused)
+    unknown = translate("plc1", socket.gaierror(-2, "Name or service not known"), "connecting")
+    assert "check the endpoint's host name" in str(unknown)

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = ["LINK_LOST_CODES", "as_connect_error", "status_of", "status_text", "translate"]
 
 import asyncio
+import socket
 
 from edge_agent.drivers.opcua._ua import ua
 from edge_agent.errors import DeviceConnectError, DeviceExceptionError, DeviceTimeoutError, DriverError
@@ -64,6 +65,14 @@ def translate(device: str, exc: BaseException, doing: str) -> DriverError:
         return DeviceExceptionError(device, f"server refused {doing}: {status_text(code)}", code=code)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return DeviceTimeoutError(device, f"no answer while {doing} (timeout)")
+    if isinstance(exc, ConnectionRefusedError):
+        return DeviceConnectError(
+            device, f"connection refused while {doing}: is the server running, and are host and port right?"
+        )
+    if isinstance(exc, socket.gaierror):
+        return DeviceConnectError(
+            device, f"unknown host while {doing} ({exc}); check the endpoint's host name"
+        )
     if isinstance(exc, ConnectionError | OSError):
         return DeviceConnectError(device, f"connection lost while {doing}: {exc or type(exc).__name__}")
     return DeviceExceptionError(device, f"{doing} failed: {type(exc).__name__}: {exc}")
