@@ -8,7 +8,7 @@ increments stay whole integers and are booked at one instant, so they telescope 
 
 from __future__ import annotations
 
-__all__ = ["Points", "SpanSet", "Target", "accumulate"]
+__all__ = ["Booked", "Points", "SpanSet", "Target", "accumulate", "book", "totals", "window_sums"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,6 +90,89 @@ def _split(
     return w, integral, src
 
 
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """Everything a batch contributes, cut into pieces that no cut crosses.
+
+    Float amounts ``fw`` go to columns ``ff`` in cut cells ``fc`` (cell i is
+    ``[cuts[i], cuts[i+1])``); exact counter amounts likewise (``uc``, ``uf``, ``uw``). Any
+    window scheme whose boundaries are among the cuts gets its sums by mapping cells to
+    windows — one gather and one ``bincount``, however many schemes there are.
+    """
+
+    cuts: npt.NDArray[np.int64]
+    fc: npt.NDArray[np.intp]
+    ff: npt.NDArray[np.intp]
+    fw: npt.NDArray[np.float64]
+    uc: npt.NDArray[np.intp]
+    uf: npt.NDArray[np.intp]
+    uw: npt.NDArray[np.uint64]
+
+
+def book(
+    cuts: npt.NDArray[np.int64],
+    spans: Sequence[SpanSet],
+    fpoints: Sequence[Points],
+    upoints: Sequence[Points],
+) -> Booked:
+    """Cut spans at ``cuts`` (sorted, covering everything) and flatten all contributions."""
+    fc: list[np.ndarray] = []
+    ff: list[np.ndarray] = []
+    fw: list[np.ndarray] = []
+    for s in spans:
+        if s.t0.size == 0:
+            continue
+        cell, amount, src = _split(s, cuts)
+        for tg in s.targets:
+            fc.append(cell)
+            ff.append(np.broadcast_to(np.asarray(_pick(tg.field, src), np.intp), cell.shape))
+            fw.append(amount * _pick(tg.mult, src))
+    for p in fpoints:
+        fc.append(bin_index(cuts, p.t, "right") - 1)
+        ff.append(np.broadcast_to(np.asarray(p.field, np.intp), p.t.shape))
+        fw.append(np.broadcast_to(np.asarray(p.w, np.float64), p.t.shape))
+    uc = [bin_index(cuts, p.t, "right") - 1 for p in upoints]
+    uf = [np.broadcast_to(np.asarray(p.field, np.intp), p.t.shape) for p in upoints]
+    uw = [np.broadcast_to(np.asarray(p.w, np.uint64), p.t.shape) for p in upoints]
+
+    def cat(parts: list[np.ndarray], dtype: npt.DTypeLike) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+    return Booked(
+        cuts,
+        cat(fc, np.intp),
+        cat(ff, np.intp),
+        cat(fw, np.float64),
+        cat(uc, np.intp),
+        cat(uf, np.intp),
+        cat(uw, np.uint64),
+    )
+
+
+def window_sums(
+    booked: Booked, b: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+    """Sums per window ``[b[i], b[i+1])``; the boundaries must be among the cuts."""
+    nw = b.shape[0] - 1
+    f, u, m = empty_acc(nw)
+    cell_window = np.searchsorted(b, booked.cuts[:-1], side="right") - 1
+    if booked.fc.size:
+        w = cell_window[booked.fc]
+        f += np.bincount(w * NF + booked.ff, weights=booked.fw, minlength=nw * NF).reshape(nw, NF)
+    if booked.uc.size:
+        w = cell_window[booked.uc]
+        np.add.at(u.reshape(-1), w * NU + booked.uf, booked.uw)
+    return f, u, m
+
+
+def totals(booked: Booked) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64]]:
+    """Sums over everything, regardless of windows."""
+    f: npt.NDArray[np.float64] = np.bincount(booked.ff, weights=booked.fw, minlength=NF).astype(np.float64)
+    u = np.zeros(NU, np.uint64)
+    np.add.at(u, booked.uf, booked.uw)
+    return f, u
+
+
 def accumulate(
     b: npt.NDArray[np.int64],
     spans: Sequence[SpanSet],
@@ -97,26 +180,4 @@ def accumulate(
     upoints: Sequence[Points],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
     """Sums per window ``[b[i], b[i+1])`` of everything given (all of it inside ``b``)."""
-    nw = b.shape[0] - 1
-    f, u, m = empty_acc(nw)
-    flat = f.reshape(-1)
-    for s in spans:
-        if s.t0.size == 0:
-            continue
-        w, amount, src = _split(s, b)
-        for tg in s.targets:
-            idx = w * NF + _pick(tg.field, src)
-            flat += np.bincount(idx, weights=amount * _pick(tg.mult, src), minlength=flat.size)
-    for p in fpoints:
-        if p.t.size == 0:
-            continue
-        w = bin_index(b, p.t, "right") - 1
-        weights = np.broadcast_to(np.asarray(p.w, np.float64), p.t.shape)
-        flat += np.bincount(w * NF + p.field, weights=weights, minlength=flat.size)
-    uflat = u.reshape(-1)
-    for p in upoints:
-        if p.t.size == 0:
-            continue
-        w = bin_index(b, p.t, "right") - 1
-        np.add.at(uflat, w * NU + p.field, np.asarray(p.w, np.uint64))
-    return f, u, m
+    return window_sums(book(b, spans, fpoints, upoints), b)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .apportion import accumulate
+from .apportion import Booked, book, totals, window_sums
+from .arrays import sorted_unique
 from .demand import Candidates, DemandTracker
 from .kpis import compute_kpis
 from .layout import COV, GOOD, M_BLOCK, M_ROLL, NF, NU, PE_STATE, RAW, RAW_STATE, ROWS, empty_acc
@@ -117,11 +118,23 @@ class StreamingAnalytics:
         latest = res.carry.latest_ns
         assert latest is not None
         cands = self._advance_demand(res)
-        self._add_totals(res, latest)
         limit = min([latest, *(self._determined(r) for r in self.spec.roles - {"state"})])
+        # every scheme's boundaries over the batch; cut once at all of them, sum per scheme
+        lo = res.lo_ns
+        if cands is not None and cands.e.size:
+            lo = min(lo, int(cands.e[0]) - 1)  # the window (start, end] holding e must exist
+        b_of = {}
+        for w in self.spec.windows:
+            op = self._open[w.name]
+            start = min(lo, int(op.start[0])) if op.start.size else lo
+            b_of[w.name] = bounds(w, start, latest)
+        lo_all = min(int(b[0]) for b in b_of.values()) if b_of else lo
+        cuts = sorted_unique(np.concatenate([np.array([lo_all, latest + 1], np.int64), *b_of.values()]))
+        booked = book(cuts, res.spans, res.fpoints, res.upoints)
+        self._add_totals(booked)
         out: list[WindowKpis] = []
         for w in self.spec.windows:
-            out.extend(self._advance_window(w, res, cands, limit, latest))
+            out.extend(self._advance_window(w, b_of[w.name], booked, cands, limit))
         return out
 
     def flush(self) -> list[WindowKpis]:
@@ -218,26 +231,23 @@ class StreamingAnalytics:
             d.add_counts(*res.energy_counts)
         return d.advance(self._determined(role) if role in self._carry.roles else None)
 
-    def _add_totals(self, res: StepResult, latest: int) -> None:
-        assert res.lo_ns is not None
-        b = np.array([res.lo_ns, latest + 1], np.int64)
-        f, u, _ = accumulate(b, res.spans, res.fpoints, res.upoints)
-        self._tf += f[0]
-        for i in range(NU):
-            self._tu[i] += int(u[0, i])
+    def _add_totals(self, booked: Booked) -> None:
+        f, u = totals(booked)
+        self._tf += f
+        for i in np.flatnonzero(u).tolist():
+            self._tu[i] += int(u[i])
 
     def _advance_window(
-        self, w: WindowSpec, res: StepResult, cands: Candidates | None, limit: int, latest: int
+        self,
+        w: WindowSpec,
+        b: npt.NDArray[np.int64],
+        booked: Booked,
+        cands: Candidates | None,
+        limit: int,
     ) -> list[WindowKpis]:
-        assert res.lo_ns is not None
         op = self._open[w.name]
-        lo = res.lo_ns
-        if op.start.size:
-            lo = min(lo, int(op.start[0]))
-        if cands is not None and cands.e.size:
-            lo = min(lo, int(cands.e[0]) - 1)  # the window (start, end] holding e must exist
-        b = bounds(w, lo, latest)
-        f, u, m = accumulate(b, res.spans, res.fpoints, res.upoints)
+        lo = int(b[0])
+        f, u, m = window_sums(booked, b)
         if cands is not None and cands.e.size:
             i = np.searchsorted(b, cands.e, side="left") - 1
             np.maximum.at(m[:, M_ROLL], i, cands.kwh)
