@@ -7,13 +7,14 @@ summary can hold them to 1 %.
 
 from __future__ import annotations
 
-__all__ = ["run_demo"]
+__all__ = ["observe_plant", "run_demo"]
 
 import asyncio
 import contextlib
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -75,6 +76,40 @@ def _compare(agent: Agent, start: simulators.PlantTruth, end: simulators.PlantTr
     return rows
 
 
+async def observe_plant(
+    sim: simulators.Simulator,
+    agent: Agent,
+    *,
+    duration: float,
+    finish: asyncio.Event | None = None,
+    on_tick: Callable[[float], None] | None = None,
+) -> tuple[simulators.PlantTruth, simulators.PlantTruth]:
+    """Run ``agent`` against a paused ``sim`` for ``duration`` s; return truth at both ends.
+
+    The plant stays frozen until every device has been read once and is frozen again before
+    the last reads, so the agent's totals and the truth span exactly the same interval.
+    """
+    stop = asyncio.Event()
+    finish = finish or asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(agent.run(stop), name="agent")
+        await _polled_since(agent, {}, extra=1, within=30)
+        truth_start = sim.truth()
+        await sim.resume()
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < duration and not finish.is_set():
+            if on_tick is not None:
+                on_tick(elapsed)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finish.wait(), min(0.25, max(0.0, duration - elapsed)))
+        await sim.pause()
+        marks = {p.name: p.stats.polls for p in agent.pollers}
+        await _polled_since(agent, marks, extra=2, within=30)
+        truth_end = sim.truth()
+        stop.set()
+    return truth_start, truth_end
+
+
 async def run_demo(*, duration: float, seed: int, data_dir: Path | None, live: bool) -> int:
     """Run the demo; exit code 0 when every figure agrees with the simulator's truth."""
     console = Console()
@@ -104,29 +139,19 @@ async def run_demo(*, duration: float, seed: int, data_dir: Path | None, live: b
             f"simulator: modbus 127.0.0.1:{sim.modbus_port}, opcua {sim.opcua_endpoint}; "
             f"MQTT broker 127.0.0.1:{broker.port}; {len(config.devices)} devices"
         )
-        stop = asyncio.Event()
         async with Delivery(config, store=data_dir / "store.db") as delivery:
             agent = Agent(config, sink=delivery)
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(agent.run(stop), name="agent")
-                await _polled_since(agent, {}, extra=1, within=30)
-                truth_start = sim.truth()
-                await sim.resume()
-                started = time.monotonic()
-                view = contextlib.nullcontext() if not live else Live(console=console, refresh_per_second=4)
-                with view as lv:
-                    while (elapsed := time.monotonic() - started) < duration and not finish.is_set():
-                        if lv is not None:
-                            mqtt = delivery.stats.sinks.get("mqtt")
-                            status = f"MQTT delivered {mqtt.delivered if mqtt else 0} samples"
-                            lv.update(live_table(agent.analytics.totals(), elapsed=elapsed, status=status))
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(finish.wait(), 0.25)
-                await sim.pause()
-                marks = {p.name: p.stats.polls for p in agent.pollers}
-                await _polled_since(agent, marks, extra=2, within=30)
-                truth_end = sim.truth()
-                stop.set()
+            with Live(console=console, refresh_per_second=4) if live else contextlib.nullcontext() as lv:
+
+                def show(elapsed: float) -> None:
+                    if lv is not None:
+                        mqtt = delivery.stats.sinks.get("mqtt")
+                        status = f"MQTT delivered {mqtt.delivered if mqtt else 0} samples"
+                        lv.update(live_table(agent.analytics.totals(), elapsed=elapsed, status=status))
+
+                truth_start, truth_end = await observe_plant(
+                    sim, agent, duration=duration, finish=finish, on_tick=show
+                )
             drained = await delivery.flush(within=10)
             stats = delivery.stats
 
