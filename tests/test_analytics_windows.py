@@ -138,3 +138,20 @@ def test_bad_input_names_asset_role_and_fix() -> None:
         sa.update(ts, {"energy_counter": np.ones(3, np.uint32)}, {})
     with pytest.raises(ValueError, match=r"1-D int64"):
         sa.update(ts.astype(np.float64), {}, {})
+
+
+def test_meter_without_any_state_source_across_batches() -> None:
+    # no thresholds, no PLC tag: no state is ever observed; windows still report energy
+    spec = meter((FixedWindow("1min", 60),))
+    sa = StreamingAnalytics(spec)
+    q = np.zeros(40, np.uint8)
+    out = []
+    for part in (slice(0, 40), slice(40, 80), slice(80, 120)):
+        t = np.arange(120)[part]
+        out += sa.update(
+            T0 + t.astype(np.int64) * NS, {"energy_counter": (t * 2).astype(np.uint32)}, {"energy_counter": q}
+        )
+    out += sa.flush()
+    assert [round(w.kpis["energy_kwh"], 6) for w in out] == [0.12, 0.118]  # 60 and 59 intervals
+    assert all(w.kpis["energy_unknown_kwh"] == w.kpis["energy_kwh"] for w in out)
+    assert not any(k.startswith("time_") for k in out[0].kpis)
