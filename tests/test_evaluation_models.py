@@ -119,7 +119,7 @@ def test_batched_search_matches_a_per_candidate_lstsq_loop(shape: Shape, heat: f
 
 def test_batched_search_matches_the_loop_with_time_of_week_dummies() -> None:
     rng = np.random.default_rng(7)
-    n = 24 * 7 * 6
+    n = 24 * 7 * 4
     how = np.arange(n) % 168
     t = 8 + 6 * np.sin(2 * np.pi * np.arange(n) / 24) + np.repeat(rng.normal(0, 3, n // 24), 24)
     sched = np.where((how % 24 >= 6) & (how % 24 < 22) & (how < 120), 40.0, 10.0)

@@ -33,6 +33,9 @@ from edge_agent.evaluation._spec import ModelSpec, Shape
 _SLOPE_UNITS = {Role.PRODUCTION: "kWh/unit", Role.OPERATING_HOURS: "kWh/h"}
 
 
+_COLLINEAR = "the variables are collinear (one is a multiple of another) or constant"
+
+
 class Unfittable(Exception):
     """This candidate cannot be fitted to these data; the message says why."""
 
@@ -233,6 +236,9 @@ def fit_model(
         raise Unfittable("some time-of-week bins have fewer than two hours of baseline data")
     y = frame.energy
     yt = absorber.demean(y)
+    xt = absorber.demean(linear_design(ModelSpec(spec.dense, on_off=spec.on_off), frame, ()))
+    if xt.shape[1] and np.linalg.matrix_rank(xt) < xt.shape[1]:  # before any balance-point search
+        raise Unfittable(_COLLINEAR)
     bps: tuple[float, ...] = ()
     if spec.shape.change_point:
         try:
@@ -251,7 +257,7 @@ def fit_model(
         sol, _, rank, _ = np.linalg.lstsq(lt, yt, rcond=None)
         beta = np.asarray(sol, dtype=np.float64)
         if rank < q:
-            raise Unfittable("the variables are collinear (one is a multiple of another) or constant")
+            raise Unfittable(_COLLINEAR)
     else:
         beta = np.zeros(0)
     rest = y - lin @ beta

@@ -55,7 +55,8 @@ class Savings:
 
     @property
     def savings_fraction(self) -> float:
-        return self.savings_kwh / self.adjusted_baseline_kwh
+        adj = self.adjusted_baseline_kwh
+        return self.savings_kwh / adj if adj != 0 else float("nan")
 
     @property
     def cumulative(self) -> FloatArray:
@@ -74,7 +75,9 @@ def compute_savings(
     """Savings = Σ adjusted baseline − Σ measured; uncertainty from the baseline fit (ASHRAE 14)."""
     m = int(measured.shape[0])
     total_adj = float(adjusted.sum())
-    fraction = (total_adj - float(measured.sum())) / total_adj
+    # an adjusted baseline of zero (nothing would have run) leaves no fraction to state;
+    # the uncertainty gate then fails instead of the evaluation crashing
+    fraction = (total_adj - float(measured.sum())) / total_adj if total_adj != 0 else float("nan")
     levels = sorted(set(confidences))
     unc = tuple(
         Uncertainty(
