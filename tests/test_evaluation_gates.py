@@ -18,7 +18,7 @@ def _stats(cv: float, nmbe: float = 0.0) -> FitStatistics:
 
 def _gates(
     res: Resolution, cv: float, coverage: float = 1.0, in_range: float = 1.0, saved: float = 0.2
-) -> dict:
+) -> dict[str, bool]:
     st = _stats(cv)
     sv = compute_savings(st, np.full(90, 100.0), np.full(90, 100.0 * (1 - saved)), (0.68, 0.9))
     return {g.key: g.passed for g in evaluate_gates(res, coverage, st, sv, in_range)}
