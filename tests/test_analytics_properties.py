@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 import pytest
-from analytics_scenarios import Scenario, make_scenario
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_analytics_scenarios import Scenario, make_scenario
 
 from edge_agent.analytics import StreamingAnalytics, WindowKpis
 from edge_agent.analytics.reference import reference

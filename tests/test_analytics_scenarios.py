@@ -1,4 +1,4 @@
-"""Random but realistic single-asset series for the analytics property tests.
+"""Random but realistic single-asset series for the analytics property tests (no tests here).
 
 One seed and a few switches give a spec plus arrays with irregular spacing, duplicates,
 out-of-order rows, Bad/Missing samples, gaps longer than the max gap, counter rollovers and
