@@ -26,6 +26,7 @@ __all__ = [
     "StreamingAnalytics",
     "Totals",
     "WindowKpis",
+    "WindowSpec",
     "analyse_fleet",
     "kpi_names",
 ]
@@ -35,4 +36,4 @@ from .kpis import kpi_names
 from .results import Totals, WindowKpis
 from .spec import ROLES, AssetSpec, CounterSpec, EmissionSeries, MachineState, StateThresholds
 from .streaming import StreamingAnalytics
-from .windows import DEFAULT_WINDOWS, CalendarWindow, FixedWindow, RollingWindow
+from .windows import DEFAULT_WINDOWS, CalendarWindow, FixedWindow, RollingWindow, WindowSpec

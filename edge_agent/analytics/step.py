@@ -18,7 +18,7 @@ Conventions (documented in README.md):
 
 from __future__ import annotations
 
-__all__ = ["Carry", "RoleCarry", "StepResult", "step"]
+__all__ = ["Carry", "RoleCarry", "StepResult", "step", "validate_batch"]
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,12 +83,13 @@ class StepResult:
     gaps: dict[str, int] = field(default_factory=dict)
 
 
-def _validate(
+def validate_batch(
     spec: AssetSpec,
     ts: np.ndarray,
     signals: Mapping[str, np.ndarray],
     quality: Mapping[str, np.ndarray],
 ) -> None:
+    """Raise a ValueError naming the asset, the role and the fix for a malformed batch."""
     where = f"asset {spec.asset!r}"
     if not isinstance(ts, np.ndarray) or ts.ndim != 1 or ts.dtype != np.int64:
         raise ValueError(f"{where}: ts_ns must be a 1-D int64 array of ns since the epoch")
@@ -139,7 +140,7 @@ def step(
     quality: Mapping[str, npt.NDArray[np.uint8]],
 ) -> StepResult:
     """Contributions of one batch (any order, duplicates allowed) and the new carry."""
-    _validate(spec, ts, signals, quality)
+    validate_batch(spec, ts, signals, quality)
     from .timeline import order_rows
 
     order = order_rows(ts, carry.latest_ns)

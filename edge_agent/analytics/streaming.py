@@ -23,9 +23,10 @@ from .arrays import sorted_unique
 from .demand import Candidates, DemandTracker
 from .kpis import compute_kpis
 from .layout import COV, GOOD, M_BLOCK, M_ROLL, NF, NU, PE_STATE, RAW, RAW_STATE, ROWS, empty_acc
+from .reorder import ReorderBuffer, Rows
 from .results import Totals, WindowKpis
 from .spec import AssetSpec, MachineState
-from .step import Carry, StepResult, step
+from .step import Carry, StepResult, step, validate_batch
 from .windows import RollingWindow, WindowSpec, bounds
 
 _F = npt.NDArray[np.float64]
@@ -75,14 +76,18 @@ class StreamingAnalytics:
     >>> sa.totals.energy_kwh                                      # running totals
     >>> tail = sa.flush()                                         # open windows, as they stand
 
-    ``update`` accepts rows in any order; rows older than the newest row already seen are
-    dropped and counted (``totals.late``), repeated timestamps keep the first row.
+    ``update`` accepts rows in any order; rows older than the newest row already booked are
+    dropped and counted (``totals.late``), repeated timestamps keep the first row. With
+    ``reorder_s`` > 0 the newest ``reorder_s`` of rows are held back and booked in time
+    order, so rows that arrive up to that late (e.g. from a second device feeding the same
+    asset) are not lost — at the price of that much latency.
     ``flush`` does not discard anything: if data for an open window arrives afterwards, the
     window is reported again, complete, when it closes (same start, so stores overwrite).
     """
 
-    def __init__(self, spec: AssetSpec) -> None:
+    def __init__(self, spec: AssetSpec, *, reorder_s: float = 0.0) -> None:
         self.spec = spec
+        self._reorder = ReorderBuffer(round(reorder_s * 1e9)) if reorder_s > 0 else None
         self._carry = Carry()
         self._open: dict[str, _Sums] = {w.name: _Sums.empty() for w in spec.windows}
         self._closed_until: dict[str, int] = {}  # end of the last closed window, per scheme
@@ -110,6 +115,18 @@ class StreamingAnalytics:
         quality: Mapping[str, npt.NDArray[np.uint8]],
     ) -> list[WindowKpis]:
         """Feed one batch; return the KPIs of every window it closed, oldest first."""
+        if self._reorder is None:
+            return self._update(ts_ns, signals, quality)
+        validate_batch(self.spec, ts_ns, signals, quality)
+        rows = self._reorder.push(Rows(ts_ns, dict(signals), {r: quality[r] for r in signals}))
+        return [] if rows is None else self._update(rows.ts, rows.signals, rows.quality)
+
+    def _update(
+        self,
+        ts_ns: npt.NDArray[np.int64],
+        signals: Mapping[str, np.ndarray],
+        quality: Mapping[str, npt.NDArray[np.uint8]],
+    ) -> list[WindowKpis]:
         res = step(self.spec, self._carry, ts_ns, signals, quality)
         self._count(res)
         self._carry = res.carry
@@ -138,8 +155,14 @@ class StreamingAnalytics:
         return out
 
     def flush(self) -> list[WindowKpis]:
-        """KPIs of the windows still open, as they stand (partial windows have low coverage)."""
+        """KPIs of the windows still open, as they stand (partial windows have low coverage).
+
+        Rows held back for reordering are booked first.
+        """
         out: list[WindowKpis] = []
+        held = self._reorder.drain() if self._reorder is not None else None
+        if held is not None:
+            out.extend(self._update(held.ts, held.signals, held.quality))
         for w in self.spec.windows:
             op = self._open[w.name]
             if isinstance(w, RollingWindow):
