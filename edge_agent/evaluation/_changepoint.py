@@ -31,6 +31,7 @@ from edge_agent.evaluation._frame import Frame
 from edge_agent.evaluation._spec import Shape
 
 COARSE_CANDIDATES = 41
+_FINE_CACHE = 16
 FINE_CANDIDATES = 21
 _LOW_Q, _HIGH_Q = 0.10, 0.90
 
@@ -51,7 +52,7 @@ class ChangePointBank:
     hdd: FloatArray  # (n, K)
     cdd: FloatArray  # (n, K)
     basis: DegreeDayBasis
-    _cache: dict[bytes, tuple[FloatArray, FloatArray]] = field(
+    _cache: dict[tuple[bytes, bytes], tuple[FloatArray, FloatArray]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -74,21 +75,23 @@ class ChangePointBank:
     def projected(
         self, absorber: GroupAbsorber, gh: FloatArray, gc: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        """Group-demeaned [hdd(gh) | cdd(gc)] columns and their Gram matrix.
+        """Group-demeaned [hdd(gh) | cdd(gc)] columns and their Gram matrix, cached.
 
-        The coarse pair is cached per constant structure (it is the same for every candidate);
-        fine grids differ per candidate and are cheap, so they are computed each time.
+        The coarse pair is the same for every candidate with these constants; fine grids repeat
+        too (candidates that agree on the coarse point), so the last few are kept as well.
         """
         coarse = gh is self.grid and gc is self.grid
-        key = absorber.index.tobytes()
-        hit = self._cache.get(key) if coarse else None
+        key = (absorber.index.tobytes(), b"" if coarse else gh.tobytes() + gc.tobytes())
+        hit = self._cache.get(key)
         if hit is None:
             h = self.hdd if coarse else self.basis.hdd(gh)
             c = self.cdd if coarse else self.basis.cdd(gc)
             bank = absorber.demean(np.concatenate([h, c], axis=1))
             hit = (bank, bank.T @ bank)
-            if coarse:
-                self._cache[key] = hit
+            fine = [k for k in self._cache if k[1]]
+            if not coarse and len(fine) >= _FINE_CACHE:
+                del self._cache[fine[0]]  # oldest first: bounded memory on hourly data
+            self._cache[key] = hit
         return hit
 
 
