@@ -18,7 +18,6 @@ from enum import StrEnum
 
 import numpy as np
 
-from edge_agent.evaluation._arrays import IntArray
 from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint
 from edge_agent.evaluation._channels import Role
 from edge_agent.evaluation._errors import EvaluationError
@@ -116,30 +115,39 @@ def _screen(model: FittedModel) -> str:
     return ""
 
 
-def _folds(n: int, k: int) -> list[IntArray]:
-    return [f.astype(np.int64) for f in np.array_split(np.arange(n), k)]
+@dataclass(frozen=True)
+class _Fold:
+    """One blocked cross-validation split, built once and shared by every candidate."""
+
+    train: Frame
+    test: Frame
+    bank: ChangePointBank | None
 
 
-def _cross_validate(
-    spec: ModelSpec, frame: Frame, bank: ChangePointBank | None, k: int, search: BalancePointSearch
-) -> float:
-    """Blocked k-fold out-of-sample RMSE as a fraction of the mean."""
+def _folds(frame: Frame, bank: ChangePointBank | None, k: int) -> list[_Fold]:
     n = len(frame)
+    out = []
+    for test in np.array_split(np.arange(n, dtype=np.int64), k):
+        train = np.setdiff1d(np.arange(n, dtype=np.int64), test)
+        out.append(_Fold(frame.take(train), frame.take(test), None if bank is None else bank.take(train)))
+    return out
+
+
+def _cross_validate(spec: ModelSpec, frame: Frame, folds: list[_Fold], search: BalancePointSearch) -> float:
+    """Blocked k-fold out-of-sample RMSE as a fraction of the mean."""
     sq = 0.0
-    for test in _folds(n, k):
-        train = np.setdiff1d(np.arange(n), test)
-        model = fit_model(spec, frame.take(train), None if bank is None else bank.take(train), search=search)
-        err = frame.energy[test] - model.predict(frame.take(test))
+    for f in folds:
+        model = fit_model(spec, f.train, f.bank if spec.shape.change_point else None, search=search)
+        err = f.test.energy - model.predict(f.test)
         sq += float(err @ err)
-    return math.sqrt(sq / n) / float(frame.energy.mean())
+    return math.sqrt(sq / len(frame)) / float(frame.energy.mean())
 
 
 def _evaluate(
     spec: ModelSpec,
     frame: Frame,
     bank: ChangePointBank | None,
-    method: SelectionMethod,
-    folds: int,
+    folds: list[_Fold] | None,
     search: BalancePointSearch,
 ) -> Candidate:
     try:
@@ -149,9 +157,9 @@ def _evaluate(
     stats = fit_statistics(frame.energy, model.fitted, model.p, frame.adjacent)
     rejected = _screen(model)
     cv = None
-    if not rejected and method is SelectionMethod.CV:
+    if not rejected and folds is not None:
         try:
-            cv = _cross_validate(spec, frame, bank if spec.shape.change_point else None, folds, search)
+            cv = _cross_validate(spec, frame, folds, search)
         except Unfittable as exc:
             rejected = f"cannot be refitted on every cross-validation fold: {exc}"
     return Candidate(spec, model, stats, cv, rejected)
@@ -225,7 +233,8 @@ def select_model(
             bank = ChangePointBank.for_frame(frame)
         except NoChangePoint:
             bank = None
-    cands = tuple(_evaluate(s, frame, bank, method, folds, search) for s in specs)
+    splits = _folds(frame, bank, folds) if method is SelectionMethod.CV else None
+    cands = tuple(_evaluate(s, frame, bank, splits, search) for s in specs)
     ranked = sorted(
         (c for c in cands if c.valid), key=lambda c: (-_score(c, method), c.stats.p if c.stats else 0)
     )
