@@ -94,7 +94,11 @@ def asset_spec(asset: AssetConfig, tags: list[TagConfig], cfg: AnalyticsConfig) 
 
 
 def kpi_batch(asset: AssetConfig, w: WindowKpis) -> SampleBatch:
-    """One window as a one-row batch stamped at the window's end; NaN KPIs are MISSING."""
+    """One window as a one-row batch stamped at the window's start; NaN KPIs are MISSING.
+
+    Stamping at the start matches InfluxDB's GROUP BY time() buckets, and a window reported
+    again later (after a flush at shutdown) lands on the same point and overwrites it.
+    """
     q = Quality.GOOD if w.coverage >= GOOD_COVERAGE else Quality.UNCERTAIN if w.coverage > 0 else Quality.BAD
     values = {name: np.asarray([v], dtype=np.float64) for name, v in w.kpis.items()}
     values["coverage"] = np.asarray([w.coverage], dtype=np.float64)
@@ -103,7 +107,7 @@ def kpi_batch(asset: AssetConfig, w: WindowKpis) -> SampleBatch:
         for name, v in values.items()
     }
     return SampleBatch(
-        device=asset.id, ts=np.asarray([w.end_ns], dtype=np.int64), values=values, quality=quality
+        device=asset.id, ts=np.asarray([w.start_ns], dtype=np.int64), values=values, quality=quality
     )
 
 
