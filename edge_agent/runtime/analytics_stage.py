@@ -111,17 +111,32 @@ def kpi_batch(asset: AssetConfig, w: WindowKpis) -> SampleBatch:
     )
 
 
+def _reorder_window(poll_intervals: list[float]) -> float:
+    """How long to hold rows so that an asset fed by several devices is merged in time order.
+
+    One device delivers in order, so no delay; with several, their polls interleave and a row
+    may arrive up to one poll interval of the slowest device late.
+    """
+    return 0.0 if len(poll_intervals) <= 1 else 2.0 * max(poll_intervals)
+
+
 class AnalyticsStage:
     """Per-asset streaming KPIs for the whole agent."""
 
     def __init__(self, config: AgentConfig) -> None:
         tags_by_asset: dict[str, list[TagConfig]] = {}
+        intervals: dict[str, list[float]] = {}
         for dev in config.devices:
             for tag in dev.tag_configs():
                 tags_by_asset.setdefault(tag.asset, []).append(tag)
+            for asset in {t.asset for t in dev.tag_configs() if t.role != "generic"}:
+                intervals.setdefault(asset, []).append(dev.poll_interval)
         self._assets = {a.id: a for a in config.assets}
         self._streams = {
-            a.id: StreamingAnalytics(asset_spec(a, tags_by_asset.get(a.id, []), config.analytics))
+            a.id: StreamingAnalytics(
+                asset_spec(a, tags_by_asset.get(a.id, []), config.analytics),
+                reorder_s=_reorder_window(intervals.get(a.id, [])),
+            )
             for a in config.assets
         }
 
