@@ -54,7 +54,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import simulators
 
-    return simulators.main(list(args.rest))
+    return simulators.main(list(args.rest), prog="edge-agent simulate")
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -151,8 +151,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _delegate(argv: list[str]) -> argparse.Namespace | None:
+    """`simulate` and `evaluate` own their options; hand them everything after the name."""
+    if argv and argv[0] in ("simulate", "evaluate"):
+        func = _cmd_simulate if argv[0] == "simulate" else _cmd_evaluate
+        return argparse.Namespace(func=func, rest=argv[1:])
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = _delegate(args_list) or _parser().parse_args(args_list)
     try:
         code: int = args.func(args)
     except ConfigError as exc:

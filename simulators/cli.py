@@ -29,8 +29,8 @@ def _port(text: str) -> int | None:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulators", description=__doc__)
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the live plant over Modbus TCP and OPC UA")
     s.add_argument("--modbus-port", type=_port, default=5020, help="0 = free port, off = none")
@@ -66,9 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators") -> int:
     """Entry point; returns a process exit code."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     if args.command == "history":
         try:
             res = generate_history(
