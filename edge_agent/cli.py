@@ -16,7 +16,7 @@ from rich.markup import escape
 from edge_agent.errors import ConfigError, EdgeAgentError
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
