@@ -29,21 +29,11 @@ __all__ = [
 from dataclasses import dataclass
 from typing import Literal
 
+from edge_agent.config.types import Role, Unit
+
 NAMESPACE_URI = "urn:edge-agent:simulator"
 
-Role = Literal[
-    "power",
-    "energy_counter",
-    "reactive_energy_counter",
-    "part_counter",
-    "scrap_counter",
-    "material_counter",
-    "air_flow",
-    "state",
-    "temperature",
-    "generic",
-]
-Unit = Literal["kW", "kWh", "kvarh", "parts", "kg", "m3/min", "state", "degC", "bar", "1"]
+# The agent's own role and unit vocabulary, so the generated configs always validate.
 DataType = Literal["float32", "uint32", "uint16"]
 RegisterType = Literal["holding", "input"]
 
