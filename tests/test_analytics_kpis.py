@@ -45,17 +45,22 @@ def run(spec: AssetSpec, ts: np.ndarray, sig: dict[str, np.ndarray]) -> dict[str
 #   t (s):  0   60  120 180 240 300 360 420 480 540 600 660 720 780 840 900
 #   P (kW): 0.5 0.5 5   5   20  20  20  20  20  20  5   5   5   5   0.5 0.5
 # Thresholds off < 1 kW, idle < 10 kW, no hysteresis, no dwell: each interval takes the
-# state of its start sample.
+# state of its start sample, except the four that straddle a change (60–120, 180–240,
+# 540–600, 780–840 s). For power-integrated energy the change falls half way (τ = 30 s) and
+# the old state gets P₀·τ of the trapezoid, the new state the rest.
 P = [0.5, 0.5, 5, 5, 20, 20, 20, 20, 20, 20, 5, 5, 5, 5, 0.5, 0.5]
 PARTS = [0, 0, 0, 0, 0, 3, 6, 9, 12, 15, 18, 18, 18, 18, 18, 18]  # 3 per producing minute
 SCRAP = [0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 2]
 MATERIAL = [0, 0, 0, 0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500, 500, 500]  # 0.1 kg
 KVAR = [0, 0, 0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1200]  # varh
 
-# interval energies (kW·s): off [0,60) 30, [60,120) 165, [840,900) 30            → 225
-#                           idle [120,180) 300, [180,240) 750, [600,840) 3×300+165 → 2115
-#                           producing [240,540) 5×1200, [540,600) 750            → 6750
-E_OFF, E_IDLE, E_PROD = 225 * KWS, 2115 * KWS, 6750 * KWS
+# interval energies (kW·s), change intervals as old + new part:
+#   [60,120) 165 = 0.5·30 + 150   [180,240) 750 = 5·30 + 600
+#   [540,600) 750 = 20·30 + 150   [780,840) 165 = 5·30 + 15
+# off   [0,60) 30, 15, 15, [840,900) 30                              → 90
+# idle  150, [120,180) 300, 150, 150, [600,780) 3×300, 150            → 1800
+# prod  600, [240,540) 5×1200, 600                                    → 7200
+E_OFF, E_IDLE, E_PROD = 90 * KWS, 1800 * KWS, 7200 * KWS
 E = E_OFF + E_IDLE + E_PROD  # 9090 kW·s = 2.525 kWh
 
 
@@ -96,13 +101,14 @@ def test_energy_and_energy_by_state(machine: dict[str, WindowKpis]) -> None:
     assert k["energy_producing_kwh"] == pytest.approx(E_PROD)
     for s in ("setup", "fault", "unknown"):
         assert k[f"energy_{s}_kwh"] == 0.0
-    assert k["idle_share"] == pytest.approx(2115 / 9090)
+    assert k["idle_share"] == pytest.approx(1800 / 9090)
     assert k["mean_power_kw"] == pytest.approx(9090 / 900)
 
 
 def test_time_in_state_and_oee(machine: dict[str, WindowKpis]) -> None:
     k = machine["15min"].kpis
-    # off [0,120) + [840,900) = 180 s; idle [120,240) + [600,840) = 360 s; producing 360 s
+    # each change half way through its interval: off [0,90) + [810,900) = 180 s;
+    # idle [90,210) + [570,810) = 360 s; producing [210,570) = 360 s
     assert (k["time_off_s"], k["time_idle_s"], k["time_producing_s"]) == pytest.approx((180, 360, 360))
     assert k["time_unknown_s"] == 0.0
     assert k["pbt_s"] == pytest.approx(720)  # not off, not unknown
@@ -178,9 +184,21 @@ def compressor() -> dict[str, WindowKpis]:
 def test_compressor_energy_from_counter_by_state(compressor: dict[str, WindowKpis]) -> None:
     k = compressor["10min"].kpis
     assert k["energy_kwh"] == pytest.approx(5.5)
-    assert k["energy_producing_kwh"] == pytest.approx(4.5)  # 6 loaded minutes × 0.75 kWh
-    assert k["energy_idle_kwh"] == pytest.approx(1.0)  # 4 unloaded minutes × 0.25 kWh
-    assert k["idle_share"] == pytest.approx(1.0 / 5.5)
+    # The counter says both changes came at the end of their interval: 180–240 s drew
+    # 750 Wh = 45 kW × 60 s, 420–480 s drew 250 Wh = 15 kW × 60 s, so φ = 1 exactly — up to
+    # the counter's resolution q = 1 Wh = 3.6 kW·s (two floors: variance q²/6) against the
+    # lever |ΔP|·Δt = 30 kW × 60 s. The posterior mean of a normal centred on the edge of
+    # [0, 1] is one half-normal mean inside: φ = 1 − sd·√(2/π). The old state's share is
+    # P₀φ / (P₀φ + P₁(1 − φ)); the intervals without a change fit exactly (no scatter).
+    sd = 3.6 / math.sqrt(6) / (30 * 60)
+    phi = 1 - sd * math.sqrt(2 / math.pi)
+    down = 45 * phi / (45 * phi + 15 * (1 - phi))  # producing → idle, share kept by producing
+    up = 15 * phi / (15 * phi + 45 * (1 - phi))  # idle → producing, share kept by idle
+    producing = 4.5 - 0.75 * (1 - down) + 0.25 * (1 - up)  # 6 loaded minutes × 0.75 kWh ± splits
+    assert k["energy_producing_kwh"] == pytest.approx(producing, rel=1e-9)
+    assert k["energy_idle_kwh"] == pytest.approx(5.5 - producing, rel=1e-9)
+    assert producing == pytest.approx(4.5, abs=0.001)  # the edge is all but exact
+    assert k["idle_share"] == pytest.approx((5.5 - producing) / 5.5, rel=1e-9)
 
 
 def test_compressor_specific_power_and_load_share(compressor: dict[str, WindowKpis]) -> None:

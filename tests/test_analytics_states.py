@@ -112,7 +112,9 @@ def test_plc_state_wins_when_good_and_power_decides_otherwise() -> None:
     sa = StreamingAnalytics(spec)
     out = {w.start_ns: w.kpis for w in sa.update(ts, sig, q) + sa.flush()}
     k = out[T0]
-    assert (k["time_setup_s"], k["time_fault_s"], k["time_producing_s"]) == pytest.approx((2, 1, 2))
+    # power is the same on both sides of every change, so each change falls half way between
+    # its samples: setup [0, 1.5), fault [1.5, 2.5) + [4.5, 5), producing [2.5, 4.5)
+    assert (k["time_setup_s"], k["time_fault_s"], k["time_producing_s"]) == pytest.approx((1.5, 1.5, 2))
     assert sa.totals.invalid_state_codes == 1
     assert sa.totals.state == MachineState.FAULT
 

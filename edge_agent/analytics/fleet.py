@@ -35,6 +35,7 @@ import numpy.typing as npt
 from .arrays import sorted_unique
 from .kpis import compute_kpis
 from .layout import (
+    CE_STATE,
     CO2,
     COV,
     GOOD,
@@ -46,7 +47,6 @@ from .layout import (
     NU,
     PE_STATE,
     RAW,
-    RAW_STATE,
     ROWS,
     T_STATE,
 )
@@ -54,6 +54,7 @@ from .results import WindowKpis
 from .spec import ANALOG_ROLES, COUNTER_ROLES, ROLES, AssetSpec, EmissionSeries, MachineState
 from .states import LEVEL_STATE, classify_rows, edges, plain_level, zones
 from .streaming import StreamingAnalytics
+from .switch import NO_SWITCH, TimeBase, split_interval, time_base_at, time_base_terms
 from .windows import CalendarWindow, FixedWindow, bounds
 
 _I = npt.NDArray[np.int64]
@@ -466,6 +467,7 @@ def _chunk(
         if not valid.all():
             return _retry(specs, ax, signals, rows, scratch, ~valid, f, u, m, fast)
         rrow, rpos, rstate = _runs_from_codes(codes)
+        rsw = np.full(rrow.size, NO_SWITCH, np.int64)
     elif spec.thresholds is not None:
         ths = [s.thresholds for s in sp if s.thresholds is not None]
         z = zones(
@@ -477,10 +479,11 @@ def _chunk(
         init = np.array([plain_level(float(p[i, 0]), th) for i, th in enumerate(ths)], np.int8)
         dwell = np.array([round(th.min_dwell_s * 1e9) for th in ths], np.int64)
         runs, _, _, _ = classify_rows(ts, z, init, dwell, scratch=scratch.get("cmp", p.shape, np.bool_))
-        rrow, rpos, rstate = runs.row, runs.start, LEVEL_STATE[runs.level]
+        rrow, rpos, rstate, rsw = runs.row, runs.start, LEVEL_STATE[runs.level], runs.switch
     else:
         rrow, rpos = np.arange(R), np.zeros(R, np.intp)
         rstate = np.full(R, _UNKNOWN, np.int8)
+        rsw = np.full(R, NO_SWITCH, np.int64)
     rkey = rrow * T + rpos
     # ---- segments: one state, one window, one emission factor -----------------------
     shared = (np.arange(R)[:, None] * T + ax.cuts[None, :]).ravel()
@@ -512,7 +515,9 @@ def _chunk(
 
     add(cell + T_STATE + state, dur)
     add(cell + INT["power"], pint)
-    add(cell + PE_STATE + state, pint)
+    e_role = spec.energy_role
+    if e_role == "power":
+        add(cell + PE_STATE + state, pint)
     for role in spec.roles - {"state"}:
         add(cell + COV[role], dur)
         add(cell + GOOD[role], dur)
@@ -524,7 +529,6 @@ def _chunk(
         efa = ef.at(ts[a])
     elif ef is not None:
         efa = float(ef)
-    e_role = spec.energy_role
     # ---- counters: telescoping plus exact corrections --------------------------------
     uc = np.zeros((R, W, NU), np.uint64)
     ucl = uc.reshape(-1)
@@ -536,7 +540,7 @@ def _chunk(
         d = cnt.span(row, a, bnd).astype(np.uint64)
         np.add.at(ucl, ucell + RAW[role], d)
         if role == "energy_counter":
-            np.add.at(ucl, ucell + RAW_STATE + state, d)
+            add(cell + CE_STATE + state, d.astype(np.float64))
             if role == e_role and ef is not None:
                 scale = np.array([s.counters[role].scale for s in sp])
                 add(cell + CO2, d.astype(np.float64) * scale[row] * efa)
@@ -551,7 +555,9 @@ def _chunk(
         st = rstate[np.searchsorted(rkey, rr * T + kk, side="right") - 1].astype(np.intp)
         tail = np.tile((ax.ts[ax.straddle_k + 1] - ax.straddle_b) / 1e9, R)
         pe = _straddle_part(p, ax, average).reshape(-1) / 3600.0
-        moves = [(T_STATE + st, tail), (INT["power"], pe), (PE_STATE + st, pe)]
+        moves = [(T_STATE + st, tail), (INT["power"], pe)]
+        if e_role == "power":
+            moves.append((PE_STATE + st, pe))
         for role in spec.roles - {"state"}:
             moves += [(COV[role], tail), (GOOD[role], tail)]
         for role in (r for r in ANALOG_ROLES if r in spec.roles and r != "power"):
@@ -562,11 +568,111 @@ def _chunk(
         for fld, amt in moves:
             add((rr * W + ww - 1) * NF + fld, -amt)
             add((rr * W + ww) * NF + fld, amt)
+    # ---- intervals holding a state change: split at the change (see :mod:`switch`) -----
+    for idx, amt in _switch_moves(sp, ax, p, counters, average, (rrow, rpos, rstate, rsw), e_role):
+        add(idx, amt)
     # ---- rows per window (shared) and demand -------------------------------------------
     f[rows, :, ROWS] += ax.rows
     u[rows] += uc
     if e_role is not None:
         _demand(sp, ax, p, counters.get("energy_counter"), average, m, rows, scratch)
+
+
+def _switch_moves(
+    sp: Sequence[AssetSpec],
+    ax: _Axis,
+    p: np.ndarray,
+    counters: Mapping[str, _Counter],
+    average: bool,
+    runs: tuple[_I, _I, npt.NDArray[np.int8], _I],
+    e_role: str | None,
+) -> list[tuple[_I, _F]]:
+    """Move the new state's part of each change interval out of the old state (the segments
+    booked the whole interval to the state at its start), window by window, exactly as the
+    streaming path books it: time split at the change instant, energy by the split share."""
+    rrow, rpos, rstate, rsw = runs
+    i = np.flatnonzero(rpos > 0)  # every run but a row's first starts with a change
+    if not i.size or e_role is None:
+        return []
+    r, k = rrow[i], rpos[i].astype(np.int64)
+    old, new = rstate[i - 1].astype(np.intp), rstate[i].astype(np.intp)
+    T, W = ax.ts.shape[0], ax.b.size - 1
+    t0, t1 = ax.ts[k - 1], ax.ts[k]
+    flat = p.reshape(-1)
+    v1 = flat[r * T + k].astype(np.float64)
+    v0 = v1 if average else flat[r * T + k - 1].astype(np.float64)
+    p0, p1 = (np.full(i.size, np.nan), np.full(i.size, np.nan)) if average else (v0, v1)
+    counts = np.zeros(0)
+    if e_role == "energy_counter":
+        cnt = counters[e_role]
+        counts = cnt.span(r, k - 1, k).astype(np.float64)
+        ones = np.array([s.counters[e_role].scale for s in sp]) * 3600.0  # kW·s per count
+        rho, scatter = _time_base(cnt, p, ax, ones, r, k, rsw[i] == NO_SWITCH)
+        tau, share = split_interval(t0, t1, counts * ones[r], p0, p1, ones[r], rsw[i], rho, scatter)
+    else:
+        energy = (v0 + v1) * 0.5 * ((t1 - t0) / 1e9)
+        tau, share = split_interval(t0, t1, energy, p0, p1, np.inf, rsw[i])
+    wa = np.searchsorted(ax.b, t0, side="right") - 1
+    edge = ax.b[wa + 1]
+    x = t0 + tau
+    cross = t1 > edge  # the interval runs into the next window
+    cell_a = (r * W + wa) * NF
+    cell_b = (r[cross] * W + wa[cross] + 1) * NF
+    new_a = (np.minimum(t1, edge) - np.minimum(x, edge)) / 1e9
+    new_b = ((t1 - np.maximum(x, edge)) / 1e9)[cross]
+    moves = [(cell_a, T_STATE, new_a), (cell_b, T_STATE, new_b)]
+    if e_role == "energy_counter":
+        moves.append((cell_a, CE_STATE, counts - counts * share))
+    else:
+        span = (t1 - t0).astype(np.float64)
+        f0 = (edge - t0)[cross] / span[cross]
+        a0, a1 = v0[cross], v1[cross]
+        after = span[cross] / 1e9 * ((1.0 - f0) * a0 + (a1 - a0) * (1.0 - f0 * f0) * 0.5)
+        before = energy.copy()
+        before[cross] -= after
+        moves.append((cell_a, PE_STATE, before / 3600.0 * (1.0 - share)))
+        moves.append((cell_b, PE_STATE, after / 3600.0 * (1.0 - share[cross])))
+    out: list[tuple[_I, _F]] = []
+    for cell, col, amt in moves:
+        sel = slice(None) if cell is cell_a else cross
+        out += [(cell + col + new[sel], amt), (cell + col + old[sel], -amt)]
+    return out
+
+
+def _time_base(
+    cnt: _Counter, p: np.ndarray, ax: _Axis, ones: _F, r: _I, k: _I, need: npt.NDArray[np.bool_]
+) -> tuple[_F, _F]:
+    """ρ and σ of the energy equation at each change (row ``r``, interval k − 1 → k), from the
+    intervals without a change before it — the evidence the streaming path has gathered by then
+    (:class:`switch.TimeBase`). Only rows with a change to estimate are scanned."""
+    rho, sigma = np.ones(r.size), np.zeros(r.size)
+    rows = np.unique(r[need])
+    if not rows.size:
+        return rho, sigma
+    T = ax.ts.shape[0]
+    d = np.diff(cnt.c[rows].astype(np.int64), axis=1).astype(np.float64)
+    if cnt.fkey.size:  # rollovers and resets: the exact increment, as the counter books it
+        fr, fk = cnt.fkey // T, cnt.fkey % T
+        pos = np.minimum(np.searchsorted(rows, fr), rows.size - 1)
+        hit = rows[pos] == fr
+        d[pos[hit], fk[hit]] += np.diff(cnt.fcum)[hit]
+    p64 = p[rows].astype(np.float64)
+    trap = (p64[:, :-1] + p64[:, 1:]) * 0.5 * (np.diff(ax.ts) / 1e9)
+    one = ones[rows][:, None]
+    steady = np.ones(d.shape, np.bool_)
+    own = np.searchsorted(rows, r)
+    mine = np.isin(r, rows)
+    steady[own[mine], k[mine] - 1] = False  # a change interval is no evidence
+    terms = [  # one row at a time: a handful of rows per chunk, each a whole series
+        time_base_terms(d[i] * one[i], trap[i], steady[i], float(one[i, 0]), TimeBase())
+        for i in range(rows.size)
+    ]
+    sel = np.flatnonzero(need)
+    j = k[sel] - 1
+    sums = [np.stack([np.cumsum(t[n]) for t in terms])[own[sel], j] for n in range(4)]
+    x_before = np.stack([t[5] for t in terms])[own[sel], j]
+    rho[sel], sigma[sel] = time_base_at(sums[0], sums[1], sums[2], sums[3], x_before)
+    return rho, sigma
 
 
 def _retry(

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from .layout import CO2, COV, GOOD, INT, M_BLOCK, M_ROLL, PE_STATE, RAW, RAW_STATE, T_STATE
+from .layout import CE_STATE, CO2, COV, GOOD, INT, M_BLOCK, M_ROLL, PE_STATE, RAW, T_STATE
 from .spec import AssetSpec, MachineState
 
 _F = npt.NDArray[np.float64]
@@ -83,8 +83,7 @@ def compute_kpis(
         if e_role == "energy_counter":
             scale = scale_of(e_role)
             energy = raw(e_role)
-            by_state = u[:, RAW_STATE : RAW_STATE + len(_STATE_NAMES)].astype(np.float64)
-            by_state *= np.reshape(scale, (-1, 1))
+            by_state = f[:, CE_STATE : CE_STATE + len(_STATE_NAMES)] * np.reshape(scale, (-1, 1))
         else:
             energy = f[:, INT["power"]]
             by_state = f[:, PE_STATE : PE_STATE + len(_STATE_NAMES)]

@@ -9,6 +9,7 @@ formulas read only these, so the paths can only differ in how they sum, never in
 from __future__ import annotations
 
 __all__ = [
+    "CE_STATE",
     "CO2",
     "COV",
     "GOOD",
@@ -21,7 +22,6 @@ __all__ = [
     "NU",
     "PE_STATE",
     "RAW",
-    "RAW_STATE",
     "ROWS",
     "T_STATE",
     "empty_acc",
@@ -36,10 +36,14 @@ NSTATES = 6  # MachineState OFF..UNKNOWN
 
 T_STATE = 0  # + state: seconds spent in each state
 PE_STATE = T_STATE + NSTATES  # + state: power-integrated kWh by state
+CE_STATE = PE_STATE + NSTATES
+"""+ state: energy-counter increments by state, in raw counts. Float, not exact: the interval
+that straddles a state change is split between its two states (:mod:`switch`); the exact
+total stays in ``RAW["energy_counter"]``."""
 _ROLES = (*ANALOG_ROLES, *COUNTER_ROLES)
-INT = {r: PE_STATE + NSTATES + i for i, r in enumerate(ANALOG_ROLES)}
+INT = {r: CE_STATE + NSTATES + i for i, r in enumerate(ANALOG_ROLES)}
 """Integral of an analog role: kWh for power, unit·s for the others."""
-COV = {r: PE_STATE + NSTATES + len(ANALOG_ROLES) + i for i, r in enumerate(_ROLES)}
+COV = {r: CE_STATE + NSTATES + len(ANALOG_ROLES) + i for i, r in enumerate(_ROLES)}
 """Seconds covered by usable (Good or Uncertain) data of a role, within the max gap."""
 GOOD = {r: COV[r] + len(_ROLES) for r in _ROLES}
 """Seconds covered by Good data of a role (both ends of the interval Good)."""
@@ -49,8 +53,7 @@ NF = ROWS + 1
 
 RAW = {r: i for i, r in enumerate(COUNTER_ROLES)}
 """Exact raw counter increments of a role."""
-RAW_STATE = len(COUNTER_ROLES)  # + state: raw energy-counter increments by state
-NU = RAW_STATE + NSTATES
+NU = len(COUNTER_ROLES)
 
 M_BLOCK = 0  # largest kWh in a fixed demand block inside the window
 M_ROLL = 1  # largest kWh in a trailing demand window ending inside the window

@@ -15,6 +15,7 @@ __all__ = ["ReferenceResult", "reference"]
 
 import bisect
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from edge_agent.batch import Quality
 
 from .kpis import compute_kpis
 from .layout import (
+    CE_STATE,
     CO2,
     COV,
     GOOD,
@@ -32,7 +34,6 @@ from .layout import (
     M_ROLL,
     PE_STATE,
     RAW,
-    RAW_STATE,
     ROWS,
     T_STATE,
     empty_acc,
@@ -59,7 +60,7 @@ class ReferenceResult:
     duplicates: int = 0
     power_kwh: float = 0.0
     power_kwh_by_state: list[float] = field(default_factory=lambda: [0.0] * 6)
-    raw_energy_by_state: list[int] = field(default_factory=lambda: [0] * 6)
+    counter_energy_by_state: list[float] = field(default_factory=lambda: [0.0] * 6)  # raw counts
     states: list[int] = field(default_factory=list)  # S at each kept row
 
 
@@ -96,7 +97,7 @@ class _Book:
 
 
 ROWS_PLUS = ROWS + 1
-U_LEN = RAW_STATE + 6
+U_LEN = len(RAW)
 
 
 def _usable(q: int, v: float, analog: bool) -> bool:
@@ -135,6 +136,8 @@ def reference(
     # 2. states: textbook hysteresis latches, debounce, PLC precedence
     th = spec.thresholds
     obs: list[tuple[int, int]] = []
+    obs_row: list[int] = []
+    hint: dict[int, int] = {}  # row → instant a debounced change took effect (its timer expired)
     a1 = a2 = level = run_start = eff = -1  # −1: nothing seen yet
     for k in range(len(t)):
         s = None
@@ -149,15 +152,20 @@ def reference(
             new = a1 + a2
             if new != level:
                 level, run_start = new, t[k]
-            if eff < 0 or t[k] - run_start >= round(th.min_dwell_s * 1e9):
+            dwell = round(th.min_dwell_s * 1e9)
+            if eff < 0 or t[k] - run_start >= dwell:
+                if 0 <= eff != level and dwell > 0:
+                    hint[k] = run_start + dwell
                 eff = level
             s = LEVEL_STATE[eff]
         if "state" in spec.roles and usable("state", k):
             code = float(val["state"][k])
             if code == int(code) and 0 <= code <= int(MachineState.FAULT):
                 s = int(code)
+                hint.pop(k, None)  # the PLC's word, not the timer's
         if s is not None:
             obs.append((t[k], s))
+            obs_row.append(k)
 
     obs_t = [o for o, _ in obs]
 
@@ -178,16 +186,15 @@ def reference(
     def const(w: float) -> object:
         return lambda x0, x1: w * (x1 - x0) / NS
 
-    seg_start = t[0]
-    if not obs or obs[0][0] > t[0]:
-        spans.append((t[0], obs[0][0] if obs else t[-1], T_STATE + UNKNOWN, const(1.0)))
-    for j, (o, s) in enumerate(obs):
-        end = obs[j + 1][0] if j + 1 < len(obs) else t[-1]
-        spans.append((max(o, seg_start), min(end, o + G), T_STATE + s, const(1.0)))
-        if end > o + G:
-            spans.append((o + G, end, T_STATE + UNKNOWN, const(1.0)))
     for x in t:
         points.append((x, ROWS, 1.0))
+    p_at = [
+        float(val["power"][k])
+        if spec.power_mode == "instantaneous" and usable("power", k)
+        else float("nan")
+        for k in range(len(t))
+    ]
+    switched: dict[tuple[int, int], int] = {}  # energy interval split at a change → τ
 
     def ef(x: int) -> float:
         f = spec.emission_factor
@@ -210,6 +217,8 @@ def reference(
             cs = spec.counters[role]
             M = cs.maximum
             total = resets = rolls = 0
+            fit = [0.0, 0.0, 0.0, 0.0]  # Σw·x₋², Σw·x₋·x, Σw·x², Σw over consecutive residuals
+            x_prev = e_prev = math.nan
         for a, b in itertools.pairwise(ks):
             t0, t1 = t[a], t[b]
             short = t1 - t0 <= G
@@ -231,8 +240,32 @@ def reference(
                 st = state_at(t0) if short else UNKNOWN
                 upoints.append((at, RAW[role], d))
                 if role == "energy_counter":
-                    upoints.append((at, RAW_STATE + st, d))
-                    res.raw_energy_by_state[st] += d
+                    new_st = state_at(t1)
+                    old_part = float(d)
+                    one = cs.scale * 3600.0  # kW·s per count
+                    trap = (p_at[a] + p_at[b]) * 0.5 * ((t1 - t0) / 1e9)  # P̄·Δt, kW·s
+                    rx = math.nan  # relative residual ΔE/(P̄·Δt) − 1: evidence on the time base
+                    if short and st != new_st and UNKNOWN not in (st, new_st):
+                        rho, scatter = _time_base(fit, x_prev)
+                        tau, share = _split(
+                            t0, t1, d * one, p_at[a], p_at[b], one, hint.get(b), rho, scatter
+                        )
+                        old_part = d * share
+                        points.append((at, CE_STATE + new_st, d - old_part))
+                        res.counter_energy_by_state[new_st] += d - old_part
+                        if role == e_role:
+                            switched[(t0, t1)] = tau
+                    elif short and st == new_st and trap > one:
+                        rx = d * one / trap - 1.0
+                        if math.isfinite(x_prev):  # a pair of consecutive residuals
+                            wx = e_prev * trap
+                            fit[0] += wx * x_prev * x_prev
+                            fit[1] += wx * x_prev * rx
+                            fit[2] += wx * rx * rx
+                            fit[3] += wx
+                    x_prev, e_prev = rx, trap
+                    points.append((at, CE_STATE + st, old_part))
+                    res.counter_energy_by_state[st] += old_part
                     if role == e_role:
                         count_points.append((at, d))
                         if spec.emission_factor is not None:
@@ -257,13 +290,25 @@ def reference(
                     return w * (v(x0) + v(x1)) / 2 * (x1 - x0) / NS
 
                 if role == "power":
-                    st = state_at(t0)
                     spans.append((t0, t1, INT[role], lambda x0, x1, f=lin: f(x0, x1, w=KWH)))
-                    spans.append((t0, t1, PE_STATE + st, lambda x0, x1, f=lin: f(x0, x1, w=KWH)))
                     whole = (p0 + p1) / 2 * (t1 - t0) / NS / 3600
                     res.power_kwh += whole
-                    res.power_kwh_by_state[st] += whole
                     if role == e_role:
+                        st, new_st = state_at(t0), state_at(t1)
+                        share = 1.0
+                        if st != new_st and UNKNOWN not in (st, new_st):
+                            kws = (p0 + p1) * 0.5 * ((t1 - t0) / 1e9)
+                            tau, share = _split(
+                                t0, t1, kws, p_at[a], p_at[b], math.inf, hint.get(b), 1.0, 0.0
+                            )
+                            switched[(t0, t1)] = tau
+                            w_new = KWH * (1.0 - share)
+                            part = PE_STATE + new_st
+                            spans.append((t0, t1, part, lambda x0, x1, f=lin, w=w_new: f(x0, x1, w=w)))
+                            res.power_kwh_by_state[new_st] += whole * (1.0 - share)
+                        w_old = KWH * share
+                        spans.append((t0, t1, PE_STATE + st, lambda x0, x1, f=lin, w=w_old: f(x0, x1, w=w)))
+                        res.power_kwh_by_state[st] += whole * share
                         power_pairs.append((t0, t1, p0, p1))
                         if spec.emission_factor is not None:
                             c = ef(t0) / 3600
@@ -275,6 +320,28 @@ def reference(
             res.raw_counts[role] = total
             res.resets[role] = resets
             res.rollovers[role] = rolls
+
+    # time in state: each observation holds until the next, for at most the max gap; a change
+    # between observations on consecutive rows starts where the energy split put it (the same
+    # interval), else at the debounce timer's expiry, else half way between them
+    starts = [o for o, _ in obs]
+    for j in range(1, len(obs)):
+        (o0, s0), (o1, s1) = obs[j - 1], obs[j]
+        if s0 != s1 and o1 - o0 <= G and obs_row[j] == obs_row[j - 1] + 1:
+            if (o0, o1) in switched:
+                tau = switched[(o0, o1)]
+            elif obs_row[j] in hint:
+                tau = min(max(hint[obs_row[j]] - o0, 0), o1 - o0)
+            else:
+                tau = round(0.5 * (o1 - o0))
+            starts[j] = o0 + tau
+    if not obs or obs[0][0] > t[0]:
+        spans.append((t[0], obs[0][0] if obs else t[-1], T_STATE + UNKNOWN, const(1.0)))
+    for j, (o, s) in enumerate(obs):
+        end = starts[j + 1] if j + 1 < len(obs) else t[-1]
+        spans.append((starts[j], min(end, o + G), T_STATE + s, const(1.0)))
+        if end > o + G:
+            spans.append((o + G, end, T_STATE + UNKNOWN, const(1.0)))
 
     # 4. demand: cumulative energy and its candidate instants
     # running totals at each span start / booking, so each lookup is a bisection
@@ -335,6 +402,66 @@ def reference(
         for i in range(nw):
             _emit(spec, w.name, wb[i], wb[i + 1], book.f[i], book.u[i], book.m[i], res)
     return res
+
+
+def _time_base(fit: list[float], x_prev: float) -> tuple[float, float]:
+    """Expected ρ = D/Δt of a change interval and its scatter: regress each residual on the one
+    before (x ≈ a·x₋); with a residual just before the change, predict from it."""
+    sxx, sxy, syy, sw = fit
+    a = min(max(sxy / sxx, -1.0), 1.0) if sxx > 0 else 0.0
+    if math.isfinite(x_prev) and sw > 0:
+        return min(max(1.0 + a * x_prev, 0.5), 2.0), math.sqrt(max(syy - a * sxy, 0.0) / sw)
+    return 1.0, math.sqrt(max(syy / sw, 0.0)) if sw > 0 else 0.0
+
+
+def _split(
+    t0: int,
+    t1: int,
+    e: float,
+    p0: float,
+    p1: float,
+    res: float,
+    hint: int | None,
+    rho: float,
+    scatter: float,
+) -> tuple[int, float]:
+    """Where a change inside (t0, t1] fell (ns after t0) and the old state's share of the
+    interval's energy e (kW·s): P0 for a fraction φ of the device time D, P1 for the rest, so
+    P0·φ·D + P1·(1 − φ)·D = e; φ is the posterior mean under a uniform prior when that equation
+    scatters by ``scatter`` (relative) and by the resolution ``res``; D = Δt·(ρ + scatter²/ρ),
+    the length-biased device time."""
+    dt = t1 - t0
+    dt_s = dt / 1e9
+    phi = 0.5  # no better guess
+    dp = p0 - p1
+    if math.isfinite(dp) and abs(dp) * dt_s > res:  # the powers differ by more than e resolves
+        d = dt_s * (rho + scatter * scatter / rho)
+        lever = dp * d
+        mu = (e - p1 * d) / lever
+        sd = max(math.sqrt((scatter * e) ** 2 + res * res / 6.0) / abs(lever), 1e-12)
+        phi = _truncated_mean(mu, sd)
+    tau = round(phi * dt)
+    if hint is not None:
+        tau = min(max(hint - t0, 0), dt)
+    frac = tau / dt
+    w0 = p0 * frac
+    w = w0 + p1 * (1.0 - frac)
+    share = w0 / w if math.isfinite(w) and w > 0 else frac
+    return tau, min(max(share, 0.0), 1.0)
+
+
+def _truncated_mean(mu: float, sd: float) -> float:
+    """Mean of N(mu, sd²) restricted to [0, 1]."""
+
+    def cdf(x: float) -> float:
+        return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+    a, b = -mu / sd, (1.0 - mu) / sd
+    z = cdf(-a) - cdf(-b) if a > 0 else cdf(b) - cdf(a)
+    if z <= 0:
+        return 0.0 if mu < 0.5 else 1.0
+    m = mu + sd * (math.exp(-0.5 * a * a) - math.exp(-0.5 * b * b)) / (math.sqrt(2.0 * math.pi) * z)
+    return min(max(m, 0.0), 1.0) if math.isfinite(m) else (0.0 if mu < 0.5 else 1.0)
 
 
 def _emit_rolling(

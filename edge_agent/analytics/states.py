@@ -9,6 +9,11 @@ holds. Only the *runs* of equal zones are processed (forward fills on run indice
 The dwell is a debounce: a new level takes effect at the first sample where it has
 persisted ``min_dwell_s``; shorter excursions never show. The first sample ever is accepted
 at once. A carry makes batch-by-batch classification equal to one pass over the series.
+
+Each debounced change also says *when* it happened: the dwell timer of its level run expired at
+the run's first sample + ``min_dwell_s``, an instant between the change's sample and the one
+before. Without a dwell that instant is unknown (:data:`switch.NO_SWITCH`) and :mod:`switch`
+estimates it from the interval's energy.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .spec import MachineState, StateThresholds
+from .switch import NO_SWITCH
 
 LEVEL_STATE = np.array([MachineState.OFF, MachineState.IDLE, MachineState.PRODUCING], np.int8)
 """Hysteresis level (0, 1, 2) → :class:`MachineState` code."""
@@ -51,11 +57,13 @@ class PowerCarry:
 class StateRuns:
     """Effective level as runs: from ``start[i]`` (sample index) on, the level is ``level[i]``.
 
-    ``start[0]`` is always 0.
+    ``start[0]`` is always 0. ``switch[i]`` is when run i's level took effect (its dwell timer
+    expired) or ``NO_SWITCH`` when that instant is unknown or the run is no change.
     """
 
     start: npt.NDArray[np.intp]
     level: npt.NDArray[np.int8]
+    switch: npt.NDArray[np.int64]
 
     def dense(self, n: int) -> npt.NDArray[np.int8]:
         """Per-sample level (for n samples)."""
@@ -105,11 +113,13 @@ def plain_level(p0: float, th: StateThresholds) -> int:
 @dataclass(frozen=True, slots=True)
 class RowRuns:
     """Effective levels of several rows as runs: row ``row[i]`` has level ``level[i]`` from
-    sample ``start[i]`` on (sorted by row, then start; every row's first run starts at 0)."""
+    sample ``start[i]`` on (sorted by row, then start; every row's first run starts at 0), in
+    effect since ``switch[i]`` (see :class:`StateRuns`)."""
 
     row: npt.NDArray[np.intp]
     start: npt.NDArray[np.intp]
     level: npt.NDArray[np.int8]
+    switch: npt.NDArray[np.int64]
 
 
 def _row_fill(
@@ -185,16 +195,21 @@ def classify_rows(
     row = np.concatenate((rows_all, rrow[ok]))
     pos = np.concatenate((np.zeros(R, np.intp), ci[ok]))
     level = np.concatenate((eff0, rl[ok])).astype(np.int8)
+    # a debounced change took effect when its dwell timer expired; without a dwell: unknown
+    d_ok = dwell_ns[rrow[ok]]
+    sw = np.concatenate((np.full(R, NO_SWITCH, np.int64), np.where(d_ok > 0, rs_t[ok] + d_ok, NO_SWITCH)))
     key = (row * (T + 1) + pos) * 2 + np.concatenate((np.zeros(R, np.intp), np.ones(int(ok.sum()), np.intp)))
     order = np.argsort(key, kind="stable")
-    row, pos, level = row[order], pos[order], level[order]
+    row, pos, level, sw = row[order], pos[order], level[order], sw[order]
     # several changes at one sample: the last wins; then merge equal neighbours in a row
     last_at = np.ones(row.shape[0], np.bool_)
     last_at[:-1] = (row[1:] != row[:-1]) | (pos[1:] != pos[:-1])
-    row, pos, level = row[last_at], pos[last_at], level[last_at]
+    row, pos, level, sw = row[last_at], pos[last_at], level[last_at], sw[last_at]
     change = np.ones(row.shape[0], np.bool_)
     change[1:] = (level[1:] != level[:-1]) | (row[1:] != row[:-1])
-    runs = RowRuns(row[change], pos[change], level[change])
+    row, pos, level, sw = row[change], pos[change], level[change], sw[change]
+    sw[(pos == 0) & (level == eff0[row])] = NO_SWITCH  # a row's first run is no change
+    runs = RowRuns(row, pos, level, sw)
     last_run = np.append(np.flatnonzero(rrow[1:] != rrow[:-1]), rrow.shape[0] - 1)
     last_eff = np.append(np.flatnonzero(runs.row[1:] != runs.row[:-1]), runs.row.shape[0] - 1)
     return runs, rl[last_run], rs_t[last_run], runs.level[last_eff]
@@ -209,7 +224,7 @@ def classify_power(
     """Effective level of each usable power sample of one asset, plus the carry."""
     n = t_ns.shape[0]
     if n == 0:
-        return StateRuns(np.zeros(0, np.intp), np.zeros(0, np.int8)), carry
+        return StateRuns(np.zeros(0, np.intp), np.zeros(0, np.int8), np.zeros(0, np.int64)), carry
     z = zones(p.reshape(1, n), np.array([edges(th)]))
     dwell = np.array([round(th.min_dwell_s * 1e9)], np.int64)
     if carry is None:
@@ -225,4 +240,4 @@ def classify_power(
             init_effective=np.array([carry.effective], np.int8),
         )
     new = PowerCarry(level=int(lvl[0]), run_start_ns=int(rs[0]), effective=int(eff[0]))
-    return StateRuns(runs.start, runs.level), new
+    return StateRuns(runs.start, runs.level, runs.switch), new

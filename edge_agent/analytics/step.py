@@ -11,7 +11,9 @@ Conventions (documented in README.md):
 * An interval between consecutive usable samples longer than ``max_gap_s`` is a gap: power
   is not integrated across it; a counter's increment is still counted (totals stay exact)
   but booked at the gap's end, in state UNKNOWN.
-* Everything an interval contributes is attributed to the state at its start.
+* Everything an interval contributes is attributed to the state at its start — except the
+  energy and time of an interval that straddles a change between two known states, which
+  :mod:`switch` splits at the estimated change instant.
 * The state is observed at rows with a usable PLC state code (it wins) or usable power; an
   observation holds for at most ``max_gap_s``, after which the state is UNKNOWN.
 """
@@ -30,25 +32,29 @@ from edge_agent.batch import Quality
 
 from .apportion import Points, SpanSet, Target
 from .counters import as_raw_counts, counter_deltas
-from .layout import CO2, COV, GOOD, INT, PE_STATE, RAW, RAW_STATE, ROWS, T_STATE
+from .layout import CE_STATE, CO2, COV, GOOD, INT, PE_STATE, RAW, ROWS, T_STATE
 from .spec import ANALOG_ROLES, COUNTER_ROLES, ROLES, AssetSpec, EmissionSeries, MachineState
 from .states import LEVEL_STATE, PowerCarry, classify_power
+from .switch import NO_SWITCH, TimeBase, split_interval, time_base_at, time_base_terms
 
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
 _UNKNOWN = int(MachineState.UNKNOWN)
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
+_KWH = 1.0 / 3600.0  # kW·s → kWh
 
 
 @dataclass(frozen=True, slots=True)
 class RoleCarry:
-    """The last usable sample of a role: where its next interval starts."""
+    """The last usable sample of a role: where its next interval starts (``p``: the power
+    reading at that row, NaN if none — the old side of a state change's energy split)."""
 
     t: int
     v: float | int
     good: bool
     state: int
+    p: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,7 @@ class Carry:
     power: PowerCarry | None = None
     obs_t: int | None = None
     obs_state: int = _UNKNOWN
+    time_base: TimeBase = field(default_factory=TimeBase)  # of the energy counter (:mod:`switch`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,138 @@ def _ef(spec: AssetSpec, t: _I64) -> _F64 | float:
     return float(ef) if ef is not None else 0.0
 
 
+def _changes(
+    short: npt.NDArray[np.bool_], s0: npt.NDArray[np.int64] | npt.NDArray[np.intp], s1: npt.NDArray[np.int64]
+) -> npt.NDArray[np.intp]:
+    """Intervals that change between two known states (to or from UNKNOWN is no change of the
+    machine, only of what we know: such an interval stays with its start state)."""
+    return np.flatnonzero(short & (s0 != s1) & (s0 != _UNKNOWN) & (s1 != _UNKNOWN))
+
+
+def _counter_by_state(
+    t0: _I64,
+    t1: _I64,
+    short: npt.NDArray[np.bool_],
+    s0: npt.NDArray[np.intp],
+    s1: _I64,
+    counts: _F64,
+    p: tuple[_F64, _F64, _I64],
+    one: float,
+    tb: TimeBase,
+) -> tuple[list[Points], tuple[_I64, _I64, _I64], TimeBase]:
+    """Energy-counter increments by state (raw counts, booked at each interval's start).
+
+    An interval that changes state is split (:func:`switch.split_interval`) with what the
+    intervals without a change before it taught about the time base; ``tb`` carries that from
+    batch to batch. ``p`` holds power at the start and end of each interval and a known change
+    instant at its end; ``one`` is a count in kW·s. Returns the points, the split intervals
+    (t0, t1, τ) and the new evidence.
+    """
+    p0, p1, switch = p
+    trap = (p0 + p1) * 0.5 * ((t1 - t0) / 1e9)
+    energy = counts * one
+    xx, xy, yy, w, x, xp = time_base_terms(energy, trap, short & (s0 == s1), one, tb)
+    ch = _changes(short, s0, s1)
+    old_part = counts.copy()
+    switches = (_EMPTY_I, _EMPTY_I, _EMPTY_I)
+    if ch.size:
+        def before(total: float, terms: _F64) -> _F64:  # the change's own pair adds nothing
+            out: _F64 = total + np.cumsum(terms)[ch]
+            return out
+
+        sums = before(tb.sxx, xx), before(tb.sxy, xy), before(tb.syy, yy), before(tb.sw, w)
+        rho, scatter = time_base_at(*sums, xp[ch])
+        tau, share = split_interval(t0[ch], t1[ch], energy[ch], p0[ch], p1[ch], one, switch[ch], rho, scatter)
+        old_part[ch] *= share
+        switches = (t0[ch], t1[ch], tau)
+    tb_points = np.where(short, t0, t1)
+    points = [
+        Points(tb_points, CE_STATE + s0, old_part),
+        Points(tb_points[ch], CE_STATE + s1[ch].astype(np.intp), counts[ch] - old_part[ch]),
+    ]
+    learned = TimeBase(
+        tb.sxx + float(xx.sum()),
+        tb.sxy + float(xy.sum()),
+        tb.syy + float(yy.sum()),
+        tb.sw + float(w.sum()),
+        float(x[-1]),
+        float(trap[-1]),
+    )
+    return points, switches, learned
+
+
+def _change_offsets(t0: _I64, t1: _I64, known: _I64, switches: tuple[_I64, _I64, _I64]) -> _I64:
+    """Where a change between observations at t0 and t1 falls (ns after t0): where the energy
+    split put it if the energy signal has exactly this interval, else at a known debounce
+    instant, else half way."""
+    dt = t1 - t0
+    tau: _I64 = np.rint(0.5 * dt).astype(np.int64)  # as :func:`switch.split_interval` falls back
+    k = known != NO_SWITCH
+    tau[k] = np.clip(known[k] - t0[k], 0, dt[k])
+    e_t0, e_t1, e_tau = switches
+    if e_t1.size:
+        i = np.minimum(np.searchsorted(e_t1, t1), e_t1.size - 1)
+        same = (e_t1[i] == t1) & (e_t0[i] == t0)
+        tau[same] = e_tau[i[same]]
+    return tau
+
+
+def _time_in_state(
+    carry: Carry,
+    t: _I64,
+    obs_state: _I64,
+    obs_switch: _I64,
+    switches: tuple[_I64, _I64, _I64],
+    lo: int,
+    hi: int,
+    G: int,
+) -> tuple[_I64, _I64, SpanSet]:
+    """Observations (the carry's first) and the seconds in each state over [lo, hi] as spans.
+
+    An observation holds until the next one, for at most the max gap, then the state is
+    UNKNOWN. A change between observations on consecutive rows starts at the instant
+    :func:`_change_offsets` gives; with rows in between (a state tag that was Bad there) it
+    starts at the new observation, as the rows between were booked before it was seen.
+    """
+    obs = np.flatnonzero(obs_state >= 0)
+    o_t = t[obs]
+    o_s = obs_state[obs]
+    o_row = obs
+    lead: list[tuple[int, int]] = []
+    if carry.obs_t is not None:
+        o_t = np.concatenate(([carry.obs_t], o_t))
+        o_s = np.concatenate(([carry.obs_state], o_s))
+        o_row = np.concatenate(([-1 if carry.latest_ns == carry.obs_t else -2], o_row))
+    else:
+        lead = [(lo, int(o_t[0]) if o_t.size else hi)]
+    start = o_t.copy()
+    if o_t.size > 1:
+        j = 1 + np.flatnonzero(
+            (o_s[1:] != o_s[:-1]) & (o_t[1:] - o_t[:-1] <= G) & (o_row[1:] == o_row[:-1] + 1)
+        )
+        if j.size:
+            start[j] = o_t[j - 1] + _change_offsets(o_t[j - 1], o_t[j], obs_switch[o_row[j]], switches)
+    nxt = np.append(start[1:], hi) if o_t.size else o_t  # no observation: nothing to hold
+    held = np.minimum(nxt, o_t + G)
+    # in time order (so windows are found without a binary search per span): the lead-in
+    # before any observation, then per observation its held state and the unknown after G
+    lead_a = np.array([a for a, _ in lead], np.int64)
+    lead_b = np.array([b for _, b in lead], np.int64)
+    seg_a = np.concatenate((lead_a, np.stack((start, held), axis=1).ravel()))
+    seg_b = np.concatenate((lead_b, np.stack((held, nxt), axis=1).ravel()))
+    unknown = np.full(o_s.size, _UNKNOWN)
+    seg_s = np.concatenate((np.full(len(lead), _UNKNOWN), np.stack((o_s, unknown), axis=1).ravel()))
+    seg_a = np.maximum(seg_a, lo)
+    seg_b = np.minimum(seg_b, hi)
+    keep = seg_b > seg_a
+    spans = SpanSet(
+        seg_a[keep].astype(np.int64),
+        seg_b[keep].astype(np.int64),
+        (Target(T_STATE + seg_s[keep].astype(np.intp)),),
+    )
+    return o_t, o_s, spans
+
+
 def step(
     spec: AssetSpec,
     carry: Carry,
@@ -167,6 +306,7 @@ def step(
 
     # ---- states -------------------------------------------------------------------
     obs_state = np.full(n, -1, np.int64)
+    obs_switch = np.full(n, NO_SWITCH, np.int64)  # known change instants (debounce timers)
     power_carry = carry.power
     invalid_state = 0
     pw = col("power")
@@ -174,12 +314,17 @@ def step(
         pu = np.flatnonzero(pw[1])
         runs, power_carry = classify_power(t[pu], pw[0][pu], spec.thresholds, carry.power)
         obs_state[pu] = LEVEL_STATE[runs.dense(pu.size)]
+        obs_switch[pu[runs.start]] = runs.switch
     st = col("state")
     if st is not None:
         codes, valid = _state_codes(st[0], st[1])
         invalid_state = int(np.count_nonzero(st[1] & ~valid))
         obs_state[valid] = codes[valid]
-    obs = np.flatnonzero(obs_state >= 0)
+        obs_switch[valid] = NO_SWITCH
+    # instantaneous power at each row (NaN where none): the two sides of a change's split
+    p_row = np.full(n, np.nan)
+    if pw is not None and spec.power_mode == "instantaneous":
+        p_row[pw[1]] = pw[0][pw[1]]
     last = np.where(obs_state >= 0, np.arange(n), -1)
     np.maximum.accumulate(last, out=last)
     have = last >= 0
@@ -188,35 +333,7 @@ def step(
     known = have | (carry.obs_t is not None)
     s_row = np.where(known & (t - last_t <= G), last_s, _UNKNOWN)
 
-    # time in state over [lo, hi]
-    o_t = t[obs]
-    o_s = obs_state[obs]
-    lead: list[tuple[int, int]] = []
-    if carry.obs_t is not None:
-        o_t = np.concatenate(([carry.obs_t], o_t))
-        o_s = np.concatenate(([carry.obs_state], o_s))
-    else:
-        lead = [(lo, int(o_t[0]) if o_t.size else hi)]
-    nxt = np.append(o_t[1:], hi) if o_t.size else o_t  # no observation: nothing to hold
-    held = np.minimum(nxt, o_t + G)
-    # in time order (so windows are found without a binary search per span): the lead-in
-    # before any observation, then per observation its held state and the unknown after G
-    lead_a = np.array([a for a, _ in lead], np.int64)
-    lead_b = np.array([b for _, b in lead], np.int64)
-    seg_a = np.concatenate((lead_a, np.stack((o_t, held), axis=1).ravel()))
-    seg_b = np.concatenate((lead_b, np.stack((held, nxt), axis=1).ravel()))
-    unknown = np.full(o_s.size, _UNKNOWN)
-    seg_s = np.concatenate((np.full(len(lead), _UNKNOWN), np.stack((o_s, unknown), axis=1).ravel()))
-    seg_a = np.maximum(seg_a, lo)
-    seg_b = np.minimum(seg_b, hi)
-    keep = seg_b > seg_a
-    spans: list[SpanSet] = [
-        SpanSet(
-            seg_a[keep].astype(np.int64),
-            seg_b[keep].astype(np.int64),
-            (Target(T_STATE + seg_s[keep].astype(np.intp)),),
-        )
-    ]
+    spans: list[SpanSet] = []
     fpoints: list[Points] = [Points(t, ROWS, 1.0)]
     upoints: list[Points] = []
     new_roles = dict(carry.roles)
@@ -227,6 +344,8 @@ def step(
     energy_samples = _EMPTY_I
     power_spans = None
     energy_counts = None
+    switches = (_EMPTY_I, _EMPTY_I, _EMPTY_I)  # energy intervals split at a change: t0, t1, τ
+    time_base = carry.time_base
 
     # ---- per-role intervals -------------------------------------------------------
     for role in sorted(spec.roles - {"state"}):
@@ -241,21 +360,28 @@ def step(
         tu = t[u]
         gu = good[u]
         su = s_row[u]
+        pu_ = p_row[u]
+        last_p = float(pu_[-1])
         if role in COUNTER_ROLES:
             cs = spec.counters[role]
             vu = as_raw_counts(v[u], cs.maximum, f"asset {spec.asset!r} role {role!r}")
-            new_roles[role] = RoleCarry(int(tu[-1]), int(vu[-1]), bool(gu[-1]), int(su[-1]))
+            new_roles[role] = RoleCarry(int(tu[-1]), int(vu[-1]), bool(gu[-1]), int(su[-1]), last_p)
             if prev is not None:
                 vu = np.concatenate((np.array([prev.v], np.uint64), vu))
         else:
             vu = v[u].astype(np.float64)
-            new_roles[role] = RoleCarry(int(tu[-1]), float(vu[-1]), bool(gu[-1]), int(su[-1]))
+            new_roles[role] = RoleCarry(int(tu[-1]), float(vu[-1]), bool(gu[-1]), int(su[-1]), last_p)
             if prev is not None:
                 vu = np.concatenate(([float(prev.v)], vu))
+        su1 = su  # state at each interval's end sample ...
+        sw1 = obs_switch[u]  # ... and a known change instant there
         if prev is not None:
             tu = np.concatenate(([prev.t], tu))
             gu = np.concatenate(([prev.good], gu))
             su = np.concatenate(([prev.state], su))
+            pu_ = np.concatenate(([prev.p], pu_))
+        else:
+            su1, sw1 = su1[1:], sw1[1:]
         if role == e_role:
             energy_samples = t[u]
         if tu.size < 2:
@@ -276,9 +402,15 @@ def step(
             upoints.append(Points(tb, RAW[role], cd.delta))
             if role == "energy_counter":
                 sb = np.where(short, su[:-1], _UNKNOWN).astype(np.intp)
-                upoints.append(Points(tb, RAW_STATE + sb, cd.delta))
+                counts = cd.delta.astype(np.float64)
+                ends = (pu_[:-1], pu_[1:], sw1)
+                one = cs.scale * 3600.0  # kW·s per count: the resolution of the split
+                pts, switches, time_base = _counter_by_state(
+                    t0, t1, short, sb, su1, counts, ends, one, carry.time_base
+                )
+                fpoints.extend(pts)
                 if role == e_role and spec.emission_factor is not None:
-                    counted = cd.delta.astype(np.float64) * cs.scale
+                    counted = counts * cs.scale
                     fpoints.append(Points(tb, CO2, counted * _ef(spec, tb)))
                 energy_counts = (tb, cd.delta)
         else:
@@ -286,18 +418,28 @@ def step(
             # an interval-average sample describes the interval it closes: constant density
             average = role == "power" and spec.power_mode == "interval_average"
             v0: _F64 = v1 if average else vu[:-1].astype(np.float64, copy=False)
-            if role == "power":
-                kwh = 1.0 / 3600.0
+            targets = [Target(INT[role], _KWH if role == "power" else 1.0)]
+            if role == e_role:  # power is the energy source: energy by state, CO2, demand
+                a, b = t0[short], t1[short]
+                w0, w1 = v0[short], v1[short]
                 s0 = su[:-1][short].astype(np.intp)
-                targets = [Target(INT[role], kwh), Target(PE_STATE + s0, kwh)]
-                if role == e_role and spec.emission_factor is not None:
-                    targets.append(Target(CO2, np.asarray(_ef(spec, t0[short])) * kwh))
-                if role == e_role:
-                    power_spans = (t0, t1, v0, v1, short)
-            else:
-                targets = [Target(INT[role])]
+                energy = (w0 + w1) * 0.5 * ((b - a) / 1e9)  # kW·s
+                ch = _changes(np.ones(a.size, np.bool_), s0, su1[short])
+                p0, p1 = pu_[:-1][short][ch], pu_[1:][short][ch]
+                tau, share = split_interval(a[ch], b[ch], energy[ch], p0, p1, np.inf, sw1[short][ch])
+                old_share = np.ones(a.size)
+                old_share[ch] = share
+                targets.append(Target(PE_STATE + s0, _KWH * old_share))
+                new_part = Target(PE_STATE + su1[short][ch].astype(np.intp), _KWH * (1.0 - share))
+                spans.append(SpanSet(a[ch], b[ch], (new_part,), w0[ch], w1[ch]))
+                switches = (a[ch], b[ch], tau)
+                if spec.emission_factor is not None:
+                    targets.append(Target(CO2, np.asarray(_ef(spec, a)) * _KWH))
+                power_spans = (t0, t1, v0, v1, short)
             spans.append(SpanSet(t0[short], t1[short], tuple(targets), v0[short], v1[short]))
 
+    o_t, o_s, time_spans = _time_in_state(carry, t, obs_state, obs_switch, switches, lo, hi, G)
+    spans.insert(0, time_spans)
     lo_book = min(
         [lo, *(int(s.t0.min()) for s in spans if s.t0.size), *(int(p.t.min()) for p in upoints if p.t.size)]
     )
@@ -308,6 +450,7 @@ def step(
         power=power_carry,
         obs_t=int(o_t[-1]) if o_t.size else carry.obs_t,
         obs_state=int(o_s[-1]) if o_s.size else carry.obs_state,
+        time_base=time_base,
     )
     return StepResult(
         new_carry,

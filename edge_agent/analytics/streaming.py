@@ -22,7 +22,7 @@ from .apportion import Booked, book, totals, window_sums
 from .arrays import sorted_unique
 from .demand import Candidates, DemandTracker
 from .kpis import compute_kpis
-from .layout import COV, GOOD, M_BLOCK, M_ROLL, NF, NU, PE_STATE, RAW, RAW_STATE, ROWS, empty_acc
+from .layout import CE_STATE, COV, GOOD, M_BLOCK, M_ROLL, NF, NU, PE_STATE, RAW, ROWS, empty_acc
 from .reorder import ReorderBuffer, Rows
 from .results import Totals, WindowKpis
 from .spec import AssetSpec, MachineState
@@ -187,7 +187,7 @@ class StreamingAnalytics:
         if role == "energy_counter":
             scale = spec.counters[role].scale
             energy = self._tu[RAW[role]] * scale
-            by_state = {n: self._tu[RAW_STATE + i] * scale for i, n in enumerate(names)}
+            by_state = {n: float(tf[CE_STATE + i]) * scale for i, n in enumerate(names)}
         elif role == "power":
             from .layout import INT
 
