@@ -34,6 +34,7 @@ def fleet(
     plc: bool = False,
     mode: str = "instantaneous",
     thresholds: bool = True,
+    dwell: float = 3.0,
 ) -> tuple[list[AssetSpec], np.ndarray, dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     if irregular:
@@ -64,7 +65,7 @@ def fleet(
             asset=f"m{i}",
             rated_power_kw=100.0,
             thresholds=StateThresholds(
-                off_below_kw=1, idle_below_kw=10, hysteresis_kw=1 + i % 2, min_dwell_s=3
+                off_below_kw=1, idle_below_kw=10, hysteresis_kw=1 + i % 2, min_dwell_s=dwell
             )
             if thresholds
             else None,
@@ -112,6 +113,10 @@ def check(specs, ts, sig, q=None, window=QUARTER) -> np.ndarray:  # type: ignore
         {"plc": True},
         {"counter": False, "mode": "interval_average", "offset": 7},
         {"thresholds": False},
+        # no dwell: every change instant is estimated from the counter and its learned time base
+        {"dwell": 0.0},
+        {"dwell": 0.0, "offset": 17, "irregular": True},
+        {"dwell": 0.0, "counter": False, "offset": 17},
     ],
 )
 def test_fleet_equals_streaming(kw: dict[str, object]) -> None:

@@ -429,13 +429,13 @@ def _split(
     interval's energy e (kW·s): P0 for a fraction φ of the device time D, P1 for the rest, so
     P0·φ·D + P1·(1 − φ)·D = e; φ is the posterior mean under a uniform prior when that equation
     scatters by ``scatter`` (relative) and by the resolution ``res``; D = Δt·(ρ + scatter²/ρ),
-    the length-biased device time."""
+    the length-biased device time, within ½–2 Δt."""
     dt = t1 - t0
     dt_s = dt / 1e9
     phi = 0.5  # no better guess
     dp = p0 - p1
     if math.isfinite(dp) and abs(dp) * dt_s > res:  # the powers differ by more than e resolves
-        d = dt_s * (rho + scatter * scatter / rho)
+        d = dt_s * min(max(rho + scatter * scatter / rho, 0.5), 2.0)
         lever = dp * d
         mu = (e - p1 * d) / lever
         sd = max(math.sqrt((scatter * e) ** 2 + res * res / 6.0) / abs(lever), 1e-12)

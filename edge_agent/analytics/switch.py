@@ -25,11 +25,12 @@ with opposite signs, so the relative residual x = ΔE/(P̄Δt) − 1 of one inte
 next one's. The estimator learns that from the intervals without a change (:class:`TimeBase`:
 a weighted regression x_k ≈ a·x_{k−1} and its residual scatter σ), then for a change interval
 whose predecessor had a residual x₋ expects ρ = 1 + a·x₋ (else 1, with the unconditional
-scatter). Length-biased, the device time of the change interval is D = Δt·(ρ + σ²/ρ), and φ is
-the posterior mean under a uniform prior: a normal with centre (ΔE − P₁D)/((P₀ − P₁)D) and spread
-√((σΔE)² + q²/6)/|(P₀ − P₁)D| (q: one count; two floors: variance q²/6), truncated to [0, 1].
-With exact stamps (σ → 0, ρ = 1) that is the clipped solution above; with meaningless energy
-(σ → ∞) it is ½, the energy-time midpoint.
+scatter). Length-biased, the device time of the change interval is D = Δt·(ρ + σ²/ρ), kept
+within ½–2 Δt, and φ is the posterior mean under a uniform prior: a normal with centre
+(ΔE − P₁D)/((P₀ − P₁)D) and spread √((σΔE)² + q²/6)/|(P₀ − P₁)D| (q: one count; two floors:
+variance q²/6), truncated to [0, 1].
+With exact stamps (σ → 0, ρ = 1) that is the clipped solution above, to the counter's
+resolution; with meaningless energy (σ → ∞) it is ½, the energy-time midpoint.
 
 * For the trapezoid (power-only assets) the solution is always φ = ½: each state gets its own
   power over half the interval, E₀ = P₀·Δt/2.
@@ -39,8 +40,8 @@ With exact stamps (σ → 0, ρ = 1) that is the clipped solution above; with me
 * A debounced state (``min_dwell_s``) changes by definition when its timer expires, at the level
   run's start + dwell; then φ is that instant, not an estimate.
 
-Every path (streaming, fleet, reference) calls this with the same inputs, so they agree to
-rounding; the reference re-derives the inputs on its own.
+The streaming and fleet paths call this with the same inputs, so they agree to rounding; the
+plain-Python reference derives the same definition on its own.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ def split_interval(
         r = np.broadcast_to(np.asarray(rho, np.float64), dt_ns.shape)[solvable]
         q = np.broadcast_to(np.asarray(resolution_kws, np.float64), dt_ns.shape)[solvable]
         e = energy_kws[solvable]
-        d = dt_s[solvable] * (r + s * s / r)  # device time a change interval covers (length-biased)
+        # device time a change interval covers (length-biased), within the bounds of ρ
+        d = dt_s[solvable] * np.clip(r + s * s / r, 0.5, 2.0)
         lever = dp[solvable] * d
         mu = (e - p1_kw[solvable] * d) / lever
         sd = np.maximum(np.sqrt((s * e) ** 2 + q * q / 6.0) / np.abs(lever), 1e-12)
