@@ -85,6 +85,32 @@ def test_carry_makes_batches_equal_one_pass(p: list[float], cut: int, dwell: flo
     assert joined.tolist() == whole.dense(len(p)).tolist()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    p=st.lists(st.floats(0, 30, allow_nan=False, width=32), min_size=2, max_size=60),
+    steps=st.lists(st.sampled_from([1, 2, 3, 7]), min_size=60, max_size=60),
+    dwell=st.sampled_from([0.0, 2.0, 5.0]),
+)
+def test_sample_by_sample_equals_one_pass(p: list[float], steps: list[int], dwell: float) -> None:
+    # one sample per call takes a plain-Python path; it must match the array path exactly,
+    # the instants at which debounced changes took effect included
+    th = StateThresholds(off_below_kw=2.0, idle_below_kw=12.0, hysteresis_kw=3.0, min_dwell_s=dwell)
+    t = T0 + np.cumsum(np.array(steps[: len(p)], np.int64)) * NS
+    arr = np.array(p, np.float32)
+    whole, last = classify_power(t, arr, th, None)
+    carry = None
+    levels, switch = [], []
+    for i in range(len(p)):
+        runs, carry = classify_power(t[i : i + 1], arr[i : i + 1], th, carry)
+        levels.append(int(runs.level[0]))
+        switch.append(int(runs.switch[0]))
+    assert levels == whole.dense(len(p)).tolist()
+    dense_switch = np.full(len(p), -1)
+    dense_switch[whole.start] = whole.switch
+    assert switch == dense_switch.tolist()
+    assert carry == last
+
+
 def machine(**kw: object) -> AssetSpec:
     base: dict[str, object] = {
         "asset": "lathe-4",

@@ -60,6 +60,14 @@ def _pick(x: Field | Mult, src: npt.NDArray[np.intp] | None) -> Field | Mult:
     return x
 
 
+def _fill(x: Field | Mult | npt.NDArray[np.uint64], n: int, dtype: npt.DTypeLike) -> np.ndarray:
+    """``x`` as an array of n values (a scalar repeated). Cheaper than ``np.broadcast_to``,
+    which costs more than the arithmetic of a small batch."""
+    if isinstance(x, np.ndarray) and x.shape == (n,):
+        return x.astype(dtype, copy=False)
+    return np.full(n, x, dtype)
+
+
 def _split(
     s: SpanSet, b: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64], npt.NDArray[np.intp] | None]:
@@ -125,15 +133,17 @@ def book(
         cell, amount, src = _split(s, cuts)
         for tg in s.targets:
             fc.append(cell)
-            ff.append(np.broadcast_to(np.asarray(_pick(tg.field, src), np.intp), cell.shape))
+            ff.append(_fill(_pick(tg.field, src), cell.shape[0], np.intp))
             fw.append(amount * _pick(tg.mult, src))
     for p in fpoints:
-        fc.append(bin_index(cuts, p.t, "right") - 1)
-        ff.append(np.broadcast_to(np.asarray(p.field, np.intp), p.t.shape))
-        fw.append(np.broadcast_to(np.asarray(p.w, np.float64), p.t.shape))
-    uc = [bin_index(cuts, p.t, "right") - 1 for p in upoints]
-    uf = [np.broadcast_to(np.asarray(p.field, np.intp), p.t.shape) for p in upoints]
-    uw = [np.broadcast_to(np.asarray(p.w, np.uint64), p.t.shape) for p in upoints]
+        if p.t.size:
+            fc.append(bin_index(cuts, p.t, "right") - 1)
+            ff.append(_fill(p.field, p.t.shape[0], np.intp))
+            fw.append(_fill(p.w, p.t.shape[0], np.float64))
+    up = [p for p in upoints if p.t.size]
+    uc = [bin_index(cuts, p.t, "right") - 1 for p in up]
+    uf = [_fill(p.field, p.t.shape[0], np.intp) for p in up]
+    uw = [_fill(p.w, p.t.shape[0], np.uint64) for p in up]
 
     def cat(parts: list[np.ndarray], dtype: npt.DTypeLike) -> np.ndarray:
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
@@ -155,7 +165,7 @@ def window_sums(
     """Sums per window ``[b[i], b[i+1])``; the boundaries must be among the cuts."""
     nw = b.shape[0] - 1
     f, u, m = empty_acc(nw)
-    cell_window = np.searchsorted(b, booked.cuts[:-1], side="right") - 1
+    cell_window = b.searchsorted(booked.cuts[:-1], side="right") - 1
     if booked.fc.size:
         w = cell_window[booked.fc]
         f += np.bincount(w * NF + booked.ff, weights=booked.fw, minlength=nw * NF).reshape(nw, NF)

@@ -30,7 +30,7 @@ def bin_index(
     binary search per sample.
     """
     if x.size < 64 or not bool(np.all(x[1:] >= x[:-1])):
-        return np.searchsorted(b, x, side=side)  # type: ignore[call-overload, no-any-return]
-    inner = np.searchsorted(x, b, side="left" if side == "right" else "right")
+        return b.searchsorted(x, side=side)  # type: ignore[call-overload, no-any-return]
+    inner = x.searchsorted(b, side="left" if side == "right" else "right")
     counts = np.diff(np.concatenate(([0], inner, [x.size])))
     return np.repeat(np.arange(b.size + 1, dtype=np.intp), counts)

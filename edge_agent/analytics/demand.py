@@ -120,10 +120,11 @@ class DemandTracker:
         lo = self._first + L - 1  # exclusive: a full block must fit after the first sample
         if self._det is not None:
             lo = max(lo, self._det)
-        s = self._samples
+        s = self._samples  # sorted: take only the seeds that land in (lo, determined]
+        near = s[s.searchsorted(lo, side="right") : s.searchsorted(determined, side="right")]
+        early = s[s.searchsorted(lo - L, side="right") : s.searchsorted(determined - L, side="right")]
         blocks = np.arange((lo // L + 1) * L, determined + 1, L, dtype=np.int64)
-        e = sorted_unique(np.concatenate((s, s + L, blocks)))
-        e = e[(e > lo) & (e <= determined)]
+        e = sorted_unique(np.concatenate((near, early + L, blocks)))
         if self.scale is None:
             kwh = self._energy_power(e) - self._energy_power(e - L)
         else:
@@ -133,12 +134,12 @@ class DemandTracker:
         return Candidates(e, kwh, e % L == 0)
 
     def _trim(self, keep_from: int) -> None:
-        self._samples = self._samples[self._samples > keep_from]
-        i = int(np.searchsorted(self._t1, keep_from, side="right"))
+        self._samples = self._samples[self._samples.searchsorted(keep_from, side="right") :]
+        i = int(self._t1.searchsorted(keep_from, side="right"))
         if i:
             self._t0, self._t1, self._ok = self._t0[i:], self._t1[i:], self._ok[i:]
             self._v0, self._v1, self._cum0 = self._v0[i:], self._v1[i:], self._cum0[i:]
-        j = int(np.searchsorted(self._tb, keep_from, side="left"))
+        j = int(self._tb.searchsorted(keep_from, side="left"))
         if j:
             self._base = self._cum[j - 1]
             self._tb = self._tb[j:]

@@ -225,6 +225,8 @@ def classify_power(
     n = t_ns.shape[0]
     if n == 0:
         return StateRuns(np.zeros(0, np.intp), np.zeros(0, np.int8), np.zeros(0, np.int64)), carry
+    if n == 1:
+        return _classify_one(int(t_ns[0]), float(p[0]), th, carry)
     z = zones(p.reshape(1, n), np.array([edges(th)]))
     dwell = np.array([round(th.min_dwell_s * 1e9)], np.int64)
     if carry is None:
@@ -241,3 +243,30 @@ def classify_power(
         )
     new = PowerCarry(level=int(lvl[0]), run_start_ns=int(rs[0]), effective=int(eff[0]))
     return StateRuns(runs.start, runs.level, runs.switch), new
+
+
+def _classify_one(
+    t: int, p: float, th: StateThresholds, carry: PowerCarry | None
+) -> tuple[StateRuns, PowerCarry]:
+    """:func:`classify_rows` for a single sample, in plain Python.
+
+    A stream fed one poll at a time classifies one sample per update; the array machinery
+    would cost some fifty times the arithmetic. The rules are those of :func:`classify_rows`
+    (a test holds the two to each other): the zone (compared exactly, also for float32),
+    decisive zones set the level and the bands only clamp it, a run equal to the carried
+    level continues the carried run, and the level takes effect once its run has lasted the
+    dwell.
+    """
+    zone = sum(p >= e for e in edges(th))
+    init = plain_level(p, th) if carry is None else carry.level
+    dec = int(_DECISIVE[zone])
+    level = dec if dec >= 0 else init
+    if (zone == 1 and init == 2) or (zone == 3 and init == 0):
+        level = 1  # a band clamps the level it holds (the raw level before this sample: init)
+    run_start = carry.run_start_ns if carry is not None and level == carry.level else t
+    dwell = round(th.min_dwell_s * 1e9)
+    before = level if carry is None else carry.effective
+    effective = level if run_start + dwell <= t else before
+    switch = run_start + dwell if dwell > 0 and effective != before else NO_SWITCH
+    runs = StateRuns(np.zeros(1, np.intp), np.array([effective], np.int8), np.array([switch], np.int64))
+    return runs, PowerCarry(level=level, run_start_ns=run_start, effective=effective)

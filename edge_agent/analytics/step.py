@@ -36,6 +36,7 @@ from .layout import CE_STATE, CO2, COV, GOOD, INT, PE_STATE, RAW, ROWS, T_STATE
 from .spec import ANALOG_ROLES, COUNTER_ROLES, ROLES, AssetSpec, EmissionSeries, MachineState
 from .states import LEVEL_STATE, PowerCarry, classify_power
 from .switch import NO_SWITCH, TimeBase, split_interval, time_base_at, time_base_terms
+from .timeline import order_rows
 
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
@@ -43,6 +44,7 @@ _UNKNOWN = int(MachineState.UNKNOWN)
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
 _KWH = 1.0 / 3600.0  # kW·s → kWh
+_GOOD, _UNCERTAIN = int(Quality.GOOD), int(Quality.UNCERTAIN)  # plain ints: enum lookups are slow
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +282,6 @@ def step(
 ) -> StepResult:
     """Contributions of one batch (any order, duplicates allowed) and the new carry."""
     validate_batch(spec, ts, signals, quality)
-    from .timeline import order_rows
-
     order = order_rows(ts, carry.latest_ns)
     idx = order.index
     t = ts if idx is None else ts[idx]
@@ -299,10 +299,10 @@ def step(
             return None
         v = signals[role] if idx is None else signals[role][idx]
         q = quality[role] if idx is None else quality[role][idx]
-        usable = q <= Quality.UNCERTAIN
+        usable = q <= _UNCERTAIN
         if role in ANALOG_ROLES:
             usable &= np.isfinite(v)
-        return v, usable, q == Quality.GOOD
+        return v, usable, q == _GOOD
 
     # ---- states -------------------------------------------------------------------
     obs_state = np.full(n, -1, np.int64)

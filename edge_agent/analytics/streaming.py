@@ -284,16 +284,17 @@ class StreamingAnalytics:
                 sel = cands.block & (bi == i)
                 np.maximum.at(m[:, M_BLOCK], i[sel], cands.kwh[sel])
         if op.start.size:
-            pos = np.searchsorted(b, op.start)
+            pos = b.searchsorted(op.start)
             f[pos] += op.f
             u[pos] += op.u
             m[pos] = np.maximum(m[pos], op.m)
         allw = _Sums(b[:-1], b[1:], f, u, m)
         # windows closed by an earlier batch: nothing may have been booked into them again
-        done = int(np.searchsorted(allw.end, self._closed_until.get(w.name, lo), side="right"))
-        assert not allw.f[:done].any() and not allw.u[:done].any(), "booked into a closed window"
+        done = int(allw.end.searchsorted(self._closed_until.get(w.name, lo), side="right"))
+        if done:
+            assert not allw.f[:done].any() and not allw.u[:done].any(), "booked into a closed window"
         allw = allw.take(slice(done, None))
-        k = int(np.searchsorted(allw.end, limit, side="right"))
+        k = int(allw.end.searchsorted(limit, side="right"))
         if k:
             self._closed_until[w.name] = int(allw.end[k - 1])
         self._open[w.name] = allw.take(slice(k, None))
@@ -334,6 +335,8 @@ class StreamingAnalytics:
         return self._emit(w.name, one)
 
     def _emit(self, name: str, s: _Sums) -> list[WindowKpis]:
+        if not s.start.size:
+            return []
         sel = _emittable(s.f)
         if not sel.any():
             return []

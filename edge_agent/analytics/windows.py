@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = ["DEFAULT_WINDOWS", "CalendarWindow", "FixedWindow", "RollingWindow", "WindowSpec", "bounds"]
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,16 +91,29 @@ def bounds(w: WindowSpec, lo_ns: int, hi_ns: int) -> npt.NDArray[np.int64]:
 
 def _calendar_bounds(w: CalendarWindow, lo_ns: int, hi_ns: int) -> npt.NDArray[np.int64]:
     tz = ZoneInfo(w.tz)
-    day = dt.datetime.fromtimestamp(lo_ns // _NS, tz).date() - dt.timedelta(days=1)
-    end_day = dt.datetime.fromtimestamp(hi_ns // _NS, tz).date() + dt.timedelta(days=2)
+    first = dt.datetime.fromtimestamp(lo_ns // _NS, tz).date().toordinal() - 1
+    last = dt.datetime.fromtimestamp(hi_ns // _NS, tz).date().toordinal() + 2
+    b = _day_starts(w, first, last)
+    i0 = int(np.searchsorted(b, lo_ns, side="right")) - 1  # >= 0: we started a day early
+    i1 = int(np.searchsorted(b, hi_ns, side="right"))
+    return b[i0 : i1 + 1]
+
+
+@functools.lru_cache(maxsize=64)
+def _day_starts(w: CalendarWindow, first: int, last: int) -> npt.NDArray[np.int64]:
+    """Window starts of local days ``first``..``last`` (proleptic ordinals), sorted.
+
+    Cached: a stream fed row by row asks for the same few days on every update, and building
+    zone-aware datetimes is most of what a small update would otherwise cost.
+    """
+    tz = ZoneInfo(w.tz)
     out: list[int] = []
-    while day <= end_day:
+    for ordinal in range(first, last + 1):
+        day = dt.date.fromordinal(ordinal)
         midnight = dt.datetime(day.year, day.month, day.day)
         for h in w.start_hours:
             local = (midnight + dt.timedelta(hours=h)).replace(tzinfo=tz)
             out.append((local - _EPOCH) // _ONE_US * 1000)
-        day += dt.timedelta(days=1)
     b = np.unique(np.asarray(out, dtype=np.int64))
-    i0 = int(np.searchsorted(b, lo_ns, side="right")) - 1  # >= 0: we started a day early
-    i1 = int(np.searchsorted(b, hi_ns, side="right"))
-    return b[i0 : i1 + 1]
+    b.flags.writeable = False  # shared by every caller
+    return b
