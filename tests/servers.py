@@ -41,15 +41,10 @@ import numpy as np
 import pytest
 
 from edge_agent.batch import SampleBatch
+from edge_agent.broker import free_port
 from edge_agent.config import AgentConfig
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _need(binary: str, package: str) -> str:
