@@ -27,12 +27,13 @@ class CounterDeltas:
 
 def as_raw_counts(values: np.ndarray, maximum: int, where: str) -> npt.NDArray[np.uint64]:
     """Validate raw counter readings and widen them to uint64 without losing a count."""
-    if not np.issubdtype(values.dtype, np.integer):
+    kind = values.dtype.kind  # "i"/"u": integers (cheaper than np.issubdtype on every update)
+    if kind not in "iu":
         raise ValueError(
             f"{where}: counters must arrive as raw integers, got {values.dtype}; decode the "
             "register as an integer type so totals stay exact (the spec holds the scale)"
         )
-    if values.size and np.issubdtype(values.dtype, np.signedinteger) and values.min() < 0:
+    if values.size and kind == "i" and values.min() < 0:
         raise ValueError(
             f"{where}: negative counter reading {int(values.min())}; counters "
             "count up from 0 — check the register's data type"
@@ -64,7 +65,7 @@ def counter_deltas(
     fall = v1 < v0
     delta = v1 - v0  # uint64 wraps on a fall; fixed below
     if not fall.any():
-        return CounterDeltas(delta, np.zeros_like(fall), np.zeros_like(fall))
+        return CounterDeltas(delta, fall, fall)  # all False: no rollover, no reset
     idx = np.flatnonzero(fall)
     a = v0[idx]
     b = v1[idx]
