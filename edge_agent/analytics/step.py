@@ -256,20 +256,19 @@ def _time_in_state(
     held = np.minimum(nxt, o_t + G)
     # in time order (so windows are found without a binary search per span): the lead-in
     # before any observation, then per observation its held state and the unknown after G
-    lead_a = np.array([a for a, _ in lead], np.int64)
-    lead_b = np.array([b for _, b in lead], np.int64)
-    seg_a = np.concatenate((lead_a, np.stack((start, held), axis=1).ravel()))
-    seg_b = np.concatenate((lead_b, np.stack((held, nxt), axis=1).ravel()))
-    unknown = np.full(o_s.size, _UNKNOWN)
-    seg_s = np.concatenate((np.full(len(lead), _UNKNOWN), np.stack((o_s, unknown), axis=1).ravel()))
-    seg_a = np.maximum(seg_a, lo)
-    seg_b = np.minimum(seg_b, hi)
+    k = len(lead)
+    seg_a = np.empty(k + 2 * o_t.size, np.int64)
+    seg_b = np.empty_like(seg_a)
+    seg_s = np.full(seg_a.size, _UNKNOWN, np.intp)
+    if k:
+        seg_a[0], seg_b[0] = lead[0]
+    seg_a[k::2], seg_a[k + 1 :: 2] = start, held
+    seg_b[k::2], seg_b[k + 1 :: 2] = held, nxt
+    seg_s[k::2] = o_s
+    np.maximum(seg_a, lo, out=seg_a)
+    np.minimum(seg_b, hi, out=seg_b)
     keep = seg_b > seg_a
-    spans = SpanSet(
-        seg_a[keep].astype(np.int64),
-        seg_b[keep].astype(np.int64),
-        (Target(T_STATE + seg_s[keep].astype(np.intp)),),
-    )
+    spans = SpanSet(seg_a[keep], seg_b[keep], (Target(T_STATE + seg_s[keep]),))
     return o_t, o_s, spans
 
 
