@@ -69,6 +69,17 @@ def test_energy_outside_the_model_lands_on_an_end_and_stays_split_exactly() -> N
     assert 1 - 1e-3 < share <= 1.0
 
 
+def test_far_outside_the_window_the_posterior_stays_finite_and_exact() -> None:
+    # 612 kW·s in 2.5 s between 0.79 and 20.9 kW: the centre lies 11 units (38 sd) below
+    # [0, 1], where the plain probabilities underflow. The mean of a normal truncated that far
+    # out is sd²/|centre| to first order: the change sits a hair after the interval's start.
+    mu = (612 - 20.87 * 2.5) / ((0.7853 - 20.87) * 2.5)
+    sd = 36 / math.sqrt(6) / abs((0.7853 - 20.87) * 2.5)
+    tau, share = split(612.0, 0.7853, 20.87, dt_s=2.5, res=36.0)
+    assert tau / 2.5 == pytest.approx(sd * sd / abs(mu), rel=0.02)
+    assert 0 < share < 1e-3
+
+
 def test_close_or_missing_readings_fall_back_half_way() -> None:
     # |ΔP|·Δt = 0.05 kW × 10 s is below one count (1 kW·s): the energy cannot tell
     tau, share = split(100.0, 10.0, 10.05)

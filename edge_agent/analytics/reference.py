@@ -189,9 +189,7 @@ def reference(
     for x in t:
         points.append((x, ROWS, 1.0))
     p_at = [
-        float(val["power"][k])
-        if spec.power_mode == "instantaneous" and usable("power", k)
-        else float("nan")
+        float(val["power"][k]) if spec.power_mode == "instantaneous" and usable("power", k) else float("nan")
         for k in range(len(t))
     ]
     switched: dict[tuple[int, int], int] = {}  # energy interval split at a change → τ
@@ -247,9 +245,7 @@ def reference(
                     rx = math.nan  # relative residual ΔE/(P̄·Δt) − 1: evidence on the time base
                     if short and st != new_st and UNKNOWN not in (st, new_st):
                         rho, scatter = _time_base(fit, x_prev)
-                        tau, share = _split(
-                            t0, t1, d * one, p_at[a], p_at[b], one, hint.get(b), rho, scatter
-                        )
+                        tau, share = _split(t0, t1, d * one, p_at[a], p_at[b], one, hint.get(b), rho, scatter)
                         old_part = d * share
                         points.append((at, CE_STATE + new_st, d - old_part))
                         res.counter_energy_by_state[new_st] += d - old_part
@@ -451,17 +447,25 @@ def _split(
 
 
 def _truncated_mean(mu: float, sd: float) -> float:
-    """Mean of N(mu, sd²) restricted to [0, 1]."""
+    """Mean of N(mu, sd²) restricted to [0, 1]: mirrored so that mu ≤ ½; more than 5 sd below
+    the window, in the scaled form (erfcx) that does not underflow."""
+    from scipy.special import erfcx
 
     def cdf(x: float) -> float:
         return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
-    a, b = -mu / sd, (1.0 - mu) / sd
-    z = cdf(-a) - cdf(-b) if a > 0 else cdf(b) - cdf(a)
-    if z <= 0:
-        return 0.0 if mu < 0.5 else 1.0
-    m = mu + sd * (math.exp(-0.5 * a * a) - math.exp(-0.5 * b * b)) / (math.sqrt(2.0 * math.pi) * z)
-    return min(max(m, 0.0), 1.0) if math.isfinite(m) else (0.0 if mu < 0.5 else 1.0)
+    flip = mu > 0.5
+    m0 = 1.0 - mu if flip else mu
+    a, b = -m0 / sd, (1.0 - m0) / sd
+    if a > 5.0:
+        lr = 0.5 * (a * a - b * b)
+        den = float(erfcx(a / math.sqrt(2.0))) - math.exp(lr) * float(erfcx(b / math.sqrt(2.0)))
+        m = m0 + sd * math.sqrt(2.0 / math.pi) * -math.expm1(lr) / den
+    else:
+        z = cdf(-a) - cdf(-b) if a > 0 else cdf(b) - cdf(a)
+        m = m0 + sd * (math.exp(-0.5 * a * a) - math.exp(-0.5 * b * b)) / (math.sqrt(2.0 * math.pi) * z)
+    m = 1.0 - m if flip else m
+    return min(max(m, 0.0), 1.0)
 
 
 def _emit_rolling(

@@ -176,12 +176,14 @@ def _counter_by_state(
     old_part = counts.copy()
     switches = (_EMPTY_I, _EMPTY_I, _EMPTY_I)
     if ch.size:
-        def before(total: float, terms: _F64) -> _F64:  # the change's own pair adds nothing
-            out: _F64 = total + np.cumsum(terms)[ch]
-            return out
-
-        sums = before(tb.sxx, xx), before(tb.sxy, xy), before(tb.syy, yy), before(tb.sw, w)
-        rho, scatter = time_base_at(*sums, xp[ch])
+        # the evidence gathered before each change (its own pair adds nothing)
+        rho, scatter = time_base_at(
+            tb.sxx + np.cumsum(xx)[ch],
+            tb.sxy + np.cumsum(xy)[ch],
+            tb.syy + np.cumsum(yy)[ch],
+            tb.sw + np.cumsum(w)[ch],
+            xp[ch],
+        )
         tau, share = split_interval(t0[ch], t1[ch], energy[ch], p0[ch], p1[ch], one, switch[ch], rho, scatter)
         old_part[ch] *= share
         switches = (t0[ch], t1[ch], tau)

@@ -95,9 +95,7 @@ def time_base_terms(
     return w * xp0 * xp0, w * xp0 * x0, w * x0 * x0, w, x, xp
 
 
-def time_base_at(
-    sxx: _F64, sxy: _F64, syy: _F64, sw: _F64, x_before: _F64
-) -> tuple[_F64, _F64]:
+def time_base_at(sxx: _F64, sxy: _F64, syy: _F64, sw: _F64, x_before: _F64) -> tuple[_F64, _F64]:
     """Expected ρ and its scatter σ for change intervals, from the sums gathered before each
     and the residual of the interval just before it (NaN: none)."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -109,19 +107,26 @@ def time_base_at(
 
 
 def _uniform_posterior_mean(mu: _F64, sd: _F64) -> _F64:
-    """Mean of N(mu, sd²) truncated to [0, 1] — the posterior mean of φ under a uniform prior."""
-    from scipy.special import ndtr  # only needed when a change is estimated; costly to import
+    """Mean of N(mu, sd²) truncated to [0, 1] — the posterior mean of φ under a uniform prior.
 
-    a = -mu / sd
-    b = (1.0 - mu) / sd
-    # both ends in one tail: difference the small tail probabilities, not two numbers near 1
-    z = np.where(a > 0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))
-    pa = np.exp(-0.5 * a * a)
-    pb = np.exp(-0.5 * b * b)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m = mu + sd * (pa - pb) / (np.sqrt(2.0 * np.pi) * z)
-    edge = np.where(mu < 0.5, 0.0, 1.0)  # all mass beyond one end: that end
-    out: _F64 = np.clip(np.where((z > 0) & np.isfinite(m), m, edge), 0.0, 1.0)
+    Mirrored so the centre is at or below ½, the window lies above it; a window far out in the
+    normal's tail (more than 5 sd) is handled in scaled form (``erfcx``), where the plain
+    ratio of two underflowing probabilities would be 0/0.
+    """
+    from scipy.special import erfcx, ndtr  # only needed when a change is estimated; costly to import
+
+    flip = mu > 0.5
+    m0 = np.where(flip, 1.0 - mu, mu)
+    a = -m0 / sd
+    b = (1.0 - m0) / sd  # > 0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
+        z = np.where(a > 0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))
+        near = m0 + sd * (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / (np.sqrt(2.0 * np.pi) * z)
+        lr = 0.5 * (a * a - b * b)  # log of φ(b)/φ(a), < 0
+        den = erfcx(a / np.sqrt(2.0)) - np.exp(lr) * erfcx(b / np.sqrt(2.0))
+        far = m0 + sd * np.sqrt(2.0 / np.pi) * -np.expm1(lr) / den
+    m = np.where(a > 5.0, far, near)
+    out: _F64 = np.clip(np.where(flip, 1.0 - m, m), 0.0, 1.0)
     return out
 
 
