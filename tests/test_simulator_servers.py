@@ -287,15 +287,7 @@ async def test_dropped_connections_are_seen_and_the_client_reconnects(sim: Simul
         await asyncio.sleep(0.05)
         with pytest.raises((ConnectionException, ModbusIOException)):
             await mb.read_holding_registers(0, count=2, device_id=1)
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                if not (await mb.read_holding_registers(0, count=2, device_id=1)).isError():
-                    break
-            except (ConnectionException, ModbusIOException):
-                pass
-            assert time.monotonic() < deadline, "client did not reconnect"
-            await asyncio.sleep(0.1)
+        await _reads_again(mb, "client did not reconnect")
     finally:
         mb.close()
 
@@ -315,15 +307,8 @@ async def test_modbus_restart_keeps_the_port(sim: Simulator) -> None:
         fresh = await modbus_client(sim)
         assert not (await fresh.read_holding_registers(0, count=2, device_id=4)).isError()
         fresh.close()
-        deadline = time.monotonic() + 5  # the old client finds its way back by itself
-        while True:
-            try:
-                if not (await mb.read_holding_registers(0, count=2, device_id=1)).isError():
-                    break
-            except (ConnectionException, ModbusIOException):
-                pass
-            assert time.monotonic() < deadline, "client did not reconnect after restart"
-            await asyncio.sleep(0.1)
+        # the old client finds its way back by itself
+        await _reads_again(mb, "client did not reconnect after restart")
     finally:
         mb.close()
 
@@ -426,3 +411,16 @@ async def test_serve_runs_until_cancelled_and_releases_the_port() -> None:
     probe.close()
     with pytest.raises(RuntimeError, match="without an OPC UA server"):
         live.opcua_set_status("cnc1.power_kw", "BadSensorFailure")
+
+
+async def _reads_again(mb: AsyncModbusTcpClient, why: str, within: float = 5.0) -> None:
+    """Poll until the client reads unit 1 again; fail with ``why`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if not (await mb.read_holding_registers(0, count=2, device_id=1)).isError():
+                return
+        except (ConnectionException, ModbusIOException):
+            pass
+        assert time.monotonic() < deadline, why
+        await asyncio.sleep(0.1)
