@@ -21,7 +21,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from edge_agent.config import AgentConfig
 from edge_agent.delivery.influx import lines_for, make_writer
@@ -31,6 +30,7 @@ from edge_agent.delivery.quarantine import Quarantine
 from edge_agent.delivery.record import Record, sample_count
 from edge_agent.delivery.topics import subscription_filters
 from edge_agent.errors import ConfigError, ConfigProblem, PermanentSinkError, TransientSinkError
+from edge_agent.retry import Backoff, retry
 
 log = logging.getLogger("edge_agent.ingest")
 
@@ -143,8 +143,7 @@ class _Ingest:
             samples += sample_count(rec.batch) if rec else 0
         return items
 
-    def _failed(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
+    def _failed(self, exc: Exception, delay: float) -> None:
         self.stats.retried += 1
         self.stats.last_error = str(exc)
         log.log(
@@ -159,16 +158,13 @@ class _Ingest:
         body, fields = lines_for(records)
         if not fields:
             return
-        retrying = AsyncRetrying(
-            wait=wait_random_exponential(multiplier=0.2, max=self.icfg.backoff_max),
-            retry=retry_if_exception_type(TransientSinkError),
-            before_sleep=self._failed,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    await asyncio.to_thread(self.writer.write, body)
+            await retry(
+                lambda: asyncio.to_thread(self.writer.write, body),
+                backoff=Backoff(0.2, self.icfg.backoff_max),
+                retryable=lambda exc: isinstance(exc, TransientSinkError),
+                on_retry=self._failed,
+            )
         except PermanentSinkError as exc:
             if len(records) > 1:
                 half = len(records) // 2

@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
-
 from edge_agent.delivery.buffer import DurableBuffer
 from edge_agent.delivery.record import Record
 from edge_agent.delivery.stats import SinkStats
 from edge_agent.errors import PermanentSinkError, SinkError
+from edge_agent.retry import Backoff, retry
 
 log = logging.getLogger("edge_agent.delivery")
 
@@ -65,8 +64,7 @@ class _Health:
     def __init__(self, sink: Sink, stats: SinkStats) -> None:
         self.sink, self.stats, self.failing = sink, stats, False
 
-    def failed(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
+    def failed(self, exc: Exception, delay: float) -> None:
         self.stats.retried += 1
         self.stats.last_error = str(exc)
         level = logging.DEBUG if self.failing else logging.ERROR
@@ -86,22 +84,19 @@ class _Health:
             self.stats.last_error = None
 
 
-def _retryable(exc: BaseException) -> bool:
-    """Anything but a permanent refusal (or cancellation, which is BaseException) is worth retrying."""
-    return isinstance(exc, Exception) and not isinstance(exc, PermanentSinkError)
+def _retryable(exc: Exception) -> bool:
+    """Anything but a permanent refusal is worth retrying (cancellation never is)."""
+    return not isinstance(exc, PermanentSinkError)
 
 
 async def _deliver(sink: Sink, buffer: DurableBuffer, health: _Health, records: Sequence[Record]) -> None:
-    retrying = AsyncRetrying(
-        wait=wait_random_exponential(multiplier=0.2, max=sink.backoff_max),
-        retry=retry_if_exception(_retryable),
-        before_sleep=health.failed,
-        reraise=True,
-    )
     try:
-        async for attempt in retrying:
-            with attempt:
-                await sink.send(records)
+        await retry(
+            lambda: sink.send(records),
+            backoff=Backoff(0.2, sink.backoff_max),
+            retryable=_retryable,
+            on_retry=health.failed,
+        )
     except PermanentSinkError as exc:
         if len(records) > 1:  # find the bad batch; the good ones are rewritten idempotently
             half = len(records) // 2

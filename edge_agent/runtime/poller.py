@@ -1,8 +1,13 @@
-"""One poll loop per device: cadence, reconnect backoff, Bad-quality gaps, log-once.
+"""One poll loop per device: cadence, containment, reconnect backoff, Bad-quality gaps, log-once.
 
 Drivers stay small because everything about *when* and *what if it fails* lives here.
-A failing device is logged once at error level, then at debug level until it recovers,
-and its failures never delay other devices (each poller is its own task).
+Whatever a driver or plugin raises (a ``DriverError``, or a ``KeyError``/``TypeError`` from a
+bug) stays with its device: logged once per outage (with a traceback when it is not a
+``DriverError``), the device's tags get a Bad row, and the device restarts with backoff.
+Only cancellation leaves :meth:`DevicePoller.run`, so one device can never stop the others.
+
+The handler must not block: the runtime hands it a bounded queue, so the cadence never
+waits for analytics, disk or network. A tick that could not run on time counts as skipped.
 """
 
 from __future__ import annotations
@@ -12,35 +17,52 @@ __all__ = ["BatchHandler", "DevicePoller", "PollerStats"]
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+import numpy as np
 
-from edge_agent.batch import SampleBatch, now_ns
+from edge_agent.batch import Quality, SampleBatch, now_ns
 from edge_agent.drivers.base import Driver
 from edge_agent.errors import DeviceConnectError, DriverError
+from edge_agent.retry import Backoff
 
 BatchHandler = Callable[[SampleBatch], Awaitable[None]]
 log = logging.getLogger("edge_agent.poller")
+_QUALITY_NAMES = {q: q.name.lower() for q in Quality}
 
 
 @dataclass(slots=True)
 class PollerStats:
-    polls: int = 0
-    failed_polls: int = 0
-    reconnects: int = 0
-    last_error: str | None = None
-    down_since: float | None = None
+    """What one device did since start; read by status pages, never written outside the poller.
+
+    ``quality`` counts samples (tag values) by quality name: ``good``, ``uncertain``, ``bad``,
+    ``missing``. Times are wall-clock seconds since the epoch.
+    """
+
+    polls: int = 0  # reads that returned data
+    failed_polls: int = 0  # reads (or connects) that failed and produced a Bad row
+    skipped_polls: int = 0  # ticks that could not run on time (the previous poll overran)
+    reconnects: int = 0  # restarts of the device session after a failure
+    last_good_poll: float | None = None
+    last_error: str | None = None  # plain words, names the device
+    down_since: float | None = None  # monotonic time of the first failure of the current outage
+    quality: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_QUALITY_NAMES.values(), 0))
 
     @property
     def healthy(self) -> bool:
         return self.down_since is None
 
 
-class _SessionEnded(Exception):
-    """The link dropped after a good session: start a fresh backoff sequence."""
+def _describe(exc: BaseException, device: str) -> str:
+    """A driver's own error speaks for itself; anything else is a bug: say so and name its type."""
+    if isinstance(exc, DriverError):
+        return str(exc)
+    return (
+        f"device {device!r}: the driver raised {type(exc).__name__}: {exc} (a driver or plugin bug); "
+        "its tags are marked Bad and the device is restarted with backoff"
+    )
 
 
 class DevicePoller:
@@ -58,48 +80,37 @@ class DevicePoller:
         self.handler = handler
         self.limiter = limiter or asyncio.Semaphore(1)
         self.stats = PollerStats()
-        self._backoff_initial = backoff_initial
+        self._backoff = Backoff(backoff_initial, driver.config.backoff_max)
         self._tag_names = [t.name for t in driver.tags]
+        self._late = 0  # ticks skipped in the current overrun episode
+        self._session_good = False  # the current session read at least once
 
     @property
     def name(self) -> str:
         return self.driver.name
 
     async def run(self) -> None:
-        cfg = self.driver.config
+        """Sessions forever: a session ends on any failure; the next starts after a backoff."""
         while True:
-            retrying = AsyncRetrying(
-                wait=wait_random_exponential(multiplier=self._backoff_initial, max=cfg.backoff_max),
-                retry=retry_if_exception_type(DriverError),
-                before_sleep=self._before_retry,
-                reraise=True,
-            )
-            try:
-                async for attempt in retrying:
-                    with attempt:
-                        await self._session()
-            except _SessionEnded:
-                continue
+            good = await self._session()
+            if good:
+                self._backoff.reset()  # the link worked: the next outage starts with a short wait
+            self.stats.reconnects += 1
+            delay = await self._backoff.wait()
+            log.debug("device %r: reconnected after %.2f s", self.name, delay)
 
-    async def _session(self) -> None:
-        """Connect and poll until the link fails.
-
-        A failure before the first good read raises (and backs off further); a failure after
-        a good session ends it normally so the next outage starts with a short backoff.
-        """
-        read_any = False
+    async def _session(self) -> bool:
+        """Connect and poll until something fails; True if at least one read was good."""
+        self._session_good = False
         try:
             async with self.driver:
-                async for _ in self._polls():
-                    read_any = True
-        except DeviceConnectError as exc:
+                await self._polls()
+        except Exception as exc:  # containment: any driver/plugin error ends only this session
             await self._failed(exc)
-            if not read_any:
-                raise
-            raise _SessionEnded from exc
+        return self._session_good
 
-    async def _polls(self) -> AsyncIterator[None]:
-        """Read at the poll interval; yields after every good read."""
+    async def _polls(self) -> None:
+        """Read at the poll interval until the link drops (raises) or the driver misbehaves."""
         interval = self.driver.config.poll_interval
         loop = asyncio.get_running_loop()
         next_at = loop.time()
@@ -109,30 +120,62 @@ class DevicePoller:
                     batch = await self.driver.read()
             except DeviceConnectError:
                 raise
-            except DriverError as exc:
+            except DriverError as exc:  # the device answered badly; the link is fine
                 await self._failed(exc)
             else:
-                self.stats.polls += 1
+                self._session_good = True
+                self._count(batch)
                 self._recovered()
                 if len(batch):
                     await self.handler(batch)
-                yield
             next_at += interval
             now = loop.time()
             if next_at < now:  # overran: skip missed ticks instead of bursting
-                next_at = now + interval - ((now - next_at) % interval)
+                missed = int((now - next_at) // interval) + 1
+                next_at += missed * interval
+                self._skipped(missed)
+            elif self._late:
+                self._on_time()
             await asyncio.sleep(next_at - now)
 
-    async def _failed(self, exc: DriverError) -> None:
-        """Mark the gap with a Bad row; log at error once per outage, then at debug."""
-        self.stats.failed_polls += 1
-        self.stats.last_error = str(exc)
-        if self.stats.down_since is None:
-            self.stats.down_since = time.monotonic()
-            log.error("%s", exc)
+    def _count(self, batch: SampleBatch) -> None:
+        st = self.stats
+        st.polls += 1
+        st.last_good_poll = time.time()
+        if not batch.quality:
+            return
+        counts = np.bincount(np.concatenate(list(batch.quality.values())), minlength=len(Quality))
+        for code, name in _QUALITY_NAMES.items():
+            st.quality[name] += int(counts[code])
+
+    def _skipped(self, missed: int) -> None:
+        self.stats.skipped_polls += missed
+        if not self._late:
+            log.warning(
+                "device %r: a poll took longer than poll_interval=%gs; %d poll(s) skipped. "
+                "Raise poll_interval, read fewer tags, or check the link's latency.",
+                self.name,
+                self.driver.config.poll_interval,
+                missed,
+            )
+        self._late += missed
+
+    def _on_time(self) -> None:
+        log.info("device %r: polling on time again (%d poll(s) were skipped)", self.name, self._late)
+        self._late = 0
+
+    async def _failed(self, exc: BaseException) -> None:
+        """Mark the gap with a Bad row; log at error once per outage (with traceback for a bug)."""
+        st = self.stats
+        st.failed_polls += 1
+        st.last_error = _describe(exc, self.name)
+        if st.down_since is None:
+            st.down_since = time.monotonic()
+            log.error("%s", st.last_error, exc_info=not isinstance(exc, DriverError))
         else:
-            log.debug("%s (still failing)", exc)
+            log.debug("%s (still failing)", st.last_error)
         if self._tag_names:
+            st.quality["bad"] += len(self._tag_names)
             await self.handler(SampleBatch.bad(self.name, now_ns(), self._tag_names))
 
     def _recovered(self) -> None:
@@ -145,8 +188,3 @@ class DevicePoller:
                 self.stats.failed_polls,
             )
             self.stats.down_since = None
-
-    async def _before_retry(self, state: RetryCallState) -> None:
-        self.stats.reconnects += 1
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.debug("device %r: reconnecting in %.2f s", self.name, wait)
