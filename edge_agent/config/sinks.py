@@ -55,6 +55,19 @@ class BufferConfig(StrictModel):
     )
     quarantine_max_bytes: ByteSize = Field(16 * 2**20, gt=0)
     flush_timeout: Seconds = Field(10.0, ge=0, description="on shutdown, wait this long for sinks to drain")
+    linger: Seconds = Field(
+        0.5,
+        ge=0,
+        description="coalesce each device's polls this long into one buffer record and one MQTT message "
+        "per asset (and one analytics call); capped at analytics.kpi_interval. Adds at most this much "
+        "latency to raw data and to KPIs",
+    )
+    queue_samples: int = Field(
+        2_000_000,
+        ge=1,
+        description="poll queue between the pollers and processing, in samples; when full the oldest "
+        "polls are dropped and counted, the pollers never wait",
+    )
 
 
 class TlsConfig(StrictModel):

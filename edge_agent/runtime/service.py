@@ -1,26 +1,40 @@
-"""The agent: device pollers → per-asset analytics → durable delivery, under one TaskGroup.
+"""The agent: device pollers → bounded queue → per-asset analytics → durable delivery.
 
-Shutdown is structured: a stop event cancels the pollers, the analytics stage closes its
-open windows, and delivery flushes before the process exits, so SIGINT/SIGTERM loses nothing.
+Acquisition is apart from processing: pollers only ``offer`` their batches to a bounded
+:class:`BatchQueue` and keep their cadence; one processing task coalesces each device's polls
+for up to ``buffer.linger`` seconds (capped at the live KPI window), runs analytics once per
+asset over those rows, and submits one record per asset. So a record, an MQTT message and an
+analytics call each carry many rows, and raw data and KPIs are at most ``linger`` late.
+
+Failures stay where they happen: a driver's in its poller, an asset's analytics in that
+asset, a refused submit in a counter. Shutdown is structured: a stop event cancels the
+pollers, the queue is drained, open KPI windows are closed, and delivery flushes.
 """
 
 from __future__ import annotations
 
-__all__ = ["Agent", "BatchSink", "run_until_signal"]
+__all__ = ["Agent", "BatchSink", "RuntimeStats", "run_until_signal"]
 
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig
 from edge_agent.drivers.base import Driver
-from edge_agent.runtime.analytics_stage import AnalyticsStage
-from edge_agent.runtime.poller import DevicePoller
-from edge_agent.runtime.routing import Router
+from edge_agent.errors import EdgeAgentError
+from edge_agent.retry import Backoff
+from edge_agent.runtime.analytics_stage import AnalyticsStage, KpiBatch
+from edge_agent.runtime.poller import DevicePoller, PollerStats
+from edge_agent.runtime.queue import BatchQueue, QueueStats
+from edge_agent.runtime.routing import AssetRoute, Router
 
 log = logging.getLogger("edge_agent.agent")
+#: Flush a device's coalesced rows early once they hold this many samples (bounds record size).
+MAX_COALESCED_SAMPLES = 200_000
 
 
 class BatchSink(Protocol):
@@ -34,6 +48,30 @@ class BatchSink(Protocol):
         *,
         window: str | None = None,
     ) -> None: ...
+
+
+@dataclass(slots=True)
+class RuntimeStats:
+    """The runtime's public counters (delivery has its own: ``Delivery.stats``).
+
+    ``devices`` are live references to each poller's :class:`PollerStats`; ``queue`` is the
+    poll → processing hand-off; ``refused_samples`` were processed but the sink refused them
+    (e.g. ``BufferFullError`` after ``block_timeout``); ``analytics_errors`` maps an asset whose
+    KPIs failed to the error in plain words (its raw samples keep flowing).
+    """
+
+    devices: dict[str, PollerStats] = field(default_factory=dict)
+    queue: QueueStats = field(default_factory=QueueStats)
+    refused_samples: int = 0
+    last_refusal: str | None = None
+    analytics_errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Pending:
+    batches: list[SampleBatch]
+    since: float
+    samples: int
 
 
 class Agent:
@@ -53,46 +91,130 @@ class Agent:
         self.sink = sink
         self.router = Router(config)
         self.analytics = AnalyticsStage(config)
-        self._analytics_failed: set[str] = set()
+        self.linger = min(config.buffer.linger, config.analytics.kpi_interval)
+        self.queue = BatchQueue(config.buffer.queue_samples)
         limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
         self.pollers = [
-            DevicePoller(registry[dev.driver](dev), self._on_batch, limiter=limiter)
+            DevicePoller(registry[dev.driver](dev), self._offer, limiter=limiter)
             for dev in config.devices
             if dev.enabled
         ]
+        self.stats = RuntimeStats(devices={p.name: p.stats for p in self.pollers}, queue=self.queue.stats)
+        self._pending: dict[str, _Pending] = {}
+        self._refusing = False
 
-    async def _on_batch(self, batch: SampleBatch) -> None:
+    async def _offer(self, batch: SampleBatch) -> None:
+        self.queue.offer(batch)
+
+    # -- processing ------------------------------------------------------------------------------
+    async def _process(self) -> None:
+        """Coalesce, analyse and submit until the queue is closed and drained."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = min((p.since for p in self._pending.values()), default=None)
+            timeout = None if due is None else max(0.0, due + self.linger - loop.time())
+            batches = await self.queue.take_all(timeout)
+            now = loop.time()
+            for b in batches:
+                p = self._pending.get(b.device)
+                if p is None:
+                    p = self._pending[b.device] = _Pending([], now, 0)
+                p.batches.append(b)
+                p.samples += len(b) * len(b.values)
+            closing = self.queue.closed and not batches
+            for device in [d for d, p in self._pending.items() if closing or self._due(p, now)]:
+                await self._handle(SampleBatch.concat(self._pending.pop(device).batches))
+            if closing:
+                return
+
+    def _due(self, p: _Pending, now: float) -> bool:
+        return now - p.since >= self.linger or p.samples >= MAX_COALESCED_SAMPLES
+
+    async def _handle(self, batch: SampleBatch) -> None:
+        """One device's coalesced rows: analytics and submit per asset, failures contained."""
         for route, part in self.router.split(batch.with_nonfinite_bad()):
-            try:
-                kpis = self.analytics.update(route, part)
-            except Exception:
-                # Raw data still flows: a KPI defect must never cost the plant its measurements.
-                if route.asset.id not in self._analytics_failed:
-                    log.exception("analytics for asset %r failed; raw samples keep flowing", route.asset.id)
-                self._analytics_failed.add(route.asset.id)
-                kpis = []
-            if self.sink is not None:
-                await self.sink.submit("raw", route.asset, part)
-                for k in kpis:
-                    await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
+            kpis = self._analyse(route, part)
+            await self._submit("raw", route.asset, part)
+            for k in kpis:
+                await self._submit("kpi", k.asset, k.batch, window=k.window)
 
+    def _analyse(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
+        asset = route.asset
+        try:
+            return self.analytics.update(route, part)
+        except Exception as exc:
+            # Raw data still flows: a KPI defect must never cost the plant its measurements.
+            if asset.id not in self.stats.analytics_errors:
+                log.exception("analytics for asset %r failed; raw samples keep flowing", asset.id)
+            self.stats.analytics_errors[asset.id] = f"{type(exc).__name__}: {exc}"
+            return []
+
+    async def _submit(
+        self,
+        kind: Literal["raw", "kpi"],
+        asset: AssetConfig,
+        batch: SampleBatch,
+        *,
+        window: str | None = None,
+    ) -> None:
+        if self.sink is None:
+            return
+        try:
+            await self.sink.submit(kind, asset, batch, window=window)
+        except Exception as exc:  # e.g. BufferFullError: count it, keep processing
+            self.stats.refused_samples += len(batch) * len(batch.values)
+            self.stats.last_refusal = f"asset {asset.id!r}: {exc}"
+            if not self._refusing:
+                log.error(
+                    "delivery refused %s samples of asset %r: %s; processing goes on, refusals are counted",
+                    kind,
+                    asset.id,
+                    exc,
+                    exc_info=not isinstance(exc, EdgeAgentError),
+                )
+                self._refusing = True
+            return
+        if self._refusing:
+            log.warning("delivery accepts samples again (%d refused so far)", self.stats.refused_samples)
+            self._refusing = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order and close open KPI windows."""
         log.info(
-            "agent %r starting: %d device(s), %d asset(s)",
+            "agent %r starting: %d device(s), %d asset(s), linger %.3g s",
             self.config.agent.name,
             len(self.pollers),
             len(self.config.assets),
+            self.linger,
         )
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(p.run(), name=f"poll:{p.name}") for p in self.pollers]
+            processor = tg.create_task(_supervised("processing", self._process), name="processing")
+            tasks = [
+                tg.create_task(_supervised(f"poller {p.name!r}", p.run), name=f"poll:{p.name}")
+                for p in self.pollers
+            ]
             await stop.wait()
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.queue.close()
+            await processor
         for k in self.analytics.flush():
-            if self.sink is not None:
-                await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
+            await self._submit("kpi", k.asset, k.batch, window=k.window)
         log.info("agent %r stopped", self.config.agent.name)
+
+
+async def _supervised(what: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Belt and braces: a task that should never fail is logged and restarted if it does."""
+    backoff = Backoff(0.5, 30.0)
+    while True:
+        try:
+            await run()
+            return
+        except Exception:
+            log.exception("%s failed unexpectedly (a bug); restarting it", what)
+            await backoff.wait()
 
 
 async def run_until_signal(config: AgentConfig) -> None:
