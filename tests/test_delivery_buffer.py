@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,8 @@ from edge_agent.errors import BufferFullError
 
 PLACE = Placement("s1", "a1", "l1", "press1")
 PER = 100 * 4
+CAP = 200_000  # bytes of files on disk; leaves about 100 kB for rows next to SQLite's pages and WAL
+N = 150  # batches of about 0.9 kB: well past the cap
 
 
 def _open(path: Path, sinks: tuple[str, ...] = ("mqtt", "influxdb"), **kw: object) -> SyncBuffer:
@@ -86,32 +89,47 @@ def test_fetch_respects_sample_budget_but_always_returns_one(tmp_path: Path) -> 
     buf.close()
 
 
-def test_full_disk_is_a_clear_error_and_loses_nothing_stored(tmp_path: Path) -> None:
+def test_full_disk_drops_by_count_keeps_what_is_stored_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     buf = _open(tmp_path / "b.db", ("mqtt",))
     ids = _fill(buf, 3)
     pages = buf.db.execute("PRAGMA page_count").fetchone()[0]
     buf.db.execute(f"PRAGMA max_page_count={pages}")  # SQLite now answers SQLITE_FULL, as on a full disk
-    with pytest.raises(BufferFullError, match=r"disk is full.*everything stored before is intact"):
-        for i in range(3, 50):  # the WAL may still take a page or two
-            ids.extend(_fill(buf, 1, start=i))
-    assert buf.stats.dropped == PER
+    dropped = 0
+    with caplog.at_level(logging.WARNING, logger="edge_agent.delivery.buffer"):
+        for i in range(3, 50):  # the WAL may still take a page or two; nothing raises
+            res = buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100))
+            if res.id is not None:
+                ids.append(res.id)
+            dropped += res.dropped_samples
+        assert dropped >= PER and dropped == buf.stats.dropped == buf.sink_stats["mqtt"].dropped
+        full = [r for r in caplog.records if "is full" in r.getMessage()]
+        assert len(full) == 1 and "disk full" in full[0].getMessage()  # once per episode
+        buf.db.execute("PRAGMA max_page_count=1073741823")  # room returns: the next append just works
+        res = buf.append("raw", PLACE, synthetic_batch("plc1", 50 * 10**9, 100))
+        assert res.id is not None
+        ids.append(res.id)
+        assert any("has room again" in r.getMessage() for r in caplog.records)
+    assert buf.sink_stats["mqtt"].backlog == len(ids) * PER
     buf.close()
     again = _open(tmp_path / "b.db", ("mqtt",))
-    assert [r.id for r in again.fetch("mqtt", 10, 10**9)] == ids
+    assert [r.id for r in again.fetch("mqtt", 100, 10**9)] == ids
     again.close()
 
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
 def test_cap_policies_count_every_dropped_sample(tmp_path: Path, policy: str) -> None:
-    buf = _open(tmp_path / "b.db", max_bytes=20_000, policy=policy)
+    buf = _open(tmp_path / "b.db", max_bytes=CAP, policy=policy)
     kept, dropped = 0, 0
-    for i in range(30):
+    for i in range(N):
         res = buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100))
         dropped += res.dropped_samples + res.evicted_samples
         kept += PER if res.id is not None else 0
-    assert buf.stats.bytes <= 20_000 and dropped > 0
-    remaining = sum(r.samples for r in buf.fetch("mqtt", 100, 10**9))
-    assert remaining == 30 * PER - dropped == buf.sink_stats["mqtt"].backlog
+    assert buf.stats.bytes <= buf.data_cap and dropped > 0
+    assert buf.refresh_file_bytes() <= CAP  # the whole file set, WAL included
+    remaining = sum(r.samples for r in buf.fetch("mqtt", N, 10**9))
+    assert remaining == N * PER - dropped == buf.sink_stats["mqtt"].backlog
     assert buf.sink_stats["mqtt"].dropped == dropped == buf.stats.dropped
     first = buf.fetch("influxdb", 1, 10**9)[0]
     if policy == "drop_oldest":
@@ -122,10 +140,10 @@ def test_cap_policies_count_every_dropped_sample(tmp_path: Path, policy: str) ->
 
 
 def test_drop_oldest_never_evicts_a_batch_a_sink_is_sending(tmp_path: Path) -> None:
-    buf = _open(tmp_path / "b.db", ("mqtt",), max_bytes=20_000, policy="drop_oldest")
+    buf = _open(tmp_path / "b.db", ("mqtt",), max_bytes=CAP, policy="drop_oldest")
     ids = _fill(buf, 2)
     sending = buf.fetch("mqtt", 1, 10**9)[0]
-    for i in range(2, 40):
+    for i in range(2, N):
         buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100))
     assert buf.db.execute("SELECT 1 FROM batches WHERE id=?", (sending.id,)).fetchone() is not None
     assert buf.db.execute("SELECT 1 FROM batches WHERE id=?", (ids[1],)).fetchone() is None
@@ -133,22 +151,26 @@ def test_drop_oldest_never_evicts_a_batch_a_sink_is_sending(tmp_path: Path) -> N
 
 
 def test_block_policy_reports_full_and_oversized_batches_fail_loudly(tmp_path: Path) -> None:
-    buf = _open(tmp_path / "b.db", ("mqtt",), max_bytes=20_000, policy="block")
-    results = [buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100)) for i in range(30)]
+    buf = _open(tmp_path / "b.db", ("mqtt",), max_bytes=CAP, policy="block")
+    results = [buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100)) for i in range(N)]
     assert any(r.full for r in results) and buf.stats.dropped == 0
-    with pytest.raises(BufferFullError, match=r"larger than buffer.max_bytes=20000"):
-        buf.append("raw", PLACE, synthetic_batch("plc1", 0, 20_000))
+    with pytest.raises(BufferFullError, match=r"larger than .* buffer.max_bytes=200000"):
+        buf.append("raw", PLACE, synthetic_batch("plc1", 0, 50_000))
     buf.close()
 
 
 def test_buffer_is_wal_and_stores_one_row_per_batch(tmp_path: Path) -> None:
     buf = _open(tmp_path / "b.db")
     _fill(buf, 3)
+    assert buf.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # exclusive locking: no -shm file (it would count against max_bytes), no second writer
+    assert not (tmp_path / "b.db-shm").exists()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        sqlite3.connect(tmp_path / "b.db", timeout=0.1).execute("SELECT COUNT(*) FROM batches").fetchone()
+    buf.close()
     db = sqlite3.connect(tmp_path / "b.db")
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 3
     db.close()
-    buf.close()
 
 
 _WRITER = """
@@ -188,14 +210,14 @@ def test_every_append_that_returned_survives_kill_9(tmp_path: Path) -> None:
 
 def test_sink_stats_identity_holds(tmp_path: Path) -> None:
     stats: dict[str, SinkStats] = {}
-    buf = SyncBuffer(BufferConfig(path=tmp_path / "b.db", max_bytes=20_000), ["mqtt"], stats)
+    buf = SyncBuffer(BufferConfig(path=tmp_path / "b.db", max_bytes=CAP), ["mqtt"], stats)
     buf.open()
-    for i in range(30):
+    for i in range(N):
         buf.append("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100))
     recs = buf.fetch("mqtt", 3, 10**9)
     buf.confirm("mqtt", [recs[0].id])
     buf.quarantine("mqtt", recs[1], "test")
     s = stats["mqtt"]
-    assert s.delivered + s.quarantined + s.dropped + s.backlog == 30 * PER
+    assert s.delivered + s.quarantined + s.dropped + s.backlog == N * PER
     assert [q.reason for q in buf.quarantined("mqtt")] == ["test"]
     buf.close()

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["TOPIC_FIELDS", "BufferConfig", "InfluxConfig", "MqttConfig", "TlsConfig", "check_topic_template"]
+__all__ = [
+    "TOPIC_FIELDS",
+    "BufferConfig",
+    "InfluxConfig",
+    "MqttConfig",
+    "SinkLimits",
+    "TlsConfig",
+    "check_topic_template",
+]
 
 import string
 from pathlib import Path
@@ -41,11 +49,28 @@ def check_topic_template(template: str, allowed: frozenset[str] = TOPIC_FIELDS) 
     return template
 
 
+class SinkLimits(StrictModel):
+    """One sink's share of the buffer (Vector's per-sink buffers are the model).
+
+    ``drop_oldest``: past ``max_backlog_bytes`` this sink alone skips its oldest undelivered
+    batches (counted in its ``dropped``), so a dead sink never fills the buffer for the others.
+    ``block``: no own limit; the sink's backlog counts against the shared ``buffer.max_bytes``
+    and its ``buffer.policy`` (under ``block`` a dead sink then holds up every sink).
+    """
+
+    max_backlog_bytes: ByteSize = Field(64 * 2**20, gt=0, description="this sink's undelivered bytes at most")
+    when_full: Literal["drop_oldest", "block"] = "block"
+
+
 class BufferConfig(StrictModel):
     """SQLite WAL buffer between analytics and the sinks, capped in bytes."""
 
     path: Path = Path("data/buffer.db")
-    max_bytes: ByteSize = Field(256 * 2**20, gt=0, description="cap on stored (compressed) batch bytes")
+    max_bytes: ByteSize = Field(
+        256 * 2**20,
+        ge=128 * 1024,
+        description="cap on the buffer's files on disk (database and write-ahead log), at least 128 KiB",
+    )
     policy: Literal["drop_oldest", "drop_newest", "block"] = "drop_oldest"
     block_timeout: Seconds = Field(
         60.0, gt=0, description="policy block: how long submit waits for room before BufferFullError"
@@ -97,6 +122,7 @@ class MqttConfig(StrictModel):
     topic_template: str = "{site}/{area}/{line}/{asset}/{kind}"
     status_topic: str = "{site}/edge-agent/{agent}/status"
     backoff_max: Seconds = Field(30.0, gt=0)
+    limits: SinkLimits = Field(default_factory=SinkLimits, description="this sink's own backlog limit")
     # ingest (edge-agent ingest): the subscriber side of the same namespace
     ingest_client_id: str | None = None
     ingest_group: str | None = Field(
@@ -139,6 +165,7 @@ class InfluxConfig(StrictModel):
     linger: Seconds = Field(0.05, ge=0, description="ingest: wait this long to fill a write request")
     timeout: Seconds = Field(10.0, gt=0)
     backoff_max: Seconds = Field(30.0, gt=0)
+    limits: SinkLimits = Field(default_factory=SinkLimits, description="this sink's own backlog limit")
 
     @model_validator(mode="after")
     def _target(self) -> InfluxConfig:

@@ -5,6 +5,15 @@ confirms what it delivered; a row is deleted once every sink has confirmed it
 (at-least-once). Each append is its own transaction, so once :meth:`append` returns the
 batch survives ``kill -9`` (and power loss with ``synchronous: full``).
 
+``max_bytes`` caps the whole file set on disk, not only the stored rows: the database is
+opened in exclusive locking mode (no ``-shm`` file), the write-ahead log is checkpointed and
+truncated well inside a budget, freed pages are returned with incremental vacuum, and the
+file set is measured after every append; if it ever exceeds the cap, the cap on stored rows
+shrinks by the excess so the policy applies from then on. A full disk (or any write error)
+drops the incoming batch by count, logged once per episode, and the next append tries again.
+A sink may have its own backlog limit (``SinkLimits``): past it, that sink alone skips its
+oldest unread rows, so a dead sink never holds the shared buffer full for the others.
+
 :class:`SyncBuffer` is the thread-confined core; :class:`DurableBuffer` runs it on one
 worker thread for asyncio and adds waiting (new data, room under ``block``).
 """
@@ -17,14 +26,15 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from edge_agent.batch import SampleBatch
-from edge_agent.config import BufferConfig
+from edge_agent.config import BufferConfig, SinkLimits
 from edge_agent.delivery.codec import decode_batch, encode_batch
 from edge_agent.delivery.quarantine import Quarantine, QuarantinedBatch, place_from_json, place_json
 from edge_agent.delivery.record import Kind, Placement, Record, sample_count
@@ -42,6 +52,10 @@ CREATE TABLE IF NOT EXISTS batches(
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, pos INTEGER NOT NULL);
 """
 _ROW_OVERHEAD = 32  # rowid, integers and page slot of one batch row, counted against the cap
+_BASE_PAGES = 12  # schema, cursors, sequence and quarantine pages of an empty buffer
+_PAGE_FILL = 0.85  # rows fill SQLite's pages to about this share (headers, slack, free lists)
+_ROOM_AGAIN = 0.8  # a full spell ends once stored bytes fall below this share of the cap
+_DECODED_KEEP = 512  # decoded records kept so that every sink shares one decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +74,7 @@ class _Cursor:
 
     pos: int
     read: int
-    pending: dict[int, int] = field(default_factory=dict)  # id -> samples
+    pending: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (samples, nbytes)
 
     @property
     def confirmed(self) -> int:
@@ -71,15 +85,34 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
+def _wal_budget(max_bytes: int) -> int:
+    """Bytes the write-ahead log may use: an eighth of the cap, between 16 KiB and 4 MiB."""
+    return max(16 * 1024, min(4 * 2**20, max_bytes // 8))
+
+
 class SyncBuffer:
     """The buffer proper; not thread-safe, use from one thread (DurableBuffer does)."""
 
-    def __init__(self, config: BufferConfig, sinks: Sequence[str], stats: dict[str, SinkStats]) -> None:
+    def __init__(
+        self,
+        config: BufferConfig,
+        sinks: Sequence[str],
+        stats: dict[str, SinkStats],
+        limits: Mapping[str, SinkLimits] | None = None,
+    ) -> None:
         self.config = config
         self.path = Path(config.path)
         self.sinks = list(sinks)
         self.sink_stats = stats
+        self.limits = {s: lim for s, lim in (limits or {}).items() if s in self.sinks}
         self.stats = BufferStats()
+        self._wal_budget = _wal_budget(config.max_bytes)
+        self._quarantine_cap = min(config.quarantine_max_bytes, config.max_bytes // 8)
+        self._page_size = 4096
+        self.data_cap = config.max_bytes  # set in open(): what stored rows may use
+        self._decoded: OrderedDict[int, SampleBatch] = OrderedDict()
+        self._io_failing = False
+        self._limited: set[str] = set()  # sinks currently past their own backlog limit
         self._db: sqlite3.Connection | None = None
         self._cursors: dict[str, _Cursor] = {}
         self._deleted_upto = 0
@@ -91,15 +124,21 @@ class SyncBuffer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db = db
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")  # one process per buffer: no -shm file
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file; freed pages go back
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             raise BufferFullError(
                 f"buffer {self.path}: SQLite refused WAL mode (got {mode!r}); put buffer.path on a local disk"
             )
         db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
-        db.execute("PRAGMA journal_size_limit=4194304")
+        self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+        db.execute(f"PRAGMA journal_size_limit={self._wal_budget // 2}")
+        db.execute(f"PRAGMA wal_autocheckpoint={max(4, self._wal_budget // 2 // (self._page_size + 24))}")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        room = self.config.max_bytes - self._wal_budget - self._quarantine_cap - _BASE_PAGES * self._page_size
+        self.data_cap = int(room * _PAGE_FILL)
         stored = dict(db.execute("SELECT sink, pos FROM cursors").fetchall())
         for gone in stored.keys() - set(self.sinks):
             log.info("buffer %s: sink %r is no longer configured; forgetting its cursor", self.path, gone)
@@ -110,15 +149,16 @@ class SyncBuffer:
                 db.execute("INSERT INTO cursors(sink, pos) VALUES(?, ?)", (sink, pos))
             self._cursors[sink] = _Cursor(pos=pos, read=pos)
             st = self.sink_stats.setdefault(sink, SinkStats())
-            st.backlog = int(
-                db.execute("SELECT COALESCE(SUM(samples),0) FROM batches WHERE id>?", (pos,)).fetchone()[0]
-            )
+            samples, nbytes = db.execute(
+                "SELECT COALESCE(SUM(samples),0), COALESCE(SUM(nbytes),0) FROM batches WHERE id>?", (pos,)
+            ).fetchone()
+            st.backlog, st.backlog_bytes = int(samples), int(nbytes)
         self._collect()
         self.stats.bytes, self.stats.records = (
             int(v) for v in db.execute("SELECT COALESCE(SUM(nbytes),0), COUNT(*) FROM batches").fetchone()
         )
-        self._quarantine = Quarantine(db, self.config.quarantine_max_bytes, str(self.path))
-        self.refresh_file_bytes()
+        self._quarantine = Quarantine(db, self._quarantine_cap, str(self.path))
+        self._shrink()
 
     def close(self) -> None:
         if self._db is not None:
@@ -136,7 +176,7 @@ class SyncBuffer:
 
     def refresh_file_bytes(self) -> int:
         total = 0
-        for suffix in ("", "-wal"):
+        for suffix in ("", "-wal", "-shm"):
             p = self.path.with_name(self.path.name + suffix)
             if p.exists():
                 total += p.stat().st_size
@@ -153,7 +193,8 @@ class SyncBuffer:
         body = encode_batch(batch)
         place_text = place_json(place)
         nbytes = len(body) + len(place_text) + _ROW_OVERHEAD
-        cap = self.config.max_bytes
+        self._limit_sinks(nbytes)
+        cap = self.data_cap
         evicted = 0
         if self.stats.bytes + nbytes > cap:
             policy = self.config.policy
@@ -161,7 +202,8 @@ class SyncBuffer:
                 if nbytes > cap:
                     raise BufferFullError(
                         f"buffer {self.path}: a batch of {nbytes} bytes from {batch.device!r} is larger than "
-                        f"buffer.max_bytes={cap}; raise max_bytes or submit smaller batches"
+                        f"the {cap} bytes buffer.max_bytes={self.config.max_bytes} leaves for data; "
+                        "raise max_bytes or submit smaller batches"
                     )
                 return Appended(full=True)
             if policy == "drop_oldest" and nbytes <= cap:
@@ -176,28 +218,86 @@ class SyncBuffer:
                 (kind, place_text, samples, nbytes, body),
             )
             self.db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            if _is_full(exc):
-                self._count_drop(
-                    samples, 1, {s: samples for s in self.sinks}, "the incoming batch (disk full)"
-                )
-                raise BufferFullError(
-                    f"buffer {self.path}: the disk is full ({exc}); this batch of {samples} samples from "
-                    f"{batch.device!r} was not stored, everything stored before is intact. Free disk space "
-                    "or lower buffer.max_bytes so the buffer fits."
-                ) from exc
-            raise
+        except sqlite3.OperationalError as exc:  # disk full, or the disk failing: drop, count, go on
+            with contextlib.suppress(sqlite3.Error):
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+            what = "the incoming batch (disk full)" if _is_full(exc) else f"the incoming batch ({exc})"
+            self._count_drop(samples, 1, {s: samples for s in self.sinks}, what)
+            self._io_failing = True
+            with contextlib.suppress(sqlite3.Error):  # give the WAL's space back if we can
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return Appended(dropped_samples=samples, evicted_samples=evicted)
+        disk_back, self._io_failing = self._io_failing, False
         self.stats.bytes += nbytes
         self.stats.records += 1
         for s in self.sinks:
-            self.sink_stats[s].backlog += samples
-        if self._episode is not None and not evicted:
+            st = self.sink_stats[s]
+            st.backlog += samples
+            st.backlog_bytes += nbytes
+        if self._episode is not None and (disk_back or self.stats.bytes <= _ROOM_AGAIN * cap):
             self._end_episode()
         rowid = cur.lastrowid
         assert rowid is not None
+        self._keep_inside_cap(nbytes)
         return Appended(id=rowid, evicted_samples=evicted)
+
+    def _keep_inside_cap(self, nbytes: int) -> None:
+        """Measure the file set; over the cap, checkpoint and vacuum, then lower the data cap."""
+        over = self.refresh_file_bytes() - self.config.max_bytes
+        if over <= 0:
+            return
+        over = self._shrink() - self.config.max_bytes
+        if over > 0:
+            self.data_cap = max(nbytes, self.data_cap - over)
+            log.info(
+                "buffer %s: files use %d bytes, over max_bytes=%d; stored data now capped at %d bytes",
+                self.path,
+                self.stats.file_bytes,
+                self.config.max_bytes,
+                self.data_cap,
+            )
+
+    def _shrink(self) -> int:
+        """Truncate the WAL and give free pages back to the file system; returns the new file-set size."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.execute("PRAGMA incremental_vacuum")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return self.refresh_file_bytes()
+
+    def _limit_sinks(self, nbytes: int) -> None:
+        """Sinks over their own backlog limit skip their oldest unread rows (policy drop_oldest)."""
+        for sink, lim in self.limits.items():
+            st = self.sink_stats[sink]
+            need = st.backlog_bytes + nbytes - lim.max_backlog_bytes
+            if need <= 0 or lim.when_full != "drop_oldest":
+                continue
+            cur = self._cursors[sink]
+            skipped = freed = rows = 0
+            last = cur.read
+            for rid, samples, size in self.db.execute(
+                "SELECT id, samples, nbytes FROM batches WHERE id>? ORDER BY id", (cur.read,)
+            ):
+                if freed >= need:
+                    break
+                last, skipped, freed, rows = rid, skipped + samples, freed + size, rows + 1
+            if not rows:
+                continue
+            cur.read = last
+            st.backlog_bytes -= freed
+            st.backlog -= skipped
+            st.dropped += skipped
+            if sink not in self._limited:
+                self._limited.add(sink)
+                log.warning(
+                    "sink %s is %d bytes behind, over its buffer.max_backlog_bytes=%d: it skips its oldest "
+                    "batches (the other sinks keep theirs); check its connection",
+                    sink,
+                    st.backlog_bytes + freed,
+                    lim.max_backlog_bytes,
+                )
+            self._collect()
 
     def _evict(self, need: int) -> int:
         """Delete the oldest rows no sink is currently sending until ``need`` bytes are free."""
@@ -215,17 +315,24 @@ class SyncBuffer:
                 break
         if freed < need:
             return 0
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany("DELETE FROM batches WHERE id=?", [(v[0],) for v in victims])
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("DELETE FROM batches WHERE id=?", [(v[0],) for v in victims])
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError:  # full disk: nothing evicted, the incoming batch is dropped
+            with contextlib.suppress(sqlite3.Error):
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+            return 0
         self.stats.bytes -= freed
         self.stats.records -= len(victims)
         lost: dict[str, int] = dict.fromkeys(self.sinks, 0)
         total = 0
-        for rid, samples, _ in victims:
+        for rid, samples, size in victims:
             unsent = [s for s in self.sinks if rid > self._cursors[s].read]
             for s in unsent:
                 lost[s] += samples
+                self.sink_stats[s].backlog_bytes -= size
             if unsent:
                 total += samples
         self._count_drop(total, len(victims), lost, "the oldest batches", stored=True)
@@ -270,33 +377,55 @@ class SyncBuffer:
     def fetch(self, sink: str, max_records: int, max_samples: int) -> list[Record]:
         cur = self._cursors[sink]
         rows = self.db.execute(
-            "SELECT id, kind, place, samples, body FROM batches WHERE id>? ORDER BY id LIMIT ?",
+            "SELECT id, kind, place, samples, nbytes, body FROM batches WHERE id>? ORDER BY id LIMIT ?",
             (cur.read, max_records),
         ).fetchall()
         out: list[Record] = []
         total = 0
-        for rid, kind, place, samples, body in rows:
+        for rid, kind, place, samples, nbytes, body in rows:
             if out and total + samples > max_samples:
                 break
-            out.append(Record(rid, kind, place_from_json(place), decode_batch(body)))
-            cur.pending[rid] = samples
+            out.append(Record(rid, kind, place_from_json(place), self._decode(rid, body)))
+            cur.pending[rid] = (samples, nbytes)
             cur.read = rid
             total += samples
         return out
 
+    def _decode(self, rid: int, body: bytes) -> SampleBatch:
+        """Decode a record once for all sinks (SampleBatch is immutable, so sharing is safe)."""
+        batch = self._decoded.get(rid)
+        if batch is None:
+            batch = self._decoded[rid] = decode_batch(body)
+            if len(self._decoded) > _DECODED_KEEP:
+                self._decoded.popitem(last=False)
+        elif all(rid <= c.read for c in self._cursors.values()):
+            del self._decoded[rid]  # the last sink took it
+        return batch
+
     def confirm(self, sink: str, ids: Iterable[int], *, quarantined: bool = False) -> None:
         cur, st = self._cursors[sink], self.sink_stats[sink]
         for rid in ids:
-            samples = cur.pending.pop(rid, 0)
+            samples, nbytes = cur.pending.pop(rid, (0, 0))
             st.backlog -= samples
+            st.backlog_bytes -= nbytes
             if quarantined:
                 st.quarantined += samples
             else:
                 st.delivered += samples
+        lim = self.limits.get(sink)
+        if sink in self._limited and lim is not None and st.backlog_bytes <= lim.max_backlog_bytes // 2:
+            self._limited.discard(sink)
+            log.warning(
+                "sink %s has caught up within its backlog limit (%d samples skipped so far)", sink, st.dropped
+            )
         pos = cur.confirmed
         if pos > cur.pos:
+            try:
+                self.db.execute("UPDATE cursors SET pos=? WHERE sink=?", (pos, sink))
+            except sqlite3.OperationalError as exc:  # full disk: kept in memory, written next time
+                log.debug("buffer %s: cursor of %s not saved yet: %s", self.path, sink, exc)
+                return
             cur.pos = pos
-            self.db.execute("UPDATE cursors SET pos=? WHERE sink=?", (pos, sink))
             self._collect()
 
     def _collect(self) -> None:
@@ -305,13 +434,20 @@ class SyncBuffer:
         if low <= self._deleted_upto:
             return
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        freed, n = db.execute(
-            "SELECT COALESCE(SUM(nbytes),0), COUNT(*) FROM batches WHERE id>? AND id<=?",
-            (self._deleted_upto, low),
-        ).fetchone()
-        db.execute("DELETE FROM batches WHERE id<=?", (low,))
-        db.execute("COMMIT")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            freed, n = db.execute(
+                "SELECT COALESCE(SUM(nbytes),0), COUNT(*) FROM batches WHERE id>? AND id<=?",
+                (self._deleted_upto, low),
+            ).fetchone()
+            db.execute("DELETE FROM batches WHERE id<=?", (low,))
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # full disk: the rows go at the next confirm
+            with contextlib.suppress(sqlite3.Error):
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            log.debug("buffer %s: delivered rows not deleted yet: %s", self.path, exc)
+            return
         self._deleted_upto = low
         self.stats.bytes -= int(freed)
         self.stats.records -= int(n)
@@ -328,6 +464,16 @@ class SyncBuffer:
         assert self._quarantine is not None
         return self._quarantine.list(sink)
 
+    def rewind(self, sink: str) -> None:
+        """Forget what ``sink`` has in flight so it is fetched again (after its loop failed)."""
+        cur, st = self._cursors[sink], self.sink_stats[sink]
+        cur.read = cur.confirmed
+        cur.pending.clear()
+        samples, nbytes = self.db.execute(
+            "SELECT COALESCE(SUM(samples),0), COALESCE(SUM(nbytes),0) FROM batches WHERE id>?", (cur.read,)
+        ).fetchone()
+        st.backlog, st.backlog_bytes = int(samples), int(nbytes)
+
     def has_unread(self, sink: str) -> bool:
         cur = self._cursors[sink]
         return self.db.execute("SELECT 1 FROM batches WHERE id>? LIMIT 1", (cur.read,)).fetchone() is not None
@@ -336,8 +482,14 @@ class SyncBuffer:
 class DurableBuffer:
     """Asyncio face of :class:`SyncBuffer`: every SQLite call runs on one dedicated thread."""
 
-    def __init__(self, config: BufferConfig, sinks: Sequence[str], stats: dict[str, SinkStats]) -> None:
-        self.core = SyncBuffer(config, sinks, stats)
+    def __init__(
+        self,
+        config: BufferConfig,
+        sinks: Sequence[str],
+        stats: dict[str, SinkStats],
+        limits: Mapping[str, SinkLimits] | None = None,
+    ) -> None:
+        self.core = SyncBuffer(config, sinks, stats, limits)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-agent-buffer")
         self._new = {s: asyncio.Event() for s in sinks}
         self._room = asyncio.Event()
@@ -405,6 +557,10 @@ class DurableBuffer:
     async def quarantine(self, sink: str, record: Record, reason: str) -> None:
         await self._run(self.core.quarantine, sink, record, reason)
         self._room.set()
+
+    async def rewind(self, sink: str) -> None:
+        await self._run(self.core.rewind, sink)
+        self._new[sink].set()
 
     async def refresh_file_bytes(self) -> int:
         return await self._run(self.core.refresh_file_bytes)

@@ -142,6 +142,7 @@ class InfluxSink(Sink):
         self.config = config
         self.max_samples = config.batch_size
         self.backoff_max = config.backoff_max
+        self.limits = config.limits
         self._writer: InfluxWriter | None = None
 
     async def start(self) -> None:

@@ -45,6 +45,7 @@ class MqttSink(Sink):
         self.config = config
         self.max_inflight = config.max_inflight
         self.backoff_max = config.backoff_max
+        self.limits = config.limits
         self.agent = agent
         self.status_topic = status_topic(config.status_topic, site=site, agent=agent)
         self._client = make_client(config, config.client_id or f"edge-agent-{agent}")

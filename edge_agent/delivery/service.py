@@ -25,6 +25,7 @@ from edge_agent.delivery.record import Kind, placement_of
 from edge_agent.delivery.sink import Sink, replay
 from edge_agent.delivery.stats import DeliveryStats, SinkStats
 from edge_agent.delivery.store import StoreSink
+from edge_agent.retry import Backoff
 
 log = logging.getLogger("edge_agent.delivery")
 
@@ -59,7 +60,8 @@ class Delivery:
             raise ValueError(f"delivery: sink names must be unique, got {names}")
         self.sinks = sinks
         self._stats = DeliveryStats(sinks={n: SinkStats() for n in names})
-        self.buffer = DurableBuffer(config.buffer, names, self._stats.sinks)
+        limits = {s.name: s.limits for s in sinks if s.limits is not None}
+        self.buffer = DurableBuffer(config.buffer, names, self._stats.sinks, limits)
         self._stack = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._tg: asyncio.TaskGroup | None = None
@@ -73,16 +75,26 @@ class Delivery:
                 await self._stack.enter_async_context(sink)
             self._tg = asyncio.TaskGroup()
             await self._tg.__aenter__()
-            self._tasks = [
-                self._tg.create_task(
-                    replay(s, self.buffer, self._stats.sinks[s.name]), name=f"replay-{s.name}"
-                )
-                for s in self.sinks
-            ]
+            self._tasks = [self._tg.create_task(self._replay(s), name=f"replay-{s.name}") for s in self.sinks]
         except BaseException:
             await self._stack.aclose()
             raise
         return self
+
+    async def _replay(self, sink: Sink) -> None:
+        """One sink's delivery loop; if it ever fails (a bug), it restarts from its cursor."""
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            try:
+                await replay(sink, self.buffer, self._stats.sinks[sink.name])
+                return
+            except Exception:
+                log.exception(
+                    "sink %s: delivery loop failed (a bug); restarting it, unconfirmed data is resent",
+                    sink.name,
+                )
+                await self.buffer.rewind(sink.name)
+                await backoff.wait()
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

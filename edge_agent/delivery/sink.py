@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from edge_agent.config import SinkLimits
 from edge_agent.delivery.buffer import DurableBuffer
 from edge_agent.delivery.record import Record
 from edge_agent.delivery.stats import SinkStats
@@ -33,6 +34,7 @@ class Sink(ABC):
     max_records: int = 1  # records per send()
     max_samples: int = 2**62  # samples per send() (a single larger record is still sent alone)
     backoff_max: float = 30.0
+    limits: SinkLimits | None = None  # this sink's own backlog limit in the shared buffer
 
     async def __aenter__(self) -> Self:
         await self.start()

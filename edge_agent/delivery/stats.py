@@ -15,7 +15,8 @@ class SinkStats:
     retried: int = 0  # failed send attempts that will be (or were) retried
     quarantined: int = 0
     dropped: int = 0
-    backlog: int = 0
+    backlog: int = 0  # samples stored and not yet confirmed by this sink
+    backlog_bytes: int = 0  # stored bytes of that backlog (what SinkLimits.max_backlog_bytes caps)
     connected: bool = False
     last_error: str | None = None
 
@@ -23,8 +24,8 @@ class SinkStats:
 @dataclass(slots=True)
 class BufferStats:
     records: int = 0
-    bytes: int = 0  # stored batch bytes, what max_bytes caps
-    file_bytes: int = 0  # database + WAL on disk
+    bytes: int = 0  # stored batch bytes (capped at max_bytes minus SQLite's own pages and WAL budget)
+    file_bytes: int = 0  # database + WAL (+ shm) on disk, what max_bytes caps
     dropped: int = 0  # samples dropped by the cap policy (or refused on a full disk)
     blocked: int = 0  # submits that had to wait for room (policy block)
 
