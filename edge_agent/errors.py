@@ -17,6 +17,7 @@ __all__ = [
     "DeviceTimeoutError",
     "DriverError",
     "EdgeAgentError",
+    "InstanceLockedError",
     "PermanentSinkError",
     "PluginError",
     "SinkError",
@@ -103,3 +104,7 @@ class PermanentSinkError(SinkError):
 
 class BufferFullError(EdgeAgentError):
     """The durable buffer reached its byte cap under the ``block`` policy."""
+
+
+class InstanceLockedError(EdgeAgentError):
+    """Another agent process holds this buffer; the message names its pid."""

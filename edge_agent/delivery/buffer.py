@@ -40,6 +40,7 @@ from edge_agent.delivery.quarantine import Quarantine, QuarantinedBatch, place_f
 from edge_agent.delivery.record import Kind, Placement, Record, sample_count
 from edge_agent.delivery.stats import BufferStats, SinkStats
 from edge_agent.errors import BufferFullError
+from edge_agent.runtime.instance_lock import InstanceLock
 
 log = logging.getLogger("edge_agent.delivery.buffer")
 T = TypeVar("T")
@@ -112,6 +113,7 @@ class SyncBuffer:
         self.data_cap = config.max_bytes  # set in open(): what stored rows may use
         self._decoded: OrderedDict[int, SampleBatch] = OrderedDict()
         self._io_failing = False
+        self._lock = InstanceLock(self.path)
         self._limited: set[str] = set()  # sinks currently past their own backlog limit
         self._db: sqlite3.Connection | None = None
         self._cursors: dict[str, _Cursor] = {}
@@ -122,6 +124,14 @@ class SyncBuffer:
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()  # before SQLite's own lock, so a second agent gets the holder's pid
+        try:
+            self._open()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db = db
         db.execute("PRAGMA locking_mode=EXCLUSIVE")  # one process per buffer: no -shm file
@@ -163,10 +173,12 @@ class SyncBuffer:
     def close(self) -> None:
         if self._db is not None:
             try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with contextlib.suppress(sqlite3.OperationalError):  # a full disk: the WAL stays, intact
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._db.close()
                 self._db = None
+                self._lock.release()
 
     @property
     def db(self) -> sqlite3.Connection:
