@@ -110,6 +110,10 @@ def test_full_disk_drops_by_count_keeps_what_is_stored_and_recovers(
         res = buf.append("raw", PLACE, synthetic_batch("plc1", 50 * 10**9, 100))
         assert res.id is not None
         ids.append(res.id)
+        buf.episode_quiet_s = 0.0  # the spell ends after a quiet period (5 s by default)
+        res = buf.append("raw", PLACE, synthetic_batch("plc1", 51 * 10**9, 100))
+        assert res.id is not None
+        ids.append(res.id)
         assert any("has room again" in r.getMessage() for r in caplog.records)
     assert buf.sink_stats["mqtt"].backlog == len(ids) * PER
     buf.close()

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,9 @@ def _wal_budget(max_bytes: int) -> int:
 class SyncBuffer:
     """The buffer proper; not thread-safe, use from one thread (DurableBuffer does)."""
 
+    #: A full spell (and its log line) ends once appends succeed for this long without a drop.
+    episode_quiet_s = 5.0
+
     def __init__(
         self,
         config: BufferConfig,
@@ -120,6 +124,7 @@ class SyncBuffer:
         self._deleted_upto = 0
         self._quarantine: Quarantine | None = None
         self._episode: list[int] | None = None  # [samples, batches] dropped in the current full spell
+        self._last_drop = 0.0  # monotonic time of the last drop: a spell ends after a quiet period
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -240,14 +245,18 @@ class SyncBuffer:
             with contextlib.suppress(sqlite3.Error):  # give the WAL's space back if we can
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return Appended(dropped_samples=samples, evicted_samples=evicted)
-        disk_back, self._io_failing = self._io_failing, False
+        self._io_failing = False
         self.stats.bytes += nbytes
         self.stats.records += 1
         for s in self.sinks:
             st = self.sink_stats[s]
             st.backlog += samples
             st.backlog_bytes += nbytes
-        if self._episode is not None and (disk_back or self.stats.bytes <= _ROOM_AGAIN * cap):
+        if (
+            self._episode is not None
+            and self.stats.bytes <= _ROOM_AGAIN * cap
+            and time.monotonic() - self._last_drop >= self.episode_quiet_s
+        ):
             self._end_episode()
         rowid = cur.lastrowid
         assert rowid is not None
@@ -372,6 +381,7 @@ class SyncBuffer:
             )
         self._episode[0] += samples
         self._episode[1] += batches
+        self._last_drop = time.monotonic()
 
     def _end_episode(self) -> None:
         assert self._episode is not None

@@ -62,6 +62,7 @@ class Delivery:
         self._stats = DeliveryStats(sinks={n: SinkStats() for n in names})
         limits = {s.name: s.limits for s in sinks if s.limits is not None}
         self.buffer = DurableBuffer(config.buffer, names, self._stats.sinks, limits)
+        self._stats.buffer = self.buffer.stats  # one object: the status page reads what the buffer counts
         self._stack = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._tg: asyncio.TaskGroup | None = None
