@@ -179,3 +179,38 @@ async def test_disk_fills_and_recovers_polling_unbroken_drops_counted_exactly(
             assert broker.drain() == submitted - dropped  # exactly: nothing lost uncounted, nothing doubled
         finally:
             broker.close()
+
+
+def test_restart_on_a_full_disk_opens_and_keeps_what_is_stored(tmp_path: Path) -> None:
+    """After a crash on a full disk the agent starts again (and drops by count) instead of crashing."""
+    from servers import synthetic_batch
+
+    from edge_agent.config import BufferConfig
+    from edge_agent.delivery import Placement
+    from edge_agent.delivery.buffer import SyncBuffer
+
+    place = Placement("s1", "a1", "l1", "press1")
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        cfg = BufferConfig(path=disk / "buffer.db", max_bytes="64MB")
+        buf = SyncBuffer(cfg, ["mqtt"], {})
+        buf.open()
+        ids = [buf.append("raw", place, synthetic_batch("plc1", i * 10**9, 100)).id for i in range(5)]
+        filler = fill(disk)
+        dropped = 0
+        for i in range(5, 200):  # fills whatever the WAL and free pages still had
+            res = buf.append("raw", place, synthetic_batch("plc1", i * 10**9, 100))
+            if res.id is not None:
+                ids.append(res.id)
+            dropped += res.dropped_samples
+        assert dropped > 0
+        buf.close()  # the disk is still full
+        again = SyncBuffer(cfg, ["mqtt", "influxdb"], {})  # a sink added: its cursor can't be saved yet
+        again.open()
+        try:
+            res = again.append("raw", place, synthetic_batch("plc1", 10**12, 100))
+            assert res.id is None and res.dropped_samples == 400 and again.stats.dropped == 400
+            assert [r.id for r in again.fetch("mqtt", 1000, 10**12)] == ids  # everything stored survived
+            filler.unlink()
+            assert again.append("raw", place, synthetic_batch("plc1", 2 * 10**12, 100)).id is not None
+        finally:
+            again.close()

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS batches(
     samples INTEGER NOT NULL, nbytes INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, pos INTEGER NOT NULL);
 """
+_SAVE_CURSOR = "INSERT INTO cursors(sink, pos) VALUES(?, ?) ON CONFLICT(sink) DO UPDATE SET pos=excluded.pos"
 _ROW_OVERHEAD = 32  # rowid, integers and page slot of one batch row, counted against the cap
 _BASE_PAGES = 12  # schema, cursors, sequence and quarantine pages of an empty buffer
 _PAGE_FILL = 0.85  # rows fill SQLite's pages to about this share (headers, slack, free lists)
@@ -132,15 +133,29 @@ class SyncBuffer:
         self._lock.acquire()  # before SQLite's own lock, so a second agent gets the holder's pid
         try:
             self._open()
+        except sqlite3.OperationalError as exc:
+            self._abandon()
+            raise BufferFullError(
+                f"buffer {self.path} cannot be opened: {exc}. Free disk space on its file system "
+                "(or point buffer.path at a disk with room); stored data is left untouched."
+            ) from exc
         except BaseException:
-            self._lock.release()
+            self._abandon()
             raise
 
+    def _abandon(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._lock.release()
+
     def _open(self) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db = db
         db.execute("PRAGMA locking_mode=EXCLUSIVE")  # one process per buffer: no -shm file
-        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file; freed pages go back
+        if new:  # only a new file takes it (and on a full disk an old one must not be written here)
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # freed pages go back to the file system
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             raise BufferFullError(
@@ -157,11 +172,13 @@ class SyncBuffer:
         stored = dict(db.execute("SELECT sink, pos FROM cursors").fetchall())
         for gone in stored.keys() - set(self.sinks):
             log.info("buffer %s: sink %r is no longer configured; forgetting its cursor", self.path, gone)
-            db.execute("DELETE FROM cursors WHERE sink=?", (gone,))
+            with contextlib.suppress(sqlite3.OperationalError):  # a full disk: forgotten next start
+                db.execute("DELETE FROM cursors WHERE sink=?", (gone,))
         for sink in self.sinks:
             pos = int(stored.get(sink, 0))
             if sink not in stored:
-                db.execute("INSERT INTO cursors(sink, pos) VALUES(?, ?)", (sink, pos))
+                with contextlib.suppress(sqlite3.OperationalError):  # a full disk: saved at its first confirm
+                    db.execute("INSERT INTO cursors(sink, pos) VALUES(?, ?)", (sink, pos))
             self._cursors[sink] = _Cursor(pos=pos, read=pos)
             st = self.sink_stats.setdefault(sink, SinkStats())
             samples, nbytes = db.execute(
@@ -443,7 +460,7 @@ class SyncBuffer:
         pos = cur.confirmed
         if pos > cur.pos:
             try:
-                self.db.execute("UPDATE cursors SET pos=? WHERE sink=?", (pos, sink))
+                self.db.execute(_SAVE_CURSOR, (sink, pos))
             except sqlite3.OperationalError as exc:  # full disk: kept in memory, written next time
                 log.debug("buffer %s: cursor of %s not saved yet: %s", self.path, sink, exc)
                 return
