@@ -162,3 +162,50 @@ def test_nonfinite_values_are_marked_bad_not_published_as_numbers() -> None:
     assert fixed.quality["n"].tolist() == [Quality.GOOD] * 4
     clean = SampleBatch.single("d", 1, {"p": 2.0})
     assert clean.with_nonfinite_bad() is clean  # no copy on the hot path when nothing is wrong
+
+
+class SlowDriver(ScriptedDriver):
+    """Reads take longer than the poll interval for the first ``slow`` reads."""
+
+    def __init__(self, config: ScriptedConfig, slow: int, delay: float) -> None:
+        super().__init__(config, [])
+        self.slow, self.delay = slow, delay
+
+    async def read(self) -> SampleBatch:
+        if self.slow > 0:
+            self.slow -= 1
+            await asyncio.sleep(self.delay)
+        return await super().read()
+
+
+async def test_overrunning_polls_are_counted_as_skipped_and_logged_once(caplog) -> None:
+    driver = SlowDriver(_config(interval=0.05), slow=4, delay=0.13)  # each slow read spans 3 ticks
+
+    async def ignore(b: SampleBatch) -> None:
+        pass
+
+    poller = DevicePoller(driver, ignore)
+    with caplog.at_level(logging.INFO, logger="edge_agent.poller"):
+        await _run_for(poller, 1.2)
+    st = poller.stats
+    assert 8 <= st.skipped_polls <= 12, st  # 4 reads x 2-3 missed ticks each (timing noise)
+    assert st.polls >= 10 and st.last_good_poll is not None and st.quality["good"] == st.polls
+    warned = [r for r in caplog.records if "skipped" in r.getMessage() and r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "dev1" in warned[0].getMessage()  # once per episode
+    assert any("on time again" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_poll_queue_never_blocks_and_counts_every_dropped_sample(caplog) -> None:
+    from edge_agent.runtime.queue import BatchQueue
+
+    q = BatchQueue(capacity=10)
+    with caplog.at_level(logging.WARNING, logger="edge_agent.runtime.queue"):
+        for i in range(25):  # one sample each
+            q.offer(SampleBatch.single("dev1", i, {"v": float(i)}))
+        assert q.stats.depth == 10 and q.stats.dropped_samples == 15 and q.stats.dropped_batches == 15
+        got = await q.take_all()
+        assert [float(b.values["v"][0]) for b in got] == [float(i) for i in range(15, 25)]  # newest kept
+        assert await q.take_all(0.01) == []
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len([m for m in msgs if "queue is full" in m]) == 1
+    assert any("15 samples were dropped" in m for m in msgs)
