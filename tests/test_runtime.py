@@ -178,7 +178,9 @@ class SlowDriver(ScriptedDriver):
         return await super().read()
 
 
-async def test_overrunning_polls_are_counted_as_skipped_and_logged_once(caplog) -> None:
+async def test_overrunning_polls_are_counted_as_skipped_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     driver = SlowDriver(_config(interval=0.05), slow=4, delay=0.13)  # each slow read spans 3 ticks
 
     async def ignore(b: SampleBatch) -> None:
@@ -195,7 +197,9 @@ async def test_overrunning_polls_are_counted_as_skipped_and_logged_once(caplog) 
     assert any("on time again" in r.getMessage() for r in caplog.records)
 
 
-async def test_the_poll_queue_never_blocks_and_counts_every_dropped_sample(caplog) -> None:
+async def test_the_poll_queue_never_blocks_and_counts_every_dropped_sample(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from edge_agent.runtime.queue import BatchQueue
 
     q = BatchQueue(capacity=10)
