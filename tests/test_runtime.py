@@ -72,7 +72,9 @@ async def _run_for(poller: DevicePoller, seconds: float) -> None:
         await task
 
 
-async def test_failures_become_bad_rows_logged_once_and_polling_recovers(caplog) -> None:
+async def test_failures_become_bad_rows_logged_once_and_polling_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     driver = ScriptedDriver(_config(), ["ok", "timeout", "timeout", "timeout", "drop", "refuse", "ok"])
     got: list[SampleBatch] = []
 
