@@ -25,6 +25,7 @@ __all__ = ["Appended", "DurableBuffer", "SyncBuffer"]
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections import OrderedDict
@@ -119,6 +120,8 @@ class SyncBuffer:
         self._decoded: OrderedDict[int, SampleBatch] = OrderedDict()
         self._io_failing = False
         self._lock = InstanceLock(self.path)
+        self._files = [str(self.path) + suffix for suffix in ("", "-wal", "-shm")]
+        self._appends = 0
         self._limited: set[str] = set()  # sinks currently past their own backlog limit
         self._db: sqlite3.Connection | None = None
         self._cursors: dict[str, _Cursor] = {}
@@ -210,10 +213,9 @@ class SyncBuffer:
 
     def refresh_file_bytes(self) -> int:
         total = 0
-        for suffix in ("", "-wal", "-shm"):
-            p = self.path.with_name(self.path.name + suffix)
-            if p.exists():
-                total += p.stat().st_size
+        for name in self._files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(name).st_size
         self.stats.file_bytes = total
         return total
 
@@ -246,12 +248,10 @@ class SyncBuffer:
                 self._count_drop(samples, 1, {s: samples for s in self.sinks}, "the incoming batch")
                 return Appended(dropped_samples=samples, evicted_samples=evicted)
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            cur = self.db.execute(
+            cur = self.db.execute(  # autocommit: one statement, its own transaction
                 "INSERT INTO batches(kind, place, samples, nbytes, body) VALUES(?,?,?,?,?)",
                 (kind, place_text, samples, nbytes, body),
             )
-            self.db.execute("COMMIT")
         except sqlite3.OperationalError as exc:  # disk full, or the disk failing: drop, count, go on
             with contextlib.suppress(sqlite3.Error):
                 if self.db.in_transaction:
@@ -281,7 +281,14 @@ class SyncBuffer:
         return Appended(id=rowid, evicted_samples=evicted)
 
     def _keep_inside_cap(self, nbytes: int) -> None:
-        """Measure the file set; over the cap, checkpoint and vacuum, then lower the data cap."""
+        """Measure the file set; over the cap, checkpoint and vacuum, then lower the data cap.
+
+        Far below the data cap the files cannot be near max_bytes (the WAL has its own budget),
+        so there it is measured every 32nd append only.
+        """
+        self._appends += 1
+        if self.stats.bytes < self.data_cap // 2 and self._appends % 32:
+            return
         over = self.refresh_file_bytes() - self.config.max_bytes
         if over <= 0:
             return
@@ -459,35 +466,35 @@ class SyncBuffer:
             )
         pos = cur.confirmed
         if pos > cur.pos:
-            try:
-                self.db.execute(_SAVE_CURSOR, (sink, pos))
-            except sqlite3.OperationalError as exc:  # full disk: kept in memory, written next time
-                log.debug("buffer %s: cursor of %s not saved yet: %s", self.path, sink, exc)
-                return
-            cur.pos = pos
-            self._collect()
+            self._collect((sink, pos))
 
-    def _collect(self) -> None:
-        """Delete rows every sink has confirmed."""
+    def _collect(self, save: tuple[str, int] | None = None) -> None:
+        """Save a sink's cursor (if given) and delete rows every sink has confirmed, in one transaction."""
         low = min((c.confirmed for c in self._cursors.values()), default=0)
-        if low <= self._deleted_upto:
+        if low <= self._deleted_upto and save is None:
             return
         db = self.db
+        freed = n = 0
         try:
             db.execute("BEGIN IMMEDIATE")
-            freed, n = db.execute(
-                "SELECT COALESCE(SUM(nbytes),0), COUNT(*) FROM batches WHERE id>? AND id<=?",
-                (self._deleted_upto, low),
-            ).fetchone()
-            db.execute("DELETE FROM batches WHERE id<=?", (low,))
+            if save is not None:
+                db.execute(_SAVE_CURSOR, save)
+            if low > self._deleted_upto:
+                freed, n = db.execute(
+                    "SELECT COALESCE(SUM(nbytes),0), COUNT(*) FROM batches WHERE id>? AND id<=?",
+                    (self._deleted_upto, low),
+                ).fetchone()
+                db.execute("DELETE FROM batches WHERE id<=?", (low,))
             db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:  # full disk: the rows go at the next confirm
+        except sqlite3.OperationalError as exc:  # full disk: cursor and deletions go at the next confirm
             with contextlib.suppress(sqlite3.Error):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-            log.debug("buffer %s: delivered rows not deleted yet: %s", self.path, exc)
+            log.debug("buffer %s: cursor/deletions not saved yet: %s", self.path, exc)
             return
-        self._deleted_upto = low
+        if save is not None:
+            self._cursors[save[0]].pos = save[1]
+        self._deleted_upto = max(self._deleted_upto, low)
         self.stats.bytes -= int(freed)
         self.stats.records -= int(n)
 
