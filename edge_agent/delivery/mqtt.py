@@ -38,12 +38,13 @@ _TRANSIENT_PUBACK = {0x80, 0x83, 0x89, 0x97}
 class MqttSink(Sink):
     """Publishes each buffered batch as one message on ``{site}/{area}/{line}/{asset}/{kind}``."""
 
-    max_records = 1
-
     def __init__(self, config: MqttConfig, *, agent: str, site: str, name: str = "mqtt") -> None:
         self.name = name
         self.config = config
-        self.max_inflight = config.max_inflight
+        # Two sends in flight, each publishing up to half the QoS 1 window: the confirm of one
+        # group overlaps the publishing of the next, and one buffer round trip serves many messages.
+        self.max_inflight = 2
+        self.max_records = max(1, config.max_inflight // 2)
         self.backoff_max = config.backoff_max
         self.limits = config.limits
         self.agent = agent
@@ -95,12 +96,32 @@ class MqttSink(Sink):
             fut.cancel()
 
     async def send(self, records: Sequence[Record]) -> None:
-        rec = records[0]
+        """One message per record, all published before waiting; done when every PUBACK is in.
+
+        A failure of any message fails the group (the replay loop retries it, or splits it to
+        find a permanently refused record); messages the broker already has are resent (QoS 1
+        is at-least-once; ingest overwrites the same points).
+        """
+        futures: list[asyncio.Future[None]] = []
         try:
-            payload = encode_payload(rec.kind, rec.placement, rec.batch)
-        except (ValueError, TypeError) as exc:
-            raise PermanentSinkError(f"batch from {rec.batch.device!r} cannot be encoded: {exc}") from exc
-        await self._publish(data_topic(self.config.topic_template, rec.kind, rec.placement), payload)
+            for rec in records:
+                try:
+                    payload = encode_payload(rec.kind, rec.placement, rec.batch)
+                except (ValueError, TypeError) as exc:
+                    raise PermanentSinkError(
+                        f"batch from {rec.batch.device!r} cannot be encoded: {exc}"
+                    ) from exc
+                futures.append(
+                    self._publish(data_topic(self.config.topic_template, rec.kind, rec.placement), payload)
+                )
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        errors = [e for e in outcomes if isinstance(e, BaseException)]
+        if errors:
+            raise next((e for e in errors if isinstance(e, PermanentSinkError)), errors[0])
 
     def publish_status(self, place: Placement, state: str, **details: Any) -> None:
         """Retained per-asset status (latest wins); re-published after every reconnect."""
