@@ -33,7 +33,7 @@ POLL = 0.1
 class FaultyConfig(DeviceConfig):
     driver: Literal["faulty"] = "faulty"
     fails: str = "KeyError"
-    when: Literal["connect", "read"] = "read"
+    when: Literal["init", "connect", "read"] = "read"
     tags: list[TagConfig] = Field(default_factory=list)
 
 
@@ -45,6 +45,8 @@ class FaultyDriver(Driver[FaultyConfig]):
     def __init__(self, config: FaultyConfig) -> None:
         super().__init__(config)
         self.reads = 0
+        if config.when == "init":
+            self._raise()
 
     def _raise(self) -> None:
         exc = ERRORS[self.config.fails]
@@ -94,7 +96,7 @@ def _config(plant: PlantServer, tmp: Any, *, faulty: bool) -> AgentConfig:
     asset = raw["assets"][0]["id"]
     if faulty:
         for name in ERRORS:
-            for when in ("connect", "read"):
+            for when in ("init", "connect", "read"):
                 raw["devices"].append(
                     {
                         "name": f"bug-{name.lower()}-{when}",
@@ -145,7 +147,7 @@ async def test_plugin_exceptions_stay_with_their_device(
         assert polls >= 0.85 * before, (name, polls, before)  # the bugs cost the others nothing
 
     bugs = [p for p in agent.pollers if p.name.startswith("bug-")]
-    assert len(bugs) == 6
+    assert len(bugs) == 9
     for p in bugs:
         st = p.stats
         assert st.reconnects >= 3, (p.name, st)  # restarted with backoff, again and again
@@ -159,5 +161,5 @@ async def test_plugin_exceptions_stay_with_their_device(
         errors = [r for r in caplog.records if r.levelno == logging.ERROR and p.name in r.getMessage()]
         # logged once per outage, each time with its traceback
         assert errors and all(r.exc_info is not None for r in errors), p.name
-        if p.driver.config.when == "connect":
+        if p.driver.config.when in ("init", "connect"):
             assert len(errors) == 1, [r.getMessage() for r in errors]

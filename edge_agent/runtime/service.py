@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from edge_agent.batch import SampleBatch
-from edge_agent.config import AgentConfig, AssetConfig
+from edge_agent.config import AgentConfig, AssetConfig, DeviceConfig
 from edge_agent.drivers.base import Driver
 from edge_agent.errors import EdgeAgentError
 from edge_agent.retry import Backoff
@@ -95,7 +95,7 @@ class Agent:
         self.queue = BatchQueue(config.buffer.queue_samples)
         limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
         self.pollers = [
-            DevicePoller(registry[dev.driver](dev), self._offer, limiter=limiter)
+            DevicePoller(_create(registry[dev.driver], dev), self._offer, limiter=limiter)
             for dev in config.devices
             if dev.enabled
         ]
@@ -203,6 +203,43 @@ class Agent:
         for k in self.analytics.flush():
             await self._submit("kpi", k.asset, k.batch, window=k.window)
         log.info("agent %r stopped", self.config.agent.name)
+
+
+class _Deferred(Driver[DeviceConfig]):
+    """Stands in for a driver whose constructor raised: each connect tries to create it again.
+
+    So a plugin bug at start-up is contained like one at connect: logged with its traceback,
+    Bad rows for the device's tags, retried with backoff, and the other devices run.
+    """
+
+    def __init__(self, cls: type[Driver[Any]], config: DeviceConfig, error: Exception) -> None:
+        super().__init__(config)
+        self._cls = cls
+        self._error: Exception | None = error
+        self._inner: Driver[Any] | None = None
+
+    async def connect(self) -> None:
+        if self._inner is None:
+            if self._error is not None:
+                error, self._error = self._error, None  # the first attempt's error, reported once
+                raise error
+            self._inner = self._cls(self.config)
+        await self._inner.connect()
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+    async def read(self) -> SampleBatch:
+        assert self._inner is not None
+        return await self._inner.read()
+
+
+def _create(cls: type[Driver[Any]], config: DeviceConfig) -> Driver[Any]:
+    try:
+        return cls(config)
+    except Exception as exc:  # a plugin bug: contained in the device's poller, see _Deferred
+        return _Deferred(cls, config, exc)
 
 
 async def _supervised(what: str, run: Callable[[], Awaitable[None]]) -> None:
