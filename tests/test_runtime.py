@@ -216,3 +216,40 @@ async def test_the_poll_queue_never_blocks_and_counts_every_dropped_sample(
     msgs = [r.getMessage() for r in caplog.records]
     assert len([m for m in msgs if "queue is full" in m]) == 1
     assert any("15 samples were dropped" in m for m in msgs)
+
+
+async def test_stop_never_hangs_on_a_delivery_that_does_not_take_data(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sink that never returns (policy block, dead sinks) must not hold the stop beyond stop_timeout."""
+    from edge_agent.config import AssetConfig, build_config_model
+    from edge_agent.runtime.service import Agent
+
+    class Stuck:
+        calls = 0
+
+        async def submit(
+            self, kind: str, asset: AssetConfig, batch: SampleBatch, *, window: str | None = None
+        ) -> None:
+            Stuck.calls += 1
+            await asyncio.Event().wait()  # never
+
+    config = build_config_model([ScriptedConfig]).model_validate(
+        {
+            "agent": {"stop_timeout": 0.3},
+            "assets": [{"id": "a1", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10}],
+            "buffer": {"linger": 0.0},
+            "devices": [_config().model_dump()],
+        }
+    )
+    agent = Agent(config, sink=Stuck(), drivers={"scripted": lambda c: ScriptedDriver(c, [])})  # type: ignore[dict-item]
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    t0 = asyncio.get_running_loop().time()
+    with caplog.at_level(logging.WARNING, logger="edge_agent.agent"):
+        await asyncio.wait_for(task, 5)
+    assert asyncio.get_running_loop().time() - t0 < 1.5  # two stop_timeouts at most, not forever
+    assert Stuck.calls >= 1 and agent.pollers[0].stats.polls >= 5  # polling went on while it was stuck
+    assert any("stop_timeout" in r.getMessage() for r in caplog.records)

@@ -199,9 +199,24 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.queue.close()
-            await processor
-        for k in self.analytics.flush():
-            await self._submit("kpi", k.asset, k.batch, window=k.window)
+            # Drain, but never hang the stop on a delivery that does not take data (policy block).
+            limit = self.config.agent.stop_timeout
+            done, _ = await asyncio.wait({processor}, timeout=limit)
+            if not done:
+                left = self.queue.stats.depth + sum(p.samples for p in self._pending.values())
+                processor.cancel()
+                log.warning(
+                    "stopping: delivery did not take the last polls within agent.stop_timeout=%gs; "
+                    "about %d samples were not stored",
+                    limit,
+                    left,
+                )
+        try:
+            async with asyncio.timeout(self.config.agent.stop_timeout):
+                for k in self.analytics.flush():
+                    await self._submit("kpi", k.asset, k.batch, window=k.window)
+        except TimeoutError:
+            log.warning("stopping: the open KPI windows were not stored within agent.stop_timeout")
         log.info("agent %r stopped", self.config.agent.name)
 
 
