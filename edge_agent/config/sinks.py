@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["TOPIC_FIELDS", "BufferConfig", "InfluxConfig", "MqttConfig", "TlsConfig", "check_topic_template"]
+__all__ = [
+    "TOPIC_FIELDS",
+    "BufferConfig",
+    "InfluxConfig",
+    "MqttConfig",
+    "SparkplugConfig",
+    "TlsConfig",
+    "check_topic_template",
+]
 
 import string
 from pathlib import Path
@@ -134,3 +142,25 @@ class InfluxConfig(StrictModel):
         if self.api == "v2" and not (self.org and self.bucket):
             raise ValueError("influxdb: api 'v2' needs 'org' and 'bucket'")
         return self
+
+
+_SPB_ID = r"^[^/+#]+$"
+
+
+class SparkplugConfig(MqttConfig):
+    """Sparkplug B edge node: the broker connection of :class:`MqttConfig` plus the node's identity.
+
+    The gateway is the edge node ``spBv1.0/{group_id}/.../{edge_node_id}``; each asset is a
+    device. The UNS-only fields inherited from MqttConfig (topic templates, ingest) are unused.
+    """
+
+    group_id: str = Field(pattern=_SPB_ID, description="Sparkplug group, e.g. the site or the plant")
+    edge_node_id: str | None = Field(None, pattern=_SPB_ID, description="default: agent.name")
+    primary_host_id: str | None = Field(
+        None,
+        pattern=_SPB_ID,
+        description="wait for spBv1.0/STATE/<id> online before births; re-birth when it comes back",
+    )
+    birth_wait: Seconds = Field(
+        5.0, gt=0, description="send() waits this long for a born session before the batch is retried"
+    )
