@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import SparkplugConfig
@@ -176,7 +178,17 @@ def test_datatypes_units_and_rebirth_requests() -> None:
 
 
 def test_config_rejects_topic_characters_in_ids() -> None:
-    with pytest.raises(ValueError, match="group_id"):
+    with pytest.raises(ValueError, match=r"group_id 'plant/1' must be non-empty without '/'"):
         SparkplugConfig(group_id="plant/1")
+    with pytest.raises(ValueError, match="primary_host_id '#'"):
+        SparkplugConfig(group_id="plant", primary_host_id="#")
     cfg = SparkplugConfig(group_id="plant", primary_host_id="scada")
     assert cfg.edge_node_id is None and cfg.qos == 1
+
+
+def test_the_documented_config_block_is_valid() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "sparkplug.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = SparkplugConfig.model_validate(yaml.safe_load(block)["sparkplug"])
+    assert (cfg.group_id, cfg.edge_node_id, cfg.primary_host_id) == ("plant-north", "gw-07", "scada")
+    assert cfg.backoff_max == 30 and cfg.birth_wait == 5
