@@ -35,7 +35,7 @@ from edge_agent.config import build_config_model
 from edge_agent.delivery import Delivery
 from edge_agent.delivery.record import Record
 from edge_agent.delivery.sink import Sink
-from edge_agent.delivery.sparkplug import SparkplugSink, asset_devices, watch_devices
+from edge_agent.delivery.sparkplug import SparkplugSink, device_watch
 from edge_agent.delivery.sparkplug.metrics import QUALITY_CODES, metric_name
 from edge_agent.demo.plant_config import demo_config
 from edge_agent.plugins import driver_registry
@@ -246,14 +246,9 @@ async def test_sparkplug_host_follows_the_edge_node_through_its_life(
                     agent = Agent(config, sink=delivery)
                     stop = asyncio.Event()
                     run = asyncio.create_task(agent.run(stop))
-                    watcher = asyncio.create_task(
-                        watch_devices(
-                            sink,
-                            {p.name: p.stats for p in agent.pollers},
-                            asset_devices(config),
-                            interval=0.2,
-                        )
-                    )
+                    watch = contextlib.AsyncExitStack()  # the hook `edge-agent run` uses
+                    health = {p.name: p.stats for p in agent.pollers}
+                    await watch.enter_async_context(device_watch(delivery.sinks, health, config))
 
                     # 1. The primary host is not online yet: the node must not be born.
                     await asyncio.sleep(1.5)
@@ -304,7 +299,7 @@ async def test_sparkplug_host_follows_the_edge_node_through_its_life(
 
                     stop.set()
                     await run
-                    watcher.cancel()
+                    await watch.aclose()
                     assert await delivery.flush(30), "sinks did not drain"
                 # Delivery closed: the sink said goodbye with an NDEATH of its last session.
                 bye = await host.wait(_is("NDEATH", bd_seq=(bd0 + 2) % 256), mark)

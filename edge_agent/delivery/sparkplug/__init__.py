@@ -8,8 +8,16 @@ from edge_agent.delivery.sparkplug.liveness import (
     DeviceHealth,
     DeviceLossListener,
     asset_devices,
+    device_watch,
     watch_devices,
 )
 from edge_agent.delivery.sparkplug.sink import SparkplugSink
 
-__all__ = ["DeviceHealth", "DeviceLossListener", "SparkplugSink", "asset_devices", "watch_devices"]
+__all__ = [
+    "DeviceHealth",
+    "DeviceLossListener",
+    "SparkplugSink",
+    "asset_devices",
+    "device_watch",
+    "watch_devices",
+]

@@ -6,11 +6,12 @@ An asset (Sparkplug device) is lost when every enabled device feeding it is down
 
 from __future__ import annotations
 
-__all__ = ["DeviceHealth", "DeviceLossListener", "asset_devices", "watch_devices"]
+__all__ = ["DeviceHealth", "DeviceLossListener", "asset_devices", "device_watch", "watch_devices"]
 
 import asyncio
-from collections.abc import Mapping
-from typing import Protocol
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 from edge_agent.config import AgentConfig
 
@@ -22,6 +23,7 @@ class DeviceHealth(Protocol):
     def healthy(self) -> bool: ...
 
 
+@runtime_checkable
 class DeviceLossListener(Protocol):
     """What the watcher calls, e.g. :class:`SparkplugSink`; arguments are asset ids."""
 
@@ -60,3 +62,22 @@ async def watch_devices(
                 lost.discard(asset)
                 listener.device_restored(asset)
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def device_watch(
+    sinks: Iterable[object], health: Mapping[str, DeviceHealth], config: AgentConfig, *, interval: float = 0.5
+) -> AsyncIterator[None]:
+    """While inside, report asset loss/recovery to every sink that listens (e.g. Sparkplug's DDEATH).
+
+    ``async with device_watch(delivery.sinks, {p.name: p.stats for p in agent.pollers}, config):``
+    """
+    listeners = [s for s in sinks if isinstance(s, DeviceLossListener)]
+    assets = asset_devices(config)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(watch_devices(s, health, assets, interval=interval)) for s in listeners]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
