@@ -12,6 +12,7 @@ stdout: one JSON object per line (``ready``, ``msg``, ``error``); stdin commands
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -44,6 +45,7 @@ class Host:
         self.bd_seq: dict[str, int] = {}
         self.next_seq: dict[str, int] = {}
         self.online_ts = 0
+        self.seen: set[bytes] = set()
         # A persistent session: the broker queues what arrives while this host is away.
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"spb-host-{host_id}", clean_session=False
@@ -83,6 +85,13 @@ class Host:
         emit(ev="ready", session_present=bool(f.session_present))
 
     def on_message(self, client: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        # QoS 1 is at-least-once to us too: after a broker restart it resends what we took but
+        # had not acknowledged yet (DUP set). Such a copy is not a new message from the node.
+        digest = hashlib.sha256(msg.topic.encode() + b"\0" + msg.payload).digest()
+        if msg.dup and digest in self.seen:
+            emit(ev="duplicate", topic=msg.topic)
+            return
+        self.seen.add(digest)
         try:
             self.handle(msg.topic, bytes(msg.payload))
         except Exception as exc:  # report, never die: the test asserts on errors
