@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import require
+from plant import PlantServer
 from servers import MosquittoServer
 
 import simulators
@@ -333,3 +335,40 @@ async def test_sparkplug_host_follows_the_edge_node_through_its_life(
     wrong = [(k, expected[k], got[k]) for k in expected if expected[k] not in got[k]]
     assert not wrong, wrong[:5]
     assert any(q == 0 for _, q in expected.values()), "the device loss should have produced Bad samples"
+
+
+async def test_edge_agent_run_publishes_sparkplug_from_the_config_file(
+    mosquitto_server: MosquittoServer, plant_server: PlantServer, tmp_path: Path
+) -> None:
+    """`edge-agent run` with a `sparkplug:` section: born at start, data, NDEATH on SIGTERM."""
+    require(importlib.util.find_spec("pysparkplug") is not None, "pysparkplug for the independent host")
+    group, host_id = f"plant-{uuid.uuid4().hex[:8]}", f"scada-{uuid.uuid4().hex[:8]}"
+    doc = demo_config(
+        modbus_port=plant_server.modbus_port,
+        opcua_endpoint=plant_server.opcua_endpoint,
+        mqtt_port=None,
+        data_dir=tmp_path,
+        poll_interval=0.25,
+    )
+    doc["devices"] = [d for d in doc["devices"] if d["driver"] == "modbus"][:1]
+    doc["sparkplug"] = {"host": mosquitto_server.host, "port": mosquitto_server.port, "group_id": group}
+    config = tmp_path / "agent.yaml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    asset = doc["devices"][0]["tags"][0]["asset"]
+    async with host_app(mosquitto_server, group, host_id) as host:
+        cli = [sys.executable, "-m", "edge_agent.cli", "run", str(config)]
+        agent = await asyncio.create_subprocess_exec(*cli)
+        try:
+            nbirth = await host.wait(_is("NBIRTH"), within=30)
+            assert nbirth["node"] == doc["agent"]["name"]  # edge_node_id defaults to the agent name
+            data = await host.wait(_is("DDATA", device=asset))
+            assert all(m["name"].startswith("raw/") and m["quality"] in (192, 64, 0) for m in data["metrics"])
+            agent.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(agent.wait(), 30) == 0
+        finally:
+            if agent.returncode is None:
+                agent.kill()
+                await agent.wait()
+        bye = await host.wait(_is("NDEATH"))
+        assert _bd_seq(bye) == _bd_seq(nbirth) and bye["matches_birth"]
+    assert not [e for e in host.events if e["ev"] == "error"]
