@@ -17,6 +17,7 @@ from edge_agent.delivery.sparkplug.metrics import datatype_of, kpi_unit
 from edge_agent.delivery.sparkplug.payload import is_rebirth_request
 from edge_agent.delivery.sparkplug.session import EdgeNode, Message
 from edge_agent.delivery.sparkplug.topics import NodeTopics
+from edge_agent.errors import ConfigError
 
 TOPICS = NodeTopics("plant", "gw1")
 
@@ -192,3 +193,14 @@ def test_the_documented_config_block_is_valid() -> None:
     cfg = SparkplugConfig.model_validate(yaml.safe_load(block)["sparkplug"])
     assert (cfg.group_id, cfg.edge_node_id, cfg.primary_host_id) == ("plant-north", "gw-07", "scada")
     assert cfg.backoff_max == 30 and cfg.birth_wait == 5
+
+
+async def test_a_missing_tls_file_fails_at_start_naming_the_file(tmp_path: Path) -> None:
+    from edge_agent.delivery.sparkplug import SparkplugSink
+
+    missing = tmp_path / "no-such-ca.pem"
+    cfg = SparkplugConfig(group_id="plant", port=1, tls={"ca_file": missing})
+    sink = SparkplugSink(cfg, agent="gw", units={})
+    with pytest.raises(ConfigError, match=r"sparkplug\.tls: .*no-such-ca\.pem.*check that they exist"):
+        await sink.start()
+    await sink.stop()  # nothing started: stop is still safe

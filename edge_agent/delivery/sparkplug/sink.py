@@ -31,7 +31,7 @@ from edge_agent.delivery.sparkplug.acks import PubackBridge
 from edge_agent.delivery.sparkplug.payload import is_rebirth_request
 from edge_agent.delivery.sparkplug.session import EdgeNode, Message
 from edge_agent.delivery.sparkplug.topics import NodeTopics, state_topic
-from edge_agent.errors import PermanentSinkError, TransientSinkError
+from edge_agent.errors import ConfigError, ConfigProblem, PermanentSinkError, TransientSinkError
 
 log = logging.getLogger("edge_agent.delivery.sparkplug")
 
@@ -92,7 +92,21 @@ class SparkplugSink(Sink):
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._supervisor = asyncio.create_task(self._run(), name=f"sparkplug-{self.node_id}")
+        try:
+            first = self._open()  # a bad setting fails here, at startup, not in a background task
+        except (OSError, ValueError) as exc:
+            tls = self.config.tls
+            files = {
+                k: str(v) for k, v in (tls.model_dump() if tls else {}).items() if k.endswith("_file") and v
+            }
+            problem = ConfigProblem(
+                "sparkplug.tls",
+                None,
+                f"cannot set up the MQTT client ({exc}); TLS files "
+                f"{files or 'none'}: check that they exist and are readable",
+            )
+            raise ConfigError("sparkplug settings", [problem]) from exc
+        self._supervisor = asyncio.create_task(self._run(first), name=f"sparkplug-{self.node_id}")
 
     async def stop(self) -> None:
         session = self._session
@@ -102,16 +116,20 @@ class SparkplugSink(Sink):
                 await asyncio.wait_for(self._publish(session, self.node.ndeath()), 2.0)
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await asyncio.gather(self._supervisor, return_exceptions=True)  # a crash was logged in _run
 
-    async def _run(self) -> None:
-        while True:
-            session = self._open()
-            try:
-                await session.ended.wait()
-            finally:
-                await self._close(session)
+    async def _run(self, session: _Session) -> None:
+        try:
+            while True:
+                try:
+                    await session.ended.wait()
+                finally:
+                    await self._close(session)
+                session = self._open()
+        except Exception:
+            # e.g. TLS files removed while running: say so loudly; batches stay in the buffer.
+            log.exception("sparkplug: node %s stopped publishing; fix the cause and restart", self.node_id)
+            raise
 
     def _open(self) -> _Session:
         assert self._loop is not None
