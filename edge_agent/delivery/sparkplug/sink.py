@@ -43,6 +43,7 @@ class _Session:
         self.client = client
         self.acks = PubackBridge(client, loop)
         self.connected = False  # the broker accepted this session at least once
+        self.closing = False  # we end it ourselves: its disconnect is not news
         self.ended = asyncio.Event()
 
 
@@ -153,6 +154,7 @@ class SparkplugSink(Sink):
         self._born.clear()
         self.node.end_session()
         session.acks.fail_all("sparkplug: session ended before the broker acknowledged")
+        session.closing = True
         session.client.disconnect()
         await asyncio.to_thread(session.client.loop_stop)
 
@@ -176,8 +178,8 @@ class SparkplugSink(Sink):
             self._call(self._birth, session)
 
     def _on_disconnect(self, session: _Session, rc: ReasonCode) -> None:
-        if not session.connected:
-            return  # never got in: paho keeps retrying with backoff
+        if not session.connected or session.closing:
+            return  # never got in (paho keeps retrying with backoff), or we are closing it
         session.client.disconnect()  # stop paho's own reconnect: a new session gets a new bdSeq
         log.warning(
             "sparkplug: lost broker %s:%d (%s); buffering, new session follows",
