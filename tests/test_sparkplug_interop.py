@@ -316,6 +316,8 @@ async def test_sparkplug_host_follows_the_edge_node_through_its_life(
         else []
     )
     assert not errors, context
+    # The host never saw data for a device without its birth (it would have asked for a rebirth).
+    assert not [e for e in host.events if e["ev"] == "rebirth_requested"]
     assert host.msgs("NDEATH")[-1]["matches_birth"]
 
     # Births: every metric carries an alias, a datatype and its engineering unit.
