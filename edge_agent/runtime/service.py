@@ -111,5 +111,10 @@ async def run_until_signal(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from edge_agent.delivery.sparkplug import device_watch
+
     async with Delivery(config) as delivery:
-        await Agent(config, sink=delivery).run(stop)
+        agent = Agent(config, sink=delivery)
+        # Sinks that report device loss (Sparkplug DDEATH) follow the pollers' health.
+        async with device_watch(delivery.sinks, {p.name: p.stats for p in agent.pollers}, config):
+            await agent.run(stop)
