@@ -13,7 +13,8 @@ Keys (values may be quoted; a bare key is a flag):
 - ``file=PATH``: write the block to PATH (relative to the tutorial's directory) instead of
   running it; later blocks use the file.
 - ``background=NAME``: start the command in the background; ``ready="REGEX"`` waits until its
-  output matches, ``stop=NAME`` on a later block (or the end of the tutorial) sends SIGTERM.
+  output matches. A directive ``stop=NAME`` of its own (not before a fence; the reader
+  presses Ctrl+C) sends SIGTERM and expects exit 0; the end of the tutorial stops the rest.
 - ``retry=SECONDS``: re-run the block until it succeeds or SECONDS have passed (a query for
   data that arrives asynchronously).
 - ``expect="REGEX"``: the block's output must match.
@@ -77,7 +78,11 @@ def read_blocks(path: Path) -> list[Block]:
         line = lines[i]
         m_dir = _DIRECTIVE.match(line)
         if m_dir:
-            pending.update(_parse_directive(m_dir.group("body"), f"{path}:{i + 1}"))
+            found = _parse_directive(m_dir.group("body"), f"{path}:{i + 1}")
+            if "stop" in found:  # an action of its own (the reader presses Ctrl+C), not a block's
+                blocks.append(Block(path, i + 1, "action", "", found))
+            else:
+                pending.update(found)
             i += 1
             continue
         m = _FENCE.match(line)
