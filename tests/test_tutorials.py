@@ -150,7 +150,7 @@ def test_pending_blocks_are_reported_not_skipped(tmp_path: Path) -> None:
     out = run_tutorial(path, work, env=dict(os.environ), ports={}, python=sys.executable)
     assert (work / "one.txt").read_text() == "one\n"
     assert len(out.pending_failed) == 1 and "#99 a feature" in out.pending_failed[0]
-    assert out.not_reached == ["line 13", "line 18 (#98 already there)"]
+    assert out.not_reached == ["line 10", "line 15 (#98 already there)"]
     assert out.ran == ["line 1"]
 
 
@@ -174,7 +174,8 @@ def test_background_ready_and_stop(tmp_path: Path) -> None:
         """\
         <!-- doc-test: background=srv ready="listening on 7000" -->
         ```bash
-        python3 -c "import signal,sys,time; print('listening on 7000', flush=True); signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(60)"
+        python3 -c "import signal,sys,time; print('listening on 7000', flush=True); \\
+          signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(60)"
         ```
 
         <!-- doc-test: stop=srv -->

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __all__ = ["Outcome", "TutorialError", "run_tutorial"]
 
+import contextlib
 import json
 import os
 import re
@@ -168,10 +169,8 @@ class _Runner:
 
     def stop_all(self) -> None:
         for name in list(self.background):
-            try:
+            with contextlib.suppress(TutorialError):  # cleanup only; explicit stops are checked
                 self.stop(name, "end of tutorial", expect_zero=False)
-            except TutorialError:
-                pass
 
 
 def _parse(block: Block, text: str) -> None:
