@@ -57,6 +57,7 @@ def _env(venv: Path) -> dict[str, str]:
     env["PATH"] = f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin"
     env["VIRTUAL_ENV"] = str(venv)
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"  # output reaches the log as on a reader's terminal
     env["MQTT_PASSWORD"] = "not-used-by-the-anonymous-test-broker"
     return env
 

@@ -201,9 +201,6 @@ def run_tutorial(
         for index, block in enumerate(blocks):
             d = block.directives
             label = f"line {block.line}"
-            if block.lang == "action":
-                runner.stop(d["stop"], block.where, expect_zero=True)
-                continue
             if "skip" in d:
                 out.skipped.append(f"{label} ({d['skip'] or d.get('reason', '')})")
                 continue
@@ -213,7 +210,10 @@ def run_tutorial(
             if block.lang in OUTPUT:
                 continue
             try:
-                runner.run(block)
+                if block.lang == "action":
+                    runner.stop(d["stop"], block.where, expect_zero=True)
+                else:
+                    runner.run(block)
             except TutorialError as exc:
                 if "pending" not in d:
                     raise
