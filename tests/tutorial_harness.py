@@ -128,7 +128,7 @@ class _Runner:
         log = self.workdir / f".bg-{name}.log"
         handle = log.open("wb")
         proc = subprocess.Popen(
-            self._command(block, "exec " + text.strip() if block.lang in SHELLS else text),
+            self._command(block, _exec_last(text) if block.lang in SHELLS else text),
             cwd=self.workdir, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         handle.close()
@@ -173,6 +173,14 @@ class _Runner:
                 self.stop(name, "end of tutorial", expect_zero=False)
 
 
+def _exec_last(text: str) -> str:
+    """A one-command block runs as that command (exec), so SIGTERM reaches it, not a shell."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if len(lines) == 1 and not re.search(r"[;&|]", lines[0]):
+        return "exec " + lines[0]
+    return text
+
+
 def _parse(block: Block, text: str) -> None:
     try:
         if block.lang in {"yaml", "yml"}:
@@ -207,7 +215,7 @@ def run_tutorial(
             if "fixture" in d:
                 out.fixtures.append(f"{label} ({d['fixture']})")
                 continue
-            if block.lang in OUTPUT:
+            if block.lang in OUTPUT and "file" not in d:
                 continue
             try:
                 if block.lang == "action":
