@@ -275,8 +275,10 @@ def test_base_install_runs_validate_run_and_ingest(
 @pytest.mark.slow
 def test_evaluate_extra(wheelhouse: Path, tmp_path: Path) -> None:
     venv = Venv(tmp_path / "venv", wheelhouse, "edge-agent[evaluate]")
-    hist = venv.run(venv.edge_agent, "simulate", "history", "--days", "28", "--retrofit-day", "14",
-                    "--out", "history", cwd=tmp_path, timeout=300)  # fmt: skip
+    hist = venv.run(
+        venv.edge_agent, "simulate", "history", "--days", "28", "--retrofit-day", "14",
+        "--interval", "900", "--no-progress", "--out", "history", cwd=tmp_path, timeout=300,
+    )  # fmt: skip
     assert hist.returncode == 0, hist.stdout + hist.stderr
     report = venv.run(
         venv.edge_agent, "evaluate", "--csv", "history/history.csv", "--asset", "cnc1",
@@ -291,7 +293,7 @@ def test_evaluate_extra(wheelhouse: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_demo_extra(wheelhouse: Path, tmp_path: Path) -> None:
     venv = Venv(tmp_path / "venv", wheelhouse, "edge-agent[demo]")
-    demo = venv.run(venv.edge_agent, "demo", "--duration", "10", "--no-table", cwd=tmp_path, timeout=180)
+    demo = venv.run(venv.edge_agent, "demo", "--duration", "5", "--no-table", cwd=tmp_path, timeout=180)
     assert demo.returncode == 0, demo.stdout + demo.stderr
 
 

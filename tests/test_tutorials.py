@@ -105,21 +105,22 @@ def _mini(tmp_path: Path, body: str) -> Path:
     return path
 
 
-def test_a_broken_block_fails_the_harness(reader_venv: Path, tmp_path: Path) -> None:
-    """The driver tutorial's package with one typo in its entry point: the harness must fail there."""
-    tutorial = (ROOT / "docs" / "tutorials" / "write-a-driver-plugin.md").read_text(encoding="utf-8")
-    broken = tutorial.replace('acme = "acme_meter.driver:AcmeDriver"', 'acme = "acme_meter.drivr:AcmeDriver"')
-    assert broken != tutorial, "the block this test breaks is gone from the tutorial"
+def test_a_broken_block_fails_the_harness(reader_venv: Path, ports: dict[int, int], tmp_path: Path) -> None:
+    """'Monitor your first machine' with a typo a reader could make: the harness fails at that block."""
+    tutorial = (ROOT / "docs" / "tutorials" / "monitor-your-first-machine.md").read_text(encoding="utf-8")
+    broken = tutorial.replace("  kpi_interval: 10s", "  kpi_intervall: 10s")
+    assert broken != tutorial, "the line this test breaks is gone from the tutorial"
     path = tmp_path / "broken.md"
     path.write_text(broken, encoding="utf-8")
     work = tmp_path / "work"
     work.mkdir()
-    ports = {7000: free_port()}
     with pytest.raises(TutorialError) as info:
         run_tutorial(
             path, work, env=_env(reader_venv), ports=ports, python=str(reader_venv / "bin" / "python")
         )
-    assert "block failed" in str(info.value) and "acme_meter.drivr" in str(info.value), str(info.value)
+    message = str(info.value)
+    assert "block failed" in message and "edge-agent validate first-machine.yaml" in message, message
+    assert "kpi_intervall" in message, message  # the validator's own words reach the report
 
 
 def test_pending_blocks_are_reported_not_skipped(tmp_path: Path) -> None:
