@@ -141,3 +141,14 @@ def test_every_checked_language_is_covered() -> None:
     """The READMEs have blocks of each checked kind, so the tests above are not vacuous."""
     langs = {b.lang for doc in DOCS for b in read_blocks(doc)}
     assert {"yaml", "python", "json", "toml"} <= langs & CHECKED
+
+
+def test_readme_driver_is_the_tutorials_driver() -> None:
+    """The README's driver and the tutorial's acme_meter/driver.py are one text, so they cannot drift."""
+    readme = [b.text for b in read_blocks(ROOT / "README.md") if "class AcmeDriver" in b.text]
+    tutorial = ROOT / "docs" / "tutorials" / "write-a-driver-plugin.md"
+    packaged = [
+        b.text for b in read_blocks(tutorial) if b.directives.get("file") == "acme-meter/acme_meter/driver.py"
+    ]
+    assert len(readme) == 1 and len(packaged) == 1
+    assert readme[0] == packaged[0], "update the README's driver and the tutorial's driver.py together"

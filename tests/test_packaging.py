@@ -308,3 +308,25 @@ def test_testing_extra_runs_the_conformance_kit(wheelhouse: Path, tmp_path: Path
     # The kit ran under the extra's pytest and pytest-asyncio: six checks pass, and the
     # missing unreachable_config fixture is reported as a failure, not skipped.
     assert "6 passed" in kit.stdout and "1 error" in kit.stdout, kit.stdout + kit.stderr
+
+
+def _without(modules: list[str], code: str) -> subprocess.CompletedProcess[str]:
+    """Run code in a fresh interpreter where importing ``modules`` fails, as on a base install."""
+    hide = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
+    return subprocess.run([sys.executable, "-c", hide + code], capture_output=True, text=True, timeout=60)
+
+
+def test_testing_kit_without_pytest_names_the_extra() -> None:
+    run = _without(["pytest"], "import edge_agent.testing")
+    assert run.returncode != 0
+    assert "pip install 'edge-agent[testing]'" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "hidden", "extra"),
+    [(["evaluate", "--help"], ["matplotlib"], "evaluate"), (["demo", "--duration", "1"], ["amqtt"], "demo")],
+)
+def test_commands_name_their_missing_extra(argv: list[str], hidden: list[str], extra: str) -> None:
+    run = _without(hidden, f"from edge_agent.cli import main; raise SystemExit(main({argv!r}))")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"pip install 'edge-agent[{extra}]'" in run.stderr, run.stderr
