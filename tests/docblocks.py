@@ -18,6 +18,7 @@ Keys (values may be quoted; a bare key is a flag):
 - ``retry=SECONDS``: re-run the block until it succeeds or SECONDS have passed (a query for
   data that arrives asynchronously).
 - ``expect="REGEX"``: the block's output must match.
+- ``timeout=SECONDS``: how long the block (or a background command's ``ready``) may take.
 - ``fixture="..."``: the block sets up a server that the test's fixtures provide instead
   (e.g. ``apt-get install mosquitto``). It is not run; the reason is reported.
 - ``pending="#14 status page"``: the block needs a feature that is not merged yet. It is run;

@@ -130,7 +130,19 @@ def test_toml_block_parses(block: Block) -> None:
 
 def test_directives_are_recognised() -> None:
     """A typo in a directive would silently run (or not run) a block: refuse unknown keys."""
-    known = {"skip", "reason", "file", "background", "ready", "stop", "retry", "expect", "fixture", "pending"}
+    known = {
+        "skip",
+        "reason",
+        "file",
+        "background",
+        "ready",
+        "stop",
+        "retry",
+        "expect",
+        "fixture",
+        "pending",
+        "timeout",
+    }
     for doc in [*DOCS, *ROOT.glob("docs/tutorials/*.md")]:
         for block in read_blocks(doc):
             unknown = set(block.directives) - known
