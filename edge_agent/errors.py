@@ -18,6 +18,7 @@ __all__ = [
     "DriverError",
     "EdgeAgentError",
     "InstanceLockedError",
+    "MissingExtraError",
     "PermanentSinkError",
     "PluginError",
     "SinkError",
@@ -108,3 +109,7 @@ class BufferFullError(EdgeAgentError):
 
 class InstanceLockedError(EdgeAgentError):
     """Another agent process holds this buffer; the message names its pid."""
+
+
+class MissingExtraError(EdgeAgentError):
+    """A command needs an optional extra (e.g. ``edge-agent[evaluate]``) that is not installed."""

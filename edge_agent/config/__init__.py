@@ -11,7 +11,14 @@ from edge_agent.config.model import (
     TagConfig,
     build_config_model,
 )
-from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, SinkLimits, TlsConfig
+from edge_agent.config.sinks import (
+    BufferConfig,
+    InfluxConfig,
+    MqttConfig,
+    SinkLimits,
+    SparkplugConfig,
+    TlsConfig,
+)
 from edge_agent.config.types import ByteSize, Role, Seconds, StrictModel, Unit
 
 __all__ = [
@@ -27,6 +34,7 @@ __all__ = [
     "Role",
     "Seconds",
     "SinkLimits",
+    "SparkplugConfig",
     "StateThresholds",
     "StrictModel",
     "TagConfig",

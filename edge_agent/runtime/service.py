@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig, DeviceConfig
 from edge_agent.drivers.base import Driver
+from edge_agent.drivers.links import LinkHub
 from edge_agent.errors import EdgeAgentError
 from edge_agent.retry import Backoff
 from edge_agent.runtime.analytics_stage import AnalyticsStage, KpiBatch
@@ -94,8 +95,9 @@ class Agent:
         self.linger = min(config.buffer.linger, config.analytics.kpi_interval)
         self.queue = BatchQueue(config.buffer.queue_samples)
         limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
+        self.links = LinkHub()  # devices on one serial line or gateway share its connection
         self.pollers = [
-            DevicePoller(_create(registry[dev.driver], dev), self._offer, limiter=limiter)
+            DevicePoller(_create(registry[dev.driver], dev, self.links), self._offer, limiter=limiter)
             for dev in config.devices
             if dev.enabled
         ]
@@ -198,6 +200,7 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.links.close()
             self.queue.close()
             # Drain, but never hang the stop on a delivery that does not take data (policy block).
             limit = self.config.agent.stop_timeout
@@ -227,8 +230,11 @@ class _Deferred(Driver[DeviceConfig]):
     Bad rows for the device's tags, retried with backoff, and the other devices run.
     """
 
-    def __init__(self, cls: type[Driver[Any]], config: DeviceConfig, error: Exception) -> None:
+    def __init__(
+        self, cls: type[Driver[Any]], config: DeviceConfig, error: Exception, links: LinkHub
+    ) -> None:
         super().__init__(config)
+        self.links = links
         self._cls = cls
         self._error: Exception | None = error
         self._inner: Driver[Any] | None = None
@@ -238,7 +244,9 @@ class _Deferred(Driver[DeviceConfig]):
             if self._error is not None:
                 error, self._error = self._error, None  # the first attempt's error, reported once
                 raise error
-            self._inner = self._cls(self.config)
+            inner = self._cls(self.config)
+            inner.links = self.links
+            self._inner = inner
         await self._inner.connect()
 
     async def close(self) -> None:
@@ -250,11 +258,14 @@ class _Deferred(Driver[DeviceConfig]):
         return await self._inner.read()
 
 
-def _create(cls: type[Driver[Any]], config: DeviceConfig) -> Driver[Any]:
+def _create(cls: type[Driver[Any]], config: DeviceConfig, links: LinkHub) -> Driver[Any]:
+    """The device's driver, on the agent's shared links (one serial line or gateway, one connection)."""
     try:
-        return cls(config)
+        driver = cls(config)
     except Exception as exc:  # a plugin bug: contained in the device's poller, see _Deferred
-        return _Deferred(cls, config, exc)
+        return _Deferred(cls, config, exc, links)
+    driver.links = links
+    return driver
 
 
 async def _supervised(what: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -277,5 +288,10 @@ async def run_until_signal(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from edge_agent.delivery.sparkplug import device_watch
+
     async with Delivery(config) as delivery:
-        await Agent(config, sink=delivery).run(stop)
+        agent = Agent(config, sink=delivery)
+        # Sinks that report device loss (Sparkplug DDEATH) follow the pollers' health.
+        async with device_watch(delivery.sinks, {p.name: p.stats for p in agent.pollers}, config):
+            await agent.run(stop)
