@@ -8,6 +8,7 @@ from edge_agent.config.model import (
     AssetConfig,
     DeviceConfig,
     StateThresholds,
+    StatusPageConfig,
     TagConfig,
     build_config_model,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Role",
     "Seconds",
     "StateThresholds",
+    "StatusPageConfig",
     "StrictModel",
     "TagConfig",
     "TlsConfig",

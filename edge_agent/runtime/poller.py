@@ -7,13 +7,13 @@ and its failures never delay other devices (each poller is its own task).
 
 from __future__ import annotations
 
-__all__ = ["BatchHandler", "DevicePoller", "PollerStats"]
+__all__ = ["BatchHandler", "DevicePoller", "PollObserver", "PollerStats"]
 
 import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
@@ -23,6 +23,8 @@ from edge_agent.drivers.base import Driver
 from edge_agent.errors import DeviceConnectError, DriverError
 
 BatchHandler = Callable[[SampleBatch], Awaitable[None]]
+#: Called after every read attempt with (device, seconds the read took, whether it succeeded).
+PollObserver = Callable[[str, float, bool], None]
 log = logging.getLogger("edge_agent.poller")
 
 
@@ -33,6 +35,9 @@ class PollerStats:
     reconnects: int = 0
     last_error: str | None = None
     down_since: float | None = None
+    skipped: int = 0  # poll ticks missed because a read overran its interval
+    last_good_ns: int | None = None  # wall clock of the last good read
+    started_ns: int = field(default_factory=time.time_ns)  # when this poller was created
 
     @property
     def healthy(self) -> bool:
@@ -53,8 +58,10 @@ class DevicePoller:
         *,
         limiter: asyncio.Semaphore | None = None,
         backoff_initial: float = 0.5,
+        on_poll: PollObserver | None = None,
     ) -> None:
         self.driver = driver
+        self.on_poll = on_poll
         self.handler = handler
         self.limiter = limiter or asyncio.Semaphore(1)
         self.stats = PollerStats()
@@ -104,15 +111,20 @@ class DevicePoller:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
+            t0 = loop.time()
             try:
                 async with self.limiter:
                     batch = await self.driver.read()
             except DeviceConnectError:
+                self._observe(loop.time() - t0, False)
                 raise
             except DriverError as exc:
+                self._observe(loop.time() - t0, False)
                 await self._failed(exc)
             else:
+                self._observe(loop.time() - t0, True)
                 self.stats.polls += 1
+                self.stats.last_good_ns = time.time_ns()
                 self._recovered()
                 if len(batch):
                     await self.handler(batch)
@@ -120,8 +132,13 @@ class DevicePoller:
             next_at += interval
             now = loop.time()
             if next_at < now:  # overran: skip missed ticks instead of bursting
+                self.stats.skipped += int((now - next_at) // interval) + 1
                 next_at = now + interval - ((now - next_at) % interval)
             await asyncio.sleep(next_at - now)
+
+    def _observe(self, seconds: float, ok: bool) -> None:
+        if self.on_poll is not None:
+            self.on_poll(self.name, seconds, ok)
 
     async def _failed(self, exc: DriverError) -> None:
         """Mark the gap with a Bad row; log at error once per outage, then at debug."""

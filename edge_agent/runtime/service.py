@@ -11,13 +11,15 @@ __all__ = ["Agent", "BatchSink", "run_until_signal"]
 import asyncio
 import logging
 import signal
+import time
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from edge_agent.batch import SampleBatch
-from edge_agent.config import AgentConfig, AssetConfig
+from edge_agent.config import AgentConfig, AssetConfig, DeviceConfig
 from edge_agent.drivers.base import Driver
 from edge_agent.runtime.analytics_stage import AnalyticsStage
-from edge_agent.runtime.poller import DevicePoller
+from edge_agent.runtime.poller import DevicePoller, PollObserver
 from edge_agent.runtime.routing import Router
 
 log = logging.getLogger("edge_agent.agent")
@@ -54,17 +56,39 @@ class Agent:
         self.router = Router(config)
         self.analytics = AnalyticsStage(config)
         self._analytics_failed: set[str] = set()
-        limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
-        self.pollers = [
-            DevicePoller(registry[dev.driver](dev), self._on_batch, limiter=limiter)
-            for dev in config.devices
-            if dev.enabled
-        ]
+        self.registry = registry
+        self.limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
+        # Operations hooks (status page, metrics, reload): observers see every read and batch.
+        self.poll_observers: list[PollObserver] = []
+        self.batch_observers: list[Callable[[SampleBatch], None]] = []
+        self.analytics_seconds = 0.0  # CPU spent in analytics.update, for /metrics
+        self.tasks: dict[str, asyncio.Task[None]] = {}  # device name -> poll task, while running
+        self._tg: asyncio.TaskGroup | None = None
+        self.started = asyncio.Event()  # set once every poll task exists
+        self.pollers = [self.make_poller(dev) for dev in config.devices if dev.enabled]
+
+    def make_poller(self, dev: DeviceConfig) -> DevicePoller:
+        return DevicePoller(
+            self.registry[dev.driver](dev), self._on_batch, limiter=self.limiter, on_poll=self._on_poll
+        )
+
+    def start_poller(self, poller: DevicePoller) -> None:
+        """Start one poll task inside the running agent's task group (used by run and by reload)."""
+        assert self._tg is not None, "start_poller before run()"
+        self.tasks[poller.name] = self._tg.create_task(poller.run(), name=f"poll:{poller.name}")
+
+    def _on_poll(self, device: str, seconds: float, ok: bool) -> None:
+        for obs in self.poll_observers:
+            obs(device, seconds, ok)
 
     async def _on_batch(self, batch: SampleBatch) -> None:
+        for obs in self.batch_observers:
+            obs(batch)
         for route, part in self.router.split(batch.with_nonfinite_bad()):
             try:
+                t0 = time.perf_counter()
                 kpis = self.analytics.update(route, part)
+                self.analytics_seconds += time.perf_counter() - t0
             except Exception:
                 # Raw data still flows: a KPI defect must never cost the plant its measurements.
                 if route.asset.id not in self._analytics_failed:
@@ -85,10 +109,14 @@ class Agent:
             len(self.config.assets),
         )
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(p.run(), name=f"poll:{p.name}") for p in self.pollers]
+            self._tg = tg
+            for p in self.pollers:
+                self.start_poller(p)
+            self.started.set()
             await stop.wait()
-            for task in tasks:
+            for task in self.tasks.values():
                 task.cancel()
+        self._tg = None
         for k in self.analytics.flush():
             if self.sink is not None:
                 await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
