@@ -24,7 +24,8 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#222;background:#fafa
 h1{font-size:1.3em;margin:0 0 .2em} h2{font-size:1.05em;margin:1.2em 0 .3em}
 table{border-collapse:collapse;background:#fff;min-width:40em}
 th,td{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-th:first-child,td:first-child,td.text{text-align:left} td.err{color:#a00;white-space:normal;max-width:32em}
+th:first-child,td:first-child,td.text{text-align:left}
+td.err{color:#a00;white-space:normal;max-width:32em;text-align:left}
 .badge{display:inline-block;padding:0 .5em;border-radius:.6em;color:#fff;font-size:.9em}
 .ok,.producing{background:#2a7d2a}.bad,.fault{background:#b22}.idle,.setup{background:#c80}
 .off,.unknown{background:#777} .meta{color:#555} svg{vertical-align:middle}
@@ -105,10 +106,15 @@ def _summary(snap: Snapshot, health: Health) -> str:
     )
 
 
+def _state(a: AssetStatus) -> str:
+    """Meters have no operating state: say so rather than 'unknown'."""
+    return _badge("meter", "unknown") if a.kind == "meter" else _badge(a.state, a.state)
+
+
 def _asset_row(a: AssetStatus) -> str:
     return (
         f'<tr data-asset="{escape(a.id)}"><td>{escape(a.id)}</td>'
-        f'<td class="text" data-field="state">{_badge(a.state, a.state)}</td>'
+        f'<td class="text" data-field="state">{_state(a)}</td>'
         f"<td>{_num(a.kw)}</td><td>{sparkline(a.kw_history)}</td><td>{_num(a.kwh_today, '{:.2f}')}</td>"
         f"<td>{_pct(a.idle_share)}</td><td>{_num(a.kwh_per_good_part, '{:.3f}')}</td>"
         f"<td>{_pct(a.scrap_ratio)}</td></tr>"
@@ -155,9 +161,8 @@ def _delivery(snap: Snapshot) -> str:
         f'<td class="err">{escape(s.error or "")}</td></tr>'
         for s in snap.sinks
     ]
-    sinks = _table(
-        ["sink", "link", "backlog", "delivered", "retried", "dropped", "quarantined", "error"], rows
-    )
+    head = ["sink", "link", "backlog", "delivered", "retried", "dropped", "quarantined", "error"]
+    sinks = _table(head, rows or ['<tr><td class="text" colspan="8">no sinks configured</td></tr>'])
     return buf + "<p></p>" + sinks
 
 

@@ -44,7 +44,7 @@ def asset_status_payload(a: AssetStatus, snap: Snapshot, devices: list[str]) -> 
         "kwh_today": _finite(a.kwh_today, 3),
         "idle_share": _finite(a.idle_share, 4),
         "scrap_ratio": _finite(a.scrap_ratio, 4),
-        "devices_down": sorted(n for n in devices if n in health and not health[n].up),
+        "devices_down": sorted(n for n in devices if n in health and health[n].error is not None),
     }
 
 
