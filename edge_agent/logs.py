@@ -25,8 +25,7 @@ LOG_FORMATS: tuple[str, ...] = ("auto", "rich", "plain", "json")
 
 def _iso_utc(created: float) -> str:
     """ISO 8601 UTC with milliseconds, e.g. ``2026-12-06T04:05:51.123Z``."""
-    secs = int(created)
-    ms = int((created - secs) * 1000)
+    secs, ms = divmod(round(created * 1000), 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
 
 

@@ -41,7 +41,9 @@ class Notifier:
         self.address = ("\0" + addr[1:]) if addr and addr.startswith("@") else addr
         self._sock: socket.socket | None = None
         if self.address:
+            # Non-blocking: a notify reader that stops reading must never stall the event loop.
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)
 
     @property
     def enabled(self) -> bool:
@@ -54,6 +56,9 @@ class Notifier:
         msg = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
         try:
             self._sock.sendto(msg, self.address)
+        except BlockingIOError:
+            log.debug("systemd notify socket %s is full; %r dropped", self.address.lstrip("\0"), msg)
+            return False
         except OSError as exc:
             log.warning("systemd notify to %s failed: %s", self.address.lstrip("\0"), exc)
             return False
