@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from servers import MosquittoServer
 
 from edge_agent.broker import free_port
+from edge_agent.operations.metrics import METRIC_NAMES
 
 __all__ = ["simulator"]  # the fixture, re-exported for pytest
 
@@ -60,6 +61,8 @@ def test_metrics_and_healthz_follow_the_broker(
         lambda: _metrics(agent)["edge_agent_polls_total"] != first["edge_agent_polls_total"], 10, "polls"
     )
     m = _metrics(agent)
+    families = {f.name for f in text_string_to_metric_families(agent.get("/metrics")[1].decode())}
+    assert families == set(METRIC_NAMES)
     for dev in devices:
         assert _device_value(m, "edge_agent_polls_total", dev) > 0
         assert _device_value(m, "edge_agent_poll_failures_total", dev) >= 0

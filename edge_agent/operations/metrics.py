@@ -12,7 +12,7 @@ __all__ = ["METRIC_NAMES", "AgentMetrics"]
 import math
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -22,7 +22,7 @@ from edge_agent.operations.snapshot import RuntimeView
 _P = "edge_agent_"
 #: Every family /metrics exposes (counter families without their ``_total`` suffix).
 METRIC_NAMES = (
-    f"{_P}info",
+    f"{_P}build_info",
     f"{_P}uptime_seconds",
     f"{_P}healthy",
     f"{_P}device_up",
@@ -60,7 +60,7 @@ class _SnapshotCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self.view.snapshot()
         yield InfoMetricFamily(
-            f"{_P}info",
+            f"{_P}build",
             "agent name, version and config file",
             value={"agent": snap.agent, "version": snap.version, "config_file": snap.config_file},
         )
@@ -137,6 +137,7 @@ class AgentMetrics:
     """One registry per agent (tests run several agents in one process)."""
 
     def __init__(self, view: RuntimeView) -> None:
+        disable_created_metrics()  # *_created series double the output and say nothing here
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_SnapshotCollector(view))
         self.poll_latency = Histogram(

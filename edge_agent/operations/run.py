@@ -50,7 +50,11 @@ async def run_operated(config: AgentConfig, config_file: str | Path) -> None:
             view = RuntimeView(agent, delivery, str(config_file))
             async with contextlib.AsyncExitStack() as stack:
                 if config.status_page.enabled:
-                    await stack.enter_async_context(StatusServer(config.status_page, view))
+                    try:
+                        await stack.enter_async_context(StatusServer(config.status_page, view))
+                    except OSError as exc:
+                        # The page is for watching; collecting data must not depend on a free port.
+                        log.error("%s; the agent runs without its status page and /metrics", exc.strerror)
                 async with asyncio.TaskGroup() as tg:
                     agent_task = tg.create_task(agent.run(stop), name="agent")
                     await agent.started.wait()

@@ -81,9 +81,9 @@ class StatusServer:
         return app
 
     async def __aenter__(self) -> Self:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.bind, self.config.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.config.bind, self.config.port)
         try:
             await site.start()
         except OSError as exc:

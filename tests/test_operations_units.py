@@ -1,0 +1,117 @@
+"""Fast, in-process checks of the operations pieces: config, auth, health rules, page parts, reload plan."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge_agent.broker import free_port
+from edge_agent.config import AgentConfig, parse_config
+from edge_agent.errors import ConfigError
+from edge_agent.operations.health import assess
+from edge_agent.operations.page import render_page, sparkline
+from edge_agent.operations.snapshot import BufferStatus, DeviceHealth, RuntimeView, SinkStatus, Snapshot
+from edge_agent.operations.web import StatusServer
+from edge_agent.runtime.reload import plan_reload
+from edge_agent.runtime.service import Agent
+
+BASE = """
+assets: [{id: m1, site: s, area: a, line: l, rated_power_kw: 10}]
+devices: []
+"""
+
+
+def test_status_page_off_loopback_needs_a_password_or_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_config(BASE).status_page.bind == "127.0.0.1"
+    with pytest.raises(ConfigError, match=r"status_page.bind '0.0.0.0' is not a loopback address"):
+        parse_config(BASE + "status_page: {bind: 0.0.0.0}\n")
+    monkeypatch.setenv("EA_TEST_TOKEN", "t0ken-secret")
+    cfg = parse_config(BASE + "status_page: {bind: 0.0.0.0, token: '${EA_TEST_TOKEN}'}\n")
+    assert cfg.status_page.token is not None and "t0ken-secret" not in repr(cfg.status_page)
+    assert parse_config(BASE + "status_page: {bind: '::1'}\n").status_page.bind == "::1"
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def test_token_and_password_protect_every_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    monkeypatch.setenv("EA_TEST_TOKEN", "tok")
+    monkeypatch.setenv("EA_TEST_PW", "pw")
+    port = free_port()
+    cfg = parse_config(
+        BASE + f"status_page: {{port: {port}, token: '${{EA_TEST_TOKEN}}', password: '${{EA_TEST_PW}}'}}\n"
+    )
+    view = RuntimeView(Agent(cfg), None, "cfg.yaml")
+    base = f"http://127.0.0.1:{port}"
+    basic = "Basic " + base64.b64encode(b"anyone:pw").decode()
+    async with StatusServer(cfg.status_page, view):
+        for path in ("/", "/metrics", "/healthz", "/api/status", "/events"):
+            assert await asyncio.to_thread(_get, base + path) == 401, path
+        assert await asyncio.to_thread(_get, base + "/metrics", {"Authorization": "Bearer tok"}) == 200
+        assert await asyncio.to_thread(_get, base + "/metrics?token=tok") == 200
+        assert await asyncio.to_thread(_get, base + "/metrics", {"Authorization": basic}) == 200
+        assert await asyncio.to_thread(_get, base + "/metrics", {"Authorization": "Bearer wrong"}) == 401
+        wrong = "Basic " + base64.b64encode(b"anyone:nope").decode()
+        assert await asyncio.to_thread(_get, base + "/metrics", {"Authorization": wrong}) == 401
+
+
+def _snap(**kw: object) -> Snapshot:
+    now = time.time_ns()
+    dev = DeviceHealth("press1-modbus", "modbus", True, 10, 0, 0, 0, now - 1_000_000_000, None,
+                       {"good": 10, "uncertain": 0, "bad": 0, "missing": 0}, now, 1.0)  # fmt: skip
+    base = Snapshot(
+        agent="a", version="1", config_file="c.yaml", started_ns=now, uptime_s=5, taken_ns=now,
+        loops_alive=True, dead_loops=(), devices=(dev,), assets=(), buffer=BufferStatus(0, 0, 0, 0),
+        sinks=(SinkStatus("mqtt", True, 0, 5, 0, 0, 0, None),), analytics_seconds=0.1,
+    )  # fmt: skip
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_health_rules() -> None:
+    snap = _snap()
+    assert assess(snap).ok
+    stale = dataclasses.replace(snap.devices[0], last_good_ns=snap.taken_ns - 60 * 10**9, error="timeout")
+    h = assess(_snap(devices=(stale,)))
+    assert not h.ok and "not polling" in h.reasons[0] and "press1-modbus: timeout" in h.reasons[0]
+    down = SinkStatus("mqtt", False, 42, 5, 3, 0, 0, "connection refused")
+    h = assess(_snap(sinks=(down,)))
+    assert h.reasons == (
+        "not delivering: sink mqtt is not connected (connection refused); 42 samples wait in the buffer",
+    )
+    assert assess(_snap(dead_loops=("poll:press1-modbus",))).reasons == (
+        "loop poll:press1-modbus has stopped",
+    )
+    assert not assess(_snap(devices=())).ok
+
+
+def test_page_escapes_and_draws_a_sparkline() -> None:
+    svg = sparkline([1.0, float("nan"), 3.0, 2.0])
+    assert svg.count(",") == 3 and "<polyline" in svg  # NaN left out
+    bad = dataclasses.replace(_snap().devices[0], up=False, error="device '<b>x</b>' refused")
+    html = render_page(_snap(devices=(bad,)))
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+    assert "new EventSource" in html and html.count("<script>") == 1
+
+
+def test_reload_plan_compares_devices_by_name(tmp_path: Path) -> None:
+    dev = "{name: %s, driver: modbus, host: 127.0.0.1, port: 502, poll_interval: %s, tags: []}"
+    old = parse_config(BASE.replace("devices: []", f"devices: [{dev % ('a', 1)}, {dev % ('b', 1)}]"))
+    new_doc = BASE.replace("devices: []", f"devices: [{dev % ('b', 2)}, {dev % ('c', 1)}]")
+    new: AgentConfig = parse_config(new_doc + f"buffer: {{path: {tmp_path / 'b.db'}}}\n")
+    plan = plan_reload(old, new)
+    assert (plan.added, plan.removed, plan.changed, plan.unchanged) == (["c"], ["a"], ["b"], [])
+    assert plan.needs_restart == ["buffer"]
+    assert plan.summary() == "added c; removed a; changed b"
