@@ -115,3 +115,11 @@ def test_reload_plan_compares_devices_by_name(tmp_path: Path) -> None:
     assert (plan.added, plan.removed, plan.changed, plan.unchanged) == (["c"], ["a"], ["b"], [])
     assert plan.needs_restart == ["buffer"]
     assert plan.summary() == "added c; removed a; changed b"
+
+
+def test_readme_gateway_config_block_is_valid() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Run it on a gateway", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = parse_config(BASE + block)
+    assert cfg.status_page.port == 8470 and cfg.agent.stats_log_interval == 300
