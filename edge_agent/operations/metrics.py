@@ -53,6 +53,13 @@ _Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
 _STATES = ("off", "idle", "setup", "producing", "fault", "unknown")
 
 
+def _labelled(kind: _Family, name: str, doc: str, label: str, rows: list[tuple[str, float]]) -> Metric:
+    fam = kind(name, doc, labels=[label])
+    for key, value in rows:
+        fam.add_metric([key], float(value))
+    return fam
+
+
 class _SnapshotCollector(Collector):
     def __init__(self, view: RuntimeView) -> None:
         self.view = view
@@ -68,10 +75,7 @@ class _SnapshotCollector(Collector):
         yield GaugeMetricFamily(f"{_P}healthy", "1 while /healthz answers 200", float(assess(snap).ok))
 
         def per_device(kind: _Family, name: str, doc: str, attr: str) -> Metric:
-            fam = kind(name, doc, labels=["device"])
-            for d in snap.devices:
-                fam.add_metric([d.name], float(getattr(d, attr)))
-            return fam
+            return _labelled(kind, name, doc, "device", [(d.name, getattr(d, attr)) for d in snap.devices])
 
         yield per_device(GaugeMetricFamily, f"{_P}device_up", "1 while the device answers", "up")
         yield per_device(CounterMetricFamily, f"{_P}polls", "good reads", "polls")
@@ -112,10 +116,7 @@ class _SnapshotCollector(Collector):
         )
 
         def per_sink(kind: _Family, name: str, doc: str, attr: str) -> Metric:
-            fam = kind(name, doc, labels=["sink"])
-            for s in snap.sinks:
-                fam.add_metric([s.name], float(getattr(s, attr)))
-            return fam
+            return _labelled(kind, name, doc, "sink", [(s.name, getattr(s, attr)) for s in snap.sinks])
 
         yield per_sink(GaugeMetricFamily, f"{_P}sink_backlog_samples", "samples not yet confirmed", "backlog")
         yield per_sink(CounterMetricFamily, f"{_P}sink_delivered_samples", "samples confirmed", "delivered")
