@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
+from pydantic import Field
 
+from edge_agent.batch import SampleBatch
 from edge_agent.broker import free_port
-from edge_agent.config import AgentConfig, parse_config
+from edge_agent.config import AgentConfig, DeviceConfig, TagConfig, parse_config
+from edge_agent.drivers.base import Driver
 from edge_agent.errors import ConfigError
 from edge_agent.operations.health import assess
 from edge_agent.operations.page import render_page, sparkline
+from edge_agent.operations.sdnotify import Notifier
 from edge_agent.operations.snapshot import BufferStatus, DeviceHealth, RuntimeView, SinkStatus, Snapshot
 from edge_agent.operations.web import StatusServer
 from edge_agent.runtime.reload import plan_reload
@@ -91,9 +98,8 @@ def test_health_rules() -> None:
     assert h.reasons == (
         "not delivering: sink mqtt is not connected (connection refused); 42 samples wait in the buffer",
     )
-    assert assess(_snap(dead_loops=("poll:press1-modbus",))).reasons == (
-        "loop poll:press1-modbus has stopped",
-    )
+    dead = assess(_snap(dead_loops=("poll:press1-modbus (task ended)",)))
+    assert dead.reasons == ("loop poll:press1-modbus (task ended) is not running",)
     assert not assess(_snap(devices=())).ok
 
 
@@ -123,3 +129,75 @@ def test_readme_gateway_config_block_is_valid() -> None:
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     cfg = parse_config(BASE + block)
     assert cfg.status_page.port == 8470 and cfg.agent.stats_log_interval == 300
+
+
+class HangConfig(DeviceConfig):
+    driver: Literal["hang"] = "hang"
+    tags: list[TagConfig] = Field(default_factory=list)
+
+
+class HangDriver(Driver[HangConfig]):
+    """Fault injection: one good read, then a read that never returns (a wedged driver)."""
+
+    config_model = HangConfig
+
+    def __init__(self, config: HangConfig) -> None:
+        super().__init__(config)
+        self.reads = 0
+
+    async def connect(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def read(self) -> SampleBatch:
+        self.reads += 1
+        if self.reads > 1:
+            await asyncio.Event().wait()
+        return SampleBatch.single(self.name, time.time_ns(), {"v": 1.0})
+
+
+async def test_a_hung_poller_stops_the_watchdog(tmp_path: Path) -> None:
+    cfg = AgentConfig.model_validate(
+        {
+            "assets": [{"id": "m1", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10}],
+            "devices": [],
+        }
+    )
+    dev = HangConfig(name="wedged", poll_interval=0.05, timeout=0.05, backoff_max=0.05,
+                     tags=[TagConfig(name="v", asset="m1")])  # fmt: skip
+    cfg = cfg.model_copy(update={"devices": [dev]})
+    drivers: dict[str, Any] = {"hang": HangDriver}
+    agent = Agent(cfg, drivers=drivers)
+    view = RuntimeView(agent, None, "cfg.yaml")
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    await agent.started.wait()
+    assert view.snapshot().dead_loops == ()
+    await asyncio.sleep(0.2)
+    assert view.snapshot().dead_loops == ()  # first look at the stalled counters starts the clock
+    await asyncio.sleep(0.6)  # limit: 3 x (0.05 + 0.05) s
+    dead = view.snapshot().dead_loops
+    assert len(dead) == 1 and dead[0].startswith("poll:wedged (no read or reconnect attempt for")
+    # ...so the watchdog goes quiet.
+    sock_path = str(tmp_path / "n.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(sock_path)
+        sock.setblocking(False)
+        dog = asyncio.create_task(
+            Notifier(sock_path).watchdog(lambda: "; ".join(view.snapshot().dead_loops) or None, 0.02)
+        )
+        await asyncio.sleep(0.1)
+        dog.cancel()
+        got = []
+        while True:
+            try:
+                got.append(sock.recv(4096))
+            except BlockingIOError:
+                break
+    assert (
+        got and all(b"WATCHDOG=1" not in m for m in got) and got[0].startswith(b"STATUS=stalled: poll:wedged")
+    )
+    stop.set()
+    await run

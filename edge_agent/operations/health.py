@@ -58,6 +58,6 @@ def _delivering(snap: Snapshot) -> list[str]:
 
 def assess(snap: Snapshot) -> Health:
     """Healthy = every loop alive, at least one device polled recently, every sink delivering."""
-    reasons = [f"loop {name} has stopped" for name in snap.dead_loops]
+    reasons = [f"loop {name} is not running" for name in snap.dead_loops]
     reasons += _polling(snap) + _delivering(snap)
     return Health(not reasons, tuple(reasons))

@@ -30,7 +30,7 @@ log = logging.getLogger("edge_agent.run")
 
 def _loops_alive(view: RuntimeView) -> str | None:
     dead = view.snapshot().dead_loops
-    return f"loop(s) {', '.join(dead)} stopped" if dead else None
+    return f"loop(s) {', '.join(dead)} not running" if dead else None
 
 
 async def run_operated(config: AgentConfig, config_file: str | Path) -> None:

@@ -106,7 +106,7 @@ class Snapshot:
     uptime_s: float
     taken_ns: int
     loops_alive: bool
-    dead_loops: tuple[str, ...]
+    dead_loops: tuple[str, ...]  # e.g. "poll:press1 (task ended)", "poll:press1 (no progress for 95 s)"
     devices: tuple[DeviceHealth, ...]
     assets: tuple[AssetStatus, ...]
     buffer: BufferStatus
@@ -185,6 +185,7 @@ class RuntimeView:
         self.quality = QualityCounter()
         agent.batch_observers.append(self.quality)
         self._assets: dict[str, _AssetMemory] = {}
+        self._progress: dict[str, tuple[tuple[int, int, int, int], float]] = {}
         self.reloads = 0
         self.last_reload: str | None = None
         self._version = agent_version()
@@ -262,12 +263,37 @@ class RuntimeView:
             )
             for n, s in stats.sinks.items()
         )
-        dead = [t.get_name() for t in self.delivery._tasks if t.done()]
+        dead = [f"{t.get_name()} (task ended)" for t in self.delivery._tasks if t.done()]
         return BufferStatus(b.records, b.bytes, b.file_bytes, b.dropped), sinks, dead
+
+    def _stalled_pollers(self) -> list[str]:
+        """Poll tasks that ended, or made no read or reconnect attempt for much longer than they should.
+
+        A poller attempts a read every poll interval, or a reconnect at most every
+        ``backoff_max`` (+ timeout); three of the longer of these without any attempt means it
+        hangs (e.g. a driver awaiting something that never comes), which a done-check misses.
+        """
+        now = time.monotonic()
+        out = []
+        for p in self.agent.pollers:
+            task = self.agent.tasks.get(p.name)
+            if task is not None and task.done():
+                out.append(f"poll:{p.name} (task ended)")
+                continue
+            st, cfg = p.stats, p.driver.config
+            mark = (id(p), st.polls, st.failed_polls, st.reconnects)
+            seen = self._progress.get(p.name)
+            if seen is None or seen[0] != mark:
+                self._progress[p.name] = (mark, now)
+                continue
+            limit = 3 * (max(cfg.poll_interval, cfg.backoff_max) + cfg.timeout)
+            if now - seen[1] > limit:
+                out.append(f"poll:{p.name} (no read or reconnect attempt for {now - seen[1]:.0f} s)")
+        return out
 
     def snapshot(self) -> Snapshot:
         buffer, sinks, dead = self._delivery()
-        dead += [f"poll:{name}" for name, t in self.agent.tasks.items() if t.done()]
+        dead += self._stalled_pollers()
         return Snapshot(
             agent=self.agent.config.agent.name,
             version=self._version,

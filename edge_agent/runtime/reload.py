@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.runtime.analytics_stage import AnalyticsStage
 from edge_agent.runtime.routing import Router
 from edge_agent.runtime.service import Agent
@@ -75,6 +75,10 @@ async def apply_config(agent: Agent, new: AgentConfig) -> ReloadPlan:
         )
         new = new.model_copy(update={s: getattr(old, s) for s in plan.needs_restart})
     stop = set(plan.removed) | set(plan.changed)
+    # Build everything new first: if a driver refuses its config, nothing has changed yet.
+    fresh = [agent.make_poller(d) for d in new.devices if d.enabled and d.name in set(plan.added) | stop]
+    analytics = AnalyticsStage(new)
+    router = Router(new)
     for name in stop:
         task = agent.tasks.pop(name, None)
         if task is not None:
@@ -82,20 +86,15 @@ async def apply_config(agent: Agent, new: AgentConfig) -> ReloadPlan:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     # Batches are routed and analysed with the new tables from here on.
-    analytics = AnalyticsStage(new)
     _, restarted = analytics.adopt(agent.analytics)
     gone = [a.id for a in old.assets if a.id not in {x.id for x in new.assets}]
     for k in agent.analytics.flush_assets(restarted + gone):
         if agent.sink is not None:
             await agent.sink.submit("kpi", k.asset, k.batch, window=k.window)
-    agent.config, agent.router, agent.analytics = new, Router(new), analytics
-    pollers = [p for p in agent.pollers if p.name not in stop]
-    for dev in new.devices:
-        if dev.enabled and dev.name in set(plan.added) | set(plan.changed):
-            p = agent.make_poller(dev)
-            pollers.append(p)
-            agent.start_poller(p)
-    agent.pollers = pollers
+    agent.config, agent.router, agent.analytics = new, router, analytics
+    agent.pollers = [p for p in agent.pollers if p.name not in stop] + fresh
+    for p in fresh:
+        agent.start_poller(p)
     if restarted:
         log.warning("reload: analytics of %s restart (their tags or settings changed)", ", ".join(restarted))
     log.info("reload applied: %s; %d device(s) kept polling", plan.summary(), len(plan.unchanged))
@@ -109,4 +108,8 @@ async def reload_from_file(agent: Agent, path: str | Path) -> ReloadPlan | None:
     except ConfigError as exc:
         log.error("reload refused, the running config stays: %s", exc)
         return None
-    return await apply_config(agent, new)
+    try:
+        return await apply_config(agent, new)
+    except EdgeAgentError as exc:  # a driver refused its config: raised before anything changed
+        log.error("reload refused, the running config stays: %s", exc)
+        return None
