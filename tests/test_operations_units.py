@@ -25,7 +25,7 @@ from edge_agent.operations.page import render_page, sparkline
 from edge_agent.operations.sdnotify import Notifier
 from edge_agent.operations.snapshot import BufferStatus, DeviceHealth, RuntimeView, SinkStatus, Snapshot
 from edge_agent.operations.web import StatusServer
-from edge_agent.runtime.reload import plan_reload
+from edge_agent.runtime.reload import apply_config, plan_reload
 from edge_agent.runtime.service import Agent
 
 BASE = """
@@ -116,10 +116,12 @@ def test_reload_plan_compares_devices_by_name(tmp_path: Path) -> None:
     dev = "{name: %s, driver: modbus, host: 127.0.0.1, port: 502, poll_interval: %s, tags: []}"
     old = parse_config(BASE.replace("devices: []", f"devices: [{dev % ('a', 1)}, {dev % ('b', 1)}]"))
     new_doc = BASE.replace("devices: []", f"devices: [{dev % ('b', 2)}, {dev % ('c', 1)}]")
-    new: AgentConfig = parse_config(new_doc + f"buffer: {{path: {tmp_path / 'b.db'}}}\n")
+    new: AgentConfig = parse_config(
+        new_doc + f"buffer: {{path: {tmp_path / 'b.db'}}}\nagent: {{name: other, stats_log_interval: 9}}\n"
+    )
     plan = plan_reload(old, new)
     assert (plan.added, plan.removed, plan.changed, plan.unchanged) == (["c"], ["a"], ["b"], [])
-    assert plan.needs_restart == ["buffer"]
+    assert plan.needs_restart == ["buffer", "agent.name"]
     assert plan.summary() == "added c; removed a; changed b"
 
 
@@ -199,5 +201,30 @@ async def test_a_hung_poller_stops_the_watchdog(tmp_path: Path) -> None:
     assert (
         got and all(b"WATCHDOG=1" not in m for m in got) and got[0].startswith(b"STATUS=stalled: poll:wedged")
     )
+    stop.set()
+    await run
+
+
+async def test_apply_keeps_restart_only_settings_and_applies_the_rest() -> None:
+    asset = {"id": "m1", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10}
+
+    def config(name: str, interval: float, devices: list[str]) -> AgentConfig:
+        cfg = AgentConfig.model_validate(
+            {"agent": {"name": name, "stats_log_interval": interval}, "assets": [asset], "devices": []}
+        )
+        devs = [HangConfig(name=d, tags=[TagConfig(name=f"v{i}", asset="m1")]) for i, d in enumerate(devices)]
+        return cfg.model_copy(update={"devices": devs})
+
+    drivers: dict[str, Any] = {"hang": HangDriver}
+    agent = Agent(config("gw1", 300, ["d1"]), drivers=drivers)
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    await agent.started.wait()
+    first = agent.tasks["d1"]
+    plan = await apply_config(agent, config("gw2", 9, ["d1", "d2"]))
+    assert plan.added == ["d2"] and plan.needs_restart == ["agent.name"]
+    assert agent.config.agent.name == "gw1" and agent.config.agent.stats_log_interval == 9
+    assert agent.tasks["d1"] is first and not first.done()  # untouched
+    assert [p.name for p in agent.pollers] == ["d1", "d2"] and not agent.tasks["d2"].done()
     stop.set()
     await run

@@ -6,13 +6,14 @@
 - Assets keep their analytics state unless their tags, thresholds or analytics settings
   changed; the open windows of a restarted or removed asset are flushed first.
 - Delivery (buffer, sink cursors, MQTT and InfluxDB connections) is never rebuilt:
-  changes to ``buffer``, ``mqtt`` and ``influxdb`` are reported as needing a restart and the
-  running values are kept, so nothing buffered is lost.
+  changes to ``buffer``, ``mqtt``, ``influxdb``, ``status_page``, ``agent.name`` and
+  ``agent.max_concurrent_polls`` are reported as needing a restart and the running values
+  are kept, so nothing buffered is lost.
 """
 
 from __future__ import annotations
 
-__all__ = ["RESTART_SECTIONS", "ReloadPlan", "apply_config", "plan_reload", "reload_from_file"]
+__all__ = ["RESTART_SETTINGS", "ReloadPlan", "apply_config", "plan_reload", "reload_from_file"]
 
 import asyncio
 import contextlib
@@ -29,7 +30,22 @@ from edge_agent.runtime.service import Agent
 log = logging.getLogger("edge_agent.reload")
 
 #: Sections owned by delivery; a change needs a restart (the buffer and cursors stay as they are).
-RESTART_SECTIONS = ("buffer", "mqtt", "influxdb", "status_page")
+RESTART_SETTINGS = ("buffer", "mqtt", "influxdb", "status_page", "agent.name", "agent.max_concurrent_polls")
+
+
+def _setting(config: AgentConfig, dotted: str) -> object:
+    section, _, key = dotted.partition(".")
+    value = getattr(config, section)
+    return getattr(value, key) if key else value
+
+
+def _keep(new: AgentConfig, old: AgentConfig, dotted: str) -> AgentConfig:
+    """``new`` with the running value of one setting."""
+    section, _, key = dotted.partition(".")
+    value = getattr(old, section)
+    if key:
+        value = getattr(new, section).model_copy(update={key: getattr(value, key)})
+    return new.model_copy(update={section: value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +76,7 @@ def plan_reload(old: AgentConfig, new: AgentConfig) -> ReloadPlan:
         removed=sorted(before.keys() - after.keys()),
         changed=sorted(n for n in before.keys() & after.keys() if before[n] != after[n]),
         unchanged=sorted(n for n in before.keys() & after.keys() if before[n] == after[n]),
-        needs_restart=[s for s in RESTART_SECTIONS if getattr(old, s) != getattr(new, s)],
+        needs_restart=[s for s in RESTART_SETTINGS if _setting(old, s) != _setting(new, s)],
     )
 
 
@@ -73,7 +89,8 @@ async def apply_config(agent: Agent, new: AgentConfig) -> ReloadPlan:
             "reload: %s changed; these take effect after a restart, the running values are kept",
             ", ".join(plan.needs_restart),
         )
-        new = new.model_copy(update={s: getattr(old, s) for s in plan.needs_restart})
+        for s in plan.needs_restart:
+            new = _keep(new, old, s)
     stop = set(plan.removed) | set(plan.changed)
     # Build everything new first: if a driver refuses its config, nothing has changed yet.
     fresh = [agent.make_poller(d) for d in new.devices if d.enabled and d.name in set(plan.added) | stop]
