@@ -169,6 +169,9 @@ class _AssetMemory:
     kw: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
 
 
+_NAN = float("nan")
+
+
 def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else float("nan")
 
@@ -221,7 +224,10 @@ class RuntimeView:
                     state=t.state.name.lower(),
                     kw=float(t.last_power_kw),
                     kwh_today=kwh,
-                    idle_share=_ratio(now.idle_kwh - b.idle_kwh, kwh),
+                    # a meter has no operating state, so no idle share
+                    idle_share=nan
+                    if kinds.get(asset_id) == "meter"
+                    else _ratio(now.idle_kwh - b.idle_kwh, kwh),
                     kwh_per_good_part=_ratio(kwh, good),
                     scrap_ratio=_ratio(now.scrap - b.scrap, now.produced - b.produced),
                     kw_history=tuple(mem.kw),
