@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real: Mosquitto, InfluxDB 1.x,
-# VictoriaMetrics (InfluxDB v2 write API), socat (virtual serial lines) and Chromium (report
-# rendering), systemd (systemd-analyze verify of the unit). Nothing is started here: the test fixtures start each server on a free
-# 127.0.0.1 port with a temporary directory and stop it afterwards.
+# VictoriaMetrics (InfluxDB v2 write API), socat (virtual serial lines), Chromium (report
+# and status page rendering) and systemd (systemd-analyze verify of the unit). Nothing is
+# started here: the test fixtures start each server on a free 127.0.0.1 port with a
+# temporary directory and stop it afterwards.
 set -euo pipefail
 
 need=()

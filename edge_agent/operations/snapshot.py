@@ -225,7 +225,7 @@ class RuntimeView:
                     kw=float(t.last_power_kw),
                     kwh_today=kwh,
                     # a meter has no operating state, so no idle share
-                    idle_share=nan
+                    idle_share=_NAN
                     if kinds.get(asset_id) == "meter"
                     else _ratio(now.idle_kwh - b.idle_kwh, kwh),
                     kwh_per_good_part=_ratio(kwh, good),
