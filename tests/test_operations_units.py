@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import pytest
@@ -228,3 +229,22 @@ async def test_apply_keeps_restart_only_settings_and_applies_the_rest() -> None:
     assert [p.name for p in agent.pollers] == ["d1", "d2"] and not agent.tasks["d2"].done()
     stop.set()
     await run
+
+
+def test_quality_counter_counts_every_sample_and_reuses_a_read_only_mapping() -> None:
+    import numpy as np
+
+    from edge_agent.operations.snapshot import QualityCounter
+
+    good = np.zeros(2, np.uint8)
+    good.flags.writeable = False
+    shared = MappingProxyType({"a": good, "b": good})  # what the Modbus codec hands out when all is Good
+    ts = np.asarray([1, 2], np.int64)
+    vals = {"a": np.zeros(2), "b": np.zeros(2)}
+    qc = QualityCounter()
+    for _ in range(3):
+        qc(SampleBatch(device="d", ts=ts, values=vals, quality=shared))
+    mixed = {"a": np.asarray([0, 2], np.uint8), "b": np.asarray([1, 3], np.uint8)}
+    qc(SampleBatch(device="d", ts=ts, values=vals, quality=mixed))
+    assert qc.mix("d") == {"good": 13, "uncertain": 1, "bad": 1, "missing": 1}
+    assert qc.mix("other") == {"good": 0, "uncertain": 0, "bad": 0, "missing": 0}

@@ -82,9 +82,10 @@ class Agent:
             obs(device, seconds, ok)
 
     async def _on_batch(self, batch: SampleBatch) -> None:
+        batch = batch.with_nonfinite_bad()
         for obs in self.batch_observers:
             obs(batch)
-        for route, part in self.router.split(batch.with_nonfinite_bad()):
+        for route, part in self.router.split(batch):
             try:
                 t0 = time.perf_counter()
                 kpis = self.analytics.update(route, part)
