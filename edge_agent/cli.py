@@ -35,11 +35,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
     from edge_agent.logs import setup_logging
-    from edge_agent.runtime.service import run_until_signal
+    from edge_agent.operations.run import run_operated
 
     config = load_config(args.config)
-    setup_logging(args.log_level or config.agent.log_level)
-    asyncio.run(run_until_signal(config))
+    setup_logging(args.log_level or config.agent.log_level, fmt=args.log_format)
+    asyncio.run(run_operated(config, args.config))
     return EXIT_OK
 
 
@@ -66,7 +66,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from edge_agent.logs import setup_logging
 
     config = load_config(args.config)
-    setup_logging(args.log_level or config.agent.log_level)
+    setup_logging(args.log_level or config.agent.log_level, fmt=args.log_format)
     asyncio.run(run_ingest(config))
     return EXIT_OK
 
@@ -100,6 +100,15 @@ def _cmd_certs_create(args: argparse.Namespace) -> int:
     return certs_create_command(args.dir, application_uri=args.application_uri, force=args.force)
 
 
+def _add_log_format(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--log-format",
+        choices=["auto", "rich", "plain", "json"],
+        default="auto",
+        help="auto (default): rich on a terminal, else plain one-line ISO 8601 UTC; json: one object a line",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-agent", description="Shop-floor resource-efficiency monitoring agent."
@@ -117,9 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--plan", action="store_true", help="print each device's request plan")
     sp.add_argument("--dump", action="store_true", help="print the effective config (secrets masked)")
 
-    sp = add("run", _cmd_run, "run the agent until SIGINT/SIGTERM")
+    sp = add("run", _cmd_run, "run the agent until SIGINT/SIGTERM (SIGHUP re-reads the config)")
     sp.add_argument("config")
     sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _add_log_format(sp)
 
     sp = add("demo", _cmd_demo, "simulated plant + embedded broker + agent, with a live table")
     sp.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
@@ -133,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("ingest", _cmd_ingest, "subscribe to the UNS topics and write to InfluxDB")
     sp.add_argument("config")
     sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _add_log_format(sp)
 
     sp = add("evaluate", _cmd_evaluate, "before/after savings evaluation (see 'evaluate --help')")
     sp.add_argument("rest", nargs=argparse.REMAINDER)

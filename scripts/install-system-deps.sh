@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real: Mosquitto, InfluxDB 1.x,
-# VictoriaMetrics (InfluxDB v2 write API), socat (virtual serial lines) and Chromium (report
-# rendering). Nothing is started here: the test fixtures start each server on a free
-# 127.0.0.1 port with a temporary directory and stop it afterwards.
+# VictoriaMetrics (InfluxDB v2 write API), socat (virtual serial lines), Chromium (report
+# and status page rendering) and systemd (systemd-analyze verify of the unit). Nothing is
+# started here: the test fixtures start each server on a free 127.0.0.1 port with a
+# temporary directory and stop it afterwards.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # verifies deploy/edge-agent.service
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

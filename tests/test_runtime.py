@@ -253,3 +253,25 @@ async def test_stop_never_hangs_on_a_delivery_that_does_not_take_data(
     assert asyncio.get_running_loop().time() - t0 < 1.5  # two stop_timeouts at most, not forever
     assert Stuck.calls >= 1 and agent.pollers[0].stats.polls >= 5  # polling went on while it was stuck
     assert any("stop_timeout" in r.getMessage() for r in caplog.records)
+
+
+def test_quality_mix_counts_every_sample_and_reuses_a_read_only_mapping() -> None:
+    """The all-Good mapping the Modbus codec reuses is counted in O(1), and exactly."""
+    from types import MappingProxyType
+
+    good = np.zeros(2, np.uint8)
+    good.flags.writeable = False
+    shared = MappingProxyType({"a": good, "b": good})
+    ts = np.asarray([1, 2], np.int64)
+    vals = {"a": np.zeros(2), "b": np.zeros(2)}
+    poller = DevicePoller(ScriptedDriver(_config(), []), _noop)
+    for _ in range(3):
+        poller._count(SampleBatch(device="dev1", ts=ts, values=vals, quality=shared))
+    mixed = {"a": np.asarray([0, 2], np.uint8), "b": np.asarray([1, 3], np.uint8)}
+    poller._count(SampleBatch(device="dev1", ts=ts, values=vals, quality=mixed))
+    assert poller.stats.quality == {"good": 13, "uncertain": 1, "bad": 1, "missing": 1}
+    assert poller.stats.polls == 4
+
+
+async def _noop(batch: SampleBatch) -> None:
+    pass

@@ -8,6 +8,7 @@ from edge_agent.config.model import (
     AssetConfig,
     DeviceConfig,
     StateThresholds,
+    StatusPageConfig,
     TagConfig,
     build_config_model,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "SinkLimits",
     "SparkplugConfig",
     "StateThresholds",
+    "StatusPageConfig",
     "StrictModel",
     "TagConfig",
     "TlsConfig",

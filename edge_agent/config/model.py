@@ -13,13 +13,15 @@ __all__ = [
     "AssetConfig",
     "DeviceConfig",
     "StateThresholds",
+    "StatusPageConfig",
     "TagConfig",
     "build_config_model",
 ]
 
+import ipaddress
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, SecretStr, create_model, model_validator
 
 from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, SparkplugConfig
 from edge_agent.config.types import ROLE_UNITS, Role, Seconds, StrictModel, Unit
@@ -105,6 +107,10 @@ class AgentSection(StrictModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_concurrent_polls: int = Field(8, ge=1)
     stop_timeout: Seconds = Field(10.0, gt=0)
+    stats_log_interval: Seconds = Field(300.0, gt=0, description="log one stats line this often")
+    status_interval: Seconds = Field(
+        60.0, gt=0, description="re-publish each asset's retained status at least this often"
+    )
 
 
 class AnalyticsConfig(StrictModel):
@@ -113,6 +119,39 @@ class AnalyticsConfig(StrictModel):
     emission_factor_kg_per_kwh: float = Field(0.4, ge=0)
     shift_start_hours: list[int] = Field(default_factory=lambda: [6, 14, 22])
     timezone: str = Field("UTC", description="IANA zone for shift and day windows, e.g. Europe/Berlin")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class StatusPageConfig(StrictModel):
+    """The local status page with /metrics and /healthz; loopback-only unless protected.
+
+    ``password`` (HTTP Basic, any user name) or ``token`` (``Authorization: Bearer`` or
+    ``?token=``) is required on any other address, so a page showing plant data is never
+    open on the shop-floor network by accident. Put them in the file as ``${ENV}``.
+    """
+
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: int = Field(8470, ge=1, le=65535)
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _protected_off_loopback(self) -> StatusPageConfig:
+        if self.enabled and not _is_loopback(self.bind) and self.password is None and self.token is None:
+            raise ValueError(
+                f"status_page.bind {self.bind!r} is not a loopback address: set status_page.password "
+                "or status_page.token (e.g. token: ${EDGE_AGENT_STATUS_TOKEN}), or bind 127.0.0.1"
+            )
+        return self
 
 
 class AgentConfig(StrictModel):
@@ -126,6 +165,7 @@ class AgentConfig(StrictModel):
     mqtt: MqttConfig | None = None
     influxdb: InfluxConfig | None = None
     sparkplug: SparkplugConfig | None = None
+    status_page: StatusPageConfig = StatusPageConfig()
 
     @model_validator(mode="after")
     def _references(self) -> AgentConfig:

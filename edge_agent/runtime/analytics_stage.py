@@ -132,6 +132,16 @@ class AnalyticsStage:
             for asset in {t.asset for t in dev.tag_configs() if t.role != "generic"}:
                 intervals.setdefault(asset, []).append(dev.poll_interval)
         self._assets = {a.id: a for a in config.assets}
+        # What each asset's stream was built from, so a reload can keep streams whose inputs match.
+        self._inputs = {
+            a.id: (
+                a.model_dump_json(),
+                tuple(t.model_dump_json() for t in tags_by_asset.get(a.id, [])),
+                config.analytics.model_dump_json(),
+                _reorder_window(intervals.get(a.id, [])),
+            )
+            for a in config.assets
+        }
         self._streams = {
             a.id: StreamingAnalytics(
                 asset_spec(a, tags_by_asset.get(a.id, []), config.analytics),
@@ -155,6 +165,30 @@ class AnalyticsStage:
         for asset_id, stream in self._streams.items():
             asset = self._assets[asset_id]
             for w in stream.flush():
+                yield KpiBatch(asset, w.window, kpi_batch(asset, w))
+
+    def adopt(self, old: AnalyticsStage) -> tuple[list[str], list[str]]:
+        """Take over ``old``'s stream of every asset built from the same inputs (config reload).
+
+        Returns (kept, restarted): assets whose state carried over, and assets present in both
+        whose tags, thresholds or analytics settings changed and therefore start afresh.
+        """
+        kept, restarted = [], []
+        for asset_id, inputs in self._inputs.items():
+            if asset_id not in old._streams:
+                continue
+            if old._inputs.get(asset_id) == inputs:
+                self._streams[asset_id] = old._streams[asset_id]
+                kept.append(asset_id)
+            else:
+                restarted.append(asset_id)
+        return kept, restarted
+
+    def flush_assets(self, asset_ids: list[str]) -> Iterator[KpiBatch]:
+        """Open windows of some assets as they stand (assets removed or restarted by a reload)."""
+        for asset_id in asset_ids:
+            asset = self._assets[asset_id]
+            for w in self._streams[asset_id].flush():
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
 
     def totals(self) -> dict[str, Totals]:

@@ -12,13 +12,14 @@ waits for analytics, disk or network. A tick that could not run on time counts a
 
 from __future__ import annotations
 
-__all__ = ["BatchHandler", "DevicePoller", "PollerStats"]
+__all__ = ["BatchHandler", "DevicePoller", "PollObserver", "PollerStats"]
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,8 @@ from edge_agent.errors import DeviceConnectError, DriverError
 from edge_agent.retry import Backoff
 
 BatchHandler = Callable[[SampleBatch], Awaitable[None]]
+#: Called after every read attempt with (device, seconds the read took, whether it succeeded).
+PollObserver = Callable[[str, float, bool], None]
 log = logging.getLogger("edge_agent.poller")
 _QUALITY_NAMES = {q: q.name.lower() for q in Quality}
 
@@ -48,6 +51,7 @@ class PollerStats:
     last_good_poll: float | None = None
     last_error: str | None = None  # plain words, names the device
     down_since: float | None = None  # monotonic time of the first failure of the current outage
+    started: float = field(default_factory=time.time)  # when this poller was created
     quality: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_QUALITY_NAMES.values(), 0))
 
     @property
@@ -75,8 +79,10 @@ class DevicePoller:
         *,
         limiter: asyncio.Semaphore | None = None,
         backoff_initial: float = 0.5,
+        on_poll: PollObserver | None = None,
     ) -> None:
         self.driver = driver
+        self.on_poll = on_poll
         self.handler = handler
         self.limiter = limiter or asyncio.Semaphore(1)
         self.stats = PollerStats()
@@ -84,6 +90,7 @@ class DevicePoller:
         self._tag_names = [t.name for t in driver.tags]
         self._late = 0  # ticks skipped in the current overrun episode
         self._session_good = False  # the current session read at least once
+        self._last_quality: tuple[Mapping[str, np.ndarray], np.ndarray] | None = None
 
     @property
     def name(self) -> str:
@@ -115,14 +122,18 @@ class DevicePoller:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
+            started = loop.time()
             try:
                 async with self.limiter:
                     batch = await self.driver.read()
             except DeviceConnectError:
+                self._observe(loop.time() - started, False)
                 raise
             except DriverError as exc:  # the device answered badly; the link is fine
+                self._observe(loop.time() - started, False)
                 await self._failed(exc)
             else:
+                self._observe(loop.time() - started, True)
                 self._session_good = True
                 self._count(batch)
                 self._recovered()
@@ -138,13 +149,26 @@ class DevicePoller:
                 self._on_time()
             await asyncio.sleep(next_at - now)
 
+    def _observe(self, seconds: float, ok: bool) -> None:
+        if self.on_poll is not None:
+            self.on_poll(self.name, seconds, ok)
+
     def _count(self, batch: SampleBatch) -> None:
         st = self.stats
         st.polls += 1
         st.last_good_poll = time.time()
         if not batch.quality:
             return
-        counts = np.bincount(np.concatenate(list(batch.quality.values())), minlength=len(Quality))
+        last = self._last_quality
+        if last is not None and last[0] is batch.quality:
+            counts = last[1]  # the same read-only all-Good mapping as last poll: same counts
+        else:
+            cols = list(batch.quality.values())
+            counts = np.bincount(np.concatenate(cols), minlength=len(Quality))
+            # The Modbus codec hands out one read-only mapping of read-only arrays for every
+            # all-Good poll; its counts cannot change, so the common case costs O(1) per poll.
+            if isinstance(batch.quality, MappingProxyType) and not any(c.flags.writeable for c in cols):
+                self._last_quality = (batch.quality, counts)
         for code, name in _QUALITY_NAMES.items():
             st.quality[name] += int(counts[code])
 

@@ -13,11 +13,11 @@ pollers, the queue is drained, open KPI windows are closed, and delivery flushes
 
 from __future__ import annotations
 
-__all__ = ["Agent", "BatchSink", "RuntimeStats", "run_until_signal"]
+__all__ = ["Agent", "BatchSink", "RuntimeStats"]
 
 import asyncio
 import logging
-import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -29,7 +29,7 @@ from edge_agent.drivers.links import LinkHub
 from edge_agent.errors import EdgeAgentError
 from edge_agent.retry import Backoff
 from edge_agent.runtime.analytics_stage import AnalyticsStage, KpiBatch
-from edge_agent.runtime.poller import DevicePoller, PollerStats
+from edge_agent.runtime.poller import DevicePoller, PollerStats, PollObserver
 from edge_agent.runtime.queue import BatchQueue, QueueStats
 from edge_agent.runtime.routing import AssetRoute, Router
 
@@ -87,23 +87,43 @@ class Agent:
     ) -> None:
         from edge_agent.plugins import driver_registry
 
-        registry = drivers if drivers is not None else driver_registry()
+        self.registry = drivers if drivers is not None else driver_registry()
         self.config = config
         self.sink = sink
         self.router = Router(config)
         self.analytics = AnalyticsStage(config)
         self.linger = min(config.buffer.linger, config.analytics.kpi_interval)
         self.queue = BatchQueue(config.buffer.queue_samples)
-        limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
+        self.limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
         self.links = LinkHub()  # devices on one serial line or gateway share its connection
-        self.pollers = [
-            DevicePoller(_create(registry[dev.driver], dev, self.links), self._offer, limiter=limiter)
-            for dev in config.devices
-            if dev.enabled
-        ]
+        # Operations hooks (status page, metrics, reload): observers see every read and batch.
+        self.poll_observers: list[PollObserver] = []
+        self.batch_observers: list[Callable[[SampleBatch], None]] = []
+        self.analytics_seconds = 0.0  # CPU spent in analytics.update, for /metrics
+        self.tasks: dict[str, asyncio.Task[None]] = {}  # device name -> poll task, while running
+        self.started = asyncio.Event()  # set once every poll task exists
+        self._tg: asyncio.TaskGroup | None = None
+        self.pollers = [self.make_poller(dev) for dev in config.devices if dev.enabled]
         self.stats = RuntimeStats(devices={p.name: p.stats for p in self.pollers}, queue=self.queue.stats)
         self._pending: dict[str, _Pending] = {}
         self._refusing = False
+
+    def make_poller(self, dev: DeviceConfig) -> DevicePoller:
+        """A poller for ``dev`` on the agent's shared links, limiter and observers (run and reload)."""
+        driver = _create(self.registry[dev.driver], dev, self.links)
+        return DevicePoller(driver, self._offer, limiter=self.limiter, on_poll=self._on_poll)
+
+    def start_poller(self, poller: DevicePoller) -> None:
+        """Start one poll task inside the running agent's task group (used by run and by reload)."""
+        assert self._tg is not None, "start_poller before run()"
+        self.stats.devices[poller.name] = poller.stats
+        self.tasks[poller.name] = self._tg.create_task(
+            _supervised(f"poller {poller.name!r}", poller.run), name=f"poll:{poller.name}"
+        )
+
+    def _on_poll(self, device: str, seconds: float, ok: bool) -> None:
+        for obs in self.poll_observers:
+            obs(device, seconds, ok)
 
     async def _offer(self, batch: SampleBatch) -> None:
         self.queue.offer(batch)
@@ -134,7 +154,10 @@ class Agent:
 
     async def _handle(self, batch: SampleBatch) -> None:
         """One device's coalesced rows: analytics and submit per asset, failures contained."""
-        for route, part in self.router.split(batch.with_nonfinite_bad()):
+        batch = batch.with_nonfinite_bad()
+        for obs in self.batch_observers:
+            obs(batch)
+        for route, part in self.router.split(batch):
             kpis = self._analyse(route, part)
             await self._submit("raw", route.asset, part)
             for k in kpis:
@@ -142,6 +165,7 @@ class Agent:
 
     def _analyse(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
         asset = route.asset
+        started = time.perf_counter()
         try:
             return self.analytics.update(route, part)
         except Exception as exc:
@@ -150,6 +174,8 @@ class Agent:
                 log.exception("analytics for asset %r failed; raw samples keep flowing", asset.id)
             self.stats.analytics_errors[asset.id] = f"{type(exc).__name__}: {exc}"
             return []
+        finally:
+            self.analytics_seconds += time.perf_counter() - started
 
     async def _submit(
         self,
@@ -191,12 +217,13 @@ class Agent:
             self.linger,
         )
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             processor = tg.create_task(_supervised("processing", self._process), name="processing")
-            tasks = [
-                tg.create_task(_supervised(f"poller {p.name!r}", p.run), name=f"poll:{p.name}")
-                for p in self.pollers
-            ]
+            for p in self.pollers:
+                self.start_poller(p)
+            self.started.set()
             await stop.wait()
+            tasks = list(self.tasks.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -214,6 +241,7 @@ class Agent:
                     limit,
                     left,
                 )
+        self._tg = None
         try:
             async with asyncio.timeout(self.config.agent.stop_timeout):
                 for k in self.analytics.flush():
@@ -278,20 +306,3 @@ async def _supervised(what: str, run: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("%s failed unexpectedly (a bug); restarting it", what)
             await backoff.wait()
-
-
-async def run_until_signal(config: AgentConfig) -> None:
-    """`edge-agent run`: the agent with its configured delivery, until SIGINT or SIGTERM."""
-    from edge_agent.delivery import Delivery
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    from edge_agent.delivery.sparkplug import device_watch
-
-    async with Delivery(config) as delivery:
-        agent = Agent(config, sink=delivery)
-        # Sinks that report device loss (Sparkplug DDEATH) follow the pollers' health.
-        async with device_watch(delivery.sinks, {p.name: p.stats for p in agent.pollers}, config):
-            await agent.run(stop)

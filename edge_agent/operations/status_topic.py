@@ -1,0 +1,87 @@
+"""The retained per-asset status topic ``{site}/{area}/{line}/{asset}/status``.
+
+Published when an asset's state or device health changes, and at least every
+``agent.status_interval`` seconds so its kW and kWh stay current for a dashboard that
+subscribes late. The agent-level birth (``online``) and last will (``offline``) are the
+MQTT sink's own (set on connect); this covers the per-asset half the README documents.
+"""
+
+from __future__ import annotations
+
+__all__ = ["StatusPublisher", "asset_status_payload"]
+
+import asyncio
+import math
+import time
+from typing import Any, Protocol
+
+from edge_agent.config import AgentConfig, AssetConfig
+from edge_agent.operations.snapshot import AssetStatus, RuntimeView, Snapshot
+
+
+class StatusTarget(Protocol):
+    def publish_status(self, asset: AssetConfig, state: str, **details: Any) -> None: ...
+
+
+def _finite(v: float, digits: int) -> float | None:
+    return round(v, digits) if math.isfinite(v) else None
+
+
+def _devices_of(config: AgentConfig) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for dev in config.devices:
+        for asset in sorted({t.asset for t in dev.tag_configs()}):
+            out.setdefault(asset, []).append(dev.name)
+    return out
+
+
+def asset_status_payload(a: AssetStatus, snap: Snapshot, devices: list[str]) -> dict[str, Any]:
+    """Details beside ``state``: live figures and which of the asset's devices are down."""
+    health = {d.name: d for d in snap.devices}
+    return {
+        "asset": a.id,
+        "kw": _finite(a.kw, 3),
+        "kwh_today": _finite(a.kwh_today, 3),
+        "idle_share": _finite(a.idle_share, 4),
+        "scrap_ratio": _finite(a.scrap_ratio, 4),
+        "devices_down": sorted(n for n in devices if n in health and health[n].error is not None),
+    }
+
+
+class StatusPublisher:
+    """Publishes each asset's retained status through ``target`` (Delivery.publish_status)."""
+
+    def __init__(self, view: RuntimeView, target: StatusTarget, *, check_every: float = 1.0) -> None:
+        self.view = view
+        self.target = target
+        self.check_every = check_every
+        self._last: dict[str, tuple[str, tuple[str, ...], float]] = {}  # asset -> (state, down, when)
+        self.published = 0
+
+    def publish_changed(self) -> int:
+        """Publish what changed (or went stale); returns how many assets were published."""
+        config = self.view.agent.config
+        snap = self.view.snapshot()
+        devices = _devices_of(config)
+        now = time.monotonic()
+        n = 0
+        for a in snap.assets:
+            try:
+                asset = config.asset(a.id)
+            except KeyError:  # removed by a reload since the snapshot
+                continue
+            details = asset_status_payload(a, snap, devices.get(a.id, []))
+            key = (a.state, tuple(details["devices_down"]))
+            last = self._last.get(a.id)
+            if last is not None and last[:2] == key and now - last[2] < config.agent.status_interval:
+                continue
+            self.target.publish_status(asset, a.state, **{k: v for k, v in details.items() if k != "asset"})
+            self._last[a.id] = (*key, now)
+            n += 1
+        self.published += n
+        return n
+
+    async def run(self) -> None:
+        while True:
+            self.publish_changed()
+            await asyncio.sleep(self.check_every)

@@ -1,0 +1,230 @@
+"""Fast, in-process checks of the operations pieces: config, auth, health rules, page parts, reload plan."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from pydantic import Field
+
+from edge_agent.batch import SampleBatch
+from edge_agent.broker import free_port
+from edge_agent.config import AgentConfig, DeviceConfig, TagConfig, parse_config
+from edge_agent.drivers.base import Driver
+from edge_agent.errors import ConfigError
+from edge_agent.operations.health import assess
+from edge_agent.operations.page import render_page, sparkline
+from edge_agent.operations.sdnotify import Notifier
+from edge_agent.operations.snapshot import BufferStatus, DeviceHealth, RuntimeView, SinkStatus, Snapshot
+from edge_agent.operations.web import StatusServer
+from edge_agent.runtime.reload import apply_config, plan_reload
+from edge_agent.runtime.service import Agent
+
+BASE = """
+assets: [{id: m1, site: s, area: a, line: l, rated_power_kw: 10}]
+devices: []
+"""
+
+
+def test_status_page_off_loopback_needs_a_password_or_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_config(BASE).status_page.bind == "127.0.0.1"
+    with pytest.raises(ConfigError, match=r"status_page.bind '0.0.0.0' is not a loopback address"):
+        parse_config(BASE + "status_page: {bind: 0.0.0.0}\n")
+    monkeypatch.setenv("EA_TEST_TOKEN", "t0ken-secret")
+    cfg = parse_config(BASE + "status_page: {bind: 0.0.0.0, token: '${EA_TEST_TOKEN}'}\n")
+    assert cfg.status_page.token is not None and "t0ken-secret" not in repr(cfg.status_page)
+    assert parse_config(BASE + "status_page: {bind: '::1'}\n").status_page.bind == "::1"
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def test_token_and_password_protect_every_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    monkeypatch.setenv("EA_TEST_TOKEN", "tok")
+    monkeypatch.setenv("EA_TEST_PW", "pw")
+    port = free_port()
+    cfg = parse_config(
+        BASE + f"status_page: {{port: {port}, token: '${{EA_TEST_TOKEN}}', password: '${{EA_TEST_PW}}'}}\n"
+    )
+    view = RuntimeView(Agent(cfg), None, "cfg.yaml")
+    base = f"http://127.0.0.1:{port}"
+    basic = "Basic " + base64.b64encode(b"anyone:pw").decode()
+    async with StatusServer(cfg.status_page, view):
+        for path in ("/", "/metrics", "/healthz", "/api/status", "/events"):
+            assert await asyncio.to_thread(_get, base + path) == 401, path
+        assert await asyncio.to_thread(_get, base + "/metrics", {"Authorization": "Bearer tok"}) == 200
+        assert await asyncio.to_thread(_get, base + "/metrics?token=tok") == 200
+        assert await asyncio.to_thread(_get, base + "/metrics", {"Authorization": basic}) == 200
+        assert await asyncio.to_thread(_get, base + "/metrics", {"Authorization": "Bearer wrong"}) == 401
+        wrong = "Basic " + base64.b64encode(b"anyone:nope").decode()
+        assert await asyncio.to_thread(_get, base + "/metrics", {"Authorization": wrong}) == 401
+
+
+def _snap(**kw: object) -> Snapshot:
+    now = time.time_ns()
+    dev = DeviceHealth("press1-modbus", "modbus", True, 10, 0, 0, 0, now - 1_000_000_000, None,
+                       {"good": 10, "uncertain": 0, "bad": 0, "missing": 0}, now, 1.0)  # fmt: skip
+    base = Snapshot(
+        agent="a", version="1", config_file="c.yaml", started_ns=now, uptime_s=5, taken_ns=now,
+        loops_alive=True, dead_loops=(), devices=(dev,), assets=(), buffer=BufferStatus(0, 0, 0, 0),
+        sinks=(SinkStatus("mqtt", True, 0, 5, 0, 0, 0, None),), analytics_seconds=0.1,
+    )  # fmt: skip
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_health_rules() -> None:
+    snap = _snap()
+    assert assess(snap).ok
+    stale = dataclasses.replace(snap.devices[0], last_good_ns=snap.taken_ns - 60 * 10**9, error="timeout")
+    h = assess(_snap(devices=(stale,)))
+    assert not h.ok and "not polling" in h.reasons[0] and "press1-modbus: timeout" in h.reasons[0]
+    down = SinkStatus("mqtt", False, 42, 5, 3, 0, 0, "connection refused")
+    h = assess(_snap(sinks=(down,)))
+    assert h.reasons == (
+        "not delivering: sink mqtt is not connected (connection refused); 42 samples wait in the buffer",
+    )
+    dead = assess(_snap(dead_loops=("poll:press1-modbus (task ended)",)))
+    assert dead.reasons == ("loop poll:press1-modbus (task ended) is not running",)
+    assert not assess(_snap(devices=())).ok
+
+
+def test_page_escapes_and_draws_a_sparkline() -> None:
+    svg = sparkline([1.0, float("nan"), 3.0, 2.0])
+    assert svg.count(",") == 3 and "<polyline" in svg  # NaN left out
+    bad = dataclasses.replace(_snap().devices[0], up=False, error="device '<b>x</b>' refused")
+    html = render_page(_snap(devices=(bad,)))
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+    assert "new EventSource" in html and html.count("<script>") == 1
+
+
+def test_reload_plan_compares_devices_by_name(tmp_path: Path) -> None:
+    dev = "{name: %s, driver: modbus, host: 127.0.0.1, port: 502, poll_interval: %s, tags: []}"
+    old = parse_config(BASE.replace("devices: []", f"devices: [{dev % ('a', 1)}, {dev % ('b', 1)}]"))
+    new_doc = BASE.replace("devices: []", f"devices: [{dev % ('b', 2)}, {dev % ('c', 1)}]")
+    new: AgentConfig = parse_config(
+        new_doc + f"buffer: {{path: {tmp_path / 'b.db'}}}\nagent: {{name: other, stats_log_interval: 9}}\n"
+    )
+    plan = plan_reload(old, new)
+    assert (plan.added, plan.removed, plan.changed, plan.unchanged) == (["c"], ["a"], ["b"], [])
+    assert plan.needs_restart == ["buffer", "agent.name"]
+    assert plan.summary() == "added c; removed a; changed b"
+
+
+def test_readme_gateway_config_block_is_valid() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Run it on a gateway", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = parse_config(BASE + block)
+    assert cfg.status_page.port == 8470 and cfg.agent.stats_log_interval == 300
+
+
+class HangConfig(DeviceConfig):
+    driver: Literal["hang"] = "hang"
+    tags: list[TagConfig] = Field(default_factory=list)
+
+
+class HangDriver(Driver[HangConfig]):
+    """Fault injection: one good read, then a read that never returns (a wedged driver)."""
+
+    config_model = HangConfig
+
+    def __init__(self, config: HangConfig) -> None:
+        super().__init__(config)
+        self.reads = 0
+
+    async def connect(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def read(self) -> SampleBatch:
+        self.reads += 1
+        if self.reads > 1:
+            await asyncio.Event().wait()
+        return SampleBatch.single(self.name, time.time_ns(), {"v": 1.0})
+
+
+async def test_a_hung_poller_stops_the_watchdog(tmp_path: Path) -> None:
+    cfg = AgentConfig.model_validate(
+        {
+            "assets": [{"id": "m1", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10}],
+            "devices": [],
+        }
+    )
+    dev = HangConfig(name="wedged", poll_interval=0.05, timeout=0.05, backoff_max=0.05,
+                     tags=[TagConfig(name="v", asset="m1")])  # fmt: skip
+    cfg = cfg.model_copy(update={"devices": [dev]})
+    drivers: dict[str, Any] = {"hang": HangDriver}
+    agent = Agent(cfg, drivers=drivers)
+    view = RuntimeView(agent, None, "cfg.yaml")
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    await agent.started.wait()
+    assert view.snapshot().dead_loops == ()
+    await asyncio.sleep(0.2)
+    assert view.snapshot().dead_loops == ()  # first look at the stalled counters starts the clock
+    await asyncio.sleep(0.6)  # limit: 3 x (0.05 + 0.05) s
+    dead = view.snapshot().dead_loops
+    assert len(dead) == 1 and dead[0].startswith("poll:wedged (no read or reconnect attempt for")
+    # ...so the watchdog goes quiet.
+    sock_path = str(tmp_path / "n.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(sock_path)
+        sock.setblocking(False)
+        dog = asyncio.create_task(
+            Notifier(sock_path).watchdog(lambda: "; ".join(view.snapshot().dead_loops) or None, 0.02)
+        )
+        await asyncio.sleep(0.1)
+        dog.cancel()
+        got = []
+        while True:
+            try:
+                got.append(sock.recv(4096))
+            except BlockingIOError:
+                break
+    assert (
+        got and all(b"WATCHDOG=1" not in m for m in got) and got[0].startswith(b"STATUS=stalled: poll:wedged")
+    )
+    stop.set()
+    await run
+
+
+async def test_apply_keeps_restart_only_settings_and_applies_the_rest() -> None:
+    asset = {"id": "m1", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10}
+
+    def config(name: str, interval: float, devices: list[str]) -> AgentConfig:
+        cfg = AgentConfig.model_validate(
+            {"agent": {"name": name, "stats_log_interval": interval}, "assets": [asset], "devices": []}
+        )
+        devs = [HangConfig(name=d, tags=[TagConfig(name=f"v{i}", asset="m1")]) for i, d in enumerate(devices)]
+        return cfg.model_copy(update={"devices": devs})
+
+    drivers: dict[str, Any] = {"hang": HangDriver}
+    agent = Agent(config("gw1", 300, ["d1"]), drivers=drivers)
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    await agent.started.wait()
+    first = agent.tasks["d1"]
+    plan = await apply_config(agent, config("gw2", 9, ["d1", "d2"]))
+    assert plan.added == ["d2"] and plan.needs_restart == ["agent.name"]
+    assert agent.config.agent.name == "gw1" and agent.config.agent.stats_log_interval == 9
+    assert agent.tasks["d1"] is first and not first.done()  # untouched
+    assert [p.name for p in agent.pollers] == ["d1", "d2"] and not agent.tasks["d2"].done()
+    stop.set()
+    await run
