@@ -59,12 +59,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
-    from edge_agent.delivery import run_ingest
+    from edge_agent.delivery.ingest import serve_ingest
     from edge_agent.logs import setup_logging
 
-    config = load_config(args.config)
+    config = load_config(args.config, command="ingest")
     setup_logging(args.log_level or config.agent.log_level)
-    asyncio.run(run_ingest(config))
+    asyncio.run(serve_ingest(config, group=args.group, client_id=args.client_id))
     return EXIT_OK
 
 
@@ -126,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = add("ingest", _cmd_ingest, "subscribe to the UNS topics and write to InfluxDB")
     sp.add_argument("config")
+    sp.add_argument("--client-id", help="MQTT client id of this worker (default: derived, unique in a group)")
+    sp.add_argument("--group", help="shared-subscription group (overrides mqtt.ingest_group)")
     sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     sp = add("evaluate", _cmd_evaluate, "before/after savings evaluation (see 'evaluate --help')")

@@ -48,5 +48,7 @@ def config_summary(config: AgentConfig, console: Console, *, plan: bool = False)
 
 
 def dump_config(config: AgentConfig) -> str:
-    """The effective config as YAML; SecretStr fields print masked, never in clear."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """The effective config as YAML; SecretStr fields and credentials inside URLs print masked."""
+    from edge_agent.config.redact import redact
+
+    return yaml.safe_dump(redact(config.model_dump(mode="json")), sort_keys=False)
