@@ -32,7 +32,9 @@ def _names() -> tuple[str, str]:
     return f"db_fo{n}", f"fo{n}"
 
 
-def _ingest_yaml(tmp: Path, mqtt: MosquittoServer, influx: InfluxServer, db: str, prefix: str, **mq: Any) -> Path:
+def _ingest_yaml(
+    tmp: Path, mqtt: MosquittoServer, influx: InfluxServer, db: str, prefix: str, **mq: Any
+) -> Path:
     """Only what ingest uses: no assets, no devices."""
     doc = {
         "agent": {"name": "plant-ingest", "stop_timeout": 10},
