@@ -56,12 +56,12 @@ def _check_ts(ts: np.ndarray, window: TimeWindow, now_ns: int | None) -> None:
     if first < lo:
         raise PayloadError(
             f"timestamp {first} ({_iso(first)}) is older than the plausible range "
-            f"(max_age {window.max_age_s:g} s before now); check the producer's clock"
+            f"(max_age {window.max_age_s:.0f} s before now); check the producer's clock"
         )
     if last > hi:
         raise PayloadError(
             f"timestamp {last} ({_iso(last)}) is ahead of now by more than max_ahead "
-            f"{window.max_ahead_s:g} s; check the producer's clock"
+            f"{window.max_ahead_s:.0f} s; check the producer's clock"
         )
 
 
