@@ -29,8 +29,8 @@ from edge_agent.errors import ConfigError, ConfigProblem
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PathKey = tuple[str | int, ...]
 
-MAX_CONFIG_BYTES = 1024 * 1024  # a 2,000-tag plant is ~200 KB; parsing 1 MiB stays well under 2 s
-MAX_NODES = 200_000  # YAML nodes after alias expansion
+MAX_CONFIG_BYTES = 512 * 1024  # a 2,000-tag plant is ~200 KB; the densest 512 KiB stays under 200 MB
+MAX_NODES = 100_000  # YAML nodes after alias expansion
 MAX_DEPTH = 64
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
