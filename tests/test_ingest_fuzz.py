@@ -122,7 +122,7 @@ def test_decoder_never_raises_anything_but_payload_error_on_bytes(data: bytes) -
     measurement=NAMES,
     tags=st.dictionaries(NAMES, NAMES, max_size=3),
     fields=st.lists(NAMES, min_size=1, max_size=3, unique=True),
-    n=st.integers(1, 3),
+    n=st.integers(1, 12),  # both the row loop (<= 8 rows) and the column matrix
     data=st.data(),
 )
 def test_line_writer_refuses_or_round_trips(

@@ -19,6 +19,7 @@ from __future__ import annotations
 __all__ = ["IngestStats", "ingest_client_id", "run_ingest", "serve_ingest"]
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -139,6 +140,8 @@ class _Ingest:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._inbox: collections.deque[_Item] = collections.deque()  # paho thread -> loop
+        self._wake_pending = False
         self.loop = asyncio.get_running_loop()
         self.writer = make_writer(self.icfg)
         qpath = config.buffer.path.with_name("ingest-quarantine.db")
@@ -195,14 +198,25 @@ class _Ingest:
         if self.presence is not None and msg.topic.startswith(PRESENCE_ROOT + "/"):
             self.loop.call_soon_threadsafe(self._on_presence, msg.topic, bytes(msg.payload))
             return
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, _Item(client, msg, None))
+        self._hand_over(_Item(client, msg, None))
 
     def _adopted_message(self, adopter: Adopter, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
-        def put() -> None:
-            adopter.received_one()
-            self.queue.put_nowait(_Item(client, msg, None, adopter))
+        self._hand_over(_Item(client, msg, None, adopter))
 
-        self.loop.call_soon_threadsafe(put)
+    def _hand_over(self, item: _Item) -> None:
+        """Wake the loop once per burst, not once per message (each wake-up is a syscall)."""
+        self._inbox.append(item)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon_threadsafe(self._take_inbox)
+
+    def _take_inbox(self) -> None:
+        self._wake_pending = False  # before draining: a message appended now schedules a new wake-up
+        while self._inbox:
+            item = self._inbox.popleft()
+            if item.adopter is not None:
+                item.adopter.received_one()
+            self.queue.put_nowait(item)
 
     # -- group membership (asyncio side) -----------------------------------------------------------
     def _on_presence(self, topic: str, payload: bytes) -> None:

@@ -84,17 +84,44 @@ def batch_lines(measurement: str, tags: Mapping[str, str], batch: SampleBatch) -
     prefix = check_name("measurement", measurement).translate(_MEASUREMENT_ESCAPES) + "".join(
         f",{escape_key(k, 'tag key')}={escape_tag_value(v)}" for k, v in sorted(tags.items()) if v
     )
-    k = len(names)
+    keys = [escape_key(t, "field key") + "=" for t in names]
+    columns = [_column(batch.values[tag], batch.quality[tag]) for tag in names]
+    if n <= _FEW_ROWS:
+        return _rows_lines(prefix, keys, columns, batch.ts)
+    return _matrix_lines(prefix, keys, columns, batch.ts)
+
+
+#: Below this many rows a plain loop beats building numpy object matrices (small MQTT messages).
+_FEW_ROWS = 8
+
+
+def _rows_lines(
+    prefix: str, keys: list[str], columns: list[tuple[list[str], npt.NDArray[np.bool_]]], ts: np.ndarray
+) -> tuple[str, int]:
+    out: list[str] = []
+    written = 0
+    oks = [ok.tolist() for _, ok in columns]
+    for i, t in enumerate(ts.tolist()):
+        fields = [key + strs[i] for key, (strs, _), ok in zip(keys, columns, oks, strict=True) if ok[i]]
+        if fields:
+            written += len(fields)
+            out.append(f"{prefix} {','.join(fields)} {t}\n")
+    return "".join(out), written
+
+
+def _matrix_lines(
+    prefix: str, keys: list[str], columns: list[tuple[list[str], npt.NDArray[np.bool_]]], ts: np.ndarray
+) -> tuple[str, int]:
+    """Column-wise: every piece of every line in one object matrix, stitched by one join."""
+    n, k = len(ts), len(keys)
     pieces = np.empty((n, 2 * k + 3), dtype=object)
     pieces[:, 0] = prefix
     good = np.empty((n, k), dtype=np.bool_)
-    keys = [escape_key(t, "field key") + "=" for t in names]
-    for j, tag in enumerate(names):
-        strs, ok = _column(batch.values[tag], batch.quality[tag])
+    for j, (strs, ok) in enumerate(columns):
         pieces[:, 2 * j + 1] = ("," if j else " ") + keys[j]
         pieces[:, 2 * j + 2] = strs
         good[:, j] = ok
-    pieces[:, 2 * k + 1] = [" " + s for s in map(str, batch.ts.tolist())]
+    pieces[:, 2 * k + 1] = [" " + s for s in map(str, ts.tolist())]
     pieces[:, 2 * k + 2] = "\n"
     written = int(np.count_nonzero(good))
     if written != n * k:
