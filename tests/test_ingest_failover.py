@@ -124,7 +124,7 @@ def test_group_survives_a_worker_killed_mid_stream(
 
 def _has_db(influx: InfluxServer, db: str) -> bool:
     series = influx.query("SHOW DATABASES")
-    return any(db == row[0] for s in series for row in s.get("values") or [])  # type: ignore[union-attr]
+    return any(db == row[0] for s in series for row in s.get("values") or [])  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
