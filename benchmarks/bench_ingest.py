@@ -1,6 +1,6 @@
 """Ingest at scale: samples/s and CPU per message for 1, 2 and 4 `edge-agent ingest` workers.
 
-Run: ``.venv/bin/python benchmarks/bench_ingest.py`` (needs mosquitto and influxd).
+Run: ``.venv/bin/python benchmarks/bench_ingest.py [small] [large]`` (needs mosquitto and influxd).
 
 The production path end to end: real worker processes (``edge-agent ingest --group``) on a
 real Mosquitto and InfluxDB 1.x, fed by a producer process publishing pre-encoded UNS
@@ -220,7 +220,9 @@ def main() -> None:
         mosq.start()
         influx.start()
         try:
-            for shape, (rows, count) in SHAPES.items():
+            shapes = [a for a in sys.argv[1:] if a in SHAPES] or list(SHAPES)
+            for shape in shapes:
+                rows, count = SHAPES[shape]
                 base = bench_baseline(mosq, shape)
                 print(
                     f"== {shape}: {count} messages of {rows} x {TAGS} samples "

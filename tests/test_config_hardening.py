@@ -242,3 +242,19 @@ def test_fuzz_every_input_exits_0_or_2_without_traceback_or_secret(raw: bytes) -
             code = _validate(path, "--dump")
     assert code in (0, 2)
     assert SECRET not in buf.getvalue()
+
+
+def test_influx_errors_never_show_url_credentials() -> None:
+    from edge_agent.broker import free_port
+    from edge_agent.config import InfluxConfig
+    from edge_agent.delivery.influx import V1Writer
+    from edge_agent.errors import TransientSinkError
+
+    cfg = InfluxConfig(url=f"http://admin:pw-in-url@127.0.0.1:{free_port()}", database="x", timeout=1)
+    writer = V1Writer(cfg)
+    try:
+        with pytest.raises(TransientSinkError) as info:
+            writer.write(b"m f=1 1\n")  # nothing listens there: connection refused
+    finally:
+        writer.close()
+    assert "pw-in-url" not in str(info.value) and "***@127.0.0.1" in str(info.value)

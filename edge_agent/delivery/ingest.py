@@ -270,9 +270,11 @@ class _Ingest:
         """The next message, or None once stopping (checked every 0.2 s while idle)."""
         while not self.stopping.is_set():
             try:
-                return self._check(await asyncio.wait_for(self.queue.get(), 0.2))
+                async with asyncio.timeout(0.2):  # no extra Task per message, unlike wait_for
+                    item = await self.queue.get()
             except TimeoutError:
                 continue
+            return self._check(item)
         return None
 
     async def _collect(self) -> list[_Item]:
@@ -290,7 +292,8 @@ class _Ingest:
                 if remaining <= 0:
                     break
                 try:
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
+                    async with asyncio.timeout(remaining):
+                        item = await self.queue.get()
                 except TimeoutError:
                     break
             items.append(self._check(item))
