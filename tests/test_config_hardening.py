@@ -258,3 +258,16 @@ def test_influx_errors_never_show_url_credentials() -> None:
     finally:
         writer.close()
     assert "pw-in-url" not in str(info.value) and "***@127.0.0.1" in str(info.value)
+
+
+def test_dump_shows_env_references_not_their_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGE_HARDEN_SECRET", SECRET)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        "assets: []\ndevices: []\nmqtt: {host: 127.0.0.1, username: '${EDGE_HARDEN_SECRET}'}\n",
+        encoding="utf-8",
+    )
+    code, out = _run(capsys, path, "--dump")
+    assert code == 0 and SECRET not in out and "${EDGE_HARDEN_SECRET}" in out

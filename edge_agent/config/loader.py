@@ -118,6 +118,7 @@ class _Substituted:
     def __init__(self) -> None:
         self.paths: set[PathKey] = set()
         self.values: dict[str, str] = {}  # value -> the ${VAR} it came from
+        self.written: dict[str, str] = {}  # dotted path -> the text with its ${VAR}s, as in the file
 
     def touches(self, path: PathKey) -> bool:
         return any(p[: len(path)] == path or path[: len(p)] == p for p in self.paths)
@@ -143,6 +144,7 @@ def _substitute(
         return [_substitute(v, (*path, i), problems, lines, subs) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
         subs.paths.add(path)
+        subs.written[_dotted(path)] = data
 
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
@@ -263,6 +265,7 @@ def parse_config(text: str, *, file: str = "<config>", command: Command = "run")
         raise _problem(file, "config nested too deeply") from None
     if problems:
         raise ConfigError(file, _by_line(problems))
+    config._env_refs = subs.written
     return config
 
 

@@ -19,7 +19,7 @@ __all__ = [
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig
 from edge_agent.config.types import ROLE_UNITS, Role, Seconds, StrictModel, Unit
@@ -125,6 +125,9 @@ class AgentConfig(StrictModel):
     buffer: BufferConfig = BufferConfig()
     mqtt: MqttConfig | None = None
     influxdb: InfluxConfig | None = None
+    # Where the loader substituted ${VAR}s: dotted path -> the text as written in the file, so a
+    # dump can show the reference instead of the value (set by edge_agent.config.loader).
+    _env_refs: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> AgentConfig:
