@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = ["batch_lines", "check_name", "escape_key", "escape_tag_value", "record_lines"]
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -29,6 +30,7 @@ _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 
 
+_UNCERTAIN = int(Quality.UNCERTAIN)  # a plain int: IntEnum attribute access is slow on the hot path
 _UNWRITABLE = re.compile(r"[\x00-\x1f\x7f\\]")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -58,7 +60,7 @@ def escape_tag_value(s: str) -> str:
 
 def _column(values: np.ndarray, quality: npt.NDArray[np.uint8]) -> tuple[list[str], npt.NDArray[np.bool_]]:
     """Formatted values and the mask of cells that may be written."""
-    ok = quality <= Quality.UNCERTAIN
+    ok = quality <= _UNCERTAIN
     kind = values.dtype.kind
     if kind == "f":
         ok &= np.isfinite(values)
@@ -69,6 +71,21 @@ def _column(values: np.ndarray, quality: npt.NDArray[np.uint8]) -> tuple[list[st
         return list(map("{}i".format, values.tolist())), ok
     if kind == "b":
         return ["true" if v else "false" for v in values.tolist()], ok
+    raise ValueError(f"column of dtype {values.dtype} cannot be written as an InfluxDB field")
+
+
+def _column_few(values: np.ndarray, quality: npt.NDArray[np.uint8]) -> tuple[list[str], list[bool]]:
+    """:func:`_column` for a handful of rows in plain Python (numpy calls cost more than they save)."""
+    vals, ok = values.tolist(), [q <= _UNCERTAIN for q in quality.tolist()]
+    kind = values.dtype.kind
+    if kind == "f":
+        return [repr(v) for v in vals], [o and math.isfinite(v) for o, v in zip(ok, vals, strict=True)]
+    if kind in "iu":
+        if any(v < _INT64[0] or v > _INT64[1] for v in vals):
+            raise ValueError("integer value outside the int64 range InfluxDB stores")
+        return [f"{v}i" for v in vals], ok
+    if kind == "b":
+        return ["true" if v else "false" for v in vals], ok
     raise ValueError(f"column of dtype {values.dtype} cannot be written as an InfluxDB field")
 
 
@@ -85,10 +102,12 @@ def batch_lines(measurement: str, tags: Mapping[str, str], batch: SampleBatch) -
         f",{escape_key(k, 'tag key')}={escape_tag_value(v)}" for k, v in sorted(tags.items()) if v
     )
     keys = [escape_key(t, "field key") + "=" for t in names]
-    columns = [_column(batch.values[tag], batch.quality[tag]) for tag in names]
     if n <= _FEW_ROWS:
-        return _rows_lines(prefix, keys, columns, batch.ts)
-    return _matrix_lines(prefix, keys, columns, batch.ts)
+        few = [_column_few(batch.values[tag], batch.quality[tag]) for tag in names]
+        return _rows_lines(prefix, keys, few, batch.ts)
+    return _matrix_lines(
+        prefix, keys, [_column(batch.values[tag], batch.quality[tag]) for tag in names], batch.ts
+    )
 
 
 #: Below this many rows a plain loop beats building numpy object matrices (small MQTT messages).
@@ -96,13 +115,12 @@ _FEW_ROWS = 8
 
 
 def _rows_lines(
-    prefix: str, keys: list[str], columns: list[tuple[list[str], npt.NDArray[np.bool_]]], ts: np.ndarray
+    prefix: str, keys: list[str], columns: list[tuple[list[str], list[bool]]], ts: np.ndarray
 ) -> tuple[str, int]:
     out: list[str] = []
     written = 0
-    oks = [ok.tolist() for _, ok in columns]
     for i, t in enumerate(ts.tolist()):
-        fields = [key + strs[i] for key, (strs, _), ok in zip(keys, columns, oks, strict=True) if ok[i]]
+        fields = [key + strs[i] for key, (strs, ok) in zip(keys, columns, strict=True) if ok[i]]
         if fields:
             written += len(fields)
             out.append(f"{prefix} {','.join(fields)} {t}\n")
