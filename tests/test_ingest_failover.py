@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 from servers import InfluxServer, MosquittoServer, delivery_config, synthetic_batch
 
 from edge_agent.delivery import Delivery
@@ -73,9 +75,19 @@ def _wait(cond, within: float, what: str) -> float:  # type: ignore[no-untyped-d
     return time.monotonic() - t0
 
 
-def _subscribed(mqtt: MosquittoServer, client_ids: list[str]) -> bool:
-    log = (mqtt.workdir / "mosquitto.log").read_text(errors="replace")
-    return all(f" as {cid} " in log for cid in client_ids)
+def _wait_online(mqtt_server: MosquittoServer, group: str, client_ids: list[str], within: float = 30) -> None:
+    """Until every worker's retained presence says 'online' (published right after it subscribed)."""
+    states: dict[str, str] = {}
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.on_message = lambda cl, u, m: states.__setitem__(m.topic.rsplit("/", 1)[-1], m.payload.decode())
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(f"edge-agent/ingest/{group}/+", 0)
+    c.connect(mqtt_server.host, mqtt_server.port)
+    c.loop_start()
+    try:
+        _wait(lambda: all('"online"' in states.get(cid, "") for cid in client_ids), within, "workers online")
+    finally:
+        c.disconnect()
+        c.loop_stop()
 
 
 @pytest.mark.slow
@@ -88,8 +100,8 @@ def test_group_survives_a_worker_killed_mid_stream(
     ids = [f"w0-{prefix}", f"w1-{prefix}"]
     workers = [_worker(cfg, "--client-id", cid) for cid in ids]
     try:
-        _wait(lambda: _has_db(influxdb_server, db), 20, "ingest to create its database")
-        time.sleep(2.0)  # both subscribed (imports + connect take about a second)
+        _wait(lambda: _has_db(influxdb_server, db), 30, "ingest to create its database")
+        _wait_online(mosquitto_server, group, ids)
         producer = delivery_config(tmp_path / "p", mqtt=mosquitto_server, prefix=prefix)
         total, kill_at = 300, 100
         t0 = time.time_ns()
@@ -132,11 +144,11 @@ def test_ingest_exits_0_on_signal_after_draining(
     tmp_path: Path, mosquitto_server: MosquittoServer, influxdb_server: InfluxServer, sig: int
 ) -> None:
     db, prefix = _names()
-    cfg = _ingest_yaml(tmp_path, mosquitto_server, influxdb_server, db, prefix)
+    cfg = _ingest_yaml(tmp_path, mosquitto_server, influxdb_server, db, prefix, ingest_group=f"g{prefix}")
     worker = _worker(cfg, "--client-id", f"sig-{prefix}")
     try:
-        _wait(lambda: _has_db(influxdb_server, db), 20, "ingest to create its database")
-        time.sleep(1.0)
+        _wait(lambda: _has_db(influxdb_server, db), 30, "ingest to create its database")
+        _wait_online(mosquitto_server, f"g{prefix}", [f"sig-{prefix}"])
         producer = delivery_config(tmp_path / "p", mqtt=mosquitto_server, prefix=prefix)
         t0 = time.time_ns()
 

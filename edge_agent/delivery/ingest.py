@@ -162,10 +162,11 @@ class _Ingest:
         subs = [(f, 1) for f in self.filters]
         if self.presence is not None:
             subs.append((self.presence.filter, 0))
+        client.subscribe(subs)
+        if self.presence is not None:  # after SUBSCRIBE: whoever sees 'online' sees a subscribed member
             client.publish(
                 presence_topic(self.presence.group, self.client_id), presence_payload("online"), 1, True
             )
-        client.subscribe(subs)
         log.info(
             "ingest: %s connected to %s:%d, subscribed to %s",
             self.client_id,
