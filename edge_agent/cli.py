@@ -23,7 +23,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
     from edge_agent.validate import config_summary, dump_config
 
-    config = load_config(args.file)
+    config = load_config(args.file, command="ingest" if args.ingest else "run")
     out = Console()
     if args.dump:
         out.print(dump_config(config), markup=False, highlight=False)
@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("file")
     sp.add_argument("--plan", action="store_true", help="print each device's request plan")
     sp.add_argument("--dump", action="store_true", help="print the effective config (secrets masked)")
+    sp.add_argument("--ingest", action="store_true", help="check it as an 'edge-agent ingest' config")
 
     sp = add("run", _cmd_run, "run the agent until SIGINT/SIGTERM")
     sp.add_argument("config")

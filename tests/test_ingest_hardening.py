@@ -121,3 +121,17 @@ influxdb: {url: "http://127.0.0.1:8086", database: edge_agent}
     assert cfg.assets == [] and cfg.devices == [] and cfg.mqtt is not None
     with pytest.raises(Exception, match="assets"):
         parse_config(text)  # the agent itself still needs its plant
+
+
+def test_validate_checks_an_ingest_config_as_ingest_reads_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_agent.cli import main
+
+    path = tmp_path / "ingest.yaml"
+    path.write_text(
+        "mqtt: {host: 127.0.0.1}\ninfluxdb: {url: 'http://127.0.0.1:8086', database: edge_agent}\n"
+    )
+    assert main(["validate", str(path), "--ingest"]) == 0
+    assert main(["validate", str(path)]) == 2  # as an agent config it lacks assets and devices
+    assert "assets" in capsys.readouterr().err
