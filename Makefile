@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# the Sparkplug interop test's independent host; it pins paho-mqtt<2, which it does not use
+# there, so it cannot sit in the dev extra next to the agent's paho 2 (docs/sparkplug.md)
+	$(BIN)/python -m pip install --quiet --no-deps 'pysparkplug==0.6.1'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

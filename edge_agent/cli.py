@@ -44,6 +44,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.extras import require_extra
+
+    require_extra("demo", "edge-agent demo")
     from edge_agent.demo import run_demo
 
     return asyncio.run(
@@ -69,6 +72,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edge_agent.extras import require_extra
+
+    require_extra("evaluate", "edge-agent evaluate")
     from edge_agent.evaluation import cli_main
 
     return cli_main(list(args.rest))

@@ -17,6 +17,7 @@ __all__ = [
     "DeviceTimeoutError",
     "DriverError",
     "EdgeAgentError",
+    "MissingExtraError",
     "PermanentSinkError",
     "PluginError",
     "SinkError",
@@ -103,3 +104,7 @@ class PermanentSinkError(SinkError):
 
 class BufferFullError(EdgeAgentError):
     """The durable buffer reached its byte cap under the ``block`` policy."""
+
+
+class MissingExtraError(EdgeAgentError):
+    """A command needs an optional extra (e.g. ``edge-agent[evaluate]``) that is not installed."""

@@ -37,7 +37,7 @@ def config_summary(config: AgentConfig, console: Console, *, plan: bool = False)
     console.print(table)
     console.print(
         f"OK: {len(config.assets)} assets, {len(config.devices)} devices, {total_tags} tags; "
-        f"sinks: {', '.join(s for s in ('mqtt', 'influxdb') if getattr(config, s)) or 'none'} "
+        f"sinks: {', '.join(s for s in ('mqtt', 'influxdb', 'sparkplug') if getattr(config, s)) or 'none'} "
         f"(buffer {config.buffer.path}, cap {config.buffer.max_bytes / 2**20:.0f} MiB)"
     )
     if plan:

@@ -20,8 +20,8 @@ from modbus_cases.harness import PlantServer
 from pymodbus import FramerType
 
 from edge_agent.batch import Quality, SampleBatch
+from edge_agent.drivers.links import LinkHub
 from edge_agent.drivers.modbus import ModbusDeviceConfig, ModbusDriver
-from edge_agent.drivers.modbus.transport import shared_lines
 from edge_agent.errors import DeviceConnectError
 from edge_agent.runtime import DevicePoller
 
@@ -65,6 +65,14 @@ def unit_config(unit: int, line: dict[str, Any], **extra: Any) -> ModbusDeviceCo
     )
 
 
+def on_one_hub(drivers: list[ModbusDriver]) -> list[ModbusDriver]:
+    """Give the drivers one LinkHub, as the runtime does for every device of an agent."""
+    hub = LinkHub()
+    for d in drivers:
+        d.links = hub
+    return drivers
+
+
 def plant(units: list[int], **kw: Any) -> PlantServer:
     srv = PlantServer({u: {"holding": {0: [0, 100 * u]}} for u in units}, **kw)
     for u in units:
@@ -100,11 +108,12 @@ async def test_three_units_share_one_serial_line(serial_pair: tuple[str, str]) -
     agent_end, plc_end = serial_pair
     srv = await plant([1, 2, 3], serial_port=plc_end).start()
     line = {"transport": "serial", "serial_port": agent_end, "baudrate": 19200, "inter_frame_delay": "10ms"}
-    drivers = [ModbusDriver(unit_config(u, line)) for u in (1, 2, 3)]
+    drivers = on_one_hub([ModbusDriver(unit_config(u, line)) for u in (1, 2, 3)])
+    hub = drivers[0].links
     try:
         for d in drivers:
             await d.connect()
-        (owner,) = shared_lines().values()  # one owner for the port, shared by all three
+        (owner,) = hub.open_links().values()  # one owner for the port, shared by all three
         assert owner.users == 3 and owner.shared
         rows, pollers = await poll_all(drivers, 1.0)
     finally:
@@ -119,7 +128,7 @@ async def test_three_units_share_one_serial_line(serial_pair: tuple[str, str]) -
     assert {r[1] for r in srv.requests} == {1, 2, 3}
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(srv.requests)]
     assert min(gaps) >= 0.0099  # the 10 ms silence is kept between frames, whoever sends them
-    assert shared_lines() == {}  # the last user closed the port
+    assert hub.open_links() == {}  # the last user closed the port
 
 
 async def test_a_dead_unit_backs_off_and_leaves_the_line_to_the_others(serial_pair: tuple[str, str]) -> None:
@@ -127,7 +136,7 @@ async def test_a_dead_unit_backs_off_and_leaves_the_line_to_the_others(serial_pa
     srv = await plant([1, 2, 3], serial_port=plc_end).start()
     srv.faults[3].silent = True  # unit 3 never answers (unplugged, wrong address switch...)
     line = {"transport": "serial", "serial_port": agent_end}
-    drivers = [ModbusDriver(unit_config(u, line, timeout="100ms")) for u in (1, 2, 3)]
+    drivers = on_one_hub([ModbusDriver(unit_config(u, line, timeout="100ms")) for u in (1, 2, 3)])
     duration = 1.5
     try:
         rows, pollers = await poll_all(drivers, duration)
@@ -147,27 +156,29 @@ async def test_conflicting_settings_on_one_port_are_refused(serial_pair: tuple[s
     agent_end, _ = serial_pair
     first = ModbusDriver(unit_config(1, {"transport": "serial", "serial_port": agent_end, "baudrate": 19200}))
     second = ModbusDriver(unit_config(2, {"transport": "serial", "serial_port": agent_end, "baudrate": 9600}))
+    hub = on_one_hub([first, second])[0].links
     async with first:
         with pytest.raises(DeviceConnectError) as info:
             await second.connect()
-        assert shared_lines()[("serial", agent_end)].users == 1
+        assert hub.open_links()[("serial", agent_end)].users == 1
     text = str(info.value)
     assert "already open by device 'unit1'" in text and "(19200, 'N', 1, 8)" in text and "(9600" in text
-    assert shared_lines() == {}
+    assert hub.open_links() == {}
 
 
 async def test_missing_serial_port_is_a_connect_error(tmp_path: Path) -> None:
     port = str(tmp_path / "ttyUSB9")
     drv = ModbusDriver(unit_config(1, {"transport": "serial", "serial_port": port}))
-    with pytest.raises(DeviceConnectError, match=f"cannot open serial {port} unit 1"):
+    with pytest.raises(DeviceConnectError, match=f"cannot open serial {port} unit 1") as info:
         await drv.connect()
-    assert shared_lines() == {}
+    assert "does not exist" in str(info.value)
+    assert drv.links.open_links() == {}
 
 
 async def test_rtu_over_tcp_units_share_one_connection() -> None:
     srv = await plant([1, 2], framer=FramerType.RTU).start()
     line = {"transport": "rtu_over_tcp", "host": "127.0.0.1", "port": srv.port}
-    drivers = [ModbusDriver(unit_config(u, line)) for u in (1, 2)]
+    drivers = on_one_hub([ModbusDriver(unit_config(u, line)) for u in (1, 2)])
     try:
         for d in drivers:
             await d.connect()

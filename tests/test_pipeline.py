@@ -153,17 +153,14 @@ def _provisioned_database() -> str:
 
 
 def test_one_database_name_across_readme_configs_and_grafana() -> None:
-    """The README examples, the delivery README, `evaluate` and Grafana's datasource name one database."""
+    """The READMEs, docs and configs, `evaluate` and Grafana's datasource name one database."""
     from edge_agent.evaluation._cli import _parser as evaluate_parser
 
     name = _provisioned_database()
     root = DASHBOARD.parents[1]
     found: dict[str, set[str]] = {}
-    for doc in (
-        root / "README.md",
-        root / "edge_agent" / "delivery" / "README.md",
-        *root.glob("configs/*.yaml"),
-    ):
+    docs = (root / "README.md", *root.glob("edge_agent/**/README.md"), *root.glob("docs/**/*.md"))
+    for doc in (*docs, *root.glob("configs/*.yaml")):
         names = set(re.findall(r"\bdatabase:\s*([A-Za-z0-9_-]+)", doc.read_text(encoding="utf-8")))
         if names:
             found[str(doc.relative_to(root))] = names

@@ -11,7 +11,7 @@ from edge_agent.config.model import (
     TagConfig,
     build_config_model,
 )
-from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, TlsConfig
+from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, SparkplugConfig, TlsConfig
 from edge_agent.config.types import ByteSize, Role, Seconds, StrictModel, Unit
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "MqttConfig",
     "Role",
     "Seconds",
+    "SparkplugConfig",
     "StateThresholds",
     "StrictModel",
     "TagConfig",

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PrivateAttr, create_model, model_validator
 
-from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig
+from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, SparkplugConfig
 from edge_agent.config.types import ROLE_UNITS, Role, Seconds, StrictModel, Unit
 
 _ID = r"^[A-Za-z0-9_.-]+$"
@@ -125,6 +125,7 @@ class AgentConfig(StrictModel):
     buffer: BufferConfig = BufferConfig()
     mqtt: MqttConfig | None = None
     influxdb: InfluxConfig | None = None
+    sparkplug: SparkplugConfig | None = None
     # Where the loader substituted ${VAR}s: dotted path -> the text as written in the file, so a
     # dump can show the reference instead of the value (set by edge_agent.config.loader).
     _env_refs: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["TOPIC_FIELDS", "BufferConfig", "InfluxConfig", "MqttConfig", "TlsConfig", "check_topic_template"]
+__all__ = [
+    "TOPIC_FIELDS",
+    "BufferConfig",
+    "InfluxConfig",
+    "MqttConfig",
+    "SparkplugConfig",
+    "TlsConfig",
+    "check_topic_template",
+]
 
 import string
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from edge_agent.config.types import ByteSize, Seconds, StrictModel
 
@@ -140,3 +148,31 @@ class InfluxConfig(StrictModel):
         if self.api == "v2" and not (self.org and self.bucket):
             raise ValueError("influxdb: api 'v2' needs 'org' and 'bucket'")
         return self
+
+
+class SparkplugConfig(MqttConfig):
+    """Sparkplug B edge node: the broker connection of :class:`MqttConfig` plus the node's identity.
+
+    The gateway is the edge node ``spBv1.0/{group_id}/.../{edge_node_id}``; each asset is a
+    device. The UNS-only fields inherited from MqttConfig (topic templates, ingest) are unused.
+    """
+
+    group_id: str = Field(description="Sparkplug group, e.g. the site or the plant")
+    edge_node_id: str | None = Field(None, description="default: agent.name")
+    primary_host_id: str | None = Field(
+        None, description="wait for spBv1.0/STATE/<id> online before births; re-birth when it comes back"
+    )
+    birth_wait: Seconds = Field(
+        5.0, gt=0, description="send() waits this long for a born session before the batch is retried"
+    )
+
+    @field_validator("group_id", "edge_node_id", "primary_host_id")
+    @classmethod
+    def _topic_level(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """Each id is one MQTT topic level of the Sparkplug namespace."""
+        if v is not None and (not v or any(c in v for c in "/+#")):
+            raise ValueError(
+                f"sparkplug {info.field_name} {v!r} must be non-empty without '/', '+' or '#' "
+                "(it is one topic level); use e.g. 'plant-north'"
+            )
+        return v

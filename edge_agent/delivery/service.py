@@ -51,6 +51,10 @@ class Delivery:
             sinks.append(MqttSink(config.mqtt, agent=config.agent.name, site=site))
         if config.influxdb is not None:
             sinks.append(InfluxSink(config.influxdb))
+        if config.sparkplug is not None:
+            from edge_agent.delivery.sparkplug import SparkplugSink
+
+            sinks.append(SparkplugSink.from_config(config))
         if store is not None:
             sinks.append(StoreSink(store))
         sinks.extend(extra_sinks)

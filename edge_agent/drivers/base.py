@@ -16,6 +16,7 @@ from typing import ClassVar, Generic, Self, TypeVar
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config.model import DeviceConfig, TagConfig
+from edge_agent.drivers.links import LinkHub
 from edge_agent.errors import WriteNotAllowedError
 
 C = TypeVar("C", bound=DeviceConfig)
@@ -33,6 +34,9 @@ class Driver(abc.ABC, Generic[C]):
 
     def __init__(self, config: C) -> None:
         self.config = config
+        #: Links shared with other devices (a serial line, a gateway). The runtime replaces
+        #: this private hub with its own before connecting, so devices on one link share it.
+        self.links = LinkHub()
 
     @property
     def name(self) -> str:

@@ -14,8 +14,9 @@ import signal
 from typing import Any, Literal, Protocol
 
 from edge_agent.batch import SampleBatch
-from edge_agent.config import AgentConfig, AssetConfig
+from edge_agent.config import AgentConfig, AssetConfig, DeviceConfig
 from edge_agent.drivers.base import Driver
+from edge_agent.drivers.links import LinkHub
 from edge_agent.runtime.analytics_stage import AnalyticsStage
 from edge_agent.runtime.poller import DevicePoller
 from edge_agent.runtime.routing import Router
@@ -55,11 +56,17 @@ class Agent:
         self.analytics = AnalyticsStage(config)
         self._analytics_failed: set[str] = set()
         limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
+        self.links = LinkHub()  # devices on one serial line or gateway share its connection
         self.pollers = [
-            DevicePoller(registry[dev.driver](dev), self._on_batch, limiter=limiter)
+            DevicePoller(self._driver(registry[dev.driver], dev), self._on_batch, limiter=limiter)
             for dev in config.devices
             if dev.enabled
         ]
+
+    def _driver(self, cls: type[Driver[Any]], device: DeviceConfig) -> Driver[Any]:
+        driver = cls(device)
+        driver.links = self.links
+        return driver
 
     async def _on_batch(self, batch: SampleBatch) -> None:
         for route, part in self.router.split(batch.with_nonfinite_bad()):
@@ -89,6 +96,7 @@ class Agent:
             await stop.wait()
             for task in tasks:
                 task.cancel()
+        self.links.close()
         for k in self.analytics.flush():
             if self.sink is not None:
                 await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
@@ -103,5 +111,10 @@ async def run_until_signal(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from edge_agent.delivery.sparkplug import device_watch
+
     async with Delivery(config) as delivery:
-        await Agent(config, sink=delivery).run(stop)
+        agent = Agent(config, sink=delivery)
+        # Sinks that report device loss (Sparkplug DDEATH) follow the pollers' health.
+        async with device_watch(delivery.sinks, {p.name: p.stats for p in agent.pollers}, config):
+            await agent.run(stop)

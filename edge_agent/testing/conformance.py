@@ -1,9 +1,14 @@
 """Checks every driver must pass, whoever wrote it.
 
-Integrators subclass :class:`DriverConformance` in their own test suite and provide two
-fixtures, ``driver_class`` and ``device_config`` (a config for a reachable device with at
-least one tag), plus optionally ``unreachable_config``. pytest then runs the whole contract
-against their driver: batches well-formed, quality honest, writes refused, reconnect safe.
+Integrators subclass :class:`DriverConformance` in their own test suite and provide three
+fixtures: ``driver_class``, ``device_config`` (a config for a reachable device with at
+least one read-only tag) and ``unreachable_config`` (a config for a device that cannot be
+reached, e.g. a closed port). pytest then runs the whole contract against their driver:
+batches well-formed, quality honest, writes refused, reconnect safe, errors name the device.
+
+A missing fixture fails with a message saying what to add: a kit that skips a check
+silently would pass a driver that crashes the agent the first time its device is down.
+The guide with a complete example is docs/tutorials/write-a-driver-plugin.md.
 """
 
 from __future__ import annotations
@@ -58,8 +63,29 @@ class DriverConformance:
     reads: typing.ClassVar[int] = 3
 
     @pytest.fixture
-    def unreachable_config(self) -> DeviceConfig | None:
-        return None
+    def driver_class(self) -> type[Driver[Any]]:
+        pytest.fail(
+            f"{type(self).__name__}: add a 'driver_class' fixture returning your Driver subclass.",
+            pytrace=False,
+        )
+
+    @pytest.fixture
+    def device_config(self) -> DeviceConfig:
+        pytest.fail(
+            f"{type(self).__name__}: add a 'device_config' fixture returning your config model for "
+            "a reachable device with at least one read-only tag.",
+            pytrace=False,
+        )
+
+    @pytest.fixture
+    def unreachable_config(self) -> DeviceConfig:
+        pytest.fail(
+            f"{type(self).__name__}: add an 'unreachable_config' fixture returning a config for a "
+            "device that cannot be reached (e.g. a closed port on 127.0.0.1 and a short timeout). "
+            "The kit needs it to check that a failed connection raises a DriverError naming the "
+            "device instead of crashing the agent.",
+            pytrace=False,
+        )
 
     def test_config_model_is_discriminated(self, driver_class: type[Driver[Any]]) -> None:
         model = driver_class.config_model
@@ -117,12 +143,18 @@ class DriverConformance:
 
     @pytest.mark.asyncio
     async def test_unreachable_device_raises_driver_error(
-        self, driver_class: type[Driver[Any]], unreachable_config: DeviceConfig | None
+        self, driver_class: type[Driver[Any]], unreachable_config: DeviceConfig
     ) -> None:
-        if unreachable_config is None:
-            pytest.skip("no unreachable_config fixture given")
         driver = driver_class(unreachable_config)
         with pytest.raises(DriverError) as info:
             async with driver:
                 await driver.read()
-        assert unreachable_config.name in str(info.value), "errors must name the device"
+                pytest.fail(
+                    f"device {unreachable_config.name!r} is unreachable, but connect() and read() "
+                    "did not raise: raise DeviceConnectError(self.name, 'why, in plain words')",
+                    pytrace=False,
+                )
+        assert unreachable_config.name in str(info.value), (
+            f"errors must name the device {unreachable_config.name!r}; got {info.value!s}. "
+            "Pass the device name first: DeviceConnectError(self.name, message)"
+        )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import math
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,10 +48,12 @@ class Faults:
     refuse: dict[tuple[str, int], int] = field(default_factory=dict)  # (table, address) -> exc code
     abort_connection: bool = False  # drop the TCP connection when the next request arrives
     silent: bool = False  # never answer (a dead unit on a line): the response is dropped
+    corrupt: bool = False  # answer with a broken CRC (noise, or a baud rate/parity mismatch)
     max_count: int | None = None  # refuse larger reads with 0x03, like picky devices
     reads: int = 0  # requests served
     counter_address: int | None = None  # holding register incremented on every read covering it
     counter_value: int = 0  # survives a server restart, like a device's own counter
+    counter_set: list[tuple[int, int]] = field(default_factory=list)  # (time_ns, value) per change
 
 
 class PlantServer:
@@ -77,6 +80,8 @@ class PlantServer:
             unit = data[6] if self.framer == FramerType.SOCKET else data[0]
             if unit in self.faults and self.faults[unit].silent:
                 return b""
+            if unit in self.faults and self.faults[unit].corrupt:
+                return data[:-1] + bytes([data[-1] ^ 0xFF])
         return data
 
     def devices(self) -> list[SimDevice]:
@@ -120,6 +125,7 @@ class PlantServer:
         ):
             i = f.counter_address - start_address
             registers[i] = f.counter_value = (max(registers[i], f.counter_value) + 1) & 0xFFFF
+            f.counter_set.append((time.time_ns(), f.counter_value))
         return None
 
     async def start(self) -> PlantServer:

@@ -187,6 +187,11 @@ class ModbusDeviceConfig(DeviceConfig):
     max_registers_per_request: int = Field(125, ge=1, le=125)
     max_bits_per_request: int = Field(2000, ge=1, le=2000)
     max_gap: int = Field(10, ge=0, le=123, description="unused registers worth reading to save a request")
+    shared_connection: bool = Field(
+        True,
+        description="tcp: share one connection and lock with other devices on the same host and port "
+        "(a Modbus TCP gateway); false where the gateway serves parallel connections",
+    )
     inter_frame_delay: Seconds | None = Field(
         None, ge=0, description="silence between frames on a shared line; default 3.5 characters"
     )
@@ -210,6 +215,11 @@ class ModbusDeviceConfig(DeviceConfig):
                 raise ValueError(
                     f"{where}: {', '.join(extra)} apply to transport serial only, not {self.transport}"
                 )
+        if self.transport != "tcp" and not self.shared_connection:
+            raise ValueError(
+                f"{where}: shared_connection: false applies to tcp only; every unit on a serial line "
+                "or RTU-over-TCP converter must share its one connection"
+            )
         if self.transport != "tcp" and self.unit_id == 0:
             raise ValueError(f"{where}: unit_id 0 is the broadcast address on a serial line; use 1-247")
         seen: set[str] = set()

@@ -77,12 +77,12 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
 
     async def connect(self) -> None:
         if self._conn is None:
-            self._conn = await open_connection(self.config)
+            self._conn = await open_connection(self.config, self.links)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            release_connection(conn)
+            release_connection(conn, self.links)
 
     def _link(self) -> Connection:
         if self._conn is None:
@@ -91,7 +91,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
 
     async def _send(
         self, conn: Connection, call: Callable[[], Awaitable[ModbusPDU]], describe: Callable[[], str]
-    ) -> ModbusPDU:
+    ) -> tuple[ModbusPDU, int]:
         cfg = self.config
         return await conn.call(
             call,
@@ -105,10 +105,15 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
     # -- polling ----------------------------------------------------------------------------
 
     async def read(self) -> SampleBatch:
-        """One poll. Refused registers make only their tags Bad; a dead link raises."""
+        """One poll. Refused registers make only their tags Bad; a dead link raises.
+
+        The samples are stamped when the poll's last answer arrived, not when the poll began:
+        on a shared line a request may wait for other units first, and every value must have
+        been in the device at its timestamp.
+        """
         conn = self._link()
         client, unit, image = conn.client, self.config.unit_id, self._image
-        ts = now_ns()
+        ts = 0
         self._poll_no += 1
         image.begin_poll()
         answered = 0
@@ -123,7 +128,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
                     refused.append((req, code))
                     continue
             call = partial(getattr(client, _READ[req.table]), req.start, count=req.count, device_id=unit)
-            response = await self._send(conn, call, partial(self._describe, req))
+            response, ts = await self._send(conn, call, partial(self._describe, req))
             payload, code = self._payload(req, response)
             if code == 0:
                 image.store(req, payload)
@@ -154,7 +159,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
                 f"{describe_code(code)}; check the unit id and the register map",
                 code=None if code == MALFORMED else code,
             )
-        return self._decoder.decode(image, ts)
+        return self._decoder.decode(image, ts or now_ns())
 
     @staticmethod
     def _payload(req: Request, response: ModbusPDU) -> tuple[np.ndarray, int]:
@@ -275,7 +280,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
                 device_id=unit,
             )
         what = f"write {tag.table} {tag.address} (tag {tag_name})"
-        response = await self._send(conn, call, lambda: what)
+        response, _ = await self._send(conn, call, lambda: what)
         if isinstance(response, ExceptionResponse):
             code = int(response.exception_code)
             raise DeviceExceptionError(
