@@ -13,9 +13,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from servers import InfluxServer, MosquittoServer, delivery_config
+from servers import InfluxServer, MosquittoServer, VictoriaServer, delivery_config
 
-from edge_agent.config import AgentConfig, parse_config
+from edge_agent.config import AgentConfig, InfluxConfig, parse_config
 from edge_agent.delivery import IngestStats, run_ingest
 from edge_agent.delivery.quarantine import Quarantine
 
@@ -135,3 +135,26 @@ def test_validate_checks_an_ingest_config_as_ingest_reads_it(
     assert main(["validate", str(path), "--ingest"]) == 0
     assert main(["validate", str(path)]) == 2  # as an agent config it lacks assets and devices
     assert "assets" in capsys.readouterr().err
+
+
+async def test_v2_target_without_a_bucket_api_still_ingests(
+    tmp_path: Path, mosquitto_server: MosquittoServer, victoria_server: VictoriaServer
+) -> None:
+    """VictoriaMetrics takes /api/v2/write but has no bucket API: ingest says so and writes anyway."""
+    prefix = f"v2{time.time_ns()}"
+    cfg = delivery_config(tmp_path, mqtt=mosquitto_server, prefix=prefix)
+    influx = {"url": victoria_server.url, "api": "v2", "org": "o", "bucket": "b", "backoff_max": 1}
+    cfg = cfg.model_copy(update={"influxdb": InfluxConfig.model_validate(influx)})
+    cid = f"ing-{prefix}"
+    await _run(cfg, cid, lambda s: True)
+    now = time.time_ns()
+    _publish(
+        mosquitto_server, f"{prefix}/s1/a1/l1/press1/kpi", [json.dumps(_doc(now, asset=prefix)).encode()]
+    )
+    stats = await _run(cfg, cid, lambda s: s.messages >= 1)
+    assert stats.messages == 1 and stats.samples == 1 and stats.rejected == 0
+    match = f'{{__name__="kpi_energy_kwh",asset="{prefix}"}}'
+    deadline = time.monotonic() + 15
+    while not (series := victoria_server.export(match)) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)  # VictoriaMetrics makes new series searchable asynchronously
+    assert [s["values"] for s in series] == [[1.5]]

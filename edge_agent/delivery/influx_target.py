@@ -7,14 +7,19 @@ configuration error that names it.
 
 from __future__ import annotations
 
-__all__ = ["ensure_target"]
+__all__ = ["TargetUnchecked", "ensure_target"]
 
 from urllib.parse import urlencode
 
 import urllib3
 
 from edge_agent.config import InfluxConfig
-from edge_agent.errors import ConfigError, ConfigProblem, TransientSinkError
+from edge_agent.config.redact import redact_urls
+from edge_agent.errors import ConfigError, ConfigProblem, EdgeAgentError, TransientSinkError
+
+
+class TargetUnchecked(EdgeAgentError):
+    """The target could not be created or checked, but may well accept writes: carry on, writes will tell."""
 
 
 def _v1_create(cfg: InfluxConfig) -> None:
@@ -42,7 +47,7 @@ def _v1_create(cfg: InfluxConfig) -> None:
         http.clear()
     if resp.status in (401, 403):
         # A write-only user may not create databases: say so, and let the writes tell.
-        raise PermissionError(
+        raise TargetUnchecked(
             f"influxdb: not allowed to create database {cfg.database!r} (HTTP {resp.status}); "
             "create it once as an admin"
         )
@@ -68,7 +73,12 @@ def _v2_check(cfg: InfluxConfig) -> None:
         bucket = client.buckets_api().find_bucket_by_name(cfg.bucket or "")  # type: ignore[no-untyped-call]
     except ApiException as exc:
         if exc.status in (401, 403):
-            raise PermissionError(f"influxdb: the token may not read bucket {cfg.bucket!r}") from exc
+            raise TargetUnchecked(f"influxdb: the token may not read bucket {cfg.bucket!r}") from exc
+        if exc.status in (400, 404, 405, 501):  # e.g. VictoriaMetrics: writes, but no bucket API
+            raise TargetUnchecked(
+                f"influxdb: {redact_urls(cfg.url)} has no bucket API (HTTP {exc.status}); bucket "
+                f"{cfg.bucket!r} not checked"
+            ) from exc
         raise TransientSinkError(f"influxdb: checking bucket {cfg.bucket!r}: HTTP {exc.status}") from exc
     except urllib3.exceptions.HTTPError as exc:
         raise TransientSinkError(f"influxdb: cannot reach it to check bucket {cfg.bucket!r}: {exc}") from exc
@@ -89,7 +99,7 @@ def _v2_check(cfg: InfluxConfig) -> None:
 
 
 def ensure_target(cfg: InfluxConfig) -> None:
-    """Blocking. TransientSinkError: retry later; PermissionError: carry on and let writes tell."""
+    """Blocking. TransientSinkError: retry later; TargetUnchecked: carry on and let writes tell."""
     if cfg.api == "v1":
         _v1_create(cfg)
     else:

@@ -37,7 +37,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from edge_agent.config import AgentConfig
 from edge_agent.delivery.influx import make_writer
-from edge_agent.delivery.influx_target import ensure_target
+from edge_agent.delivery.influx_target import TargetUnchecked, ensure_target
 from edge_agent.delivery.ingest_group import (
     PRESENCE_ROOT,
     Adopter,
@@ -355,7 +355,7 @@ class _Ingest:
             async for attempt in self._retrying():
                 with attempt:
                     await asyncio.to_thread(ensure_target, self.icfg)
-        except PermissionError as exc:
+        except TargetUnchecked as exc:
             log.warning("ingest: %s", exc)
 
     async def run(self) -> None:
