@@ -18,6 +18,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import InfluxServer, MosquittoServer, delivery_config, synthetic_batch
 
@@ -166,3 +168,27 @@ def test_ingest_exits_0_on_signal_after_draining(
     assert worker.returncode == 0, err[-3000:]
     assert "Traceback" not in err
     assert influxdb_server.count(db) == 20 * PER_MSG
+
+
+@given(
+    alive=st.sets(st.from_regex(r"w[0-9a-z]{1,6}", fullmatch=True), min_size=1, max_size=6),
+    dead=st.sets(st.from_regex(r"d[0-9a-z]{1,6}", fullmatch=True), min_size=1, max_size=4),
+)
+def test_each_dead_member_is_adopted_by_exactly_one_live_member(alive: set[str], dead: set[str]) -> None:
+    """Every live worker sees the same retained presences, so exactly one of them adopts each dead one."""
+    from edge_agent.delivery.ingest_group import Presence, presence_payload, presence_topic
+
+    views = {}
+    for me in alive:
+        p = Presence("g", me)
+        for cid in sorted(alive | dead):
+            p.update(presence_topic("g", cid), presence_payload("online" if cid in alive else "offline"))
+        views[me] = set(p.mine())
+    for cid in dead:
+        assert sum(cid in mine for mine in views.values()) == 1, (cid, views)
+    assert set().union(*views.values()) == dead
+    # a cleared presence (the adopter ended the session) is nobody's business any more
+    p = Presence("g", next(iter(alive)))
+    p.update(presence_topic("g", "dx"), presence_payload("offline"))
+    p.update(presence_topic("g", "dx"), b"")
+    assert p.mine() == []
