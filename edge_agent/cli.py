@@ -23,7 +23,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
     from edge_agent.validate import config_summary, dump_config
 
-    config = load_config(args.file)
+    config = load_config(args.file, command="ingest" if args.ingest else "run")
     out = Console()
     if args.dump:
         out.print(dump_config(config), markup=False, highlight=False)
@@ -62,12 +62,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
-    from edge_agent.delivery import run_ingest
+    from edge_agent.delivery.ingest import serve_ingest
     from edge_agent.logs import setup_logging
 
-    config = load_config(args.config)
+    config = load_config(args.config, command="ingest")
     setup_logging(args.log_level or config.agent.log_level, fmt=args.log_format)
-    asyncio.run(run_ingest(config))
+    asyncio.run(serve_ingest(config, group=args.group, client_id=args.client_id))
     return EXIT_OK
 
 
@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("file")
     sp.add_argument("--plan", action="store_true", help="print each device's request plan")
     sp.add_argument("--dump", action="store_true", help="print the effective config (secrets masked)")
+    sp.add_argument("--ingest", action="store_true", help="check it as an 'edge-agent ingest' config")
 
     sp = add("run", _cmd_run, "run the agent until SIGINT/SIGTERM (SIGHUP re-reads the config)")
     sp.add_argument("config")
@@ -142,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = add("ingest", _cmd_ingest, "subscribe to the UNS topics and write to InfluxDB")
     sp.add_argument("config")
+    sp.add_argument("--client-id", help="MQTT client id of this worker (default: derived, unique in a group)")
+    sp.add_argument("--group", help="shared-subscription group (overrides mqtt.ingest_group)")
     sp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     _add_log_format(sp)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["config_summary", "dump_config"]
 
 from collections import Counter
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -48,5 +49,19 @@ def config_summary(config: AgentConfig, console: Console, *, plan: bool = False)
 
 
 def dump_config(config: AgentConfig) -> str:
-    """The effective config as YAML; SecretStr fields print masked, never in clear."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """The effective config as YAML; SecretStr fields and credentials inside URLs print masked,
+    and a value that came from ``${VAR}`` prints as the reference, never as the value."""
+    from edge_agent.config.redact import redact
+
+    refs: dict[str, str] = getattr(config, "_env_refs", None) or {}
+
+    def restore(node: Any, path: str) -> Any:
+        if path in refs and node != "**********":  # SecretStr fields stay masked
+            return refs[path]
+        if isinstance(node, dict):
+            return {k: restore(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [restore(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    return yaml.safe_dump(redact(restore(config.model_dump(mode="json"), "")), sort_keys=False)

@@ -2,35 +2,98 @@
 
 Pydantic reports error locations as key paths; we keep a map from each YAML node's path to
 its line so every problem can say where in the file it is.
+
+The file is untrusted input: it is read only up to ``MAX_CONFIG_BYTES``, must be UTF-8
+text, and its YAML graph, aliases expanded, may hold at most ``MAX_NODES`` nodes nested at
+most ``MAX_DEPTH`` deep (a few hundred bytes of aliases can otherwise expand to billions
+of nodes). Values that came from ``${VAR}`` and credentials inside URLs are never echoed
+in an error.
 """
 
 from __future__ import annotations
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_NODES", "load_config", "parse_config"]
 
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
 
 from edge_agent.config.model import AgentConfig, build_config_model
+from edge_agent.config.redact import redact_urls
 from edge_agent.errors import ConfigError, ConfigProblem
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PathKey = tuple[str | int, ...]
 
+MAX_CONFIG_BYTES = 512 * 1024  # a 2,000-tag plant is ~200 KB; the densest 512 KiB stays under 200 MB
+MAX_NODES = 100_000  # YAML nodes after alias expansion
+MAX_DEPTH = 64
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _problem(file: str, message: str, line: int | None = None) -> ConfigError:
+    return ConfigError(file, [ConfigProblem("", line, message)])
+
+
+def _check_graph(root: yaml.Node, file: str) -> None:
+    """Refuse graphs that expand (aliases) beyond MAX_NODES or nest beyond MAX_DEPTH."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if depth > MAX_DEPTH:
+            raise _problem(
+                file,
+                f"YAML nested deeper than {MAX_DEPTH} levels; a config never needs that",
+                node.start_mark.line + 1,
+            )
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k, depth + 1) + size(v, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for v in node.value:
+                total += size(v, depth + 1)
+        if total > MAX_NODES:
+            raise _problem(
+                file,
+                f"YAML expands to more than {MAX_NODES} values (aliases included); refusing it. "
+                "Use fewer or smaller '*alias' references",
+                node.start_mark.line + 1,
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
 
 def _compose(text: str, file: str) -> tuple[Any, dict[PathKey, int]]:
-    """Parse YAML and record the 1-based line of every key and list item."""
+    """Parse YAML once and record the 1-based line of every key and list item."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _Loader(text)
+    except UnicodeError as exc:
+        raise _problem(file, f"not valid text: {exc}") from None
+    try:
+        root = loader.get_single_node()
+        if root is not None:
+            _check_graph(root, file)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError(file, [ConfigProblem("", line, f"not valid YAML: {exc}")]) from exc
+        raise _problem(file, f"not valid YAML: {exc}", line) from None
+    except RecursionError:
+        raise _problem(file, "YAML nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date like 2024-13-45
+        raise _problem(file, f"not valid YAML: a value cannot be read: {exc}") from None
+    finally:
+        loader.dispose()
     lines: dict[PathKey, int] = {}
 
     def walk(node: yaml.Node, path: PathKey) -> None:
@@ -46,17 +109,42 @@ def _compose(text: str, file: str) -> tuple[Any, dict[PathKey, int]]:
 
     if root is not None:
         walk(root, ())
-    data = yaml.safe_load(text)
     return data, lines
 
 
-def _substitute(data: Any, path: PathKey, problems: list[ConfigProblem], lines: dict[PathKey, int]) -> Any:
+class _Substituted:
+    """Where ``${VAR}`` values went and what they were, so no error can echo them."""
+
+    def __init__(self) -> None:
+        self.paths: set[PathKey] = set()
+        self.values: dict[str, str] = {}  # value -> the ${VAR} it came from
+        self.written: dict[str, str] = {}  # dotted path -> the text with its ${VAR}s, as in the file
+
+    def touches(self, path: PathKey) -> bool:
+        return any(p[: len(path)] == path or path[: len(p)] == p for p in self.paths)
+
+    def redact(self, text: str) -> str:
+        for value in sorted(self.values, key=len, reverse=True):
+            if len(value) >= 3:
+                text = text.replace(value, self.values[value])
+        return redact_urls(text)
+
+
+def _substitute(
+    data: Any,
+    path: PathKey,
+    problems: list[ConfigProblem],
+    lines: dict[PathKey, int],
+    subs: _Substituted,
+) -> Any:
     """Replace ${VAR} in strings from the environment; a missing variable is a problem."""
     if isinstance(data, dict):
-        return {k: _substitute(v, (*path, str(k)), problems, lines) for k, v in data.items()}
+        return {k: _substitute(v, (*path, str(k)), problems, lines, subs) for k, v in data.items()}
     if isinstance(data, list):
-        return [_substitute(v, (*path, i), problems, lines) for i, v in enumerate(data)]
+        return [_substitute(v, (*path, i), problems, lines, subs) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
+        subs.paths.add(path)
+        subs.written[_dotted(path)] = data
 
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
@@ -70,7 +158,9 @@ def _substitute(data: Any, path: PathKey, problems: list[ConfigProblem], lines: 
                     )
                 )
                 return ""
-            return os.environ[name]
+            value = os.environ[name]
+            subs.values.setdefault(value, "${" + name + "}")
+            return value
 
         return _ENV.sub(repl, data)
     return data
@@ -102,7 +192,9 @@ def _locate(data: Any, loc: tuple[int | str, ...]) -> PathKey:
     return tuple(path)
 
 
-def _problems(exc: ValidationError, data: Any, lines: dict[PathKey, int]) -> list[ConfigProblem]:
+def _problems(
+    exc: ValidationError, data: Any, lines: dict[PathKey, int], subs: _Substituted
+) -> list[ConfigProblem]:
     out = []
     for err in exc.errors(include_url=False):
         path = _locate(data, tuple(err["loc"]))
@@ -128,9 +220,12 @@ def _problems(exc: ValidationError, data: Any, lines: dict[PathKey, int]) -> lis
             msg = f"required key {path[-1]!r} is missing"
         elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
             shown = err["input"]
-            if not isinstance(shown, dict | list):
-                msg = f"{msg} (got {shown!r})"
-        out.append(ConfigProblem(_dotted(path), line, msg))
+            if subs.touches(path):
+                msg = f"{msg} (the value comes from an environment variable; not shown)"
+            elif not isinstance(shown, dict | list):
+                text = repr(shown)
+                msg = f"{msg} (got {text[:120]}{'…' if len(text) > 120 else ''})"
+        out.append(ConfigProblem(_dotted(path), line, subs.redact(msg)))
     return out
 
 
@@ -138,31 +233,73 @@ def _by_line(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     return sorted(problems, key=lambda p: p.line if p.line is not None else 0)
 
 
-def parse_config(text: str, *, file: str = "<config>") -> AgentConfig:
-    """Validate YAML text against the config model with the installed drivers."""
+Command = Literal["run", "ingest"]
+
+
+def parse_config(text: str, *, file: str = "<config>", command: Command = "run") -> AgentConfig:
+    """Validate YAML text against the config model with the installed drivers.
+
+    ``command="ingest"`` needs no ``assets``/``devices`` (ingest reads only mqtt, influxdb,
+    buffer and agent).
+    """
     from edge_agent.plugins import driver_registry
 
+    if len(text) > MAX_CONFIG_BYTES:
+        raise _problem(file, _too_big(len(text.encode("utf-8", "surrogatepass"))))
     data, lines = _compose(text, file)
     if not isinstance(data, dict):
-        raise ConfigError(file, [ConfigProblem("", 1, "expected a mapping with 'assets' and 'devices'")])
+        wanted = "'mqtt' and 'influxdb'" if command == "ingest" else "'assets' and 'devices'"
+        raise _problem(file, f"expected a mapping with {wanted}", 1)
+    if command == "ingest":
+        data = {"assets": [], "devices": [], **data}
     problems: list[ConfigProblem] = []
-    data = _substitute(data, (), problems, lines)
+    subs = _Substituted()
+    data = _substitute(data, (), problems, lines, subs)
     model = build_config_model([d.config_model for d in driver_registry().values()])
     try:
         config = model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_problems(exc, data, lines))
+        problems.extend(_problems(exc, data, lines, subs))
         raise ConfigError(file, _by_line(problems)) from None
+    except RecursionError:
+        raise _problem(file, "config nested too deeply") from None
     if problems:
         raise ConfigError(file, _by_line(problems))
+    config._env_refs = subs.written
     return config
 
 
-def load_config(path: str | Path) -> AgentConfig:
+def _too_big(n: int) -> str:
+    return (
+        f"file is larger than the {MAX_CONFIG_BYTES // 1024} KiB a config may have ({n} bytes or more); "
+        "is this the right file?"
+    )
+
+
+def _read_text(p: Path) -> str:
+    """UTF-8 text of at most MAX_CONFIG_BYTES, or a ConfigError that says what the file is instead."""
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise _problem(str(p), f"cannot read file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise _problem(str(p), _too_big(len(raw)))
+    if b"\x00" in raw:
+        raise _problem(str(p), "this is a binary file, not a YAML config; check the path")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _problem(
+            str(p),
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
+            line,
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def load_config(path: str | Path, *, command: Command = "run") -> AgentConfig:
     """Read and validate a config file; every problem is reported with its line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(p), [ConfigProblem("", None, f"cannot read file: {exc.strerror}")]) from exc
-    return parse_config(text, file=str(p))
+    return parse_config(_read_text(p), file=str(p), command=command)

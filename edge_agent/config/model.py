@@ -21,7 +21,7 @@ __all__ = [
 import ipaddress
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, SecretStr, create_model, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, create_model, model_validator
 
 from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, SparkplugConfig
 from edge_agent.config.types import ROLE_UNITS, Role, Seconds, StrictModel, Unit
@@ -166,6 +166,9 @@ class AgentConfig(StrictModel):
     influxdb: InfluxConfig | None = None
     sparkplug: SparkplugConfig | None = None
     status_page: StatusPageConfig = StatusPageConfig()
+    # Where the loader substituted ${VAR}s: dotted path -> the text as written in the file, so a
+    # dump can show the reference instead of the value (set by edge_agent.config.loader).
+    _env_refs: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> AgentConfig:

@@ -132,6 +132,12 @@ class MqttConfig(StrictModel):
     ingest_window: int = Field(1000, ge=1, le=65535, description="messages in flight to one ingest worker")
     session_expiry: Seconds = Field(86400.0, ge=0, description="how long the broker keeps ingest's queue")
     max_message_bytes: ByteSize = Field(16 * 2**20, gt=0, description="larger payloads are rejected")
+    ingest_max_age: Seconds = Field(
+        366 * 86400.0, gt=0, description="ingest quarantines samples older than this before now"
+    )
+    ingest_max_ahead: Seconds = Field(
+        3600.0, gt=0, description="ingest quarantines samples stamped further than this after now"
+    )
 
     @field_validator("topic_template")
     @classmethod

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from edge_agent.config import InfluxConfig
+from edge_agent.config.redact import redact_urls
 from edge_agent.delivery.lineprotocol import record_lines
 from edge_agent.delivery.record import Record
 from edge_agent.delivery.sink import Sink
@@ -44,6 +45,7 @@ class InfluxWriter(ABC):
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
+        self.target = f"influxdb {redact_urls(config.url)}"  # for messages: no credentials from the URL
 
     @abstractmethod
     def write(self, body: bytes) -> None: ...
@@ -73,8 +75,8 @@ class V1Writer(InfluxWriter):
                 "POST", self.url, body=body, headers=self._headers, timeout=self.config.timeout
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise TransientSinkError(f"influxdb {self.config.url}: {exc}") from exc
-        _classify(resp.status, resp.data.decode(errors="replace"), f"influxdb {self.config.url}")
+            raise TransientSinkError(f"{self.target}: {exc}") from exc
+        _classify(resp.status, resp.data.decode(errors="replace"), self.target)
 
     def close(self) -> None:
         self._http.clear()
@@ -109,9 +111,9 @@ class V2Writer(InfluxWriter):
                 write_precision=WritePrecision.NS,  # type: ignore[arg-type]  # a str constant
             )
         except ApiException as exc:
-            _classify(int(exc.status or 0), str(exc.body or exc.reason), f"influxdb {self.config.url}")
+            _classify(int(exc.status or 0), str(exc.body or exc.reason), self.target)
         except urllib3.exceptions.HTTPError as exc:
-            raise TransientSinkError(f"influxdb {self.config.url}: {exc}") from exc
+            raise TransientSinkError(f"{self.target}: {exc}") from exc
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]

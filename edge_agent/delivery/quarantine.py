@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Quarantine", "QuarantinedBatch"]
+__all__ = ["Quarantine", "QuarantinedBatch", "RejectedMessage"]
 
 import json
 import logging
@@ -20,6 +20,9 @@ CREATE TABLE IF NOT EXISTS quarantine(
     id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, batch_id INTEGER NOT NULL,
     kind TEXT NOT NULL, place TEXT NOT NULL, samples INTEGER NOT NULL, reason TEXT NOT NULL,
     at_ns INTEGER NOT NULL, nbytes INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS rejected(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, reason TEXT NOT NULL,
+    at_ns INTEGER NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL);
 """
 
 
@@ -41,13 +44,27 @@ class QuarantinedBatch:
     record: Record
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """A message ingest could not decode or validate, kept byte for byte with the reason."""
+
+    id: int
+    topic: str
+    reason: str
+    at_ns: int
+    payload: bytes
+
+
 class Quarantine:
     """Lives in a caller's SQLite connection; the caller owns transactions and threads."""
 
     def __init__(self, db: sqlite3.Connection, max_bytes: int, where: str) -> None:
         self.db, self.max_bytes, self.where = db, max_bytes, where
         db.executescript(SCHEMA)
-        self.bytes = int(db.execute("SELECT COALESCE(SUM(nbytes),0) FROM quarantine").fetchone()[0])
+        self.bytes = sum(
+            int(db.execute(f"SELECT COALESCE(SUM(nbytes),0) FROM {t}").fetchone()[0])
+            for t in ("quarantine", "rejected")
+        )
 
     def add(self, sink: str, record: Record, reason: str) -> None:
         """Insert (inside the caller's transaction), discarding the oldest rows beyond the cap."""
@@ -69,18 +86,42 @@ class Quarantine:
             ),
         )
         self.bytes += nbytes
+        self._trim()
+
+    def reject(self, topic: str, payload: bytes, reason: str) -> None:
+        """Keep a message that never became a batch (bad JSON, schema, timestamps), with its reason."""
+        nbytes = len(payload) + len(topic) + len(reason) + 32
+        self.db.execute(
+            "INSERT INTO rejected(topic, reason, at_ns, nbytes, payload) VALUES(?,?,?,?,?)",
+            (topic, reason, time.time_ns(), nbytes, payload),
+        )
+        self.bytes += nbytes
+        self._trim()
+
+    def _trim(self) -> None:
+        """Discard the oldest rows of either table while over the cap."""
         while self.bytes > self.max_bytes:
-            row = self.db.execute("SELECT id, nbytes FROM quarantine ORDER BY id LIMIT 1").fetchone()
-            if row is None:
+            rows = [
+                (t, *r)
+                for t in ("quarantine", "rejected")
+                for r in self.db.execute(f"SELECT id, nbytes, at_ns FROM {t} ORDER BY id LIMIT 1")
+            ]
+            if not rows:
                 break
-            self.db.execute("DELETE FROM quarantine WHERE id=?", (row[0],))
-            self.bytes -= int(row[1])
+            table, rid, nbytes, _ = min(rows, key=lambda r: r[3])
+            self.db.execute(f"DELETE FROM {table} WHERE id=?", (rid,))
+            self.bytes -= int(nbytes)
             log.warning(
-                "%s: quarantine is over its %d-byte cap, discarded quarantined row %d",
+                "%s: quarantine is over its %d-byte cap, discarded %s row %d",
                 self.where,
                 self.max_bytes,
-                row[0],
+                table,
+                rid,
             )
+
+    def rejected(self) -> list[RejectedMessage]:
+        cur = self.db.execute("SELECT id, topic, reason, at_ns, payload FROM rejected ORDER BY id")
+        return [RejectedMessage(i, t, r, a, bytes(p)) for i, t, r, a, p in cur.fetchall()]
 
     def list(self, sink: str | None = None) -> list[QuarantinedBatch]:
         q = "SELECT id, sink, reason, at_ns, batch_id, kind, place, body FROM quarantine"

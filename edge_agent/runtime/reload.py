@@ -16,7 +16,6 @@ from __future__ import annotations
 __all__ = ["RESTART_SETTINGS", "ReloadPlan", "apply_config", "plan_reload", "reload_from_file"]
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.runtime.analytics_stage import AnalyticsStage
 from edge_agent.runtime.routing import Router
-from edge_agent.runtime.service import Agent
+from edge_agent.runtime.service import Agent, cancel_and_wait
 
 log = logging.getLogger("edge_agent.reload")
 
@@ -96,12 +95,7 @@ async def apply_config(agent: Agent, new: AgentConfig) -> ReloadPlan:
     fresh = [agent.make_poller(d) for d in new.devices if d.enabled and d.name in set(plan.added) | stop]
     analytics = AnalyticsStage(new)
     router = Router(new)
-    for name in stop:
-        task = agent.tasks.pop(name, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    await cancel_and_wait([t for t in (agent.tasks.pop(name, None) for name in stop) if t is not None])
     # Batches are routed and analysed with the new tables from here on (no await in between,
     # so the processing task never updates the old stage after its state was adopted).
     _, restarted = analytics.adopt(agent.analytics)

@@ -13,7 +13,7 @@ pollers, the queue is drained, open KPI windows are closed, and delivery flushes
 
 from __future__ import annotations
 
-__all__ = ["Agent", "BatchSink", "RuntimeStats"]
+__all__ = ["Agent", "BatchSink", "RuntimeStats", "cancel_and_wait"]
 
 import asyncio
 import logging
@@ -223,10 +223,7 @@ class Agent:
                 self.start_poller(p)
             self.started.set()
             await stop.wait()
-            tasks = list(self.tasks.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(list(self.tasks.values()))
             self.links.close()
             self.queue.close()
             # Drain, but never hang the stop on a delivery that does not take data (policy block).
@@ -294,6 +291,22 @@ def _create(cls: type[Driver[Any]], config: DeviceConfig, links: LinkHub) -> Dri
         return _Deferred(cls, config, exc, links)
     driver.links = links
     return driver
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]], *, repeat: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until they have ended, cancelling again while one runs on.
+
+    Python 3.11's ``asyncio.wait_for`` (used inside pymodbus and asyncua) loses a cancellation
+    that arrives as the awaited operation completes, so a single cancel can leave a poller
+    running and a stop or reload waiting forever.
+    """
+    for task in tasks:
+        task.cancel()
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=repeat)
+        for task in pending:
+            task.cancel()
 
 
 async def _supervised(what: str, run: Callable[[], Awaitable[None]]) -> None:
