@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import MosquittoServer
@@ -352,11 +353,10 @@ class Bench:
         self, name: str, tags: int, roles: bool, server_port: int, server_pid: int, measure: bool = True
     ) -> Phase:
         phase = Phase(name, tags)
-        d = self.workdir / f"{name}-{tags}"
-        d.mkdir()
+        d = Path(tempfile.mkdtemp(prefix=f"{name}-{tags}-", dir=self.workdir))
         cfg = agent_config(tags, server_port, self.mosquitto.port, d, roles, self.args.interval)
-        path = d / "config.json"  # JSON is YAML; the loader reads it like any config file
-        path.write_text(json.dumps(cfg))
+        path = d / "config.yaml"  # block style, as a person would write it
+        path.write_text(yaml.dump(cfg, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False))
         self.ask("reset")
         exe = Path(sys.executable).with_name("edge-agent")
         t_spawn = time.time_ns()
@@ -412,6 +412,7 @@ class Bench:
         counter = ctx.Process(target=counter_main, args=(self.mosquitto.port, child_conn), daemon=True)
         counter.start()
         results = []
+        base: Phase | None = None
         try:
             for tags in a.tags:
                 port = free_port()
@@ -420,7 +421,8 @@ class Bench:
                 assert server.pid is not None
                 _wait_port(port)
                 try:
-                    base = self.run_agent("base", 10, True, port, server.pid, measure=False)
+                    if base is None:  # the agent's RSS with 10 tags: what per-tag RSS is counted above
+                        base = self.run_agent("base", 10, True, port, server.pid, measure=False)
                     row = [base]
                     for ph in a.phases:
                         if ph == "bare":
