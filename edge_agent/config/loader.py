@@ -21,16 +21,25 @@ from edge_agent.errors import ConfigError, ConfigProblem
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PathKey = tuple[str | int, ...]
+# libyaml's parser when present: the pure-Python one takes ~20 s on a 50,000-tag config
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _compose(text: str, file: str) -> tuple[Any, dict[PathKey, int]]:
-    """Parse YAML and record the 1-based line of every key and list item."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(file, [ConfigProblem("", line, f"not valid YAML: {exc}")]) from exc
+class _LineIndex:
+    """The 1-based line of every key and list item, worked out only when a problem is reported:
+    composing the node tree costs as much again as parsing, which a 50,000-tag file feels."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._lines: dict[PathKey, int] | None = None
+
+    def get(self, path: PathKey) -> int | None:
+        if self._lines is None:
+            self._lines = _lines_of(yaml.compose(self._text, Loader=_Loader))
+        return self._lines.get(path)
+
+
+def _lines_of(root: yaml.Node | None) -> dict[PathKey, int]:
     lines: dict[PathKey, int] = {}
 
     def walk(node: yaml.Node, path: PathKey) -> None:
@@ -46,11 +55,21 @@ def _compose(text: str, file: str) -> tuple[Any, dict[PathKey, int]]:
 
     if root is not None:
         walk(root, ())
-    data = yaml.safe_load(text)
-    return data, lines
+    return lines
 
 
-def _substitute(data: Any, path: PathKey, problems: list[ConfigProblem], lines: dict[PathKey, int]) -> Any:
+def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
+    """Parse YAML; lines of keys and list items are looked up on demand."""
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a safe loader (CSafeLoader or SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(file, [ConfigProblem("", line, f"not valid YAML: {exc}")]) from exc
+    return data, _LineIndex(text)
+
+
+def _substitute(data: Any, path: PathKey, problems: list[ConfigProblem], lines: _LineIndex) -> Any:
     """Replace ${VAR} in strings from the environment; a missing variable is a problem."""
     if isinstance(data, dict):
         return {k: _substitute(v, (*path, str(k)), problems, lines) for k, v in data.items()}
@@ -102,7 +121,7 @@ def _locate(data: Any, loc: tuple[int | str, ...]) -> PathKey:
     return tuple(path)
 
 
-def _problems(exc: ValidationError, data: Any, lines: dict[PathKey, int]) -> list[ConfigProblem]:
+def _problems(exc: ValidationError, data: Any, lines: _LineIndex) -> list[ConfigProblem]:
     out = []
     for err in exc.errors(include_url=False):
         path = _locate(data, tuple(err["loc"]))
