@@ -17,8 +17,8 @@ overhead) and the plain-Python oracle of tests/analytics_oracle.py on a slice.
 from __future__ import annotations
 
 import argparse
-import json
 import gc
+import json
 import sys
 import time
 from pathlib import Path
@@ -266,7 +266,7 @@ def main() -> None:
     for linger in (0.0, None):
         label = "each poll booked at once" if linger == 0 else "rows held for the live window (the default)"
         per, share = stage_cost(100 if args.small else 500, 300, linger)
-        print(f"analytics stage, 10 tags per asset, {label}: {per:.1f} µs per tag-sample ({share:.0%} in update)")
+        print(f"analytics stage, 10 tags per asset, {label}: {per:.1f} µs/tag-sample ({share:.0%} in update)")
 
     specs, ts, sig, qual = make_fleet(1, seconds)
     s1 = specs[0]
