@@ -65,12 +65,25 @@ class _Sums:
     def take(self, sel: slice | npt.NDArray[np.bool_]) -> _Sums:
         return _Sums(self.start[sel], self.end[sel], self.f[sel], self.u[sel], self.m[sel])
 
+    def then(self, other: _Sums) -> _Sums:
+        """These windows followed by ``other``'s, as one set of arrays."""
+        if not self.start.size:
+            return other
+        return _Sums(
+            np.concatenate((self.start, other.start)),
+            np.concatenate((self.end, other.end)),
+            np.concatenate((self.f, other.f)),
+            np.concatenate((self.u, other.u)),
+            np.concatenate((self.m, other.m)),
+        )
+
 
 @dataclass
 class _Rolling:
-    """Closed step buckets and fixed-block energies still inside the rolling length."""
+    """Closed step buckets (one row each, in time order) and fixed-block energies still inside
+    the rolling length. Buckets are stacked in one set of arrays, not an object per bucket."""
 
-    buckets: deque[_Sums] = field(default_factory=deque)
+    buckets: _Sums = field(default_factory=_Sums.empty)
     blocks: deque[tuple[int, float]] = field(default_factory=deque)
 
 
@@ -316,19 +329,18 @@ class StreamingAnalytics:
         roll = self._rolling[w.name]
         out: list[WindowKpis] = []
         for j in range(closed.start.size):
-            roll.buckets.append(closed.take(slice(j, j + 1)))
+            roll.buckets = roll.buckets.then(closed.take(slice(j, j + 1)))
             out.extend(self._emit_rolling(w, roll, _Sums.empty()))
             end = int(closed.end[j])
             horizon = end + w.step_s * _NS - w.length_s * _NS  # next window's start
-            while roll.buckets and int(roll.buckets[0].start[0]) < horizon:
-                roll.buckets.popleft()
+            roll.buckets = roll.buckets.take(slice(int(roll.buckets.start.searchsorted(horizon)), None))
             while roll.blocks and roll.blocks[0][0] - self._block_ns < horizon:
                 roll.blocks.popleft()
         return out
 
     def _emit_rolling(self, w: RollingWindow, roll: _Rolling, extra: _Sums) -> list[WindowKpis]:
         """The rolling window ending at the last bucket (closed buckets, then ``extra``)."""
-        parts = [*roll.buckets, extra] if extra.start.size else list(roll.buckets)
+        parts = [p for p in (roll.buckets, extra) if p.start.size]
         if not parts:
             return []
         end = int(parts[-1].end[-1])
