@@ -176,3 +176,19 @@ def test_a_bad_row_of_a_counter_is_held_and_a_float_counter_is_refused() -> None
     assert rows[2]["energy_counter"].tolist() == [Quality.BAD]
     with pytest.raises(ValueError, match=r"press-1.*'power' is not configured"):
         buf.append(np.array([T0 * S]), {"power": np.array([1.0])}, {"power": good})
+
+
+def test_one_assets_failing_analytics_does_not_stop_the_others_at_flush(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = parse_config(_config(2))
+    router = Router(config)
+    stage = AnalyticsStage(config)
+    for b in _polls(2, 30):
+        wh = b.values["m0_wh"]
+        broken = SampleBatch(b.device, b.ts, b.values | {"m0_wh": np.full_like(wh, -5)}, b.quality)
+        for route, part in router.split(broken):
+            assert stage.update(route, part) == []  # held, not booked yet
+    out = list(stage.flush())
+    assert out and {k.asset.id for k in out} == {"m1"}
+    assert "'m0'" in caplog.text and "negative counter reading" in caplog.text

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __all__ = ["AnalyticsStage", "KpiBatch", "asset_spec", "kpi_batch"]
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -39,6 +40,8 @@ from edge_agent.analytics.windows import WindowSpec
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import AgentConfig, AnalyticsConfig, AssetConfig, TagConfig
 from edge_agent.runtime.routing import AssetRoute
+
+log = logging.getLogger("edge_agent.analytics")
 
 #: A KPI window at or above this Good-data coverage is published as GOOD, above 0 UNCERTAIN.
 GOOD_COVERAGE = 0.95
@@ -208,25 +211,37 @@ class AnalyticsStage:
         return self._book(route.asset.id)
 
     def _book(self, asset_id: str) -> list[KpiBatch]:
-        out = self._held_kpis.pop(asset_id, [])
         rows = self._pending[asset_id].take()
-        if rows is None:
-            return out
-        closed = self._streams[asset_id].update(*rows)
-        asset = self._assets[asset_id]
-        return out + [KpiBatch(asset, w.window, kpi_batch(asset, w)) for w in closed]
+        closed = self._streams[asset_id].update(*rows) if rows is not None else []
+        asset = self._assets[asset_id]  # windows closed earlier by totals() go out first:
+        return self._held_kpis.pop(asset_id, []) + [
+            KpiBatch(asset, w.window, kpi_batch(asset, w)) for w in closed
+        ]
 
     def drain(self) -> Iterator[KpiBatch]:
-        """Book every asset's held rows now (KPIs of the windows that closes)."""
+        """Book every asset's held rows now (KPIs of the windows that closes).
+
+        An asset whose analytics fails is logged and skipped; the others are still booked.
+        """
         for asset_id in self._pending:
-            yield from self._book(asset_id)
+            try:
+                kpis = self._book(asset_id)
+            except Exception:
+                log.exception("analytics for asset %r failed while booking held rows", asset_id)
+                continue
+            yield from kpis
 
     def flush(self) -> Iterator[KpiBatch]:
         """Held rows booked, then open windows as they stand, at shutdown."""
         yield from self.drain()
         for asset_id, stream in self._streams.items():
             asset = self._assets[asset_id]
-            for w in stream.flush():
+            try:
+                closed = stream.flush()
+            except Exception:
+                log.exception("analytics for asset %r failed while closing its windows", asset_id)
+                continue
+            for w in closed:
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
 
     def totals(self) -> dict[str, Totals]:
@@ -236,6 +251,11 @@ class AnalyticsStage:
         next :meth:`update` or :meth:`flush` of that asset.
         """
         for asset_id in self._pending:
-            if kpis := self._book(asset_id):
+            try:
+                kpis = self._book(asset_id)
+            except Exception:
+                log.exception("analytics for asset %r failed while booking held rows", asset_id)
+                continue
+            if kpis:
                 self._held_kpis[asset_id] = kpis
         return {asset_id: s.totals for asset_id, s in self._streams.items()}
