@@ -452,15 +452,26 @@ def _wait_port(port: int) -> None:
     raise RuntimeError(f"benchmark Modbus server on port {port} did not start")
 
 
+_LAST: dict[str, Phase] = {}
+
+
 def print_phase(base: Phase, p: Phase, row: list[Phase]) -> None:
     bare = next((x for x in row if x.name == "bare"), None)
     ratio = f"{p.cpu_us / bare.cpu_us:5.1f}× bare" if bare is not None and p is not bare else "    baseline"
     per_tag = (p.rss_mb - base.rss_mb) * 2**20 / p.tags / 1024 if p.name != "bare" else float("nan")
+    prev = _LAST.get(p.name)  # RSS growth per tag from the previous N: free of lazily loaded modules
+    slope = (
+        (p.rss_mb - prev.rss_mb) * 1024 / (p.tags - prev.tags)
+        if prev and p.tags > prev.tags
+        else float("nan")
+    )
+    _LAST[p.name] = p
     print(
         f"N={p.tags:>6} {p.name:<8} CPU {p.cpu_us:7.1f} µs/tag-sample ({ratio}, "
         f"{p.core_share:5.1%} of a core) | {p.values_per_s:>8,.0f}/s of {p.expected_per_s:,.0f} | "
         f"age p50 {p.age_p50:5.2f} p99 {p.age_p99:5.2f} max {p.age_max:5.2f} s | RSS {p.rss_mb:6.0f} MB "
-        f"({per_tag:5.2f} kB/tag above {base.rss_mb:.0f} MB base) | start-up {p.startup_s:5.2f} s | "
+        f"({per_tag:5.2f} kB/tag above {base.rss_mb:.0f} MB base, {slope:5.2f} kB/tag from the last N) | "
+        f"start-up {p.startup_s:5.2f} s | "
         f"server {p.server_cpu:4.0%} broker {p.broker_cpu:4.0%} | load {p.load}",
         flush=True,
     )
