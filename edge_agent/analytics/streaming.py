@@ -59,8 +59,8 @@ class _Sums:
 
     @classmethod
     def empty(cls) -> _Sums:
-        f, u, m = empty_sums(0)
-        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), f, u, m)
+        """No windows: one shared, read-only instance (sums are never written in place)."""
+        return _NO_SUMS
 
     def take(self, sel: slice | npt.NDArray[np.bool_]) -> _Sums:
         return _Sums(self.start[sel], self.end[sel], self.f[sel], self.u[sel], self.m[sel])
@@ -76,6 +76,17 @@ class _Sums:
             np.concatenate((self.u, other.u)),
             np.concatenate((self.m, other.m)),
         )
+
+
+def _no_sums() -> _Sums:
+    f, u, m = empty_sums(0)
+    out = _Sums(np.zeros(0, np.int64), np.zeros(0, np.int64), f, u, m)
+    for a in (out.start, out.end, out.f, out.u, out.m):
+        a.flags.writeable = False
+    return out
+
+
+_NO_SUMS = _no_sums()
 
 
 @dataclass
