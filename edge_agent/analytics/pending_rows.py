@@ -82,10 +82,11 @@ class PendingRows:
         self.ts[n : n + k] = ts
         for r in self.roles:
             v = signals.get(r)
+            dst = self.values[r]
             if v is None:
+                dst[n : n + k] = 0 if dst.dtype.kind in "iu" else np.nan  # never read: MISSING
                 self.quality[r][n : n + k] = Quality.MISSING
                 continue
-            dst = self.values[r]
             if dst.dtype.kind in "iu" and v.dtype.kind == "f":
                 dst[n : n + k] = 0  # a Bad row of a counter (checked above): its value is never read
             else:
