@@ -355,8 +355,14 @@ class Bench:
         phase = Phase(name, tags)
         d = Path(tempfile.mkdtemp(prefix=f"{name}-{tags}-", dir=self.workdir))
         cfg = agent_config(tags, server_port, self.mosquitto.port, d, roles, self.args.interval)
-        path = d / "config.yaml"  # block style, as a person would write it
-        path.write_text(yaml.dump(cfg, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False))
+        if self.args.config_format == "json":  # as a config generator would write it
+            path = d / "config.json"
+            path.write_text(json.dumps(cfg, indent=1))
+        else:  # block style, as a person would write it
+            path = d / "config.yaml"
+            path.write_text(
+                yaml.dump(cfg, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+            )
         self.ask("reset")
         exe = Path(sys.executable).with_name("edge-agent")
         t_spawn = time.time_ns()
@@ -490,6 +496,7 @@ def main() -> None:
     ap.add_argument(
         "--profile", type=Path, help="record a py-spy profile (collapsed stacks) of each agent phase here"
     )
+    ap.add_argument("--config-format", choices=["yaml", "json"], default="yaml", help="of the agent's config")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = ap.parse_args()
     print(
