@@ -161,7 +161,9 @@ class _Runner:
                 os.killpg(bg.proc.pid, signal.SIGKILL)
                 bg.proc.wait()
                 out = bg.log.read_text(errors="replace")[-4000:]
-                raise TutorialError(f"{where}: {name!r} did not stop within 60 s of SIGTERM:\n{out}") from None
+                raise TutorialError(
+                    f"{where}: {name!r} did not stop within 60 s of SIGTERM:\n{out}"
+                ) from None
         if expect_zero and bg.proc.returncode != 0:
             out = bg.log.read_text(errors="replace")[-4000:]
             raise TutorialError(

@@ -8,12 +8,19 @@ text, and its YAML graph, aliases expanded, may hold at most ``MAX_NODES`` nodes
 most ``MAX_DEPTH`` deep (a few hundred bytes of aliases can otherwise expand to billions
 of nodes). Values that came from ``${VAR}`` and credentials inside URLs are never echoed
 in an error.
+
+Large plants (50,000 tags, a few MB) must still load in seconds, so the expensive steps run
+only when needed: a file with no anchor (``&``) cannot expand, and is loaded directly by
+libyaml after a cheap upper bound on its node count; the node tree that maps key paths to
+lines is built only when a problem has to be reported; JSON (a YAML subset, e.g. a
+generated config) is parsed by ``json``.
 """
 
 from __future__ import annotations
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_NODES", "load_config", "parse_config"]
 
+import json
 import os
 import re
 from pathlib import Path
@@ -28,10 +35,15 @@ from edge_agent.errors import ConfigError, ConfigProblem
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PathKey = tuple[str | int, ...]
+_JSON_START = re.compile(r"\s*\{")
 
-MAX_CONFIG_BYTES = 512 * 1024  # a 2,000-tag plant is ~200 KB; the densest 512 KiB stays under 200 MB
-MAX_NODES = 100_000  # YAML nodes after alias expansion
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a 50,000-tag plant is ~5 MB
+MAX_NODES = 1_000_000  # YAML nodes after alias expansion (a 50,000-tag plant has ~600,000)
+#: Above this many nodes a problem is reported by its key path alone: the node tree that maps
+#: paths to lines costs ~600 bytes and ~10 µs a node, too much for a hostile file.
+MAX_LINE_INDEX_NODES = 300_000
 MAX_DEPTH = 64
+# libyaml's parser when present: the pure-Python one takes ~20 s on a 50,000-tag config
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -73,8 +85,56 @@ def _check_graph(root: yaml.Node, file: str) -> None:
     size(root, 0)
 
 
-def _compose(text: str, file: str) -> tuple[Any, dict[PathKey, int]]:
-    """Parse YAML once and record the 1-based line of every key and list item."""
+def _node_bound(text: str) -> int:
+    """An upper bound on the YAML nodes of a text without anchors: every value but the first
+    is opened by a line break, a comma, a colon or a dash (counted in C, no parsing)."""
+    return 1 + text.count("\n") + text.count(",") + text.count(":") + text.count("-")
+
+
+class _LineIndex:
+    """The 1-based line of every key and list item, worked out only when a problem is reported:
+    composing the node tree costs as much again as parsing, which a 50,000-tag file feels."""
+
+    def __init__(self, text: str, lines: dict[PathKey, int] | None = None) -> None:
+        self._text = text
+        self._lines = lines
+
+    def get(self, path: PathKey) -> int | None:
+        if self._lines is None:
+            small = _node_bound(self._text) <= MAX_LINE_INDEX_NODES
+            self._lines = (_compose_checked(self._text, "<config>")[1]._lines or {}) if small else {}
+        return self._lines.get(path)
+
+
+def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
+    """Parse the config; a text with anchors is checked node by node before it is built."""
+    if "&" in text:  # aliases can expand: count the real graph before constructing anything
+        return _compose_checked(text, file)
+    if _node_bound(text) > MAX_NODES:
+        raise _problem(
+            file,
+            f"the file holds more than {MAX_NODES} values; no plant config needs that many. "
+            "Check that this is the config file",
+        )
+    if _JSON_START.match(text):  # JSON (a YAML subset), e.g. a generated config: 100x faster
+        try:
+            return json.loads(text), _LineIndex(text)
+        except ValueError:
+            pass  # YAML flow style, or broken: the YAML parser decides and reports
+    try:
+        return yaml.load(text, Loader=_Loader), _LineIndex(text)  # a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise _problem(file, f"not valid YAML: {exc}", line) from None
+    except RecursionError:
+        raise _problem(file, "YAML nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date like 2024-13-45
+        raise _problem(file, f"not valid YAML: a value cannot be read: {exc}") from None
+
+
+def _compose_checked(text: str, file: str) -> tuple[Any, _LineIndex]:
+    """Parse YAML once, refusing graphs that expand too far, and record every key's line."""
     try:
         loader = _Loader(text)
     except UnicodeError as exc:
@@ -109,7 +169,7 @@ def _compose(text: str, file: str) -> tuple[Any, dict[PathKey, int]]:
 
     if root is not None:
         walk(root, ())
-    return data, lines
+    return data, _LineIndex(text, lines)
 
 
 class _Substituted:
@@ -134,7 +194,7 @@ def _substitute(
     data: Any,
     path: PathKey,
     problems: list[ConfigProblem],
-    lines: dict[PathKey, int],
+    lines: _LineIndex,
     subs: _Substituted,
 ) -> Any:
     """Replace ${VAR} in strings from the environment; a missing variable is a problem."""
@@ -193,7 +253,7 @@ def _locate(data: Any, loc: tuple[int | str, ...]) -> PathKey:
 
 
 def _problems(
-    exc: ValidationError, data: Any, lines: dict[PathKey, int], subs: _Substituted
+    exc: ValidationError, data: Any, lines: _LineIndex, subs: _Substituted
 ) -> list[ConfigProblem]:
     out = []
     for err in exc.errors(include_url=False):
@@ -254,7 +314,8 @@ def parse_config(text: str, *, file: str = "<config>", command: Command = "run")
         data = {"assets": [], "devices": [], **data}
     problems: list[ConfigProblem] = []
     subs = _Substituted()
-    data = _substitute(data, (), problems, lines, subs)
+    if "${" in text:  # walking a 50,000-tag tree for nothing costs most of a second
+        data = _substitute(data, (), problems, lines, subs)
     model = build_config_model([d.config_model for d in driver_registry().values()])
     try:
         config = model.model_validate(data)

@@ -3,14 +3,24 @@
 Builds one :class:`StreamingAnalytics` per asset from the validated config, feeds it the
 per-asset slices of device batches by semantic role, and turns closed KPI windows into
 SampleBatches (one row per window, quality from the window's Good-data coverage).
+
+Rows are not booked poll by poll: each asset's rows are held (columnar, see
+:class:`~edge_agent.analytics.pending_rows.PendingRows`) for a linger of one live KPI
+window (``analytics.kpi_interval``) and booked in one update, because an update's cost is
+almost all per call. The assets' linger slots are staggered, so the plant's analytics runs
+spread evenly in time. KPI latency: a window is published at most one linger after it
+closes (plus the reorder allowance of an asset fed by several devices). :meth:`totals`
+books what is held first, so running totals are always current.
 """
 
 from __future__ import annotations
 
 __all__ = ["AnalyticsStage", "KpiBatch", "asset_spec", "kpi_batch"]
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -25,10 +35,13 @@ from edge_agent.analytics import (
     Totals,
     WindowKpis,
 )
+from edge_agent.analytics.pending_rows import PendingRows
 from edge_agent.analytics.windows import WindowSpec
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import AgentConfig, AnalyticsConfig, AssetConfig, TagConfig
 from edge_agent.runtime.routing import AssetRoute
+
+log = logging.getLogger("edge_agent.analytics")
 
 #: A KPI window at or above this Good-data coverage is published as GOOD, above 0 UNCERTAIN.
 GOOD_COVERAGE = 0.95
@@ -46,11 +59,16 @@ class KpiBatch:
 
 
 def _windows(cfg: AnalyticsConfig) -> tuple[WindowSpec, ...]:
-    live = round(cfg.kpi_interval)
+    return _window_schemes(round(cfg.kpi_interval), tuple(cfg.shift_start_hours), cfg.timezone)
+
+
+@cache
+def _window_schemes(live: int, shift_start_hours: tuple[int, ...], timezone: str) -> tuple[WindowSpec, ...]:
+    """The schemes every asset uses, built once and shared (they are immutable)."""
     fixed = {live: f"{live}s"} | {900: "15min", 3600: "1h"}
     out: list[WindowSpec] = [FixedWindow(name, length) for length, name in sorted(fixed.items())]
-    out.append(CalendarWindow("shift", tuple(float(h) for h in cfg.shift_start_hours), cfg.timezone))
-    out.append(CalendarWindow("day", (0.0,), cfg.timezone))
+    out.append(CalendarWindow("shift", tuple(float(h) for h in shift_start_hours), timezone))
+    out.append(CalendarWindow("day", (0.0,), timezone))
     out.append(RollingWindow("rolling_15min", 900, 60))
     return tuple(out)
 
@@ -120,10 +138,34 @@ def _reorder_window(poll_intervals: list[float]) -> float:
     return 0.0 if len(poll_intervals) <= 1 else 2.0 * max(poll_intervals)
 
 
-class AnalyticsStage:
-    """Per-asset streaming KPIs for the whole agent."""
+def _dtypes(spec: AssetSpec) -> dict[str, np.dtype[np.generic]]:
+    """Column dtype of each role: counters exact integers, everything else float64."""
+    out: dict[str, np.dtype[np.generic]] = {}
+    for role in sorted(spec.roles):
+        c = spec.counters.get(role)
+        if c is None:
+            out[role] = np.dtype(np.float64)
+        else:
+            out[role] = np.dtype(np.uint64 if c.bits == 64 else np.int64)
+    return out
 
-    def __init__(self, config: AgentConfig) -> None:
+
+@dataclass(slots=True)
+class _RouteColumns:
+    """Which columns of a route's batches feed which role (compiled once per route)."""
+
+    route: AssetRoute
+    pairs: tuple[tuple[str, str], ...]  # (tag name, role)
+
+
+class AnalyticsStage:
+    """Per-asset streaming KPIs for the whole agent.
+
+    ``linger_s`` (default: the live KPI window) is how long an asset's rows are held before
+    they are booked in one update; 0 books every batch at once.
+    """
+
+    def __init__(self, config: AgentConfig, *, linger_s: float | None = None) -> None:
         tags_by_asset: dict[str, list[TagConfig]] = {}
         intervals: dict[str, list[float]] = {}
         for dev in config.devices:
@@ -132,6 +174,16 @@ class AnalyticsStage:
             for asset in {t.asset for t in dev.tag_configs() if t.role != "generic"}:
                 intervals.setdefault(asset, []).append(dev.poll_interval)
         self._assets = {a.id: a for a in config.assets}
+        self._streams: dict[str, StreamingAnalytics] = {}
+        self._pending: dict[str, PendingRows] = {}
+        linger_ns = round((config.analytics.kpi_interval if linger_s is None else linger_s) * 1e9)
+        n = max(1, len(config.assets))
+        for i, a in enumerate(config.assets):
+            spec = asset_spec(a, tags_by_asset.get(a.id, []), config.analytics)
+            if not spec.roles:
+                continue  # nothing to compute: generic tags only
+            self._streams[a.id] = StreamingAnalytics(spec, reorder_s=_reorder_window(intervals.get(a.id, [])))
+            self._pending[a.id] = PendingRows(a.id, _dtypes(spec), linger_ns, offset_ns=linger_ns * i // n)
         # What each asset's stream was built from, so a reload can keep streams whose inputs match.
         self._inputs = {
             a.id: (
@@ -141,30 +193,66 @@ class AnalyticsStage:
                 _reorder_window(intervals.get(a.id, [])),
             )
             for a in config.assets
+            if a.id in self._streams
         }
-        self._streams = {
-            a.id: StreamingAnalytics(
-                asset_spec(a, tags_by_asset.get(a.id, []), config.analytics),
-                reorder_s=_reorder_window(intervals.get(a.id, [])),
-            )
-            for a in config.assets
-        }
+        self._columns: dict[int, _RouteColumns] = {}
+        self._held_kpis: dict[str, list[KpiBatch]] = {}  # closed while totals() booked held rows
+
+    def _pairs(self, route: AssetRoute) -> tuple[tuple[str, str], ...]:
+        cached = self._columns.get(id(route))
+        if cached is None or cached.route is not route:
+            cached = _RouteColumns(route, tuple(route.roles().items()))
+            self._columns[id(route)] = cached
+        return cached.pairs
 
     def update(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
-        """Feed one asset slice; return KPI batches of the windows it closed."""
-        roles = route.roles()
-        signals = {role: part.values[name] for name, role in roles.items() if name in part.values}
+        """Feed one asset slice (any number of rows); return KPI batches of the windows closed
+        by the rows booked now (none while the asset's rows are being held)."""
+        pending = self._pending.get(route.asset.id)
+        if pending is None:
+            return []
+        values, quality = part.values, part.quality
+        signals = {role: values[name] for name, role in self._pairs(route) if name in values}
         if not signals:
             return []
-        quality = {role: part.quality[name] for name, role in roles.items() if name in part.values}
-        closed = self._streams[route.asset.id].update(part.ts, signals, quality)
-        return [KpiBatch(route.asset, w.window, kpi_batch(route.asset, w)) for w in closed]
+        if not pending.append(
+            part.ts, signals, {r: quality[n] for n, r in self._pairs(route) if n in values}
+        ):
+            return []
+        return self._book(route.asset.id)
+
+    def _book(self, asset_id: str) -> list[KpiBatch]:
+        rows = self._pending[asset_id].take()
+        closed = self._streams[asset_id].update(*rows) if rows is not None else []
+        asset = self._assets[asset_id]  # windows closed earlier by totals() go out first:
+        return self._held_kpis.pop(asset_id, []) + [
+            KpiBatch(asset, w.window, kpi_batch(asset, w)) for w in closed
+        ]
+
+    def drain(self) -> Iterator[KpiBatch]:
+        """Book every asset's held rows now (KPIs of the windows that closes).
+
+        An asset whose analytics fails is logged and skipped; the others are still booked.
+        """
+        for asset_id in self._pending:
+            try:
+                kpis = self._book(asset_id)
+            except Exception:
+                log.exception("analytics for asset %r failed while booking held rows", asset_id)
+                continue
+            yield from kpis
 
     def flush(self) -> Iterator[KpiBatch]:
-        """Open windows as they stand, at shutdown."""
+        """Held rows booked, then open windows as they stand, at shutdown."""
+        yield from self.drain()
         for asset_id, stream in self._streams.items():
             asset = self._assets[asset_id]
-            for w in stream.flush():
+            try:
+                closed = stream.flush()
+            except Exception:
+                log.exception("analytics for asset %r failed while closing its windows", asset_id)
+                continue
+            for w in closed:
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
 
     def adopt(self, old: AnalyticsStage) -> tuple[list[str], list[str]]:
@@ -177,19 +265,39 @@ class AnalyticsStage:
         for asset_id, inputs in self._inputs.items():
             if asset_id not in old._streams:
                 continue
-            if old._inputs.get(asset_id) == inputs:
+            if old._inputs.get(asset_id) == inputs:  # the stream, its held rows and held KPIs
                 self._streams[asset_id] = old._streams[asset_id]
+                self._pending[asset_id] = old._pending[asset_id]
+                if asset_id in old._held_kpis:
+                    self._held_kpis[asset_id] = old._held_kpis[asset_id]
                 kept.append(asset_id)
             else:
                 restarted.append(asset_id)
         return kept, restarted
 
     def flush_assets(self, asset_ids: list[str]) -> Iterator[KpiBatch]:
-        """Open windows of some assets as they stand (assets removed or restarted by a reload)."""
+        """Held rows booked, then open windows as they stand, of some assets (assets removed or
+        restarted by a reload)."""
         for asset_id in asset_ids:
+            if asset_id not in self._streams:
+                continue  # generic tags only: nothing was computed
+            yield from self._book(asset_id)
             asset = self._assets[asset_id]
             for w in self._streams[asset_id].flush():
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
 
     def totals(self) -> dict[str, Totals]:
+        """Running totals of every asset with analytics, held rows included.
+
+        KPI windows closed by booking the held rows are not lost: they are returned by the
+        next :meth:`update` or :meth:`flush` of that asset.
+        """
+        for asset_id in self._pending:
+            try:
+                kpis = self._book(asset_id)
+            except Exception:
+                log.exception("analytics for asset %r failed while booking held rows", asset_id)
+                continue
+            if kpis:
+                self._held_kpis[asset_id] = kpis
         return {asset_id: s.totals for asset_id, s in self._streams.items()}
