@@ -43,7 +43,8 @@ def test_oversized_file_is_refused_at_once_without_reading_it_all(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     big = tmp_path / "big.yaml"
-    big.write_text("assets: []\ndevices: []\n# " + "x" * (MAX_CONFIG_BYTES + 10 * 2**20) + "\n", encoding="utf-8")
+    filler = "x" * (MAX_CONFIG_BYTES + 10 * 2**20)
+    big.write_text("assets: []\ndevices: []\n# " + filler + "\n", encoding="utf-8")
     tracemalloc.start()
     t0 = time.monotonic()
     code, out = _run(capsys, big)
