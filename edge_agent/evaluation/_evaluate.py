@@ -13,6 +13,14 @@ from datetime import tzinfo
 
 from edge_agent.evaluation._arrays import FloatArray
 from edge_agent.evaluation._channels import LoadedData
+from edge_agent.evaluation._design_gates import (
+    DEFAULT_MIN_BASELINE_DAYS,
+    REPORTING_COVERAGE_MIN,
+    baseline_length_gate,
+    day_type_gate,
+    reporting_coverage_gate,
+    significance_gate,
+)
 from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._gates import (
     FSU_CONFIDENCE,
@@ -27,7 +35,8 @@ from edge_agent.evaluation._indicators import Indicator, RawComparison, producti
 from edge_agent.evaluation._model import FittedModel
 from edge_agent.evaluation._resample import PeriodData, resample_period
 from edge_agent.evaluation._savings import Savings, compute_savings
-from edge_agent.evaluation._selection import Selection, SelectionMethod, select_model
+from edge_agent.evaluation._selection import MIN_DOF, Selection, SelectionMethod, force_model, select_model
+from edge_agent.evaluation._spec import ModelSpec
 from edge_agent.evaluation._stats import FitStatistics
 from edge_agent.evaluation._timebase import Period, Resolution
 
@@ -47,6 +56,12 @@ class EvaluationOptions:
     folds: int = 5
     confidence: float = 0.90  # the level the headline result is stated at
     title: str = "Before/after evaluation"
+    #: Shortest baseline that may support a claim (at least one week is always required).
+    min_baseline_days: int = DEFAULT_MIN_BASELINE_DAYS
+    #: Share of the reporting period's expected energy readings in usable buckets.
+    reporting_coverage_min: float = REPORTING_COVERAGE_MIN
+    #: A forced baseline model instead of the selection (``--model``); None selects one.
+    model: ModelSpec | None = None
 
     def __post_init__(self) -> None:
         if self.baseline.end >= self.reporting.start:
@@ -55,6 +70,14 @@ class EvaluationOptions:
             )
         if not 0.5 <= self.confidence < 1.0:
             raise EvaluationError(f"--confidence {self.confidence}: expected a level such as 0.9 or 0.95")
+        if self.min_baseline_days < 1:
+            raise EvaluationError(
+                f"minimum baseline {self.min_baseline_days} days: expected a positive number"
+            )
+        if not 0.0 <= self.reporting_coverage_min <= 1.0:
+            raise EvaluationError(
+                f"reporting coverage minimum {self.reporting_coverage_min}: expected a fraction in [0, 1]"
+            )
         if self.folds < 2:
             raise EvaluationError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
 
@@ -142,13 +165,25 @@ def evaluate(data: LoadedData, options: EvaluationOptions) -> EvaluationResult:
             f"{options.resolution.value} buckets (coverage ≥ {100 * options.coverage_threshold:.0f} %); "
             "check the dates, the time zone and that the data reach that far."
         )
-    selection = select_model(base.frame, options.selection, folds=options.folds)
+    if options.model is not None:
+        selection = force_model(base.frame, options.model)
+    else:
+        selection = select_model(base.frame, options.selection, folds=options.folds)
     model = selection.model
     adjusted = model.predict(rep.frame)
     levels = {*REPORTED_CONFIDENCES, FSU_CONFIDENCE, options.confidence}
-    savings = compute_savings(selection.stats, adjusted, rep.frame.energy, levels)
+    savings = compute_savings(
+        selection.stats, adjusted, rep.frame.energy, levels, model.sum_variance(rep.frame)
+    )
     in_range = share_in_range(model, base.frame, rep.frame)
     gates = evaluate_gates(options.resolution, base.data_coverage, selection.stats, savings, in_range)
+    day_types = day_type_gate(base.frame, rep.frame)
+    gates += (
+        baseline_length_gate(base, options.min_baseline_days),
+        *((day_types,) if day_types is not None else ()),
+        reporting_coverage_gate(rep, options.reporting_coverage_min),
+        significance_gate(model, MIN_DOF),
+    )
     return EvaluationResult(
         options=options,
         source=data.description,

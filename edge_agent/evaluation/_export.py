@@ -87,6 +87,7 @@ def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
             "terms": {
                 "linear": [r.value for r in m.spec.dense],
                 "on_off": None if m.spec.on_off is None else m.spec.on_off.value,
+                "weekend_on": m.spec.weekend_on,
                 "temperature_shape": m.spec.shape.value,
                 "time_of_week": m.spec.time_of_week,
             },

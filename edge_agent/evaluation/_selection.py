@@ -8,15 +8,24 @@ stretches of time so autocorrelated neighbours cannot leak into the test fold.
 
 from __future__ import annotations
 
-__all__ = ["Candidate", "Selection", "SelectionMethod", "candidate_specs", "select_model"]
+__all__ = [
+    "MIN_DOF",
+    "Candidate",
+    "Selection",
+    "SelectionMethod",
+    "candidate_specs",
+    "force_model",
+    "select_model",
+]
 
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
+from scipy.stats import f as f_dist
 
 from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint
 from edge_agent.evaluation._channels import Role
@@ -84,21 +93,38 @@ def candidate_specs(frame: Frame) -> list[ModelSpec]:
     """All combinations of the variables present: linear terms × temperature shape × time of week."""
     linear = [r for r in (Role.PRODUCTION, Role.OPERATING_HOURS) if r in frame.variables]
     dense_sets = [tuple(c) for k in range(len(linear) + 1) for c in itertools.combinations(linear, k)]
-    on_offs: list[Role | None] = [None]
+    on_offs: list[tuple[Role | None, bool]] = [(None, False)]
     if linear:  # only when the baseline has both idle and working buckets
         on = frame.variables[linear[0]] > 0
         if on.any() and not on.all():
-            on_offs.append(linear[0])
+            on_offs.append((linear[0], False))
+            if _day_types_seen(frame, on):
+                on_offs.append((linear[0], True))
     shapes = list(Shape) if Role.TEMPERATURE in frame.variables else [Shape.NONE]
     tows = [False, True] if frame.hour_of_week is not None else [False]
     return [
-        ModelSpec(d, s, t, o)
+        ModelSpec(d, s, t, o, w)
         for t in tows
         for s in shapes
-        for o in on_offs
+        for o, w in on_offs
         for d in dense_sets
         if not (o is not None and not d)  # an on/off step alone is a poor man's production term
+        and not (w and t)  # time-of-week constants already tell weekends apart
     ]
+
+
+MIN_DAY_TYPE_BUCKETS = 2
+
+
+def _day_types_seen(frame: Frame, on: np.ndarray) -> bool:
+    """Operating weekday and weekend buckets both present (each at least twice)."""
+    weekend = frame.weekend
+    if weekend is None:
+        return False
+    return (
+        int((on & weekend).sum()) >= MIN_DAY_TYPE_BUCKETS
+        and int((on & ~weekend).sum()) >= MIN_DAY_TYPE_BUCKETS
+    )
 
 
 def _screen(model: FittedModel) -> str:
@@ -163,6 +189,39 @@ def _evaluate(
         except Unfittable as exc:
             rejected = f"cannot be refitted on every cross-validation fold: {exc}"
     return Candidate(spec, model, stats, cv, rejected)
+
+
+#: A temperature term joins a process-load model (one with production or hours terms) only
+#: when an F-test against the same model without it is significant at this level: on machine
+#: tools a spurious change point with t ≈ 2 fits the baseline's season and then extrapolates.
+WEATHER_P_MAX = 0.01
+
+
+def _weather_must_earn_its_place(cands: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
+    by_spec = {c.spec: c for c in cands}
+    out = []
+    for c in cands:
+        if c.valid and c.spec.dense and c.spec.shape is not Shape.NONE and c.model is not None:
+            plain = by_spec.get(replace(c.spec, shape=Shape.NONE))
+            if plain is not None and plain.model is not None:
+                p_value = _f_test(plain.model, c.model)
+                if p_value > WEATHER_P_MAX:
+                    why = (
+                        f"temperature terms do not earn their place in a process-load model "
+                        f"(F-test against '{plain.spec.name}': p = {p_value:.3f} > {WEATHER_P_MAX:g})"
+                    )
+                    c = replace(c, rejected=why)
+        out.append(c)
+    return tuple(out)
+
+
+def _f_test(small: FittedModel, big: FittedModel) -> float:
+    """p-value of the extra parameters of ``big`` over the nested ``small``."""
+    extra, dof = big.p - small.p, big.n - big.p
+    if extra <= 0 or dof <= 0 or big.sse <= 0:
+        return 0.0 if big.sse < small.sse else 1.0
+    f = ((small.sse - big.sse) / extra) / (big.sse / dof)
+    return float(f_dist.sf(max(f, 0.0), extra, dof))
 
 
 def _score(c: Candidate, method: SelectionMethod) -> float:
@@ -234,7 +293,7 @@ def select_model(
         except NoChangePoint:
             bank = None
     splits = _folds(frame, bank, folds) if method is SelectionMethod.CV else None
-    cands = tuple(_evaluate(s, frame, bank, splits, search) for s in specs)
+    cands = _weather_must_earn_its_place(tuple(_evaluate(s, frame, bank, splits, search) for s in specs))
     ranked = sorted(
         (c for c in cands if c.valid), key=lambda c: (-_score(c, method), c.stats.p if c.stats else 0)
     )
@@ -246,3 +305,18 @@ def select_model(
         return Selection(method, mean, cands, why)
     chosen = ranked[0]
     return Selection(method, chosen, cands, _reason(chosen, ranked, cands, method, folds))
+
+
+def force_model(frame: Frame, spec: ModelSpec) -> Selection:
+    """Use ``spec`` as the baseline model (``--model``); its screening verdict becomes a note."""
+    try:
+        model = fit_model(spec, frame)
+    except Unfittable as exc:
+        raise EvaluationError(f"--model '{spec.name}' cannot be fitted to the baseline: {exc}") from None
+    stats = fit_statistics(frame.energy, model.fitted, model.p, frame.adjacent)
+    screened = _screen(model)
+    chosen = Candidate(spec, model, stats, None, "")
+    why = f"'{spec.name}' was forced by the evaluator (--model or the plan)"
+    if screened:
+        why += f"; the selection would have rejected it: {screened}"
+    return Selection(SelectionMethod.ADJ_R2, chosen, (chosen,), why + ".")
