@@ -8,11 +8,14 @@ from __future__ import annotations
 
 __all__ = ["EvaluationOptions", "EvaluationResult", "evaluate"]
 
-from dataclasses import dataclass
-from datetime import tzinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta, tzinfo
+
+import numpy as np
 
 from edge_agent.evaluation._arrays import FloatArray
-from edge_agent.evaluation._channels import LoadedData
+from edge_agent.evaluation._channels import Channel, LoadedData, Role
 from edge_agent.evaluation._design_gates import (
     DEFAULT_MIN_BASELINE_DAYS,
     REPORTING_COVERAGE_MIN,
@@ -33,12 +36,13 @@ from edge_agent.evaluation._gates import (
 )
 from edge_agent.evaluation._indicators import Indicator, RawComparison, production_indicators, raw_comparison
 from edge_agent.evaluation._model import FittedModel
+from edge_agent.evaluation._provenance import Provenance
 from edge_agent.evaluation._resample import PeriodData, resample_period
 from edge_agent.evaluation._savings import Savings, compute_savings
 from edge_agent.evaluation._selection import MIN_DOF, Selection, SelectionMethod, force_model, select_model
 from edge_agent.evaluation._spec import ModelSpec
 from edge_agent.evaluation._stats import FitStatistics
-from edge_agent.evaluation._timebase import Period, Resolution
+from edge_agent.evaluation._timebase import Period, Resolution, local_midnight_ns
 
 REPORTED_CONFIDENCES = (0.68, 0.90)
 
@@ -62,6 +66,10 @@ class EvaluationOptions:
     reporting_coverage_min: float = REPORTING_COVERAGE_MIN
     #: A forced baseline model instead of the selection (``--model``); None selects one.
     model: ModelSpec | None = None
+    #: Non-routine adjustments (M&V plan): local days left out with a reason, and static
+    #: changes inside the boundary as (kWh added to the adjusted baseline, justification).
+    excluded: tuple[tuple[Period, str], ...] = ()
+    static_adjustments: tuple[tuple[float, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.baseline.end >= self.reporting.start:
@@ -98,6 +106,7 @@ class EvaluationResult:
     indicators: tuple[Indicator, ...]
     raw: RawComparison
     notes: tuple[str, ...]
+    provenance: Provenance = field(default_factory=Provenance)
 
     @property
     def model(self) -> FittedModel:
@@ -153,12 +162,30 @@ def _notes(model: FittedModel, base: PeriodData, rep: PeriodData) -> tuple[str, 
     return tuple(notes)
 
 
+def _without_excluded(
+    channels: Mapping[Role, Channel], excluded: tuple[tuple[Period, str], ...], tz: tzinfo
+) -> Mapping[Role, Channel]:
+    """Energy readings on excluded days become missing, so their buckets drop out of both periods."""
+    if not excluded:
+        return channels
+    e = channels[Role.ENERGY]
+    gone = np.zeros(e.start_ns.shape, dtype=np.bool_)
+    for period, _ in excluded:
+        lo = local_midnight_ns(period.start, tz)
+        hi = local_midnight_ns(period.end + timedelta(days=1), tz)
+        gone |= (e.start_ns >= lo) & (e.start_ns < hi)
+    out = dict(channels)
+    out[Role.ENERGY] = replace(e, values=np.where(gone, np.nan, e.values))
+    return out
+
+
 def evaluate(data: LoadedData, options: EvaluationOptions) -> EvaluationResult:
     """Run the whole evaluation on loaded data. Gate failures are results, not exceptions."""
     tz = options.timezone or data.timezone
     kw = {"threshold": options.coverage_threshold}
-    base = resample_period("baseline", options.baseline, options.resolution, tz, data.channels, **kw)
-    rep = resample_period("reporting", options.reporting, options.resolution, tz, data.channels, **kw)
+    channels = _without_excluded(data.channels, options.excluded, tz)
+    base = resample_period("baseline", options.baseline, options.resolution, tz, channels, **kw)
+    rep = resample_period("reporting", options.reporting, options.resolution, tz, channels, **kw)
     if rep.n_kept == 0:
         raise EvaluationError(
             f"{data.description}: the reporting period {options.reporting} has no usable "
@@ -173,7 +200,12 @@ def evaluate(data: LoadedData, options: EvaluationOptions) -> EvaluationResult:
     adjusted = model.predict(rep.frame)
     levels = {*REPORTED_CONFIDENCES, FSU_CONFIDENCE, options.confidence}
     savings = compute_savings(
-        selection.stats, adjusted, rep.frame.energy, levels, model.sum_variance(rep.frame)
+        selection.stats,
+        adjusted,
+        rep.frame.energy,
+        levels,
+        model.sum_variance(rep.frame),
+        static_kwh=sum(a for a, _ in options.static_adjustments),
     )
     in_range = share_in_range(model, base.frame, rep.frame)
     gates = evaluate_gates(options.resolution, base.data_coverage, selection.stats, savings, in_range)

@@ -15,6 +15,7 @@ import numpy as np
 
 from edge_agent.evaluation._channels import Role
 from edge_agent.evaluation._evaluate import EvaluationResult
+from edge_agent.evaluation._provenance import model_equation, provenance_to_dict
 from edge_agent.evaluation._resample import PeriodData
 from edge_agent.evaluation._stats import effective_n
 
@@ -71,6 +72,12 @@ def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
             "selection": o.selection.value,
             "folds": o.folds,
             "confidence": o.confidence,
+        },
+        "provenance": provenance_to_dict(result.provenance),
+        "model_equation": model_equation(m, result.provenance.temperature_unit),
+        "adjustments": {
+            "excluded": [{"period": str(p), "reason": why} for p, why in o.excluded],
+            "static": [{"amount_kwh": a, "justification": why} for a, why in o.static_adjustments],
         },
         "verdict": {
             "savings_claimed": result.verdict.claimed,

@@ -36,6 +36,8 @@ class Savings:
     measured: FloatArray
     uncertainty: tuple[Uncertainty, ...]
     cumulative_band: dict[float, FloatArray]  # ± kWh of the cumulative savings, per confidence
+    #: Non-routine static adjustments added to the adjusted baseline (M&V plan), kWh in total.
+    static_kwh: float = 0.0
 
     @property
     def m(self) -> int:
@@ -43,7 +45,7 @@ class Savings:
 
     @property
     def adjusted_baseline_kwh(self) -> float:
-        return float(self.adjusted.sum())
+        return float(self.adjusted.sum()) + self.static_kwh
 
     @property
     def measured_kwh(self) -> float:
@@ -75,6 +77,7 @@ def compute_savings(
     measured: FloatArray,
     confidences: Iterable[float],
     param_variance: float | None = None,
+    static_kwh: float = 0.0,
 ) -> Savings:
     """Savings = Σ adjusted baseline − Σ measured, with the larger of two uncertainties.
 
@@ -85,7 +88,7 @@ def compute_savings(
     too narrow once production moves away from the baseline's mean.
     """
     m = int(measured.shape[0])
-    total_adj = float(adjusted.sum())
+    total_adj = float(adjusted.sum()) + static_kwh
     # an adjusted baseline of zero (nothing would have run) leaves no fraction to state;
     # the uncertainty gate then fails instead of the evaluation crashing
     savings = total_adj - float(measured.sum())
@@ -133,4 +136,10 @@ def compute_savings(
     k = np.arange(1, m + 1, dtype=np.float64)
     cum_adj = np.cumsum(adjusted)
     band = {c: ashrae(c, 1, 1.0) * factor[c] * cum_adj / np.sqrt(k) for c in levels}
-    return Savings(adjusted=adjusted, measured=measured, uncertainty=tuple(unc), cumulative_band=band)
+    return Savings(
+        adjusted=adjusted,
+        measured=measured,
+        uncertainty=tuple(unc),
+        cumulative_band=band,
+        static_kwh=static_kwh,
+    )
