@@ -319,6 +319,10 @@ def _without_plan(argv: list[str]) -> list[str]:
 
 def cli_main(argv: list[str]) -> int:
     """Run ``edge-agent evaluate`` with ``argv`` (the arguments after ``evaluate``)."""
+    if argv[:1] == ["portfolio"]:
+        from edge_agent.evaluation.portfolio import portfolio_main
+
+        return portfolio_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)
