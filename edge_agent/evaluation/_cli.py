@@ -102,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument(opt, metavar="SPEC", help=f"{role.label} [{role.unit}]")
     g.add_argument("--temperature-unit", choices=["C", "F"], default="C")
     g.add_argument("--energy-unit", choices=list(ENERGY_UNITS), default="kWh", help="unit of --energy data")
-    g.add_argument("--gas-kwh-per-m3", type=float, metavar="K", help="calorific value for --energy-unit m3")
+    g.add_argument(
+        "--gas-calorific-value", type=float, metavar="K", help="kWh per m³ of gas for --energy-unit m3"
+    )
     g.add_argument("--weather-source", default="", metavar="TEXT", help="where the temperatures come from")
     g.add_argument("--timestamp-column", default="timestamp", metavar="NAME", help="CSV timestamp column")
     g.add_argument("--timestamp-at", choices=["end", "start"], default="end", help="what a timestamp marks")
@@ -258,7 +260,7 @@ def _run(
         )
     baseline = parse_period(args.baseline, "baseline")
     reporting = parse_period(args.reporting, "reporting")
-    factor, units = energy_factor(args.energy_unit, args.gas_kwh_per_m3)
+    factor, units = energy_factor(args.energy_unit, args.gas_calorific_value)
     tz = parse_timezone(args.timezone) if args.timezone else None
     options = EvaluationOptions(
         baseline=baseline,

@@ -190,7 +190,7 @@ def plan_cli_args(plan: MvPlan, plan_path: Path) -> list[str]:
         "--temperature": d.temperature,
         "--timezone": d.timezone,
         "--model": plan.model,
-        "--gas-kwh-per-m3": d.gas_kwh_per_m3,
+        "--gas-calorific-value": d.gas_kwh_per_m3,
     }
     for opt, value in optional.items():
         if value is not None:
