@@ -20,7 +20,7 @@ def energy_factor(unit: str, kwh_per_m3: float | None) -> tuple[float, str]:
     if factor is None:
         if kwh_per_m3 is None or not kwh_per_m3 > 0:
             raise EvaluationError(
-                "--energy-unit m3 needs --gas-calorific-value K, the gas's calorific value (e.g. 10.55 kWh/m³ "
+                "--energy-unit m3 needs --gas-calorific-value K, the kWh per m³ of the gas (e.g. 10.55 "
                 "for natural gas H; take it from the gas bill)"
             )
         return kwh_per_m3, f"Energy data in m³ of gas, converted at {kwh_per_m3:g} kWh/m³."
