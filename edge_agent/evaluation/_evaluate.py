@@ -39,7 +39,14 @@ from edge_agent.evaluation._model import FittedModel
 from edge_agent.evaluation._provenance import Provenance
 from edge_agent.evaluation._resample import PeriodData, resample_period
 from edge_agent.evaluation._savings import Savings, compute_savings
-from edge_agent.evaluation._selection import MIN_DOF, Selection, SelectionMethod, force_model, select_model
+from edge_agent.evaluation._selection import (
+    MIN_DOF,
+    Selection,
+    SelectionMethod,
+    force_model,
+    out_of_sample_rmse,
+    select_model,
+)
 from edge_agent.evaluation._spec import ModelSpec
 from edge_agent.evaluation._stats import FitStatistics
 from edge_agent.evaluation._timebase import Period, Resolution, local_midnight_ns
@@ -206,6 +213,7 @@ def evaluate(data: LoadedData, options: EvaluationOptions) -> EvaluationResult:
         levels,
         model.sum_variance(rep.frame),
         static_kwh=sum(a for a, _ in options.static_adjustments),
+        oos_rmse=out_of_sample_rmse(model.spec, base.frame, options.folds),
     )
     in_range = share_in_range(model, base.frame, rep.frame)
     gates = evaluate_gates(options.resolution, base.data_coverage, selection.stats, savings, in_range)

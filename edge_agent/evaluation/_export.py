@@ -199,6 +199,7 @@ def write_series_csv(result: EvaluationResult, path: Path) -> None:
         *(f"{r.value}" for r in variables),
     ]
     rows: list[list[Any]] = []
+    cumulative = result.savings.cumulative  # a property that sums: once, not once per row
     for pd in (result.baseline, result.reporting):
         kept_pos = np.cumsum(pd.kept) - 1
         modelled = result.model.fitted if pd is result.baseline else result.savings.adjusted
@@ -216,7 +217,7 @@ def write_series_csv(result: EvaluationResult, path: Path) -> None:
                 f"{modelled[k]:.6g}" if used else "",
             ]
             if pd is result.reporting and used:
-                row += [f"{modelled[k] - measured:.6g}", f"{result.savings.cumulative[k]:.6g}"]
+                row += [f"{modelled[k] - measured:.6g}", f"{cumulative[k]:.6g}"]
                 row += [f"{result.savings.cumulative_band[c][k]:.6g}" for c in result.confidences]
             else:
                 row += [""] * (2 + len(result.confidences))

@@ -78,6 +78,7 @@ def compute_savings(
     confidences: Iterable[float],
     param_variance: float | None = None,
     static_kwh: float = 0.0,
+    oos_rmse: float | None = None,
 ) -> Savings:
     """Savings = Σ adjusted baseline − Σ measured, with the larger of two uncertainties.
 
@@ -110,12 +111,14 @@ def compute_savings(
         base = ashrae(c, m, total_adj)
         if param_variance is None or m == 0 or not base > 0:
             return 1.0
+        # held-out error larger than the fit's scatter: scale the whole prediction variance
+        inflate = max(1.0, (oos_rmse / stats.rmse) ** 2) if oos_rmse and stats.rmse > 0 else 1.0
         exact = prediction_uncertainty_kwh(
             n=stats.n,
             m=m,
             p=stats.p,
-            sigma2=stats.rmse**2,
-            param_variance=param_variance,
+            sigma2=stats.rmse**2 * inflate,
+            param_variance=param_variance * inflate,
             rho=stats.rho,
             confidence=c,
         )

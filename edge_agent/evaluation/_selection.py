@@ -15,6 +15,7 @@ __all__ = [
     "SelectionMethod",
     "candidate_specs",
     "force_model",
+    "out_of_sample_rmse",
     "select_model",
 ]
 
@@ -320,3 +321,24 @@ def force_model(frame: Frame, spec: ModelSpec) -> Selection:
     if screened:
         why += f"; the selection would have rejected it: {screened}"
     return Selection(SelectionMethod.ADJ_R2, chosen, (chosen,), why + ".")
+
+
+def out_of_sample_rmse(spec: ModelSpec, frame: Frame, folds: int = 5) -> float | None:
+    """Blocked k-fold out-of-sample RMSE of ``spec`` [kWh per bucket], None when a fold cannot be fitted.
+
+    The in-sample scatter of a model chosen from many candidates understates its prediction
+    error (the selection fits noise); held-out contiguous blocks of time do not.
+    """
+    if len(frame) < 2 * folds:
+        return None
+    bank = None
+    if spec.shape.change_point:
+        try:
+            bank = ChangePointBank.for_frame(frame)
+        except NoChangePoint:
+            return None
+    try:
+        cv = _cross_validate(spec, frame, _folds(frame, bank, folds), batched_search)
+    except Unfittable:
+        return None
+    return cv * float(frame.energy.mean())

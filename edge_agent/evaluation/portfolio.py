@@ -16,6 +16,7 @@ from __future__ import annotations
 __all__ = ["PortfolioProject", "PortfolioTotal", "aggregate", "load_projects", "portfolio_main"]
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -117,7 +118,8 @@ def _evaluate_plan(job: tuple[str, str]) -> tuple[str, str, int]:
     from edge_agent.evaluation._cli import cli_main
 
     plan, out = job
-    code = cli_main(["--plan", plan, "--out", out])
+    with contextlib.redirect_stdout(io.StringIO()):  # one summary per project would drown the total
+        code = cli_main(["--plan", plan, "--out", out])
     return plan, out, code
 
 
