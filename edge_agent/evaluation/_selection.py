@@ -43,6 +43,9 @@ from edge_agent.evaluation._spec import ModelSpec, Shape
 from edge_agent.evaluation._stats import FitStatistics, fit_statistics
 
 MIN_T = 2.0
+#: The weekend operating constant is a design term (it keeps weekend days off the slope),
+#: not a claim to prove, so it is exempt from the |t| screen.
+WEEKEND_TERM = "weekend change"
 MIN_DOF = 5
 
 
@@ -98,39 +101,33 @@ def candidate_specs(frame: Frame) -> list[ModelSpec]:
     if linear:  # only when the baseline has both idle and working buckets
         on = frame.variables[linear[0]] > 0
         if on.any() and not on.all():
-            on_offs.append((linear[0], False))
-            if _day_types_seen(frame, on):
-                on_offs.append((linear[0], True))
+            # Weekend work in the baseline always gets its own constant: even a single short
+            # Saturday shift, pooled with weekdays, tilts the production slope (it soaks up the
+            # shorter fixed load) and overstates savings once production rises.
+            on_offs.append((linear[0], _weekend_work(frame, on)))
     shapes = list(Shape) if Role.TEMPERATURE in frame.variables else [Shape.NONE]
     tows = [False, True] if frame.hour_of_week is not None else [False]
     return [
-        ModelSpec(d, s, t, o, w)
+        ModelSpec(d, s, t, o, w and not t)  # time-of-week constants already tell weekends apart
         for t in tows
         for s in shapes
         for o, w in on_offs
         for d in dense_sets
         if not (o is not None and not d)  # an on/off step alone is a poor man's production term
-        and not (w and t)  # time-of-week constants already tell weekends apart
     ]
 
 
-MIN_DAY_TYPE_BUCKETS = 2
-
-
-def _day_types_seen(frame: Frame, on: np.ndarray) -> bool:
-    """Operating weekday and weekend buckets both present (each at least twice)."""
+def _weekend_work(frame: Frame, on: np.ndarray) -> bool:
+    """Operating weekend buckets present, and at least two operating weekday buckets."""
     weekend = frame.weekend
     if weekend is None:
         return False
-    return (
-        int((on & weekend).sum()) >= MIN_DAY_TYPE_BUCKETS
-        and int((on & ~weekend).sum()) >= MIN_DAY_TYPE_BUCKETS
-    )
+    return bool((on & weekend).any()) and int((on & ~weekend).sum()) >= 2
 
 
 def _screen(model: FittedModel) -> str:
     for c in model.slopes:
-        if abs(c.t) < MIN_T:
+        if abs(c.t) < MIN_T and not c.name.startswith(WEEKEND_TERM):
             return f"{c.name} not significant (t = {c.t:.1f})"
     for k, role in enumerate(model.spec.dense):
         if model.slopes[k].value <= 0:
