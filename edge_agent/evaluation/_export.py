@@ -203,13 +203,14 @@ def write_series_csv(result: EvaluationResult, path: Path) -> None:
     for pd in (result.baseline, result.reporting):
         kept_pos = np.cumsum(pd.kept) - 1
         modelled = result.model.fitted if pd is result.baseline else result.savings.adjusted
+        stamps = [_iso(int(e), result) for e in pd.edges]  # each edge ends one bucket and starts the next
         for b in range(pd.n_buckets):
             used = bool(pd.kept[b])
             k = int(kept_pos[b])
             measured = float(pd.channels[Role.ENERGY].values[b])
             row: list[Any] = [
-                _iso(int(pd.edges[b]), result),
-                _iso(int(pd.edges[b + 1]), result),
+                stamps[b],
+                stamps[b + 1],
                 pd.name,
                 int(used),
                 f"{pd.channels[Role.ENERGY].coverage[b]:.4f}",
