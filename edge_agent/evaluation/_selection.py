@@ -40,7 +40,7 @@ from edge_agent.evaluation._model import (
     fit_model,
 )
 from edge_agent.evaluation._spec import ModelSpec, Shape
-from edge_agent.evaluation._stats import FitStatistics, fit_statistics
+from edge_agent.evaluation._stats import FitStatistics, effective_n, fit_statistics
 
 MIN_T = 2.0
 #: The weekend operating constant is a design term (it keeps weekend days off the slope),
@@ -202,7 +202,7 @@ def _weather_must_earn_its_place(cands: tuple[Candidate, ...]) -> tuple[Candidat
         if c.valid and c.spec.dense and c.spec.shape is not Shape.NONE and c.model is not None:
             plain = by_spec.get(replace(c.spec, shape=Shape.NONE))
             if plain is not None and plain.model is not None:
-                p_value = _f_test(plain.model, c.model)
+                p_value = _f_test(plain.model, c.model, c.stats.rho if c.stats is not None else 0.0)
                 if p_value > WEATHER_P_MAX:
                     why = (
                         f"temperature terms do not earn their place in a process-load model "
@@ -213,12 +213,19 @@ def _weather_must_earn_its_place(cands: tuple[Candidate, ...]) -> tuple[Candidat
     return tuple(out)
 
 
-def _f_test(small: FittedModel, big: FittedModel) -> float:
-    """p-value of the extra parameters of ``big`` over the nested ``small``."""
-    extra, dof = big.p - small.p, big.n - big.p
-    if extra <= 0 or dof <= 0 or big.sse <= 0:
-        return 0.0 if big.sse < small.sse else 1.0
-    f = ((small.sse - big.sse) / extra) / (big.sse / dof)
+def _f_test(small: FittedModel, big: FittedModel, rho: float) -> float:
+    """p-value of the extra parameters of ``big`` over the nested ``small``.
+
+    Autocorrelated residuals carry less information than their count: with n′ = n(1−ρ)/(1+ρ)
+    effective points the F statistic shrinks by n′/n and has n′ − p denominator degrees of
+    freedom. Without this, thousands of autocorrelated hours make any seasonal drift look like
+    a significant weather term.
+    """
+    n_eff = effective_n(big.n, rho)
+    extra, dof = big.p - small.p, n_eff - big.p
+    if extra <= 0 or dof <= 1 or big.sse <= 0:
+        return 0.0 if big.sse < small.sse and dof > 1 else 1.0
+    f = ((small.sse - big.sse) / extra) / (big.sse / (big.n - big.p)) * n_eff / big.n
     return float(f_dist.sf(max(f, 0.0), extra, dof))
 
 
