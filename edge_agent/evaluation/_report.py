@@ -322,7 +322,7 @@ understates the error of an extrapolation); a baseline of at least {r.options.mi
 every day type of the reporting period (working weekday, working weekend day, idle day) at least twice in the
 baseline; the reporting period ≥ {100 * r.options.reporting_coverage_min:.0f} % covered; every model term
 significant (|t| ≥ 2). Temperature terms enter a model with production or hours terms only when an F-test
-against the same model without them gives p ≤ 0.01.
+against the same model without them, counting n′ effective points, gives p ≤ 0.01.
 When a gate fails, no savings are claimed. The uncertainty covers the baseline model's scatter only; events
 absent from the baseline period (non-routine adjustments) are not covered.</p>
 """
