@@ -3,9 +3,9 @@ savings, evaluated through the production path on both cores (~10 s).
 
 The full grid (benchmarks/bench_calibration.py, 768 cases) measures the goals of issue #10.
 This one has 96 cases from 16 histories (4 seeds × zero and 30 % retrofit × flat and rising
-production; daily and hourly; cnc1, imm1 and their sum). On this grid the evaluator gives 73 %
-of 90 % intervals containing the truth, 63 % of 68 % intervals, a median error of +0.5 % and
-3 false claims in 48 zero-saving cases. The thresholds sit below those figures: they catch a
+production; daily and hourly; cnc1, imm1 and their sum). On this grid the evaluator gives 77 %
+of 90 % intervals containing the truth, 69 % of 68 % intervals, a median error of +1.7 % and
+2 false claims in 48 zero-saving cases. The thresholds sit below those figures: they catch a
 collapse (intervals half as wide give about 50 % coverage), not a few points of drift.
 """
 
