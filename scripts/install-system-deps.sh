@@ -14,6 +14,7 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # verifies deploy/edge-agent.service
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)    # the report's PDF print test
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

@@ -7,7 +7,7 @@ the reporting period is simply counterfactual minus actual, per asset.
 
 from __future__ import annotations
 
-__all__ = ["HistoryResult", "generate_history"]
+__all__ = ["HistoryResult", "SimulatedHistory", "generate_history", "simulate_history"]
 
 import json
 import math
@@ -31,6 +31,21 @@ from .truth import AssetTruth, PlantTruth
 F64 = npt.NDArray[np.float64]
 
 DEFAULT_START = datetime(2024, 1, 1)  # a Monday; interpreted in the requested time zone
+
+
+@dataclass(frozen=True)
+class SimulatedHistory:
+    """A history in memory: interval-end times, one array per CSV column, and the truth.
+
+    The calibration harness evaluates hundreds of these; keeping them in memory spares it
+    writing and parsing a CSV per case.
+    """
+
+    ends_s: npt.NDArray[np.float64]  # interval END, epoch seconds
+    columns: dict[str, npt.NDArray[Any]]  # keyed by CSV column name
+    truth: dict[str, Any]
+    tz: tzinfo
+    interval_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,24 +133,19 @@ def _progress(enabled: bool, total: int) -> Iterator[Progress]:
         yield prog
 
 
-def generate_history(
+def simulate_history(
     days: int,
     retrofit_day: int,
     interval_s: int = 60,
     seed: int = 42,
-    out_dir: str | Path = "out/history",
     *,
     start: datetime | float | None = None,
     tz: str | tzinfo = "UTC",
     config: PlantConfig | None = None,
     retrofit: RetrofitConfig | None = None,
-    progress: bool = True,
-) -> HistoryResult:
-    """Write ``history.csv`` and ``truth.json`` for ``days`` days into ``out_dir``.
-
-    The baseline period is days ``[0, retrofit_day)``, the reporting period
-    ``[retrofit_day, days)``. Timestamps mark the interval END, ISO 8601 with UTC offset.
-    """
+    progress: bool = False,
+) -> SimulatedHistory:
+    """Simulate ``days`` days in memory; the baseline is days ``[0, retrofit_day)``."""
     if not isinstance(days, int) or days < 2:
         raise ValueError(f"days must be an integer >= 2 (baseline + reporting), got {days!r}")
     if not isinstance(retrofit_day, int) or not 0 < retrofit_day < days:
@@ -189,18 +199,6 @@ def generate_history(
     data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     rows = data["outdoor_temp_c"].shape[0]
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, truth_path = out / "history.csv", out / "truth.json"
-    cols = _columns()
-    ends = start_s + interval_s * np.arange(1, rows + 1, dtype=np.float64)
-    stamps = [datetime.fromtimestamp(float(t), clock.tz).isoformat() for t in ends]
-    fmt = "%s," + ",".join(f for _, f in cols) + "\n"
-    columns = [stamps] + [data[name].tolist() for name, _ in cols]
-    with csv_path.open("w", encoding="utf-8", newline="") as fh:
-        fh.write("timestamp," + ",".join(name for name, _ in cols) + "\n")
-        fh.writelines(fmt % row for row in zip(*columns, strict=True))
-
     end_a, end_cf = actual.truth(), counterfactual.truth()
     baseline = _period(marks["actual"], None)
     reporting = _period(marks["actual"], end_a)
@@ -246,5 +244,48 @@ def generate_history(
             "raw before/after totals understate the savings."
         ),
     }
-    truth_path.write_text(json.dumps(truth, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return HistoryResult(csv_path=csv_path, truth_path=truth_path, rows=rows, truth=truth)
+    ends = start_s + interval_s * np.arange(1, rows + 1, dtype=np.float64)
+    return SimulatedHistory(ends_s=ends, columns=data, truth=truth, tz=clock.tz, interval_s=interval_s)
+
+
+def generate_history(
+    days: int,
+    retrofit_day: int,
+    interval_s: int = 60,
+    seed: int = 42,
+    out_dir: str | Path = "out/history",
+    *,
+    start: datetime | float | None = None,
+    tz: str | tzinfo = "UTC",
+    config: PlantConfig | None = None,
+    retrofit: RetrofitConfig | None = None,
+    progress: bool = True,
+) -> HistoryResult:
+    """Write ``history.csv`` and ``truth.json`` for ``days`` days into ``out_dir``.
+
+    The baseline period is days ``[0, retrofit_day)``, the reporting period
+    ``[retrofit_day, days)``. Timestamps mark the interval END, ISO 8601 with UTC offset.
+    """
+    sim = simulate_history(
+        days,
+        retrofit_day,
+        interval_s,
+        seed,
+        start=start,
+        tz=tz,
+        config=config,
+        retrofit=retrofit,
+        progress=progress,
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, truth_path = out / "history.csv", out / "truth.json"
+    cols = _columns()
+    stamps = [datetime.fromtimestamp(float(t), sim.tz).isoformat() for t in sim.ends_s]
+    fmt = "%s," + ",".join(f for _, f in cols) + "\n"
+    columns = [stamps] + [sim.columns[name].tolist() for name, _ in cols]
+    with csv_path.open("w", encoding="utf-8", newline="") as fh:
+        fh.write("timestamp," + ",".join(name for name, _ in cols) + "\n")
+        fh.writelines(fmt % row for row in zip(*columns, strict=True))
+    truth_path.write_text(json.dumps(sim.truth, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return HistoryResult(csv_path=csv_path, truth_path=truth_path, rows=len(stamps), truth=sim.truth)

@@ -23,6 +23,9 @@ from edge_agent.evaluation._gates import COVERAGE_MIN, CV_RMSE_LIMITS, FSU_LIMIT
 from edge_agent.evaluation._indicators import Indicator, RawComparison
 from edge_agent.evaluation._influx_source import InfluxSpec, influx_field_keys, load_influx
 from edge_agent.evaluation._model import Coefficient, FittedModel, Unfittable, fit_model
+from edge_agent.evaluation._model_text import parse_model_spec
+from edge_agent.evaluation._plan import MvPlan, load_plan
+from edge_agent.evaluation._provenance import InputFile, Provenance, model_equation
 from edge_agent.evaluation._refs import Ref, parse_ref
 from edge_agent.evaluation._report import ReportFiles, render_html, write_report
 from edge_agent.evaluation._resample import PeriodData, resample_period
@@ -75,10 +78,13 @@ __all__ = [
     "Gate",
     "Indicator",
     "InfluxSpec",
+    "InputFile",
     "LoadedData",
     "ModelSpec",
+    "MvPlan",
     "Period",
     "PeriodData",
+    "Provenance",
     "RawComparison",
     "Ref",
     "ReportFiles",
@@ -104,7 +110,10 @@ __all__ = [
     "lag1_autocorrelation",
     "load_csv",
     "load_influx",
+    "load_plan",
     "minimum_detectable_savings_fraction",
+    "model_equation",
+    "parse_model_spec",
     "parse_period",
     "parse_ref",
     "parse_timezone",

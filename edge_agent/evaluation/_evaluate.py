@@ -8,11 +8,22 @@ from __future__ import annotations
 
 __all__ = ["EvaluationOptions", "EvaluationResult", "evaluate"]
 
-from dataclasses import dataclass
-from datetime import tzinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta, tzinfo
+
+import numpy as np
 
 from edge_agent.evaluation._arrays import FloatArray
-from edge_agent.evaluation._channels import LoadedData
+from edge_agent.evaluation._channels import Channel, LoadedData, Role
+from edge_agent.evaluation._design_gates import (
+    DEFAULT_MIN_BASELINE_DAYS,
+    REPORTING_COVERAGE_MIN,
+    baseline_length_gate,
+    day_type_gate,
+    reporting_coverage_gate,
+    significance_gate,
+)
 from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._gates import (
     FSU_CONFIDENCE,
@@ -25,11 +36,20 @@ from edge_agent.evaluation._gates import (
 )
 from edge_agent.evaluation._indicators import Indicator, RawComparison, production_indicators, raw_comparison
 from edge_agent.evaluation._model import FittedModel
+from edge_agent.evaluation._provenance import Provenance
 from edge_agent.evaluation._resample import PeriodData, resample_period
 from edge_agent.evaluation._savings import Savings, compute_savings
-from edge_agent.evaluation._selection import Selection, SelectionMethod, select_model
+from edge_agent.evaluation._selection import (
+    MIN_DOF,
+    Selection,
+    SelectionMethod,
+    force_model,
+    out_of_sample_rmse,
+    select_model,
+)
+from edge_agent.evaluation._spec import ModelSpec
 from edge_agent.evaluation._stats import FitStatistics
-from edge_agent.evaluation._timebase import Period, Resolution
+from edge_agent.evaluation._timebase import Period, Resolution, local_midnight_ns
 
 REPORTED_CONFIDENCES = (0.68, 0.90)
 
@@ -47,6 +67,16 @@ class EvaluationOptions:
     folds: int = 5
     confidence: float = 0.90  # the level the headline result is stated at
     title: str = "Before/after evaluation"
+    #: Shortest baseline that may support a claim (at least one week is always required).
+    min_baseline_days: int = DEFAULT_MIN_BASELINE_DAYS
+    #: Share of the reporting period's expected energy readings in usable buckets.
+    reporting_coverage_min: float = REPORTING_COVERAGE_MIN
+    #: A forced baseline model instead of the selection (``--model``); None selects one.
+    model: ModelSpec | None = None
+    #: Non-routine adjustments (M&V plan): local days left out with a reason, and static
+    #: changes inside the boundary as (kWh added to the adjusted baseline, justification).
+    excluded: tuple[tuple[Period, str], ...] = ()
+    static_adjustments: tuple[tuple[float, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.baseline.end >= self.reporting.start:
@@ -55,6 +85,14 @@ class EvaluationOptions:
             )
         if not 0.5 <= self.confidence < 1.0:
             raise EvaluationError(f"--confidence {self.confidence}: expected a level such as 0.9 or 0.95")
+        if self.min_baseline_days < 1:
+            raise EvaluationError(
+                f"minimum baseline {self.min_baseline_days} days: expected a positive number"
+            )
+        if not 0.0 <= self.reporting_coverage_min <= 1.0:
+            raise EvaluationError(
+                f"reporting coverage minimum {self.reporting_coverage_min}: expected a fraction in [0, 1]"
+            )
         if self.folds < 2:
             raise EvaluationError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
 
@@ -75,6 +113,7 @@ class EvaluationResult:
     indicators: tuple[Indicator, ...]
     raw: RawComparison
     notes: tuple[str, ...]
+    provenance: Provenance = field(default_factory=Provenance)
 
     @property
     def model(self) -> FittedModel:
@@ -130,25 +169,61 @@ def _notes(model: FittedModel, base: PeriodData, rep: PeriodData) -> tuple[str, 
     return tuple(notes)
 
 
+def _without_excluded(
+    channels: Mapping[Role, Channel], excluded: tuple[tuple[Period, str], ...], tz: tzinfo
+) -> Mapping[Role, Channel]:
+    """Energy readings on excluded days become missing, so their buckets drop out of both periods."""
+    if not excluded:
+        return channels
+    e = channels[Role.ENERGY]
+    gone = np.zeros(e.start_ns.shape, dtype=np.bool_)
+    for period, _ in excluded:
+        lo = local_midnight_ns(period.start, tz)
+        hi = local_midnight_ns(period.end + timedelta(days=1), tz)
+        gone |= (e.start_ns >= lo) & (e.start_ns < hi)
+    out = dict(channels)
+    out[Role.ENERGY] = replace(e, values=np.where(gone, np.nan, e.values))
+    return out
+
+
 def evaluate(data: LoadedData, options: EvaluationOptions) -> EvaluationResult:
     """Run the whole evaluation on loaded data. Gate failures are results, not exceptions."""
     tz = options.timezone or data.timezone
     kw = {"threshold": options.coverage_threshold}
-    base = resample_period("baseline", options.baseline, options.resolution, tz, data.channels, **kw)
-    rep = resample_period("reporting", options.reporting, options.resolution, tz, data.channels, **kw)
+    channels = _without_excluded(data.channels, options.excluded, tz)
+    base = resample_period("baseline", options.baseline, options.resolution, tz, channels, **kw)
+    rep = resample_period("reporting", options.reporting, options.resolution, tz, channels, **kw)
     if rep.n_kept == 0:
         raise EvaluationError(
             f"{data.description}: the reporting period {options.reporting} has no usable "
             f"{options.resolution.value} buckets (coverage ≥ {100 * options.coverage_threshold:.0f} %); "
             "check the dates, the time zone and that the data reach that far."
         )
-    selection = select_model(base.frame, options.selection, folds=options.folds)
+    if options.model is not None:
+        selection = force_model(base.frame, options.model)
+    else:
+        selection = select_model(base.frame, options.selection, folds=options.folds)
     model = selection.model
     adjusted = model.predict(rep.frame)
     levels = {*REPORTED_CONFIDENCES, FSU_CONFIDENCE, options.confidence}
-    savings = compute_savings(selection.stats, adjusted, rep.frame.energy, levels)
+    savings = compute_savings(
+        selection.stats,
+        adjusted,
+        rep.frame.energy,
+        levels,
+        model.sum_variance(rep.frame),
+        static_kwh=sum(a for a, _ in options.static_adjustments),
+        oos_rmse=out_of_sample_rmse(model.spec, base.frame, options.folds),
+    )
     in_range = share_in_range(model, base.frame, rep.frame)
     gates = evaluate_gates(options.resolution, base.data_coverage, selection.stats, savings, in_range)
+    day_types = day_type_gate(base.frame, rep.frame)
+    gates += (
+        baseline_length_gate(base, options.min_baseline_days),
+        *((day_types,) if day_types is not None else ()),
+        reporting_coverage_gate(rep, options.reporting_coverage_min),
+        significance_gate(model, MIN_DOF),
+    )
     return EvaluationResult(
         options=options,
         source=data.description,

@@ -15,6 +15,7 @@ import numpy as np
 
 from edge_agent.evaluation._channels import Role
 from edge_agent.evaluation._evaluate import EvaluationResult
+from edge_agent.evaluation._provenance import model_equation, provenance_to_dict
 from edge_agent.evaluation._resample import PeriodData
 from edge_agent.evaluation._stats import effective_n
 
@@ -72,6 +73,12 @@ def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
             "folds": o.folds,
             "confidence": o.confidence,
         },
+        "provenance": provenance_to_dict(result.provenance),
+        "model_equation": model_equation(m, result.provenance.temperature_unit),
+        "adjustments": {
+            "excluded": [{"period": str(p), "reason": why} for p, why in o.excluded],
+            "static": [{"amount_kwh": a, "justification": why} for a, why in o.static_adjustments],
+        },
         "verdict": {
             "savings_claimed": result.verdict.claimed,
             "confidence": result.verdict.confidence,
@@ -87,6 +94,7 @@ def result_to_dict(result: EvaluationResult) -> dict[str, Any]:
             "terms": {
                 "linear": [r.value for r in m.spec.dense],
                 "on_off": None if m.spec.on_off is None else m.spec.on_off.value,
+                "weekend_on": m.spec.weekend_on,
                 "temperature_shape": m.spec.shape.value,
                 "time_of_week": m.spec.time_of_week,
             },
@@ -191,16 +199,18 @@ def write_series_csv(result: EvaluationResult, path: Path) -> None:
         *(f"{r.value}" for r in variables),
     ]
     rows: list[list[Any]] = []
+    cumulative = result.savings.cumulative  # a property that sums: once, not once per row
     for pd in (result.baseline, result.reporting):
         kept_pos = np.cumsum(pd.kept) - 1
         modelled = result.model.fitted if pd is result.baseline else result.savings.adjusted
+        stamps = [_iso(int(e), result) for e in pd.edges]  # each edge ends one bucket and starts the next
         for b in range(pd.n_buckets):
             used = bool(pd.kept[b])
             k = int(kept_pos[b])
             measured = float(pd.channels[Role.ENERGY].values[b])
             row: list[Any] = [
-                _iso(int(pd.edges[b]), result),
-                _iso(int(pd.edges[b + 1]), result),
+                stamps[b],
+                stamps[b + 1],
                 pd.name,
                 int(used),
                 f"{pd.channels[Role.ENERGY].coverage[b]:.4f}",
@@ -208,7 +218,7 @@ def write_series_csv(result: EvaluationResult, path: Path) -> None:
                 f"{modelled[k]:.6g}" if used else "",
             ]
             if pd is result.reporting and used:
-                row += [f"{modelled[k] - measured:.6g}", f"{result.savings.cumulative[k]:.6g}"]
+                row += [f"{modelled[k] - measured:.6g}", f"{cumulative[k]:.6g}"]
                 row += [f"{result.savings.cumulative_band[c][k]:.6g}" for c in result.confidences]
             else:
                 row += [""] * (2 + len(result.confidences))

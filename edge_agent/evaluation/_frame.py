@@ -31,6 +31,9 @@ class Frame:
     variables: Mapping[Role, FloatArray] = field(default_factory=dict)
     hour_of_week: IntArray | None = None
     degree_days: DegreeDayBasis | None = None
+    #: Local weekday of each bucket's start (0 = Monday) for hourly and daily buckets: the
+    #: day type a plant's fixed load follows (a Saturday shift is shorter than a weekday's).
+    weekday: IntArray | None = None
 
     def __post_init__(self) -> None:
         n = self.energy.shape[0]
@@ -61,7 +64,13 @@ class Frame:
             variables={r: v[rows] for r, v in self.variables.items()},
             hour_of_week=None if self.hour_of_week is None else self.hour_of_week[rows],
             degree_days=None if self.degree_days is None else self.degree_days.take(rows),
+            weekday=None if self.weekday is None else self.weekday[rows],
         )
+
+    @property
+    def weekend(self) -> BoolArray | None:
+        """True for buckets starting on a Saturday or Sunday (local), when weekdays are known."""
+        return None if self.weekday is None else np.asarray(self.weekday >= 5, dtype=np.bool_)
 
     @classmethod
     def from_arrays(
@@ -74,6 +83,7 @@ class Frame:
         start_ns: IntArray | None = None,
         bucket_ns: int = _DAY_NS,
         hour_of_week: IntArray | None = None,
+        weekday: IntArray | None = None,
     ) -> Frame:
         """A frame from plain per-bucket arrays (one mean temperature per bucket)."""
         n = energy.shape[0]
@@ -95,4 +105,5 @@ class Frame:
             variables=variables,
             hour_of_week=hour_of_week,
             degree_days=basis,
+            weekday=weekday,
         )

@@ -33,6 +33,14 @@ from edge_agent.evaluation._spec import ModelSpec, Shape
 _SLOPE_UNITS = {Role.PRODUCTION: "kWh/unit", Role.OPERATING_HOURS: "kWh/h"}
 
 
+_N_TEMPERATURE_TERMS = {
+    Shape.NONE: 0,
+    Shape.TWO_P: 1,
+    Shape.HEATING_3P: 1,
+    Shape.COOLING_3P: 1,
+    Shape.FOUR_P: 2,
+    Shape.FIVE_P: 2,
+}
 _COLLINEAR = "the variables are collinear (one is a multiple of another) or constant"
 
 
@@ -68,6 +76,44 @@ class FittedModel:
     p: int  # parameters incl. constants and balance points
     fitted: FloatArray
     residuals: FloatArray
+    #: Covariance of the linear slopes and balance points (σ² included) and the baseline's
+    #: per-group means of their Jacobian columns: what the variance of a sum of predictions needs.
+    param_cov: FloatArray
+    jac_group_means: FloatArray
+
+    @property
+    def sigma2(self) -> float:
+        return self.sse / (self.n - self.p)
+
+    def sum_variance(self, frame: Frame) -> float:
+        """Variance of Σ predict(frame) from parameter error alone (exact for least squares).
+
+        Σŷ = Σ_g a_g ȳ_g + d'β with d = Σ x_i − Σ_g a_g x̄_g, and the group means ȳ_g are
+        uncorrelated with the demeaned slopes, so Var = σ² Σ_g a_g²/n_g + d' Cov(β) d. It grows
+        when the reporting conditions lie away from the baseline's means, which ASHRAE 14's
+        2m/n′ term ignores. Rows in unseen time-of-week bins use the count-weighted average.
+        """
+        n = len(frame)
+        groups, unknown = self.absorber.lookup(frame.hour_of_week if self.spec.time_of_week else None, n)
+        a = np.bincount(groups[~unknown], minlength=self.absorber.n_groups).astype(np.float64)
+        a += unknown.sum() * self.absorber.counts / self.absorber.counts.sum()
+        var = self.sigma2 * float(np.sum(a * a / self.absorber.counts))
+        k = self.param_cov.shape[0]
+        if k:
+            bps = tuple(b.value for b in self.balance_points)
+            beta = np.array([c.value for c in self.slopes])
+            n_temperature = _N_TEMPERATURE_TERMS[self.spec.shape]
+            cols = [
+                self.design(frame),
+                *(
+                    c[:, None]
+                    for c in _derivative_columns(self.spec, frame, bps, beta[beta.size - n_temperature :])
+                ),
+            ]
+            jac = np.column_stack(cols) if n else np.zeros((0, k))
+            d = jac.sum(axis=0) - a @ self.jac_group_means
+            var += float(d @ self.param_cov @ d)
+        return var
 
     @property
     def sse(self) -> float:
@@ -167,6 +213,13 @@ def _terms(spec: ModelSpec, frame: Frame, bps: tuple[float, ...]) -> list[_Term]
     if spec.on_off is not None:
         on = (frame.variables[spec.on_off] > 0).astype(np.float64)
         terms.append(_Term(f"extra constant while {spec.on_off.label} > 0", "kWh", spec.on_off, on))
+        if spec.weekend_on:
+            weekend = frame.weekend
+            if weekend is None:
+                raise Unfittable("a day-type constant needs hourly or daily buckets")
+            terms.append(
+                _Term("weekend change of that constant", "kWh", spec.on_off, on * weekend.astype(np.float64))
+            )
     return terms + _temperature_terms(spec, frame, bps)
 
 
@@ -217,8 +270,13 @@ def batched_search(
 ) -> tuple[float, ...]:
     """The fast search: group-demean, project off the linear terms, solve all candidates at once."""
     yt = absorber.demean(frame.energy)
-    xt = absorber.demean(linear_design(ModelSpec(spec.dense, on_off=spec.on_off), frame, ()))
+    xt = absorber.demean(linear_design(_linear_part(spec), frame, ()))
     return find_balance_points(spec.shape, absorber, yt, xt, bank)
+
+
+def _linear_part(spec: ModelSpec) -> ModelSpec:
+    """``spec`` without its temperature shape: the columns projected off before a balance-point search."""
+    return ModelSpec(spec.dense, on_off=spec.on_off, weekend_on=spec.weekend_on)
 
 
 def fit_model(
@@ -236,7 +294,7 @@ def fit_model(
         raise Unfittable("some time-of-week bins have fewer than two hours of baseline data")
     y = frame.energy
     yt = absorber.demean(y)
-    xt = absorber.demean(linear_design(ModelSpec(spec.dense, on_off=spec.on_off), frame, ()))
+    xt = absorber.demean(linear_design(_linear_part(spec), frame, ()))
     if xt.shape[1] and np.linalg.matrix_rank(xt) < xt.shape[1]:  # before any balance-point search
         raise Unfittable(_COLLINEAR)
     bps: tuple[float, ...] = ()
@@ -292,4 +350,6 @@ def fit_model(
         p=p,
         fitted=fitted,
         residuals=residuals,
+        param_cov=cov,
+        jac_group_means=mg if jac.shape[1] else np.zeros((absorber.n_groups, 0)),
     )

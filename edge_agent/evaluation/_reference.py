@@ -25,7 +25,12 @@ def loop_search(
     """Balance point(s) of ``spec`` by looping over candidates; a drop-in for ``batched_search``."""
     y = frame.energy
     dummies = np.eye(absorber.n_groups)[absorber.index]
-    fixed = np.column_stack([dummies, linear_design(ModelSpec(spec.dense, on_off=spec.on_off), frame, ())])
+    fixed = np.column_stack(
+        [
+            dummies,
+            linear_design(ModelSpec(spec.dense, on_off=spec.on_off, weekend_on=spec.weekend_on), frame, ()),
+        ]
+    )
 
     def search(gh: FloatArray, gc: FloatArray) -> IntArray:
         cols = np.concatenate([bank.basis.hdd(gh), bank.basis.cdd(gc)], axis=1)

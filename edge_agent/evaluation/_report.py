@@ -34,6 +34,7 @@ from edge_agent.evaluation._plots import (
     residuals_png,
     variable_png,
 )
+from edge_agent.evaluation._provenance import model_equation, provenance_html, signoff_html
 from edge_agent.evaluation._stats import ASHRAE_ALPHA, effective_n
 
 _CSS = """
@@ -50,6 +51,11 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{color:#2e7d32;font-weight:600}.fail{color:#c62828;font-weight:600}
 .chosen{background:#fffde7}figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:.9em}.note{color:#555;font-size:.9em}code{font-size:.95em}
+td.hash code{font-size:.75em;word-break:break-all}td.sign{min-width:12em;height:3em}
+.equation{font-family:ui-monospace,monospace;background:#f7f7f7;padding:.5em;overflow-wrap:anywhere}
+@media print{body{max-width:none;margin:0;font-size:10pt}h2{break-after:avoid}
+table,figure,.verdict,#signoff{break-inside:avoid}figure img{max-height:9cm}a{color:inherit}}
+@page{size:A4;margin:15mm}
 """
 
 
@@ -304,16 +310,31 @@ sits at the edge of the data.</p>
 <p>CV(RMSE) = √(Σe²/(n−p)) / ȳ, NMBE = Σe / ((n−p)·ȳ), with p counting every fitted parameter including
 balance points. Savings uncertainty (ASHRAE Guideline 14): FSU = α·t·CV·√[(n/n′)(1+2/n′)/m] / F with
 α = {ASHRAE_ALPHA}, n′ = n(1−ρ)/(1+ρ) (ρ &lt; 0 treated as 0), t two-sided with n−p degrees of freedom, m
-reporting buckets and F the savings fraction. The minimum detectable savings is the savings fraction whose
+reporting buckets and F the savings fraction. Where the exact least-squares variance of the summed
+prediction, (n/n′)·(m·σ² + Var[Σŷ]), gives a wider interval (reporting conditions away from the baseline's
+means), that wider interval is stated. The minimum detectable savings is the savings fraction whose
 FSU would be {100 * FSU_LIMIT:.0f} %.</p>
 <p>Gates: data sufficiency ≥ {100 * COVERAGE_MIN:.0f} % of the baseline period; CV(RMSE) ≤ {limits};
 |NMBE| ≤ {100 * NMBE_LIMIT:.1f} %; FSU ≤ {100 * FSU_LIMIT:.0f} % at {100 * FSU_CONFIDENCE:.0f} % confidence;
 at least {100 * RANGE_MIN:.0f} % of reporting buckets with every model variable inside the baseline range
 widened by {100 * RANGE_MARGIN:.0f} % of its span (the uncertainty formula assumes similar conditions and
-understates the error of an extrapolation).
+understates the error of an extrapolation); a baseline of at least {r.options.min_baseline_days} days;
+every day type of the reporting period (working weekday, working weekend day, idle day) at least twice in the
+baseline; the reporting period ≥ {100 * r.options.reporting_coverage_min:.0f} % covered; every model term
+significant (|t| ≥ 2). Temperature terms enter a model with production or hours terms only when an F-test
+against the same model without them, counting n′ effective points, gives p ≤ 0.01.
 When a gate fails, no savings are claimed. The uncertainty covers the baseline model's scatter only; events
 absent from the baseline period (non-routine adjustments) are not covered.</p>
 """
+
+
+def _adjustments(r: EvaluationResult) -> str:
+    o = r.options
+    rows = [_row("excluded days", escape(str(p)), escape(why)) for p, why in o.excluded]
+    rows += [_row("static change", _num(a, 1, "kWh"), escape(why)) for a, why in o.static_adjustments]
+    if not rows:
+        return '<p id="adjustments">None: no periods excluded and no static changes applied.</p>'
+    return _table("adjustments", ["Kind", "Period or amount", "Reason / justification"], rows)
 
 
 def render_html(r: EvaluationResult) -> str:
@@ -358,13 +379,17 @@ def render_html(r: EvaluationResult) -> str:
 <p class="meta">Source: {escape(r.source)} · time zone {escape(str(r.timezone))} ·
 {escape(r.options.resolution.adjective)} buckets · generated {generated} by edge-agent</p>
 <div class="verdict {cls}" id="verdict">{escape(r.verdict.headline)}</div>
+<h2>Project and provenance</h2>{provenance_html(r.provenance)}
 <h2>Summary</h2>{_summary(r)}
 <h2>Gates</h2>{_gates(r)}
 <h2>Raw before/after comparison — for contrast, not a savings result</h2>
 <p class="note">Raw totals move with production volume, product mix and weather. They are shown only to
 contrast with the model-based figure.</p>{_raw(r)}
 <h2>Figures</h2>{"".join(figs)}
-<h2>Baseline model</h2><p>{escape(r.selection.reason)}</p>{_coefficients(r)}{_fit(r)}
+<h2>Baseline model</h2><p>{escape(r.selection.reason)}</p>
+<p class="equation" id="equation">{escape(model_equation(r.model, r.provenance.temperature_unit))}</p>
+{_coefficients(r)}{_fit(r)}
+<h2>Non-routine adjustments</h2>{_adjustments(r)}
 <h2>Candidate models</h2>{_candidates(r)}
 <h2>Production-normalised indicators — indicators, not savings</h2>
 <p class="note">These ratios move with volume alone where part of the load is fixed; they describe the
@@ -372,6 +397,7 @@ operation, they do not measure savings.</p>{_indicators(r)}
 <h2>Data coverage</h2>{_coverage(r)}
 <h2>Notes</h2><ul id="notes">{notes}</ul>
 <h2>Method</h2>{_method(r)}
+<h2>Sign-off</h2>{signoff_html(r.provenance)}
 </body></html>
 """
 

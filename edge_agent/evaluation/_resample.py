@@ -177,4 +177,5 @@ def _frame(
         variables={r: bucketed[r].values[rows] for r in MODEL_ROLES if r in bucketed},
         hour_of_week=hour_of_week(start, tz) if resolution is Resolution.HOUR else None,
         degree_days=basis,
+        weekday=hour_of_week(start, tz) // 24 if resolution is not Resolution.WEEK else None,
     )

@@ -8,15 +8,25 @@ stretches of time so autocorrelated neighbours cannot leak into the test fold.
 
 from __future__ import annotations
 
-__all__ = ["Candidate", "Selection", "SelectionMethod", "candidate_specs", "select_model"]
+__all__ = [
+    "MIN_DOF",
+    "Candidate",
+    "Selection",
+    "SelectionMethod",
+    "candidate_specs",
+    "force_model",
+    "out_of_sample_rmse",
+    "select_model",
+]
 
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
+from scipy.stats import f as f_dist
 
 from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint
 from edge_agent.evaluation._channels import Role
@@ -30,9 +40,12 @@ from edge_agent.evaluation._model import (
     fit_model,
 )
 from edge_agent.evaluation._spec import ModelSpec, Shape
-from edge_agent.evaluation._stats import FitStatistics, fit_statistics
+from edge_agent.evaluation._stats import FitStatistics, effective_n, fit_statistics
 
 MIN_T = 2.0
+#: The weekend operating constant is a design term (it keeps weekend days off the slope),
+#: not a claim to prove, so it is exempt from the |t| screen.
+WEEKEND_TERM = "weekend change"
 MIN_DOF = 5
 
 
@@ -84,26 +97,37 @@ def candidate_specs(frame: Frame) -> list[ModelSpec]:
     """All combinations of the variables present: linear terms × temperature shape × time of week."""
     linear = [r for r in (Role.PRODUCTION, Role.OPERATING_HOURS) if r in frame.variables]
     dense_sets = [tuple(c) for k in range(len(linear) + 1) for c in itertools.combinations(linear, k)]
-    on_offs: list[Role | None] = [None]
+    on_offs: list[tuple[Role | None, bool]] = [(None, False)]
     if linear:  # only when the baseline has both idle and working buckets
         on = frame.variables[linear[0]] > 0
         if on.any() and not on.all():
-            on_offs.append(linear[0])
+            # Weekend work in the baseline always gets its own constant: even a single short
+            # Saturday shift, pooled with weekdays, tilts the production slope (it soaks up the
+            # shorter fixed load) and overstates savings once production rises.
+            on_offs.append((linear[0], _weekend_work(frame, on)))
     shapes = list(Shape) if Role.TEMPERATURE in frame.variables else [Shape.NONE]
     tows = [False, True] if frame.hour_of_week is not None else [False]
     return [
-        ModelSpec(d, s, t, o)
+        ModelSpec(d, s, t, o, w and not t)  # time-of-week constants already tell weekends apart
         for t in tows
         for s in shapes
-        for o in on_offs
+        for o, w in on_offs
         for d in dense_sets
         if not (o is not None and not d)  # an on/off step alone is a poor man's production term
     ]
 
 
+def _weekend_work(frame: Frame, on: np.ndarray) -> bool:
+    """Operating weekend buckets present, and at least two operating weekday buckets."""
+    weekend = frame.weekend
+    if weekend is None:
+        return False
+    return bool((on & weekend).any()) and int((on & ~weekend).sum()) >= 2
+
+
 def _screen(model: FittedModel) -> str:
     for c in model.slopes:
-        if abs(c.t) < MIN_T:
+        if abs(c.t) < MIN_T and not c.name.startswith(WEEKEND_TERM):
             return f"{c.name} not significant (t = {c.t:.1f})"
     for k, role in enumerate(model.spec.dense):
         if model.slopes[k].value <= 0:
@@ -163,6 +187,46 @@ def _evaluate(
         except Unfittable as exc:
             rejected = f"cannot be refitted on every cross-validation fold: {exc}"
     return Candidate(spec, model, stats, cv, rejected)
+
+
+#: A temperature term joins a process-load model (one with production or hours terms) only
+#: when an F-test against the same model without it is significant at this level: on machine
+#: tools a spurious change point with t ≈ 2 fits the baseline's season and then extrapolates.
+WEATHER_P_MAX = 0.01
+
+
+def _weather_must_earn_its_place(cands: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
+    by_spec = {c.spec: c for c in cands}
+    out = []
+    for c in cands:
+        if c.valid and c.spec.dense and c.spec.shape is not Shape.NONE and c.model is not None:
+            plain = by_spec.get(replace(c.spec, shape=Shape.NONE))
+            if plain is not None and plain.model is not None:
+                p_value = _f_test(plain.model, c.model, c.stats.rho if c.stats is not None else 0.0)
+                if p_value > WEATHER_P_MAX:
+                    why = (
+                        f"temperature terms do not earn their place in a process-load model "
+                        f"(F-test against '{plain.spec.name}': p = {p_value:.3f} > {WEATHER_P_MAX:g})"
+                    )
+                    c = replace(c, rejected=why)
+        out.append(c)
+    return tuple(out)
+
+
+def _f_test(small: FittedModel, big: FittedModel, rho: float) -> float:
+    """p-value of the extra parameters of ``big`` over the nested ``small``.
+
+    Autocorrelated residuals carry less information than their count: with n′ = n(1−ρ)/(1+ρ)
+    effective points the F statistic shrinks by n′/n and has n′ − p denominator degrees of
+    freedom. Without this, thousands of autocorrelated hours make any seasonal drift look like
+    a significant weather term.
+    """
+    n_eff = effective_n(big.n, rho)
+    extra, dof = big.p - small.p, n_eff - big.p
+    if extra <= 0 or dof <= 1 or big.sse <= 0:
+        return 0.0 if big.sse < small.sse and dof > 1 else 1.0
+    f = ((small.sse - big.sse) / extra) / (big.sse / (big.n - big.p)) * n_eff / big.n
+    return float(f_dist.sf(max(f, 0.0), extra, dof))
 
 
 def _score(c: Candidate, method: SelectionMethod) -> float:
@@ -234,7 +298,7 @@ def select_model(
         except NoChangePoint:
             bank = None
     splits = _folds(frame, bank, folds) if method is SelectionMethod.CV else None
-    cands = tuple(_evaluate(s, frame, bank, splits, search) for s in specs)
+    cands = _weather_must_earn_its_place(tuple(_evaluate(s, frame, bank, splits, search) for s in specs))
     ranked = sorted(
         (c for c in cands if c.valid), key=lambda c: (-_score(c, method), c.stats.p if c.stats else 0)
     )
@@ -246,3 +310,39 @@ def select_model(
         return Selection(method, mean, cands, why)
     chosen = ranked[0]
     return Selection(method, chosen, cands, _reason(chosen, ranked, cands, method, folds))
+
+
+def force_model(frame: Frame, spec: ModelSpec) -> Selection:
+    """Use ``spec`` as the baseline model (``--model``); its screening verdict becomes a note."""
+    try:
+        model = fit_model(spec, frame)
+    except Unfittable as exc:
+        raise EvaluationError(f"--model '{spec.name}' cannot be fitted to the baseline: {exc}") from None
+    stats = fit_statistics(frame.energy, model.fitted, model.p, frame.adjacent)
+    screened = _screen(model)
+    chosen = Candidate(spec, model, stats, None, "")
+    why = f"'{spec.name}' was forced by the evaluator (--model or the plan)"
+    if screened:
+        why += f"; the selection would have rejected it: {screened}"
+    return Selection(SelectionMethod.ADJ_R2, chosen, (chosen,), why + ".")
+
+
+def out_of_sample_rmse(spec: ModelSpec, frame: Frame, folds: int = 5) -> float | None:
+    """Blocked k-fold out-of-sample RMSE of ``spec`` [kWh per bucket], None when a fold cannot be fitted.
+
+    The in-sample scatter of a model chosen from many candidates understates its prediction
+    error (the selection fits noise); held-out contiguous blocks of time do not.
+    """
+    if len(frame) < 2 * folds:
+        return None
+    bank = None
+    if spec.shape.change_point:
+        try:
+            bank = ChangePointBank.for_frame(frame)
+        except NoChangePoint:
+            return None
+    try:
+        cv = _cross_validate(spec, frame, _folds(frame, bank, folds), batched_search)
+    except Unfittable:
+        return None
+    return cv * float(frame.energy.mean())

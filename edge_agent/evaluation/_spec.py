@@ -39,12 +39,18 @@ class ModelSpec:
     #: Extra constant for buckets where this variable is > 0 (a working day, a producing hour):
     #: the fixed load of being in operation, which a straight line through zero output misses.
     on_off: Role | None = None
+    #: A second operating constant for weekend days: a Saturday shift is usually shorter than
+    #: a weekday's, and one constant for both tilts the production slope (it soaks up the
+    #: difference in fixed load) and overstates savings once production rises.
+    weekend_on: bool = False
 
     def __post_init__(self) -> None:
         allowed = (Role.PRODUCTION, Role.OPERATING_HOURS)
         bad = [r for r in (*self.dense, self.on_off) if r is not None and r not in allowed]
         if bad:
             raise ValueError(f"linear terms must be production or operating hours, not {bad}")
+        if self.weekend_on and self.on_off is None:
+            raise ValueError("a weekend operating constant needs an on/off variable")
 
     @property
     def roles(self) -> tuple[Role, ...]:
@@ -56,7 +62,7 @@ class ModelSpec:
     def name(self) -> str:
         parts = [r.label for r in self.dense]
         if self.on_off is not None:
-            parts.append(f"{self.on_off.label} > 0")
+            parts.append(f"{self.on_off.label} > 0" + (" by day type" if self.weekend_on else ""))
         if self.shape is not Shape.NONE:
             parts.append(f"temperature {self.shape.value}")
         if self.time_of_week:

@@ -18,6 +18,7 @@ __all__ = [
     "fractional_savings_uncertainty",
     "lag1_autocorrelation",
     "minimum_detectable_savings_fraction",
+    "prediction_uncertainty_kwh",
     "savings_uncertainty_kwh",
     "t_critical",
 ]
@@ -126,6 +127,18 @@ def savings_uncertainty_kwh(
     """Absolute uncertainty of the savings over ``m`` reporting buckets: FSU × savings."""
     t = t_critical(confidence, n - p)
     return ASHRAE_ALPHA * t * cv_rmse * _spread(n, m, rho) * abs(adjusted_baseline_kwh)
+
+
+def prediction_uncertainty_kwh(
+    *, n: int, m: int, p: int, sigma2: float, param_variance: float, rho: float, confidence: float
+) -> float:
+    """± of a sum of ``m`` reporting buckets from the least-squares prediction variance.
+
+    Var = (n/n′)·(m·σ² + Var_param): the reporting period's own scatter plus the exact
+    parameter error of the summed prediction, both inflated for lag-1 autocorrelation.
+    """
+    t = t_critical(confidence, n - p)
+    return t * math.sqrt(n / effective_n(n, rho) * (m * sigma2 + param_variance))
 
 
 def minimum_detectable_savings_fraction(
