@@ -18,16 +18,16 @@ generated config) is parsed by ``json``.
 
 from __future__ import annotations
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_NODES", "load_config", "parse_config"]
+__all__ = ["MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_NODES", "load_config", "load_yaml_model", "parse_config"]
 
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edge_agent.config.model import AgentConfig, build_config_model
 from edge_agent.config.redact import redact_urls
@@ -364,3 +364,19 @@ def load_config(path: str | Path, *, command: Command = "run") -> AgentConfig:
     """Read and validate a config file; every problem is reported with its line."""
     p = Path(path)
     return parse_config(_read_text(p), file=str(p), command=command)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: str | Path, model: type[M], *, what: str) -> M:
+    """Read another YAML file the agent trusts no more than its config (an M&V plan) into
+    ``model``, with the same limits; every problem is reported with its line."""
+    p = Path(path)
+    data, lines = _compose(_read_text(p), str(p))
+    if not isinstance(data, dict):
+        raise _problem(str(p), f"expected {what} (a YAML mapping)", 1)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(str(p), _by_line(_problems(exc, data, lines, _Substituted()))) from None

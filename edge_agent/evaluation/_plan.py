@@ -30,9 +30,9 @@ __all__ = ["ExcludedPeriod", "MvPlan", "PlanIdentity", "StaticAdjustment", "load
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge_agent.config.loader import _by_line, _compose, _problems
+from edge_agent.config.loader import load_yaml_model
 from edge_agent.errors import ConfigError
 from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._model_text import parse_model_spec
@@ -152,17 +152,7 @@ def _parse(text: str) -> Period:
 def load_plan(path: Path) -> MvPlan:
     """Read and validate a plan; every problem is reported with its line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EvaluationError(f"--plan {path}: cannot read the M&V plan ({exc.strerror})") from None
-    try:
-        data, lines = _compose(text, str(path))
-        if not isinstance(data, dict):
-            raise EvaluationError(f"{path}: an M&V plan is a YAML mapping with project, data and periods")
-        try:
-            return MvPlan.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(str(path), _by_line(_problems(exc, data, lines))) from None
+        return load_yaml_model(path, MvPlan, what="an M&V plan with project, data and periods")
     except ConfigError as exc:
         listed = "\n".join(f"  {p}" for p in exc.problems)
         raise EvaluationError(
