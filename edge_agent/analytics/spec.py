@@ -36,6 +36,7 @@ COUNTER_ROLES = (
     "part_counter",
     "scrap_counter",
     "material_counter",
+    "good_part_counter",
 )
 """Roles whose values arrive as raw, cumulative integers (the spec holds their scale)."""
 
@@ -89,6 +90,8 @@ class CounterSpec:
     bits: Literal[16, 32, 64] = 32
     max_value: int | None = None
     max_rate_per_s: float | None = None
+    step_counts: int = 1
+    """The counter's resolution in raw counts: one step is plausible in any interval."""
 
     @property
     def maximum(self) -> int:
@@ -217,6 +220,8 @@ class AssetSpec:
                     "needed to tell a rollover from a reset; give the "
                     "fastest plausible rate in units per second",
                 )
+            if c.step_counts < 1:
+                bad(f"{where}.step_counts", f"got {c.step_counts}; the resolution is >= 1 raw count")
             if c.max_rate_per_s is not None and not c.max_rate_per_s > 0:
                 bad(f"{where}.max_rate_per_s", f"got {c.max_rate_per_s}; must be > 0")
         t = self.thresholds

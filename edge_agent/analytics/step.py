@@ -395,7 +395,12 @@ def step(
         if role in COUNTER_ROLES:
             cs = spec.counters[role]
             cd = counter_deltas(
-                vu, tu, maximum=cs.maximum, scale=cs.scale, max_rate_per_s=spec.max_rate(role)
+                vu,
+                tu,
+                maximum=cs.maximum,
+                scale=cs.scale,
+                max_rate_per_s=spec.max_rate(role),
+                step_counts=cs.step_counts,
             )
             resets[role] = int(np.count_nonzero(cd.reset))
             rollovers[role] = int(np.count_nonzero(cd.rollover))

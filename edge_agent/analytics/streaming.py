@@ -21,7 +21,7 @@ import numpy.typing as npt
 from .apportion import Booked, book, totals, window_sums
 from .arrays import sorted_unique
 from .demand import Candidates, DemandTracker
-from .kpis import compute_kpis
+from .kpis import compute_kpis, part_quantities
 from .layout import CE_STATE, COV, GOOD, M_BLOCK, M_ROLL, NF, NU, PE_STATE, RAW, ROWS, empty_acc
 from .reorder import ReorderBuffer, Rows
 from .results import Totals, WindowKpis
@@ -195,8 +195,11 @@ class StreamingAnalytics:
             by_state = {n: float(tf[PE_STATE + i]) for i, n in enumerate(names)}
         else:
             energy, by_state = np.nan, {}
-        pq, sq = qty("part_counter"), qty("scrap_counter")
-        gq = pq - sq
+        has = spec.counters.keys()
+        quantities = part_quantities(
+            *(qty(r) if r in has else None for r in ("part_counter", "good_part_counter", "scrap_counter"))
+        )
+        pq, gq, sq = (np.nan if q is None else q for q in quantities)
         c = self._carry
         state = MachineState.UNKNOWN
         if c.obs_t is not None and c.latest_ns is not None and c.latest_ns - c.obs_t <= spec.max_gap_ns():
