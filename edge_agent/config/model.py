@@ -19,10 +19,10 @@ __all__ = [
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model, model_validator
+from pydantic import BeforeValidator, Field, create_model, model_validator
 
 from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig
-from edge_agent.config.types import ROLE_UNITS, Role, Seconds, StrictModel, Unit
+from edge_agent.config.types import ROLE_UNITS, STATE_NAMES, Role, Seconds, StateName, StrictModel, Unit
 
 _ID = r"^[A-Za-z0-9_.-]+$"
 
@@ -42,6 +42,24 @@ class StateThresholds(StrictModel):
         return self
 
 
+def _state_code_keys(value: object) -> object:
+    """YAML gives ``2:`` as an int key and ``"RUN":`` as a str: compare them as text."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            if isinstance(k, bool) or not isinstance(k, int | float | str):
+                raise ValueError(f"state code {k!r}: use a number or a string as the PLC value")
+            key = str(int(k)) if isinstance(k, float) and k.is_integer() else str(k).strip()
+            if key in out:
+                raise ValueError(f"PLC state value {k!r} is mapped twice")
+            out[key] = v
+        return out
+    return value
+
+
+StateCodes = Annotated[dict[str, StateName], BeforeValidator(_state_code_keys)]
+
+
 class AssetConfig(StrictModel):
     """A machine or meter, placed in the ISA-95 hierarchy (site/area/line/asset)."""
 
@@ -54,6 +72,11 @@ class AssetConfig(StrictModel):
     rated_power_kw: float = Field(gt=0, description="upper bound used to tell counter rollover from reset")
     ideal_cycle_time_s: float | None = Field(None, gt=0)
     states: StateThresholds = StateThresholds()
+    state_codes: StateCodes = Field(
+        default_factory=lambda: {str(i): n for i, n in enumerate(STATE_NAMES)},
+        description="PLC state value (number or string) -> off/idle/setup/producing/fault; "
+        "default 0 off, 1 idle, 2 setup, 3 producing, 4 fault",
+    )
 
 
 class TagConfig(StrictModel):
@@ -67,6 +90,15 @@ class TagConfig(StrictModel):
     offset: float = 0.0
     counter_bits: Literal[16, 32, 64] = 32
     counter_max: int | None = Field(None, gt=0, description="meter maximum if it wraps before 2^bits-1")
+    max_rate_per_s: float | None = Field(
+        None,
+        gt=0,
+        description="fastest plausible count rate, engineering units per second (parts, kg); "
+        "energy counters default to the asset's rated power",
+    )
+    resolution: float | None = Field(
+        None, gt=0, description="smallest step the counter shows, engineering units (default: one raw count)"
+    )
     writable: bool = False
 
     @model_validator(mode="after")
@@ -79,9 +111,25 @@ class TagConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _counter_fields(self) -> TagConfig:
+        if not self.is_counter and (self.max_rate_per_s is not None or self.resolution is not None):
+            raise ValueError(
+                f"tag {self.name!r}: max_rate_per_s and resolution apply to counter roles only, "
+                f"not {self.role!r}; remove them or give the tag a *_counter role"
+            )
+        return self
+
     @property
     def is_counter(self) -> bool:
         return self.role.endswith("_counter")
+
+    @property
+    def step_counts(self) -> int:
+        """The counter's resolution in raw counts (≥ 1): one step is plausible in any Δt."""
+        if self.resolution is None:
+            return 1
+        return max(1, round(self.resolution / abs(self.scale)))
 
 
 class DeviceConfig(StrictModel):
@@ -110,7 +158,9 @@ class AgentSection(StrictModel):
 class AnalyticsConfig(StrictModel):
     kpi_interval: Seconds = Field(60.0, gt=0, description="fixed window published live")
     max_gap: Seconds = Field(10.0, gt=0, description="never integrate power across a longer gap")
-    emission_factor_kg_per_kwh: float = Field(0.4, ge=0)
+    emission_factor_kg_per_kwh: float | None = Field(
+        None, ge=0, description="kg CO2e per kWh of your grid mix; without it no CO2e KPI (warned once)"
+    )
     shift_start_hours: list[int] = Field(default_factory=lambda: [6, 14, 22])
     timezone: str = Field("UTC", description="IANA zone for shift and day windows, e.g. Europe/Berlin")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = ["AnalyticsStage", "KpiBatch", "asset_spec", "kpi_batch"]
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,15 +26,24 @@ from edge_agent.analytics import (
     Totals,
     WindowKpis,
 )
+from edge_agent.analytics.state_codes import StateCodeMap
 from edge_agent.analytics.windows import WindowSpec
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import AgentConfig, AnalyticsConfig, AssetConfig, TagConfig
 from edge_agent.runtime.routing import AssetRoute
 
+log = logging.getLogger("edge_agent.analytics")
+
 #: A KPI window at or above this Good-data coverage is published as GOOD, above 0 UNCERTAIN.
 GOOD_COVERAGE = 0.95
 #: Parts, scrap and material counters: a generous plausible rate for rollover checks.
-_COUNT_RATE_PER_S = {"part_counter": 100.0, "scrap_counter": 100.0, "material_counter": 50.0}
+#: A tag's own ``max_rate_per_s`` overrides these.
+_COUNT_RATE_PER_S = {
+    "part_counter": 100.0,
+    "good_part_counter": 100.0,
+    "scrap_counter": 100.0,
+    "material_counter": 50.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +77,8 @@ def asset_spec(asset: AssetConfig, tags: list[TagConfig], cfg: AnalyticsConfig) 
                 scale=tag.scale,
                 bits=tag.counter_bits,
                 max_value=tag.counter_max,
-                max_rate_per_s=_COUNT_RATE_PER_S.get(tag.role),
+                max_rate_per_s=tag.max_rate_per_s or _COUNT_RATE_PER_S.get(tag.role),
+                step_counts=tag.step_counts,
             )
         else:
             signals.add(tag.role)
@@ -132,6 +143,12 @@ class AnalyticsStage:
             for asset in {t.asset for t in dev.tag_configs() if t.role != "generic"}:
                 intervals.setdefault(asset, []).append(dev.poll_interval)
         self._assets = {a.id: a for a in config.assets}
+        self._state_codes = {a.id: StateCodeMap(a.id, a.state_codes) for a in config.assets}
+        if config.analytics.emission_factor_kg_per_kwh is None:
+            log.warning(
+                "no analytics.emission_factor_kg_per_kwh in the config: CO2e KPIs are off. "
+                "Set your grid's factor (kg CO2e per kWh) to get them."
+            )
         self._streams = {
             a.id: StreamingAnalytics(
                 asset_spec(a, tags_by_asset.get(a.id, []), config.analytics),
@@ -147,6 +164,9 @@ class AnalyticsStage:
         if not signals:
             return []
         quality = {role: part.quality[name] for name, role in roles.items() if name in part.values}
+        if "state" in signals:
+            codes = self._state_codes[route.asset.id]
+            signals["state"], quality["state"] = codes.translate(signals["state"], quality["state"])
         closed = self._streams[route.asset.id].update(part.ts, signals, quality)
         return [KpiBatch(route.asset, w.window, kpi_batch(route.asset, w)) for w in closed]
 
