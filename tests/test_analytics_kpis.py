@@ -1,4 +1,4 @@
-"""Golden tests: every KPI against values computed by hand from DESIGN.md §2.
+"""Golden tests: every KPI against values computed by hand from docs/kpi-definitions.md.
 
 The series are sampled every 60 s so each interval's trapezoid can be checked on paper;
 the arithmetic is written out next to each expectation.
@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from analytics_oracle import reference
 
 from edge_agent.analytics import (
     AssetSpec,
@@ -20,7 +21,6 @@ from edge_agent.analytics import (
     StreamingAnalytics,
     WindowKpis,
 )
-from edge_agent.analytics.reference import reference
 
 NS = 1_000_000_000
 T0 = 1_700_006_400 * NS  # a UTC midnight: aligned to every window and block

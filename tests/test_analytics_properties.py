@@ -13,12 +13,12 @@ import math
 
 import numpy as np
 import pytest
+from analytics_oracle import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_analytics_scenarios import Scenario, make_scenario
 
 from edge_agent.analytics import StreamingAnalytics, WindowKpis
-from edge_agent.analytics.reference import reference
 
 SETTINGS = settings(max_examples=30, deadline=None)
 configs = st.sampled_from(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from analytics_oracle import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,6 @@ from edge_agent.analytics import (
     StateThresholds,
     StreamingAnalytics,
 )
-from edge_agent.analytics.reference import reference
 from edge_agent.analytics.states import PowerCarry, classify_power
 from edge_agent.batch import Quality
 

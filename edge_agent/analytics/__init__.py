@@ -1,12 +1,12 @@
 """Efficiency analytics core: raw samples in, the numbers a plant manager acts on out.
 
 Pure, synchronous numpy — no I/O, no asyncio, no pydantic — so it can be tested with plain
-arrays and benchmarked alone. Definitions follow DESIGN.md §2 and are documented in
-``README.md`` next to this file.
+arrays and benchmarked alone. Definitions follow docs/kpi-definitions.md; the API and the
+cost model are in ``README.md`` next to this file.
 
-* :class:`StreamingAnalytics` — one asset, batch by batch (the runtime's path).
-* :func:`analyse_fleet` — many assets at once as 2-D arrays (the bulk path).
-* :mod:`edge_agent.analytics.reference` — a plain-Python oracle of the same definitions.
+:class:`StreamingAnalytics` is the one path that computes KPI sums: one asset, fed batch by
+batch, any number of rows per batch. The plain-Python oracle the tests compare it against
+lives in ``tests/analytics_oracle.py``, outside the product.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ __all__ = [
     "CounterSpec",
     "EmissionSeries",
     "FixedWindow",
-    "FleetKpis",
     "MachineState",
     "RollingWindow",
     "StateThresholds",
@@ -27,11 +26,9 @@ __all__ = [
     "Totals",
     "WindowKpis",
     "WindowSpec",
-    "analyse_fleet",
     "kpi_names",
 ]
 
-from .fleet import FleetKpis, analyse_fleet
 from .kpis import kpi_names
 from .results import Totals, WindowKpis
 from .spec import ROLES, AssetSpec, CounterSpec, EmissionSeries, MachineState, StateThresholds

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .arrays import bin_index
-from .layout import NF, NU, empty_acc
+from .sum_columns import N_COUNT_SUMS, N_FLOAT_SUMS, empty_sums
 
 Field = int | npt.NDArray[np.intp]
 Mult = float | npt.NDArray[np.float64]
@@ -164,21 +164,25 @@ def window_sums(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
     """Sums per window ``[b[i], b[i+1])``; the boundaries must be among the cuts."""
     nw = b.shape[0] - 1
-    f, u, m = empty_acc(nw)
+    f, u, m = empty_sums(nw)
     cell_window = b.searchsorted(booked.cuts[:-1], side="right") - 1
     if booked.fc.size:
         w = cell_window[booked.fc]
-        f += np.bincount(w * NF + booked.ff, weights=booked.fw, minlength=nw * NF).reshape(nw, NF)
+        f += np.bincount(
+            w * N_FLOAT_SUMS + booked.ff, weights=booked.fw, minlength=nw * N_FLOAT_SUMS
+        ).reshape(nw, N_FLOAT_SUMS)
     if booked.uc.size:
         w = cell_window[booked.uc]
-        np.add.at(u.reshape(-1), w * NU + booked.uf, booked.uw)
+        np.add.at(u.reshape(-1), w * N_COUNT_SUMS + booked.uf, booked.uw)
     return f, u, m
 
 
 def totals(booked: Booked) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64]]:
     """Sums over everything, regardless of windows."""
-    f: npt.NDArray[np.float64] = np.bincount(booked.ff, weights=booked.fw, minlength=NF).astype(np.float64)
-    u = np.zeros(NU, np.uint64)
+    f: npt.NDArray[np.float64] = np.bincount(booked.ff, weights=booked.fw, minlength=N_FLOAT_SUMS).astype(
+        np.float64
+    )
+    u = np.zeros(N_COUNT_SUMS, np.uint64)
     np.add.at(u, booked.uf, booked.uw)
     return f, u
 

@@ -1,4 +1,4 @@
-"""KPI formulas (DESIGN.md §2, ISO 22400-2) from a window's sums — one place, all paths.
+"""KPI formulas (docs/kpi-definitions.md, ISO 22400-2) from a window's sums — one place, all paths.
 
 Every formula is vectorised over windows. A ratio whose denominator is zero is NaN
 (undefined), never 0 or inf. Names follow ISO 22400-2:
@@ -31,8 +31,19 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .layout import CE_STATE, CO2, COV, GOOD, INT, M_BLOCK, M_ROLL, PE_STATE, RAW, T_STATE
 from .spec import AssetSpec, MachineState
+from .sum_columns import (
+    CO2_KG,
+    COUNTS_IN_STATE,
+    GOOD_S,
+    INTEGRAL,
+    PEAK_BLOCK_KWH,
+    PEAK_ROLLING_KWH,
+    POWER_KWH_IN_STATE,
+    RAW_COUNTS,
+    SECONDS_IN_STATE,
+    USABLE_S,
+)
 
 _F = npt.NDArray[np.float64]
 _Q = TypeVar("_Q", npt.NDArray[np.float64], float)
@@ -65,9 +76,9 @@ def kpi_names(spec: AssetSpec) -> tuple[str, ...]:
 
 
 def _one_empty() -> tuple[_F, npt.NDArray[np.uint64], _F, _F]:
-    from .layout import empty_acc
+    from .sum_columns import empty_sums
 
-    f, u, m = empty_acc(1)
+    f, u, m = empty_sums(1)
     return f, u, m, np.ones(1)
 
 
@@ -81,7 +92,7 @@ def compute_kpis(
     pru: _F | None = None,
     scales: Mapping[str, _F] | None = None,
 ) -> dict[str, _F]:
-    """KPIs of k windows from their sums (``f`` k×NF, ``u`` k×NU, ``m`` k×NM).
+    """KPIs of k windows from their sums (``f`` k×N_FLOAT_SUMS, ``u`` k×N_COUNT_SUMS, ``m`` k×N_MAXIMA).
 
     ``pru`` and ``scales`` (per window) override the spec's ideal cycle time and counter
     scales, so windows of many assets that differ only in those share one call.
@@ -93,7 +104,7 @@ def compute_kpis(
         return scales[role] if scales is not None else spec.counters[role].scale
 
     def raw(role: str) -> _F:
-        return u[:, RAW[role]].astype(np.float64) * scale_of(role)
+        return u[:, RAW_COUNTS[role]].astype(np.float64) * scale_of(role)
 
     e_role = spec.energy_role
     energy: _F | None = None
@@ -101,24 +112,30 @@ def compute_kpis(
         if e_role == "energy_counter":
             scale = scale_of(e_role)
             energy = raw(e_role)
-            by_state = f[:, CE_STATE : CE_STATE + len(_STATE_NAMES)] * np.reshape(scale, (-1, 1))
+            by_state = f[:, COUNTS_IN_STATE : COUNTS_IN_STATE + len(_STATE_NAMES)] * np.reshape(
+                scale, (-1, 1)
+            )
         else:
-            energy = f[:, INT["power"]]
-            by_state = f[:, PE_STATE : PE_STATE + len(_STATE_NAMES)]
+            energy = f[:, INTEGRAL["power"]]
+            by_state = f[:, POWER_KWH_IN_STATE : POWER_KWH_IN_STATE + len(_STATE_NAMES)]
         out["energy_kwh"] = energy
         for i, name in enumerate(_STATE_NAMES):
             out[f"energy_{name}_kwh"] = by_state[:, i]
         out["idle_share"] = _div(by_state[:, MachineState.IDLE], energy)
         per_h = 3600.0 / spec.demand_block_s
         with np.errstate(invalid="ignore"):
-            out["peak_demand_kw"] = np.where(np.isfinite(m[:, M_BLOCK]), m[:, M_BLOCK] * per_h, np.nan)
-            out["peak_demand_rolling_kw"] = np.where(np.isfinite(m[:, M_ROLL]), m[:, M_ROLL] * per_h, np.nan)
+            out["peak_demand_kw"] = np.where(
+                np.isfinite(m[:, PEAK_BLOCK_KWH]), m[:, PEAK_BLOCK_KWH] * per_h, np.nan
+            )
+            out["peak_demand_rolling_kw"] = np.where(
+                np.isfinite(m[:, PEAK_ROLLING_KWH]), m[:, PEAK_ROLLING_KWH] * per_h, np.nan
+            )
         if spec.emission_factor is not None:
-            out["co2e_kg"] = f[:, CO2]
+            out["co2e_kg"] = f[:, CO2_KG]
     pbt: _F | None = None
     apt: _F | None = None
     if spec.has_states:
-        t = f[:, T_STATE : T_STATE + len(_STATE_NAMES)]
+        t = f[:, SECONDS_IN_STATE : SECONDS_IN_STATE + len(_STATE_NAMES)]
         for i, name in enumerate(_STATE_NAMES):
             out[f"time_{name}_s"] = t[:, i]
         pbt = t[:, sorted(int(s) for s in spec.planned_states)].sum(axis=1)
@@ -127,7 +144,7 @@ def compute_kpis(
         out["apt_s"] = apt
         out["availability"] = _div(apt, pbt)
     if "power" in roles:
-        out["mean_power_kw"] = _div(f[:, INT["power"]] * 3600.0, f[:, COV["power"]])
+        out["mean_power_kw"] = _div(f[:, INTEGRAL["power"]] * 3600.0, f[:, USABLE_S["power"]])
     if "reactive_energy_counter" in roles:
         kvarh = raw("reactive_energy_counter")
         out["reactive_energy_kvarh"] = kvarh
@@ -163,17 +180,17 @@ def compute_kpis(
             out["material_yield"] = _div(gq, cm)
     if spec.kind == "compressor":
         if "air_flow" in roles:
-            out["air_volume_m3"] = f[:, INT["air_flow"]] / 60.0
+            out["air_volume_m3"] = f[:, INTEGRAL["air_flow"]] / 60.0
             if "power" in roles:
-                flow = _div(f[:, INT["air_flow"]], f[:, COV["air_flow"]])
+                flow = _div(f[:, INTEGRAL["air_flow"]], f[:, USABLE_S["air_flow"]])
                 out["specific_power_kw_per_m3min"] = _div(out["mean_power_kw"], flow)
         if spec.has_states:
-            load = f[:, T_STATE + MachineState.PRODUCING]
-            out["load_share"] = _div(load, load + f[:, T_STATE + MachineState.IDLE])
+            load = f[:, SECONDS_IN_STATE + MachineState.PRODUCING]
+            out["load_share"] = _div(load, load + f[:, SECONDS_IN_STATE + MachineState.IDLE])
     if "temperature" in roles:
-        out["mean_temperature"] = _div(f[:, INT["temperature"]], f[:, COV["temperature"]])
+        out["mean_temperature"] = _div(f[:, INTEGRAL["temperature"]], f[:, USABLE_S["temperature"]])
     if "generic" in roles:
-        out["mean_generic"] = _div(f[:, INT["generic"]], f[:, COV["generic"]])
+        out["mean_generic"] = _div(f[:, INTEGRAL["generic"]], f[:, USABLE_S["generic"]])
     for role in sorted(roles - {"state"}):
-        out[f"coverage_{role}"] = f[:, GOOD[role]] / length_s
+        out[f"coverage_{role}"] = f[:, GOOD_S[role]] / length_s
     return out

@@ -12,7 +12,7 @@ at once. A carry makes batch-by-batch classification equal to one pass over the 
 
 Each debounced change also says *when* it happened: the dwell timer of its level run expired at
 the run's first sample + ``min_dwell_s``, an instant between the change's sample and the one
-before. Without a dwell that instant is unknown (:data:`switch.NO_SWITCH`) and :mod:`switch`
+before. Without a dwell that instant is unknown (:data:`state_change.NO_SWITCH`) and :mod:`state_change`
 estimates it from the interval's energy.
 """
 
@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .spec import MachineState, StateThresholds
-from .switch import NO_SWITCH
+from .state_change import NO_SWITCH
 
 LEVEL_STATE = np.array([MachineState.OFF, MachineState.IDLE, MachineState.PRODUCING], np.int8)
 """Hysteresis level (0, 1, 2) → :class:`MachineState` code."""

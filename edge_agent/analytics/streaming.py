@@ -1,6 +1,6 @@
 """Streaming analytics of one asset: batches in, KPIs of closed windows out.
 
-The per-asset state is small — the carry of :mod:`step`, one demand block of history, the
+The per-asset state is small — the carry of :mod:`batch_contributions`, one demand block of history, the
 sums of the windows still open — so KPIs computed batch by batch equal KPIs computed over
 the whole series at once, for any split. A window closes as soon as nothing that arrives
 later can change it: the stream has reached its end and every signal has either reported
@@ -20,13 +20,25 @@ import numpy.typing as npt
 
 from .apportion import Booked, book, totals, window_sums
 from .arrays import sorted_unique
+from .batch_contributions import Carry, Contributions, batch_contributions, validate_batch
 from .demand import Candidates, DemandTracker
 from .kpis import compute_kpis, part_quantities
-from .layout import CE_STATE, COV, GOOD, M_BLOCK, M_ROLL, NF, NU, PE_STATE, RAW, ROWS, empty_acc
 from .reorder import ReorderBuffer, Rows
 from .results import Totals, WindowKpis
 from .spec import AssetSpec, MachineState
-from .step import Carry, StepResult, step, validate_batch
+from .sum_columns import (
+    COUNTS_IN_STATE,
+    GOOD_S,
+    N_COUNT_SUMS,
+    N_FLOAT_SUMS,
+    PEAK_BLOCK_KWH,
+    PEAK_ROLLING_KWH,
+    POWER_KWH_IN_STATE,
+    RAW_COUNTS,
+    ROW_COUNT,
+    USABLE_S,
+    empty_sums,
+)
 from .windows import RollingWindow, WindowSpec, bounds
 
 _F = npt.NDArray[np.float64]
@@ -47,7 +59,7 @@ class _Sums:
 
     @classmethod
     def empty(cls) -> _Sums:
-        f, u, m = empty_acc(0)
+        f, u, m = empty_sums(0)
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), f, u, m)
 
     def take(self, sel: slice | npt.NDArray[np.bool_]) -> _Sums:
@@ -64,8 +76,8 @@ class _Rolling:
 
 def _emittable(f: _F) -> npt.NDArray[np.bool_]:
     """A window is reported if a row fell in it or any signal covered part of it."""
-    cov = f[:, min(COV.values()) : max(COV.values()) + 1]
-    return (f[:, ROWS] > 0) | (cov > 0).any(axis=1)
+    cov = f[:, min(USABLE_S.values()) : max(USABLE_S.values()) + 1]
+    return (f[:, ROW_COUNT] > 0) | (cov > 0).any(axis=1)
 
 
 class StreamingAnalytics:
@@ -98,14 +110,14 @@ class StreamingAnalytics:
         scale = spec.counters[role].scale if role is not None and role in spec.counters else None
         self._block_ns = spec.demand_block_s * _NS
         self._demand = DemandTracker(self._block_ns, scale) if role is not None else None
-        self._tf = np.zeros(NF)
-        self._tu = [0] * NU
+        self._tf = np.zeros(N_FLOAT_SUMS)
+        self._tu = [0] * N_COUNT_SUMS
         self._counts: dict[str, dict[str, int]] = {"resets": {}, "rollovers": {}, "gaps": {}}
         self._dup = self._late = self._invalid = 0
         cov_role = role or ("power" if "power" in spec.roles else None)
         if cov_role is None:
             cov_role = sorted(spec.roles - {"state"})[0] if spec.roles - {"state"} else None
-        self._cov_col = GOOD[cov_role] if cov_role is not None else None
+        self._cov_col = GOOD_S[cov_role] if cov_role is not None else None
 
     # ---- public -------------------------------------------------------------------
     def update(
@@ -127,7 +139,7 @@ class StreamingAnalytics:
         signals: Mapping[str, np.ndarray],
         quality: Mapping[str, npt.NDArray[np.uint8]],
     ) -> list[WindowKpis]:
-        res = step(self.spec, self._carry, ts_ns, signals, quality)
+        res = batch_contributions(self.spec, self._carry, ts_ns, signals, quality)
         self._count(res)
         self._carry = res.carry
         if res.lo_ns is None:
@@ -181,18 +193,18 @@ class StreamingAnalytics:
         names = [s.name.lower() for s in MachineState]
 
         def qty(role: str) -> float:
-            return self._tu[RAW[role]] * spec.counters[role].scale if role in spec.counters else np.nan
+            return self._tu[RAW_COUNTS[role]] * spec.counters[role].scale if role in spec.counters else np.nan
 
         role = spec.energy_role
         if role == "energy_counter":
             scale = spec.counters[role].scale
-            energy = self._tu[RAW[role]] * scale
-            by_state = {n: float(tf[CE_STATE + i]) * scale for i, n in enumerate(names)}
+            energy = self._tu[RAW_COUNTS[role]] * scale
+            by_state = {n: float(tf[COUNTS_IN_STATE + i]) * scale for i, n in enumerate(names)}
         elif role == "power":
-            from .layout import INT
+            from .sum_columns import INTEGRAL
 
-            energy = float(tf[INT["power"]])
-            by_state = {n: float(tf[PE_STATE + i]) for i, n in enumerate(names)}
+            energy = float(tf[INTEGRAL["power"]])
+            by_state = {n: float(tf[POWER_KWH_IN_STATE + i]) for i, n in enumerate(names)}
         else:
             energy, by_state = np.nan, {}
         has = spec.counters.keys()
@@ -217,7 +229,7 @@ class StreamingAnalytics:
             state=state,
             last_power_kw=float(pw.v) if pw is not None else np.nan,
             last_ts_ns=c.latest_ns,
-            raw_counts={r: self._tu[RAW[r]] for r in spec.counters},
+            raw_counts={r: self._tu[RAW_COUNTS[r]] for r in spec.counters},
             resets=dict(self._counts["resets"]),
             rollovers=dict(self._counts["rollovers"]),
             gaps=dict(self._counts["gaps"]),
@@ -227,7 +239,7 @@ class StreamingAnalytics:
         )
 
     # ---- internals ----------------------------------------------------------------
-    def _count(self, res: StepResult) -> None:
+    def _count(self, res: Contributions) -> None:
         self._dup += res.duplicates
         self._late += res.late
         self._invalid += res.invalid_state
@@ -245,7 +257,7 @@ class StreamingAnalytics:
             return latest
         return rc.t
 
-    def _advance_demand(self, res: StepResult) -> Candidates | None:
+    def _advance_demand(self, res: Contributions) -> Candidates | None:
         d = self._demand
         role = self.spec.energy_role
         if d is None or role is None:
@@ -276,7 +288,7 @@ class StreamingAnalytics:
         f, u, m = window_sums(booked, b)
         if cands is not None and cands.e.size:
             i = np.searchsorted(b, cands.e, side="left") - 1
-            np.maximum.at(m[:, M_ROLL], i, cands.kwh)
+            np.maximum.at(m[:, PEAK_ROLLING_KWH], i, cands.kwh)
             if isinstance(w, RollingWindow):
                 roll = self._rolling[w.name]
                 roll.blocks.extend(
@@ -285,7 +297,7 @@ class StreamingAnalytics:
             else:
                 bi = np.searchsorted(b, cands.e - self._block_ns, side="right") - 1
                 sel = cands.block & (bi == i)
-                np.maximum.at(m[:, M_BLOCK], i[sel], cands.kwh[sel])
+                np.maximum.at(m[:, PEAK_BLOCK_KWH], i[sel], cands.kwh[sel])
         if op.start.size:
             pos = b.searchsorted(op.start)
             f[pos] += op.f
@@ -324,16 +336,16 @@ class StreamingAnalytics:
             return []
         end = int(parts[-1].end[-1])
         start = end - w.length_s * _NS
-        f, u, m = empty_acc(1)
+        f, u, m = empty_sums(1)
         for p in parts:
             sel = p.start >= start
             f[0] += p.f[sel].sum(axis=0)
             u[0] += p.u[sel].sum(axis=0, dtype=np.uint64)
             if sel.any():
-                m[0, M_ROLL] = max(m[0, M_ROLL], float(p.m[sel, M_ROLL].max()))
+                m[0, PEAK_ROLLING_KWH] = max(m[0, PEAK_ROLLING_KWH], float(p.m[sel, PEAK_ROLLING_KWH].max()))
         blocks = [v for e, v in roll.blocks if e - self._block_ns >= start and e <= end]
         if blocks:
-            m[0, M_BLOCK] = max(blocks)
+            m[0, PEAK_BLOCK_KWH] = max(blocks)
         one = _Sums(np.array([start]), np.array([end]), f, u, m)
         return self._emit(w.name, one)
 

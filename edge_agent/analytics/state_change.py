@@ -40,8 +40,8 @@ resolution; with meaningless energy (σ → ∞) it is ½, the energy-time midpo
 * A debounced state (``min_dwell_s``) changes by definition when its timer expires, at the level
   run's start + dwell; then φ is that instant, not an estimate.
 
-The streaming and fleet paths call this with the same inputs, so they agree to rounding; the
-plain-Python reference derives the same definition on its own.
+The streaming path calls this; the plain-Python test oracle derives the same definition on
+its own.
 """
 
 from __future__ import annotations

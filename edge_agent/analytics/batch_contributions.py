@@ -13,14 +13,14 @@ Conventions (documented in README.md):
   but booked at the gap's end, in state UNKNOWN.
 * Everything an interval contributes is attributed to the state at its start — except the
   energy and time of an interval that straddles a change between two known states, which
-  :mod:`switch` splits at the estimated change instant.
+  :mod:`state_change` splits at the estimated change instant.
 * The state is observed at rows with a usable PLC state code (it wins) or usable power; an
   observation holds for at most ``max_gap_s``, after which the state is UNKNOWN.
 """
 
 from __future__ import annotations
 
-__all__ = ["Carry", "RoleCarry", "StepResult", "step", "validate_batch"]
+__all__ = ["Carry", "Contributions", "RoleCarry", "batch_contributions", "validate_batch"]
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,10 +32,20 @@ from edge_agent.batch import Quality
 
 from .apportion import Points, SpanSet, Target
 from .counters import as_raw_counts, counter_deltas
-from .layout import CE_STATE, CO2, COV, GOOD, INT, PE_STATE, RAW, ROWS, T_STATE
 from .spec import ANALOG_ROLES, COUNTER_ROLES, ROLES, AssetSpec, EmissionSeries, MachineState
+from .state_change import NO_SWITCH, TimeBase, split_interval, time_base_at, time_base_terms
 from .states import LEVEL_STATE, PowerCarry, classify_power
-from .switch import NO_SWITCH, TimeBase, split_interval, time_base_at, time_base_terms
+from .sum_columns import (
+    CO2_KG,
+    COUNTS_IN_STATE,
+    GOOD_S,
+    INTEGRAL,
+    POWER_KWH_IN_STATE,
+    RAW_COUNTS,
+    ROW_COUNT,
+    SECONDS_IN_STATE,
+    USABLE_S,
+)
 from .timeline import order_rows
 
 _I64 = npt.NDArray[np.int64]
@@ -69,12 +79,12 @@ class Carry:
     power: PowerCarry | None = None
     obs_t: int | None = None
     obs_state: int = _UNKNOWN
-    time_base: TimeBase = field(default_factory=TimeBase)  # of the energy counter (:mod:`switch`)
+    time_base: TimeBase = field(default_factory=TimeBase)  # of the energy counter (:mod:`state_change`)
 
 
 @dataclass(frozen=True, slots=True)
-class StepResult:
-    """What one batch contributes; times are ns, amounts per :mod:`layout` columns."""
+class Contributions:
+    """What one batch contributes; times are ns, amounts per :mod:`sum_columns` columns."""
 
     carry: Carry
     spans: list[SpanSet]
@@ -189,8 +199,8 @@ def _counter_by_state(
         switches = (t0[ch], t1[ch], tau)
     tb_points = np.where(short, t0, t1)
     points = [
-        Points(tb_points, CE_STATE + s0, old_part),
-        Points(tb_points[ch], CE_STATE + s1[ch].astype(np.intp), counts[ch] - old_part[ch]),
+        Points(tb_points, COUNTS_IN_STATE + s0, old_part),
+        Points(tb_points[ch], COUNTS_IN_STATE + s1[ch].astype(np.intp), counts[ch] - old_part[ch]),
     ]
     learned = TimeBase(
         tb.sxx + float(xx.sum()),
@@ -270,17 +280,17 @@ def _time_in_state(
     np.maximum(seg_a, lo, out=seg_a)
     np.minimum(seg_b, hi, out=seg_b)
     keep = seg_b > seg_a
-    spans = SpanSet(seg_a[keep], seg_b[keep], (Target(T_STATE + seg_s[keep]),))
+    spans = SpanSet(seg_a[keep], seg_b[keep], (Target(SECONDS_IN_STATE + seg_s[keep]),))
     return o_t, o_s, spans
 
 
-def step(
+def batch_contributions(
     spec: AssetSpec,
     carry: Carry,
     ts: _I64,
     signals: Mapping[str, np.ndarray],
     quality: Mapping[str, npt.NDArray[np.uint8]],
-) -> StepResult:
+) -> Contributions:
     """Contributions of one batch (any order, duplicates allowed) and the new carry."""
     validate_batch(spec, ts, signals, quality)
     order = order_rows(ts, carry.latest_ns)
@@ -288,7 +298,7 @@ def step(
     t = ts if idx is None else ts[idx]
     n = t.shape[0]
     if n == 0:
-        return StepResult(
+        return Contributions(
             carry, [], [], [], None, _EMPTY_I, None, None, duplicates=order.duplicates, late=order.late
         )
     G = spec.max_gap_ns()
@@ -335,7 +345,7 @@ def step(
     s_row = np.where(known & (t - last_t <= G), last_s, _UNKNOWN)
 
     spans: list[SpanSet] = []
-    fpoints: list[Points] = [Points(t, ROWS, 1.0)]
+    fpoints: list[Points] = [Points(t, ROW_COUNT, 1.0)]
     upoints: list[Points] = []
     new_roles = dict(carry.roles)
     resets: dict[str, int] = {}
@@ -391,7 +401,7 @@ def step(
         short = (t1 - t0) <= G
         gaps[role] = int(short.size - np.count_nonzero(short))
         g01 = (gu[:-1] & gu[1:])[short].astype(np.float64)
-        spans.append(SpanSet(t0[short], t1[short], (Target(COV[role]), Target(GOOD[role], g01))))
+        spans.append(SpanSet(t0[short], t1[short], (Target(USABLE_S[role]), Target(GOOD_S[role], g01))))
         if role in COUNTER_ROLES:
             cs = spec.counters[role]
             cd = counter_deltas(
@@ -405,7 +415,7 @@ def step(
             resets[role] = int(np.count_nonzero(cd.reset))
             rollovers[role] = int(np.count_nonzero(cd.rollover))
             tb = np.where(short, t0, t1)
-            upoints.append(Points(tb, RAW[role], cd.delta))
+            upoints.append(Points(tb, RAW_COUNTS[role], cd.delta))
             if role == "energy_counter":
                 sb = np.where(short, su[:-1], _UNKNOWN).astype(np.intp)
                 counts = cd.delta.astype(np.float64)
@@ -417,15 +427,15 @@ def step(
                 fpoints.extend(pts)
                 if role == e_role and spec.emission_factor is not None:
                     counted = counts * cs.scale
-                    fpoints.append(Points(tb, CO2, counted * _ef(spec, tb)))
+                    fpoints.append(Points(tb, CO2_KG, counted * _ef(spec, tb)))
                 energy_counts = (tb, cd.delta)
         else:
             v1: _F64 = vu[1:].astype(np.float64, copy=False)
             # an interval-average sample describes the interval it closes: constant density
             average = role == "power" and spec.power_mode == "interval_average"
             v0: _F64 = v1 if average else vu[:-1].astype(np.float64, copy=False)
-            targets = [Target(INT[role], _KWH if role == "power" else 1.0)]
-            if role == e_role:  # power is the energy source: energy by state, CO2, demand
+            targets = [Target(INTEGRAL[role], _KWH if role == "power" else 1.0)]
+            if role == e_role:  # power is the energy source: energy by state, CO2_KG, demand
                 a, b = t0[short], t1[short]
                 w0, w1 = v0[short], v1[short]
                 s0 = su[:-1][short].astype(np.intp)
@@ -435,12 +445,12 @@ def step(
                 tau, share = split_interval(a[ch], b[ch], energy[ch], p0, p1, np.inf, sw1[short][ch])
                 old_share = np.ones(a.size)
                 old_share[ch] = share
-                targets.append(Target(PE_STATE + s0, _KWH * old_share))
-                new_part = Target(PE_STATE + su1[short][ch].astype(np.intp), _KWH * (1.0 - share))
+                targets.append(Target(POWER_KWH_IN_STATE + s0, _KWH * old_share))
+                new_part = Target(POWER_KWH_IN_STATE + su1[short][ch].astype(np.intp), _KWH * (1.0 - share))
                 spans.append(SpanSet(a[ch], b[ch], (new_part,), w0[ch], w1[ch]))
                 switches = (a[ch], b[ch], tau)
                 if spec.emission_factor is not None:
-                    targets.append(Target(CO2, np.asarray(_ef(spec, a)) * _KWH))
+                    targets.append(Target(CO2_KG, np.asarray(_ef(spec, a)) * _KWH))
                 power_spans = (t0, t1, v0, v1, short)
             spans.append(SpanSet(t0[short], t1[short], tuple(targets), v0[short], v1[short]))
 
@@ -458,7 +468,7 @@ def step(
         obs_state=int(o_s[-1]) if o_s.size else carry.obs_state,
         time_base=time_base,
     )
-    return StepResult(
+    return Contributions(
         new_carry,
         spans,
         fpoints,

@@ -1,4 +1,4 @@
-"""The interval that straddles a state change is split at the change (edge_agent.analytics.switch).
+"""The interval that straddles a state change is split at the change (edge_agent.analytics.state_change).
 
 Golden cases are worked out by hand next to each expectation; the stream cases run the real
 StreamingAnalytics and the plain-Python reference on the same rows.
@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from analytics_oracle import reference
 
 from edge_agent.analytics import (
     AssetSpec,
@@ -19,8 +20,13 @@ from edge_agent.analytics import (
     StreamingAnalytics,
     WindowKpis,
 )
-from edge_agent.analytics.reference import reference
-from edge_agent.analytics.switch import NO_SWITCH, TimeBase, split_interval, time_base_at, time_base_terms
+from edge_agent.analytics.state_change import (
+    NO_SWITCH,
+    TimeBase,
+    split_interval,
+    time_base_at,
+    time_base_terms,
+)
 from edge_agent.batch import Quality
 
 NS = 1_000_000_000

@@ -1,6 +1,6 @@
-"""Plain-Python reference of every KPI: one loop over the samples, no vectorisation.
+"""Test oracle: a plain-Python reference of every KPI: one loop over the samples, no vectorisation.
 
-It is written to be read against DESIGN.md §2, not to be fast, and it is the test oracle
+It is written to be read against docs/kpi-definitions.md, not to be fast, and it is the test oracle
 for the vectorised paths. It shares only the window boundaries (:func:`windows.bounds`) and
 the final KPI formulas (:func:`kpis.compute_kpis`) with them; everything that turns samples
 into sums — ordering, usability, hysteresis, dwell, trapezoids, counter rollovers, window
@@ -21,26 +21,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_agent.batch import Quality
-
-from .kpis import compute_kpis
-from .layout import (
-    CE_STATE,
-    CO2,
-    COV,
-    GOOD,
-    INT,
-    M_BLOCK,
-    M_ROLL,
-    PE_STATE,
-    RAW,
-    ROWS,
-    T_STATE,
-    empty_acc,
+from edge_agent.analytics.kpis import compute_kpis
+from edge_agent.analytics.results import WindowKpis
+from edge_agent.analytics.spec import ANALOG_ROLES, COUNTER_ROLES, AssetSpec, EmissionSeries, MachineState
+from edge_agent.analytics.sum_columns import (
+    CO2_KG,
+    COUNTS_IN_STATE,
+    GOOD_S,
+    INTEGRAL,
+    PEAK_BLOCK_KWH,
+    PEAK_ROLLING_KWH,
+    POWER_KWH_IN_STATE,
+    RAW_COUNTS,
+    ROW_COUNT,
+    SECONDS_IN_STATE,
+    USABLE_S,
+    empty_sums,
 )
-from .results import WindowKpis
-from .spec import ANALOG_ROLES, COUNTER_ROLES, AssetSpec, EmissionSeries, MachineState
-from .windows import RollingWindow, bounds
+from edge_agent.analytics.windows import RollingWindow, bounds
+from edge_agent.batch import Quality
 
 UNKNOWN = int(MachineState.UNKNOWN)
 NS = 1_000_000_000
@@ -97,8 +96,8 @@ class _Book:
         self.u[self.window_of(t)][col] += w
 
 
-ROWS_PLUS = ROWS + 1
-U_LEN = len(RAW)
+ROWS_PLUS = ROW_COUNT + 1
+U_LEN = len(RAW_COUNTS)
 
 
 def _usable(q: int, v: float, analog: bool) -> bool:
@@ -188,7 +187,7 @@ def reference(
         return lambda x0, x1: w * (x1 - x0) / NS
 
     for x in t:
-        points.append((x, ROWS, 1.0))
+        points.append((x, ROW_COUNT, 1.0))
     p_at = [
         float(val["power"][k]) if spec.power_mode == "instantaneous" and usable("power", k) else float("nan")
         for k in range(len(t))
@@ -224,8 +223,8 @@ def reference(
             gaps += not short
             if short:
                 g = 1.0 if qual[role][a] == 0 and qual[role][b] == 0 else 0.0
-                spans.append((t0, t1, COV[role], const(1.0)))
-                spans.append((t0, t1, GOOD[role], const(g)))
+                spans.append((t0, t1, USABLE_S[role], const(1.0)))
+                spans.append((t0, t1, GOOD_S[role], const(g)))
             if counter:
                 v0, v1 = int(val[role][a]), int(val[role][b])
                 # plausible counts in Δt: max rate plus one resolution step (same float ops)
@@ -242,7 +241,7 @@ def reference(
                 total += d
                 at = t0 if short else t1
                 st = state_at(t0) if short else UNKNOWN
-                upoints.append((at, RAW[role], d))
+                upoints.append((at, RAW_COUNTS[role], d))
                 if role == "energy_counter":
                     new_st = state_at(t1)
                     old_part = float(d)
@@ -253,7 +252,7 @@ def reference(
                         rho, scatter = _time_base(fit, x_prev)
                         tau, share = _split(t0, t1, d * one, p_at[a], p_at[b], one, hint.get(b), rho, scatter)
                         old_part = d * share
-                        points.append((at, CE_STATE + new_st, d - old_part))
+                        points.append((at, COUNTS_IN_STATE + new_st, d - old_part))
                         res.counter_energy_by_state[new_st] += d - old_part
                         if role == e_role:
                             switched[(t0, t1)] = tau
@@ -266,12 +265,12 @@ def reference(
                             fit[2] += wx * rx * rx
                             fit[3] += wx
                     x_prev, e_prev = rx, trap
-                    points.append((at, CE_STATE + st, old_part))
+                    points.append((at, COUNTS_IN_STATE + st, old_part))
                     res.counter_energy_by_state[st] += old_part
                     if role == e_role:
                         count_points.append((at, d))
                         if spec.emission_factor is not None:
-                            points.append((at, CO2, d * cs.scale * ef(at)))
+                            points.append((at, CO2_KG, d * cs.scale * ef(at)))
             elif short:
                 p0, p1 = float(val[role][a]), float(val[role][b])
                 if role == "power" and spec.power_mode == "interval_average":
@@ -292,7 +291,7 @@ def reference(
                     return w * (v(x0) + v(x1)) / 2 * (x1 - x0) / NS
 
                 if role == "power":
-                    spans.append((t0, t1, INT[role], lambda x0, x1, f=lin: f(x0, x1, w=KWH)))
+                    spans.append((t0, t1, INTEGRAL[role], lambda x0, x1, f=lin: f(x0, x1, w=KWH)))
                     whole = (p0 + p1) / 2 * (t1 - t0) / NS / 3600
                     res.power_kwh += whole
                     if role == e_role:
@@ -305,18 +304,20 @@ def reference(
                             )
                             switched[(t0, t1)] = tau
                             w_new = KWH * (1.0 - share)
-                            part = PE_STATE + new_st
+                            part = POWER_KWH_IN_STATE + new_st
                             spans.append((t0, t1, part, lambda x0, x1, f=lin, w=w_new: f(x0, x1, w=w)))
                             res.power_kwh_by_state[new_st] += whole * (1.0 - share)
                         w_old = KWH * share
-                        spans.append((t0, t1, PE_STATE + st, lambda x0, x1, f=lin, w=w_old: f(x0, x1, w=w)))
+                        spans.append(
+                            (t0, t1, POWER_KWH_IN_STATE + st, lambda x0, x1, f=lin, w=w_old: f(x0, x1, w=w))
+                        )
                         res.power_kwh_by_state[st] += whole * share
                         power_pairs.append((t0, t1, p0, p1))
                         if spec.emission_factor is not None:
                             c = ef(t0) / 3600
-                            spans.append((t0, t1, CO2, lambda x0, x1, f=lin, c=c: f(x0, x1, w=c)))
+                            spans.append((t0, t1, CO2_KG, lambda x0, x1, f=lin, c=c: f(x0, x1, w=c)))
                 else:
-                    spans.append((t0, t1, INT[role], lin))
+                    spans.append((t0, t1, INTEGRAL[role], lin))
         res.gaps[role] = gaps
         if counter:
             res.raw_counts[role] = total
@@ -339,12 +340,12 @@ def reference(
                 tau = round(0.5 * (o1 - o0))
             starts[j] = o0 + tau
     if not obs or obs[0][0] > t[0]:
-        spans.append((t[0], obs[0][0] if obs else t[-1], T_STATE + UNKNOWN, const(1.0)))
+        spans.append((t[0], obs[0][0] if obs else t[-1], SECONDS_IN_STATE + UNKNOWN, const(1.0)))
     for j, (o, s) in enumerate(obs):
         end = starts[j + 1] if j + 1 < len(obs) else t[-1]
-        spans.append((starts[j], min(end, o + G), T_STATE + s, const(1.0)))
+        spans.append((starts[j], min(end, o + G), SECONDS_IN_STATE + s, const(1.0)))
         if end > o + G:
-            spans.append((o + G, end, T_STATE + UNKNOWN, const(1.0)))
+            spans.append((o + G, end, SECONDS_IN_STATE + UNKNOWN, const(1.0)))
 
     # 4. demand: cumulative energy and its candidate instants
     # running totals at each span start / booking, so each lookup is a bisection
@@ -399,9 +400,9 @@ def reference(
         for e, kwh, is_block in cands:
             for i in range(nw):
                 if wb[i] < e <= wb[i + 1]:
-                    book.m[i][M_ROLL] = max(book.m[i][M_ROLL], kwh)
+                    book.m[i][PEAK_ROLLING_KWH] = max(book.m[i][PEAK_ROLLING_KWH], kwh)
                     if is_block and e - L >= wb[i]:
-                        book.m[i][M_BLOCK] = max(book.m[i][M_BLOCK], kwh)
+                        book.m[i][PEAK_BLOCK_KWH] = max(book.m[i][PEAK_BLOCK_KWH], kwh)
         for i in range(nw):
             _emit(spec, w.name, wb[i], wb[i + 1], book.f[i], book.u[i], book.m[i], res)
     return res
@@ -496,9 +497,9 @@ def _emit_rolling(
                 u = [a + c for a, c in zip(u, book.u[i], strict=True)]
         for e, kwh, is_block in cands:
             if start < e <= end:
-                m[M_ROLL] = max(m[M_ROLL], kwh)
+                m[PEAK_ROLLING_KWH] = max(m[PEAK_ROLLING_KWH], kwh)
             if is_block and e - L >= start and e <= end:
-                m[M_BLOCK] = max(m[M_BLOCK], kwh)
+                m[PEAK_BLOCK_KWH] = max(m[PEAK_BLOCK_KWH], kwh)
         _emit(spec, w.name, start, end, f, u, m, res)
 
 
@@ -512,16 +513,16 @@ def _emit(
     m: list[float],
     res: ReferenceResult,
 ) -> None:
-    if f[ROWS] == 0 and not any(f[c] > 0 for c in COV.values()):
+    if f[ROW_COUNT] == 0 and not any(f[c] > 0 for c in USABLE_S.values()):
         return
-    fa, ua, ma = empty_acc(1)
+    fa, ua, ma = empty_sums(1)
     fa[0] = f
     ua[0] = [x % (1 << 64) for x in u]
     ma[0] = m
     length = np.array([(end - start) / NS])
     k = compute_kpis(spec, fa, ua, ma, length)
     role = spec.energy_role or ("power" if "power" in spec.roles else None)
-    cov = f[GOOD[role]] / length[0] if role is not None else 0.0
+    cov = f[GOOD_S[role]] / length[0] if role is not None else 0.0
     res.windows.append(
         WindowKpis(spec.asset, name, start, end, {n: float(v[0]) for n, v in k.items()}, float(cov))
     )
