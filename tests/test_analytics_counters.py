@@ -263,3 +263,29 @@ def test_streaming_equals_oracle_telescopes_and_stays_plausible(
     feed(sa, [(x - T0) / NS for x in t[:cut]], values[:cut])
     feed(sa, [(x - T0) / NS for x in t[cut:]], values[cut:])
     assert sa.totals.raw_counts["energy_counter"] == sum(expect)
+
+
+def test_streaming_books_nothing_for_a_jump_and_logs_it_once_with_its_facts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = AssetSpec(
+        asset="meter-7",
+        kind="meter",
+        rated_power_kw=200.0,  # 0.0556 kWh/s → 55.6 counts/s at 0.001 kWh/count
+        counters={"energy_counter": CounterSpec(scale=0.001)},
+        signals=frozenset(),
+        max_gap_s=10.0,
+        windows=(FixedWindow("1min", 60),),
+        sources={"energy_counter": "device 'm7' tag 'kwh'"},
+    )
+    sa = StreamingAnalytics(s)
+    with caplog.at_level("WARNING", logger="edge_agent.analytics"):
+        feed(sa, [0, 1, 2, 3], [10, 18, 4294967292, 4294967295])
+        feed(sa, [4, 5], [1002, 1040])  # restart to a non-zero value 1002: a jump, then 38
+    t = sa.totals
+    assert t.raw_counts["energy_counter"] == 8 + 3 + 38
+    assert t.jumps["energy_counter"] == 2
+    jumps = [r.getMessage() for r in caplog.records if "jumped" in r.getMessage()]
+    assert len(jumps) == 2
+    assert "'meter-7' device 'm7' tag 'kwh'" in jumps[0] and "18 -> 4294967292" in jumps[0]
+    assert "at most 57 counts" in jumps[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 __all__ = ["Carry", "Contributions", "RoleCarry", "batch_contributions", "validate_batch"]
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ import numpy.typing as npt
 from edge_agent.batch import Quality
 
 from .apportion import Points, SpanSet, Target
-from .counters import as_raw_counts, counter_deltas
+from .counters import CounterDeltas, as_raw_counts, counter_deltas
 from .spec import ANALOG_ROLES, COUNTER_ROLES, ROLES, AssetSpec, EmissionSeries, MachineState
 from .state_change import NO_SWITCH, TimeBase, split_interval, time_base_at, time_base_terms
 from .states import LEVEL_STATE, PowerCarry, classify_power
@@ -47,6 +48,8 @@ from .sum_columns import (
     USABLE_S,
 )
 from .timeline import order_rows
+
+log = logging.getLogger("edge_agent.analytics")
 
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
@@ -100,6 +103,7 @@ class Contributions:
     resets: dict[str, int] = field(default_factory=dict)
     rollovers: dict[str, int] = field(default_factory=dict)
     gaps: dict[str, int] = field(default_factory=dict)
+    jumps: dict[str, int] = field(default_factory=dict)
 
 
 def validate_batch(
@@ -350,6 +354,7 @@ def batch_contributions(
     new_roles = dict(carry.roles)
     resets: dict[str, int] = {}
     rollovers: dict[str, int] = {}
+    jumps: dict[str, int] = {}
     gaps: dict[str, int] = {}
     e_role = spec.energy_role
     energy_samples = _EMPTY_I
@@ -414,6 +419,9 @@ def batch_contributions(
             )
             resets[role] = int(np.count_nonzero(cd.reset))
             rollovers[role] = int(np.count_nonzero(cd.rollover))
+            if cd.jump.any():
+                jumps[role] = int(np.count_nonzero(cd.jump))
+                _log_jumps(spec, role, vu, tu, cd)
             tb = np.where(short, t0, t1)
             upoints.append(Points(tb, RAW_COUNTS[role], cd.delta))
             if role == "energy_counter":
@@ -482,5 +490,28 @@ def batch_contributions(
         invalid_state=invalid_state,
         resets=resets,
         rollovers=rollovers,
+        jumps=jumps,
         gaps=gaps,
     )
+
+
+def _log_jumps(spec: AssetSpec, role: str, v: npt.NDArray[np.uint64], t: _I64, cd: CounterDeltas) -> None:
+    """One warning per jump (each is a single event), with what is needed to check it."""
+    cs = spec.counters[role]
+    source = spec.sources.get(role, role)
+    for i in np.flatnonzero(cd.jump)[:10].tolist():
+        dt = (int(t[i + 1]) - int(t[i])) / 1e9
+        log.warning(
+            "asset %r %s: counter jumped %d -> %d in %.3f s; at most %.0f counts (%.6g units at "
+            "%.6g units/s plus one resolution step) are physically plausible, so nothing was "
+            "booked for this step. A device restart or a swapped meter does this; if the counter "
+            "really runs this fast, raise its max_rate_per_s (or the asset's rated_power_kw).",
+            spec.asset,
+            source,
+            int(v[i]),
+            int(v[i + 1]),
+            dt,
+            float(cd.limit[i]),
+            float(cd.limit[i]) * cs.scale,
+            spec.max_rate(role),
+        )

@@ -142,6 +142,8 @@ class AssetSpec:
     max_gap_s: float = 60.0
     windows: tuple[WindowSpec, ...] = DEFAULT_WINDOWS
     demand_block_s: int = 900
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """role → where it comes from (``device/tag``), used only to name it in messages."""
     planned_states: frozenset[MachineState] = frozenset(
         {MachineState.IDLE, MachineState.SETUP, MachineState.PRODUCING, MachineState.FAULT}
     )

@@ -112,7 +112,7 @@ class StreamingAnalytics:
         self._demand = DemandTracker(self._block_ns, scale) if role is not None else None
         self._tf = np.zeros(N_FLOAT_SUMS)
         self._tu = [0] * N_COUNT_SUMS
-        self._counts: dict[str, dict[str, int]] = {"resets": {}, "rollovers": {}, "gaps": {}}
+        self._counts: dict[str, dict[str, int]] = {"resets": {}, "rollovers": {}, "gaps": {}, "jumps": {}}
         self._dup = self._late = self._invalid = 0
         cov_role = role or ("power" if "power" in spec.roles else None)
         if cov_role is None:
@@ -236,6 +236,7 @@ class StreamingAnalytics:
             duplicates=self._dup,
             late=self._late,
             invalid_state_codes=self._invalid,
+            jumps=dict(self._counts["jumps"]),
         )
 
     # ---- internals ----------------------------------------------------------------
@@ -243,7 +244,12 @@ class StreamingAnalytics:
         self._dup += res.duplicates
         self._late += res.late
         self._invalid += res.invalid_state
-        for key, d in (("resets", res.resets), ("rollovers", res.rollovers), ("gaps", res.gaps)):
+        for key, d in (
+            ("resets", res.resets),
+            ("rollovers", res.rollovers),
+            ("gaps", res.gaps),
+            ("jumps", res.jumps),
+        ):
             acc = self._counts[key]
             for role, k in d.items():
                 acc[role] = acc.get(role, 0) + k

@@ -65,7 +65,12 @@ def _windows(cfg: AnalyticsConfig) -> tuple[WindowSpec, ...]:
     return tuple(out)
 
 
-def asset_spec(asset: AssetConfig, tags: list[TagConfig], cfg: AnalyticsConfig) -> AssetSpec:
+def asset_spec(
+    asset: AssetConfig,
+    tags: list[TagConfig],
+    cfg: AnalyticsConfig,
+    sources: dict[str, str] | None = None,
+) -> AssetSpec:
     """The analytics view of one asset: which roles it has and how its counters behave."""
     counters: dict[str, CounterSpec] = {}
     signals: set[str] = set()
@@ -101,6 +106,7 @@ def asset_spec(asset: AssetConfig, tags: list[TagConfig], cfg: AnalyticsConfig) 
         emission_factor=cfg.emission_factor_kg_per_kwh,
         max_gap_s=cfg.max_gap,
         windows=_windows(cfg),
+        sources=sources or {},
     )
 
 
@@ -137,9 +143,11 @@ class AnalyticsStage:
     def __init__(self, config: AgentConfig) -> None:
         tags_by_asset: dict[str, list[TagConfig]] = {}
         intervals: dict[str, list[float]] = {}
+        sources: dict[str, dict[str, str]] = {}
         for dev in config.devices:
             for tag in dev.tag_configs():
                 tags_by_asset.setdefault(tag.asset, []).append(tag)
+                sources.setdefault(tag.asset, {})[tag.role] = f"device {dev.name!r} tag {tag.name!r}"
             for asset in {t.asset for t in dev.tag_configs() if t.role != "generic"}:
                 intervals.setdefault(asset, []).append(dev.poll_interval)
         self._assets = {a.id: a for a in config.assets}
@@ -151,7 +159,7 @@ class AnalyticsStage:
             )
         self._streams = {
             a.id: StreamingAnalytics(
-                asset_spec(a, tags_by_asset.get(a.id, []), config.analytics),
+                asset_spec(a, tags_by_asset.get(a.id, []), config.analytics, sources.get(a.id)),
                 reorder_s=_reorder_window(intervals.get(a.id, [])),
             )
             for a in config.assets
