@@ -71,6 +71,7 @@ class AssetBlock:
     loaded_frac: F64
     loaded: B
     pressure_bar: F64
+    loaded_kwh: F64 | None = None  # compressor only: energy drawn while loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class _Totals:
     material_g: float = 0.0
     air_m3: float = 0.0
     loaded_s: float = 0.0
+    loaded_kwh: float = 0.0
     base_kwh: float = 0.0
 
     def add(self, blk: AssetBlock, dt: float) -> None:
@@ -128,6 +130,8 @@ class _Totals:
         self.material_g += float(blk.material_g.sum())
         self.air_m3 += float(blk.air_m3min.sum()) * dt / 60.0
         self.loaded_s += float(blk.loaded_frac.sum()) * dt
+        if blk.loaded_kwh is not None:
+            self.loaded_kwh += float(blk.loaded_kwh.sum())
 
 
 class PlantModel:
@@ -441,6 +445,7 @@ class PlantModel:
             loaded_frac=lf,
             loaded=loaded,
             pressure_bar=pressure,
+            loaded_kwh=p_load * (dt / 3600.0),
         )
 
     # ---- reporting -------------------------------------------------------------------------
@@ -493,6 +498,7 @@ class PlantModel:
                 material_g=t.material_g,
                 air_m3=t.air_m3,
                 loaded_s=t.loaded_s,
+                loaded_kwh=t.loaded_kwh,
                 base_kwh=t.base_kwh,
                 counter_initial={
                     s.name: self._counter_init[s.key]
