@@ -370,7 +370,9 @@ async def test_source_clock_off_by_an_hour_never_drops_or_reorders_data(plant: P
         hour = timedelta(hours=1)
         for value, shift in ((50.0, hour), (51.0, -hour), (52.0, hour)):
             stamp = datetime.now(UTC) + shift
-            await node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=stamp))
+            await node.write_value(
+                ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=stamp)
+            )
             await asyncio.sleep(0.25)
         batch = await collect(driver, 0.3)
         end = now_ns()
