@@ -12,6 +12,7 @@ __all__ = ["AnalyticsStage", "KpiBatch", "asset_spec", "kpi_batch"]
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -184,6 +185,18 @@ class AnalyticsStage:
             asset = self._assets[asset_id]
             for w in stream.flush():
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
+
+    def state(self) -> dict[str, Any]:
+        """What to persist to continue after a restart (see runtime/state_store.py)."""
+        return {"streams": self._streams}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a saved :meth:`state` (same config: the store checked it)."""
+        streams = state.get("streams", {})
+        for asset_id, stream in streams.items():
+            if asset_id in self._streams and isinstance(stream, StreamingAnalytics):
+                self._streams[asset_id] = stream
+        log.info("analytics continue from saved state for %d asset(s)", len(streams))
 
     def totals(self) -> dict[str, Totals]:
         return {asset_id: s.totals for asset_id, s in self._streams.items()}

@@ -19,6 +19,7 @@ from edge_agent.drivers.base import Driver
 from edge_agent.runtime.analytics_stage import AnalyticsStage
 from edge_agent.runtime.poller import DevicePoller
 from edge_agent.runtime.routing import Router
+from edge_agent.runtime.state_store import AnalyticsStateStore
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -45,6 +46,7 @@ class Agent:
         *,
         sink: BatchSink | None = None,
         drivers: dict[str, type[Driver[Any]]] | None = None,
+        persist_state: bool = True,
     ) -> None:
         from edge_agent.plugins import driver_registry
 
@@ -53,6 +55,10 @@ class Agent:
         self.sink = sink
         self.router = Router(config)
         self.analytics = AnalyticsStage(config)
+        # analytics continuity across restarts (kill -9 included): state beside the buffer
+        self.state_store = AnalyticsStateStore.beside_buffer(config) if persist_state else None
+        if self.state_store is not None and (saved := self.state_store.load()) is not None:
+            self.analytics.restore(saved)
         self._analytics_failed: set[str] = set()
         limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
         self.pollers = [
@@ -71,6 +77,8 @@ class Agent:
                     log.exception("analytics for asset %r failed; raw samples keep flowing", route.asset.id)
                 self._analytics_failed.add(route.asset.id)
                 kpis = []
+            if self.state_store is not None and (kpis or self.state_store.due()):
+                self.state_store.save(self.analytics.state())  # before closed windows go out
             if self.sink is not None:
                 await self.sink.submit("raw", route.asset, part)
                 for k in kpis:
@@ -92,6 +100,8 @@ class Agent:
         for k in self.analytics.flush():
             if self.sink is not None:
                 await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
+        if self.state_store is not None:
+            self.state_store.save(self.analytics.state())
         log.info("agent %r stopped", self.config.agent.name)
 
 
