@@ -228,7 +228,7 @@ def reference(
             if counter:
                 v0, v1 = int(val[role][a]), int(val[role][b])
                 # plausible counts in Δt: max rate plus one resolution step (same float ops)
-                lim = (t1 - t0) * (spec.max_rate(role) / cs.scale) / 1e9 + cs.step_counts
+                lim = float(t1 - t0 + cs.slack_ns) * (spec.max_rate(role) / cs.scale) / 1e9 + cs.step_counts
                 if v1 >= v0:
                     d = v1 - v0 if v1 - v0 <= lim else 0  # an implausible rise is a jump
                     jumps += d == 0 and v1 != v0

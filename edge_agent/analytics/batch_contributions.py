@@ -416,6 +416,7 @@ def batch_contributions(
                 scale=cs.scale,
                 max_rate_per_s=spec.max_rate(role),
                 step_counts=cs.step_counts,
+                slack_ns=cs.slack_ns,
             )
             resets[role] = int(np.count_nonzero(cd.reset))
             rollovers[role] = int(np.count_nonzero(cd.rollover))

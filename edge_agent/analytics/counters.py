@@ -1,9 +1,11 @@
 """Cumulative counters to exact integer deltas: every step checked against physics.
 
 Each delta, rise or fall, must fit what the asset could have drawn or made in the elapsed
-time: ``limit = max_rate·Δt / scale + step`` raw counts, where ``step`` is the counter's
-resolution in counts (one step of a coarse counter is always plausible: a 1 kWh meter may
-tick once in any interval, however short).
+time: ``limit = max_rate·(Δt + slack) / scale + step`` raw counts, where ``step`` is the
+counter's resolution in counts (one step of a coarse counter is always plausible: a 1 kWh
+meter may tick once in any interval, however short) and ``slack`` the time a reading may
+lag the count it shows (a meter that updates its register once a second, a gateway cache,
+a server that publishes late): counts of up to that long may show up in a short interval.
 
 * a rise within the limit is booked as it is;
 * a fall whose wrapped delta ``M + 1 − v_prev + v`` fits is a **rollover**;
@@ -62,9 +64,11 @@ def as_raw_counts(values: np.ndarray, maximum: int, where: str) -> npt.NDArray[n
     return raw
 
 
-def limit_counts(dt_ns: float, *, scale: float, max_rate_per_s: float, step_counts: int = 1) -> float:
-    """Plausible maximum delta in raw counts over ``dt_ns``: rate·Δt plus one resolution step."""
-    return dt_ns * (max_rate_per_s / scale) / 1e9 + step_counts
+def limit_counts(
+    dt_ns: float, *, scale: float, max_rate_per_s: float, step_counts: int = 1, slack_ns: int = 0
+) -> float:
+    """Plausible maximum delta in raw counts over ``dt_ns``: rate·(Δt + slack) plus one step."""
+    return (dt_ns + slack_ns) * (max_rate_per_s / scale) / 1e9 + step_counts
 
 
 def counter_deltas(
@@ -75,6 +79,7 @@ def counter_deltas(
     scale: float,
     max_rate_per_s: float,
     step_counts: int = 1,
+    slack_ns: int = 0,
 ) -> CounterDeltas:
     """Deltas between consecutive readings ``raw`` taken at ``t_ns`` (both length n ≥ 1).
 
@@ -82,7 +87,7 @@ def counter_deltas(
     """
     v0 = raw[:-1]
     v1 = raw[1:]
-    dt_ns: npt.NDArray[np.float64] = (t_ns[1:] - t_ns[:-1]).astype(np.float64)
+    dt_ns: npt.NDArray[np.float64] = (t_ns[1:] - t_ns[:-1] + slack_ns).astype(np.float64)
     limit: npt.NDArray[np.float64] = dt_ns * (max_rate_per_s / scale) / 1e9 + float(step_counts)
     fall = v1 < v0
     delta = v1 - v0  # uint64 wraps on a fall; fixed below

@@ -92,6 +92,13 @@ class CounterSpec:
     max_rate_per_s: float | None = None
     step_counts: int = 1
     """The counter's resolution in raw counts: one step is plausible in any interval."""
+    slack_s: float = 2.0
+    """How long a reading may lag the count it shows (register update period, gateway
+    cache, late publishing): that much more time's worth of counts is plausible."""
+
+    @property
+    def slack_ns(self) -> int:
+        return round(self.slack_s * 1e9)
 
     @property
     def maximum(self) -> int:
@@ -222,6 +229,8 @@ class AssetSpec:
                     "needed to tell a rollover from a reset; give the "
                     "fastest plausible rate in units per second",
                 )
+            if not c.slack_s >= 0:
+                bad(f"{where}.slack_s", f"got {c.slack_s}; give the reading's lag in seconds (>= 0)")
             if c.step_counts < 1:
                 bad(f"{where}.step_counts", f"got {c.step_counts}; the resolution is >= 1 raw count")
             if c.max_rate_per_s is not None and not c.max_rate_per_s > 0:

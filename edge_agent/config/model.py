@@ -99,6 +99,12 @@ class TagConfig(StrictModel):
     resolution: float | None = Field(
         None, gt=0, description="smallest step the counter shows, engineering units (default: one raw count)"
     )
+    counter_lag: Seconds | None = Field(
+        None,
+        ge=0,
+        description="how long a reading may lag the count it shows (register update period, gateway "
+        "cache); that much more time's worth of counts is plausible in one step (default 2 s)",
+    )
     writable: bool = False
 
     @model_validator(mode="after")
@@ -113,9 +119,10 @@ class TagConfig(StrictModel):
 
     @model_validator(mode="after")
     def _counter_fields(self) -> TagConfig:
-        if not self.is_counter and (self.max_rate_per_s is not None or self.resolution is not None):
+        counter_only = (self.max_rate_per_s, self.resolution, self.counter_lag)
+        if not self.is_counter and any(x is not None for x in counter_only):
             raise ValueError(
-                f"tag {self.name!r}: max_rate_per_s and resolution apply to counter roles only, "
+                f"tag {self.name!r}: max_rate_per_s, resolution and counter_lag apply to counter roles only, "
                 f"not {self.role!r}; remove them or give the tag a *_counter role"
             )
         return self

@@ -85,6 +85,7 @@ def asset_spec(
                 max_value=tag.counter_max,
                 max_rate_per_s=tag.max_rate_per_s or _COUNT_RATE_PER_S.get(tag.role),
                 step_counts=tag.step_counts,
+                **({"slack_s": tag.counter_lag} if tag.counter_lag is not None else {}),
             )
         else:
             signals.add(tag.role)

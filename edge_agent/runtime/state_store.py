@@ -20,6 +20,7 @@ __all__ = ["AnalyticsStateStore"]
 
 import hashlib
 import io
+import json
 import logging
 import os
 import pickle
@@ -48,12 +49,13 @@ class _Unpickler(pickle.Unpickler):
 
 def config_fingerprint(config: AgentConfig) -> bytes:
     """Digest of what shapes the analytics: assets, tags and the analytics section."""
-    parts = [
-        *(a.model_dump_json() for a in config.assets),
-        *(t.model_dump_json() for d in config.devices for t in d.tag_configs()),
-        config.analytics.model_dump_json(),
-    ]
-    return hashlib.sha256("\n".join(parts).encode()).digest()
+    doc = {
+        "assets": [a.model_dump(mode="json") for a in config.assets],
+        "tags": [t.model_dump(mode="json") for d in config.devices for t in d.tag_configs()],
+        "analytics": config.analytics.model_dump(mode="json"),
+    }
+    # sorted keys: the same config written in another key order is the same config
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()
 
 
 class AnalyticsStateStore:

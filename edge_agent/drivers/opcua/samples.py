@@ -204,7 +204,6 @@ class SampleLog:
             status={name: sm[:, j] for j, name in enumerate(layout.names)},
         )
 
-
     def _hold(
         self,
         fm: npt.NDArray[np.float64],
