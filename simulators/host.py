@@ -12,6 +12,7 @@ __all__ = ["Simulator", "serve"]
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from types import TracebackType
@@ -79,6 +80,8 @@ class Simulator:
         self._snapshot: Snapshot | None = None
         self._faults: list[Fault] = []
         self._background: set[asyncio.Task[None]] = set()
+        #: called with (wall ns, truth) on every publish: what a client can read from then on
+        self.on_publish: list[Callable[[int, PlantTruth], None]] = []
 
     # ---- ports -----------------------------------------------------------------------------------
     @property
@@ -158,6 +161,10 @@ class Simulator:
         snap = self._snapshot = self.model.snapshot()
         if self.modbus:
             self.modbus.update(snap)
+        if self.on_publish:  # tests: the truth exactly as served, stamped when it is served
+            served_ns, truth = time.time_ns(), self.model.truth()
+            for hook in self.on_publish:
+                hook(served_ns, truth)
         if self.opcua:
             await self.opcua.update(snap)
 

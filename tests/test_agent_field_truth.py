@@ -7,7 +7,7 @@ counter (imm1, read both subscribed and polled), a restart that reloads a stale 
 count (comp1), a subscribed node that never changes (main's outdoor temperature), and the
 agent killed with SIGKILL right after it saved its state, then started again.
 
-"The same interval": the truth is recorded every 20 ms and taken between each asset's first
+"The same interval": the truth is recorded as served (every simulator publish) and taken between each asset's first
 and last counter reading; a counter step the agent must not book (a jump) is taken out of
 the truth by the two readings around it; while the agent was dead the truth goes to the
 unattributed (``unknown``) bucket, and for time KPIs the span the agent marks unknown
@@ -17,7 +17,6 @@ unattributed (``unknown``) bucket, and for time KPIs the span the agent marks un
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -171,7 +170,7 @@ def start_agent(path: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: MosquittoServer) -> Run:  # noqa: C901
+async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: MosquittoServer) -> Run:
     tmp = tmp_path_factory.mktemp("field")
     r = Run()
     prefix = f"field{time.time_ns()}"
@@ -192,13 +191,9 @@ async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: Mosqui
         freeze = sim.opcua_freeze("main.outdoor_temp_c")  # a subscribed node that never changes
         r.frozen_temp = float(sim.snapshot().value("main", "outdoor_temp_c"))
 
-        async def record() -> None:
-            while True:
-                r.truths.append((time.time_ns(), sim.truth()))
-                await asyncio.sleep(0.02)
-
+        r.truths.append((time.time_ns(), sim.truth()))
+        sim.on_publish.append(lambda ns, truth: r.truths.append((ns, truth)))
         listener = Listener(mosquitto_server, f"{prefix}/#", r)
-        recorder = asyncio.create_task(record())
         agent_log = tmp / "agent.log"
         proc = start_agent(cfg_path, agent_log)
         try:
@@ -251,9 +246,7 @@ async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: Mosqui
         finally:
             if proc.poll() is None:
                 proc.kill()
-            recorder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recorder
+            sim.on_publish.clear()
             listener.close()
             freeze.clear()
         r.log = agent_log.read_text(encoding="utf-8", errors="replace")
@@ -280,8 +273,12 @@ def figures(t: AssetTruth) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
+TRUTH_OF = {"imm1m": "imm1"}  # imm1 read twice: polled over Modbus as asset imm1m
+
+
 def between(r: Run, asset: str, a: int, b: int) -> dict[str, float]:
-    return figures(truth_at(r, b)[asset].minus(truth_at(r, a)[asset]))
+    name = TRUTH_OF.get(asset, asset)
+    return figures(truth_at(r, b)[name].minus(truth_at(r, a)[name]))
 
 
 def minus(x: dict[str, float], y: dict[str, float]) -> dict[str, float]:
@@ -345,10 +342,10 @@ def report(r: Run, name: str, agent: float, truth: float) -> None:
 
 # ---- acceptance -------------------------------------------------------------------------------------
 async def test_injected_faults_happened_and_were_seen(run: Run) -> None:
-    assert "counter jumped" in run.log  # logged once per jump, with device and tag
-    jumps = [ln for ln in run.log.splitlines() if "counter jumped" in ln]
-    assert any("imm1" in ln and "'energy_kwh'" in ln for ln in jumps)
-    assert any("comp1" in ln for ln in jumps)
+    jumps = [ln for ln in run.log.splitlines() if "counter jumped" in ln]  # one line per jump
+    assert any("'imm1' device 'imm1-ua-subscribe' tag 'good_parts'" in ln for ln in jumps)
+    assert any("'imm1m' device 'imm1-modbus' tag 'good_parts'" in ln for ln in jumps)
+    assert any("'comp1' device 'comp1-opcua' tag 'energy_kwh'" in ln and "-> 1002" in ln for ln in jumps)
     assert "continue from saved state" in run.log
     assert len(run.saved) >= 4
 
@@ -361,14 +358,17 @@ async def test_energy_per_asset_and_by_state_match_truth(run: Run) -> None:
         report(run, f"{asset} energy kWh", got["energy_kwh"], total)
         assert close(got["energy_kwh"], total), (asset, got["energy_kwh"], total)
         report(run, f"{asset} energy unattributed kWh", got["energy_unknown_kwh"], exp.unattributed)
-        assert close(got["energy_unknown_kwh"], exp.unattributed), asset
+        # a bucket: 1 % of itself or 0.5 % of the asset's energy (a subscription's held
+        # counter is up to one publishing interval old at the restart's edges)
+        bucket = 0.005 * total
+        assert close(got["energy_unknown_kwh"], exp.unattributed, abs_=bucket), asset
         if asset == "main":
             continue  # a meter has no states
         for s in STATES:
             want = exp.counted[f"e_{s}"]
             if want > 0.01:
                 report(run, f"{asset} energy {s} kWh", got[f"energy_{s}_kwh"], want)
-            assert close(got[f"energy_{s}_kwh"], want, abs_=0.005 * exp.counted["energy"]), (asset, s)
+            assert close(got[f"energy_{s}_kwh"], want, abs_=bucket), (asset, s)
 
 
 async def test_parts_sec_scrap_availability_oee_yield_match_truth(run: Run) -> None:
@@ -462,7 +462,8 @@ async def test_constant_subscribed_node_holds_in_every_window(run: Run) -> None:
 
 
 async def test_print_figures(run: Run) -> None:
-    print("\n".join(ln for ln in run.log.splitlines() if "jumped" in ln))
+    print("\n".join(ln[:200] for ln in run.log.splitlines() if "jumped" in ln))
+    print("saved", sorted(run.saved), "raw", sorted(run.raw))
     uptime = os.getloadavg()
     print("\n" + "\n".join(run.figures) + f"\nload average {uptime[0]:.2f} {uptime[1]:.2f} {uptime[2]:.2f}")
     print(json.dumps({k: v / NS for k, v in run.events.items()}))

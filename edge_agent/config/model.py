@@ -204,6 +204,11 @@ class AgentConfig(StrictModel):
                 if tag.name in seen:
                     raise ValueError(f"device {dev.name!r}: tag name {tag.name!r} is used twice")
                 seen.add(tag.name)
+                if tag.is_counter and f"{tag.name}_raw" in {t.name for t in dev.tag_configs()}:
+                    raise ValueError(
+                        f"device {dev.name!r}: tag {tag.name + '_raw'!r} clashes with the raw-count "
+                        f"column the agent adds for counter {tag.name!r}; rename it"
+                    )
                 if tag.role != "generic":
                     key = (tag.asset, tag.role)
                     if key in roles:

@@ -18,7 +18,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from edge_agent.batch import SampleBatch, now_ns
+from edge_agent.batch import SampleBatch, cause_of, now_ns
 from edge_agent.drivers.base import Driver
 from edge_agent.errors import DeviceConnectError, DriverError
 
@@ -133,7 +133,7 @@ class DevicePoller:
         else:
             log.debug("%s (still failing)", exc)
         if self._tag_names:
-            await self.handler(SampleBatch.bad(self.name, now_ns(), self._tag_names))
+            await self.handler(SampleBatch.bad(self.name, now_ns(), self._tag_names, cause_of(exc)))
 
     def _recovered(self) -> None:
         if self.stats.down_since is not None:

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig
+from edge_agent.delivery.units import EngineeringUnits
 from edge_agent.drivers.base import Driver
 from edge_agent.runtime.analytics_stage import AnalyticsStage
 from edge_agent.runtime.poller import DevicePoller
@@ -60,6 +61,8 @@ class Agent:
         if self.state_store is not None and (saved := self.state_store.load()) is not None:
             self.analytics.restore(saved)
         self._analytics_failed: set[str] = set()
+        # raw samples go out in engineering units, counters with their exact count beside
+        self._units = {dev.name: EngineeringUnits(dev.tag_configs()) for dev in config.devices}
         limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
         self.pollers = [
             DevicePoller(registry[dev.driver](dev), self._on_batch, limiter=limiter)
@@ -80,7 +83,7 @@ class Agent:
             if self.state_store is not None and (kpis or self.state_store.due()):
                 self.state_store.save(self.analytics.state())  # before closed windows go out
             if self.sink is not None:
-                await self.sink.submit("raw", route.asset, part)
+                await self.sink.submit("raw", route.asset, self._units[batch.device](part))
                 for k in kpis:
                     await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
 
