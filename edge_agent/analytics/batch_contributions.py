@@ -83,6 +83,9 @@ class Carry:
     obs_t: int | None = None
     obs_state: int = _UNKNOWN
     time_base: TimeBase = field(default_factory=TimeBase)  # of the energy counter (:mod:`state_change`)
+    resumed: frozenset[str] = frozenset()
+    """Roles whose last sample predates an agent restart: their next interval is a gap
+    whatever its length (what was made while the agent was down is unattributed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +407,8 @@ def batch_contributions(
             continue
         t0, t1 = tu[:-1], tu[1:]
         short = (t1 - t0) <= G
+        if prev is not None and role in carry.resumed:
+            short[0] = False  # across the agent's own downtime: never booked to a state
         gaps[role] = int(short.size - np.count_nonzero(short))
         g01 = (gu[:-1] & gu[1:])[short].astype(np.float64)
         spans.append(SpanSet(t0[short], t1[short], (Target(USABLE_S[role]), Target(GOOD_S[role], g01))))
@@ -476,6 +481,7 @@ def batch_contributions(
         obs_t=int(o_t[-1]) if o_t.size else carry.obs_t,
         obs_state=int(o_s[-1]) if o_s.size else carry.obs_state,
         time_base=time_base,
+        resumed=carry.resumed - {r for r, rc in new_roles.items() if rc is not carry.roles.get(r)},
     )
     return Contributions(
         new_carry,

@@ -13,7 +13,7 @@ __all__ = ["StreamingAnalytics"]
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -120,6 +120,11 @@ class StreamingAnalytics:
         self._cov_col = GOOD_S[cov_role] if cov_role is not None else None
 
     # ---- public -------------------------------------------------------------------
+    def resumed(self) -> None:
+        """This state was restored after an agent restart: whatever the counters made while
+        the agent was down goes to the unattributed (unknown) state, as a gap."""
+        self._carry = replace(self._carry, resumed=frozenset(self._carry.roles))
+
     def update(
         self,
         ts_ns: npt.NDArray[np.int64],

@@ -196,6 +196,7 @@ class AnalyticsStage:
         streams = state.get("streams", {})
         for asset_id, stream in streams.items():
             if asset_id in self._streams and isinstance(stream, StreamingAnalytics):
+                stream.resumed()
                 self._streams[asset_id] = stream
         log.info("analytics continue from saved state for %d asset(s)", len(streams))
 
