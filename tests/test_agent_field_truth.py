@@ -10,8 +10,9 @@ agent killed with SIGKILL right after it saved its state, then started again.
 "The same interval": the truth is recorded as served (every simulator publish) and taken
 between each asset's first and last counter reading; a counter step the agent must not
 book (a jump) is taken out of the truth by the two readings around it; while the agent
-was dead the truth goes to the unattributed (``unknown``) bucket, and for time KPIs the span the agent marks unknown
-(from its saved state + max gap to its first reading after the restart) is left out.
+was dead the truth goes to the unattributed (``unknown``) bucket, and for time KPIs the
+span the agent marks unknown (from its saved state + max gap to its first reading after
+the restart) is left out.
 """
 
 from __future__ import annotations
