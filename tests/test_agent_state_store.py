@@ -117,3 +117,21 @@ def test_a_failing_disk_does_not_stop_the_agent(tmp_path: Path, caplog: pytest.L
         (tmp_path / "ro").chmod(0o700)
     if store.saves == 0:  # root may write anyway; then there is nothing to check
         assert len([r for r in caplog.records if "cannot save" in r.getMessage()]) == 1
+
+
+def test_windows_closed_just_before_a_crash_are_replayed_not_lost(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    store = AnalyticsStateStore.beside_buffer(cfg)
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [0.0, 1.0, 2.0], [1000, 1050, 1100])
+    closed = list(stage.flush())  # stands in for windows an update just closed
+    assert closed
+    store.save(stage.state(closed))  # saved with them; the process dies before delivery
+    saved = store.load()
+    assert saved is not None
+    replay = AnalyticsStage(cfg).restore(saved)
+    assert [(k.asset.id, k.window) for k in replay] == [(k.asset.id, k.window) for k in closed]
+    assert replay[0].batch.values.keys() == closed[0].batch.values.keys()
+    store.save(stage.state())  # the next save: delivered, nothing to replay
+    saved = store.load()
+    assert saved is not None and AnalyticsStage(cfg).restore(saved) == []

@@ -187,18 +187,26 @@ class AnalyticsStage:
             for w in stream.flush():
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
 
-    def state(self) -> dict[str, Any]:
-        """What to persist to continue after a restart (see runtime/state_store.py)."""
-        return {"streams": self._streams}
+    def state(self, outbox: list[KpiBatch] | None = None) -> dict[str, Any]:
+        """What to persist to continue after a restart (see runtime/state_store.py).
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a saved :meth:`state` (same config: the store checked it)."""
+        ``outbox``: windows just closed and not yet handed to delivery. They are saved with
+        the state that closed them, so a crash before the hand-over replays them instead
+        of losing them (a replayed window is identical: delivery overwrites it).
+        """
+        pending = [(k.asset.id, k.window, k.batch) for k in outbox or []]
+        return {"streams": self._streams, "outbox": pending}
+
+    def restore(self, state: dict[str, Any]) -> list[KpiBatch]:
+        """Continue from a saved :meth:`state` (same config: the store checked it); returns
+        the windows to hand to delivery again."""
         streams = state.get("streams", {})
         for asset_id, stream in streams.items():
             if asset_id in self._streams and isinstance(stream, StreamingAnalytics):
                 stream.resumed()
                 self._streams[asset_id] = stream
         log.info("analytics continue from saved state for %d asset(s)", len(streams))
+        return [KpiBatch(self._assets[a], w, b) for a, w, b in state.get("outbox", []) if a in self._assets]
 
     def totals(self) -> dict[str, Totals]:
         return {asset_id: s.totals for asset_id, s in self._streams.items()}

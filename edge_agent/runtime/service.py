@@ -17,7 +17,7 @@ from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig
 from edge_agent.delivery.units import EngineeringUnits
 from edge_agent.drivers.base import Driver
-from edge_agent.runtime.analytics_stage import AnalyticsStage
+from edge_agent.runtime.analytics_stage import AnalyticsStage, KpiBatch
 from edge_agent.runtime.poller import DevicePoller
 from edge_agent.runtime.routing import Router
 from edge_agent.runtime.state_store import AnalyticsStateStore
@@ -58,8 +58,9 @@ class Agent:
         self.analytics = AnalyticsStage(config)
         # analytics continuity across restarts (kill -9 included): state beside the buffer
         self.state_store = AnalyticsStateStore.beside_buffer(config) if persist_state else None
+        self._replay: list[KpiBatch] = []
         if self.state_store is not None and (saved := self.state_store.load()) is not None:
-            self.analytics.restore(saved)
+            self._replay = self.analytics.restore(saved)
         self._analytics_failed: set[str] = set()
         # raw samples go out in engineering units, counters with their exact count beside
         self._units = {dev.name: EngineeringUnits(dev.tag_configs()) for dev in config.devices}
@@ -81,7 +82,7 @@ class Agent:
                 self._analytics_failed.add(route.asset.id)
                 kpis = []
             if self.state_store is not None and (kpis or self.state_store.due()):
-                self.state_store.save(self.analytics.state())  # before closed windows go out
+                self.state_store.save(self.analytics.state(kpis))  # closed windows ride along
             if self.sink is not None:
                 await self.sink.submit("raw", route.asset, self._units[batch.device](part))
                 for k in kpis:
@@ -95,6 +96,10 @@ class Agent:
             len(self.pollers),
             len(self.config.assets),
         )
+        for k in self._replay:  # windows closed just before a crash, maybe never handed over
+            if self.sink is not None:
+                await self.sink.submit("kpi", k.asset, k.batch, window=k.window)
+        self._replay = []
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(p.run(), name=f"poll:{p.name}") for p in self.pollers]
             await stop.wait()

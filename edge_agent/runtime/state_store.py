@@ -8,8 +8,9 @@ windows continue, so a window reported twice is always the fuller one.
 The file ``<buffer>.analytics-state`` holds one pickle of every asset's
 :class:`StreamingAnalytics`, behind a header with a format version and a fingerprint of
 the config parts that shape the analytics. It is written atomically (temporary file,
-fsync, rename) and cheaply: when a KPI window has closed (so an emitted window is never
-open again in the saved state), every ``interval`` seconds, and at shutdown — never per
+fsync, rename) and cheaply: when a KPI window has closed (saved with the windows it closed,
+replayed after a crash before their hand-over, so a window is never lost and an emitted one
+is never open again in the saved state), every ``interval`` seconds, and at shutdown — never per
 poll. A missing, corrupt or foreign file (another config, another format) means a clean
 start with one warning, never a crash. Loading only accepts edge_agent and numpy types.
 """
