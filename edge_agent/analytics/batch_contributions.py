@@ -54,6 +54,7 @@ log = logging.getLogger("edge_agent.analytics")
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
 _UNKNOWN = int(MachineState.UNKNOWN)
+_STATE_RESUMED = "state"  # in Carry.resumed: the held state ends where the dead agent's data did
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
 _KWH = 1.0 / 3600.0  # kW·s → kWh
@@ -85,7 +86,8 @@ class Carry:
     time_base: TimeBase = field(default_factory=TimeBase)  # of the energy counter (:mod:`state_change`)
     resumed: frozenset[str] = frozenset()
     """Roles whose last sample predates an agent restart: their next interval is a gap
-    whatever its length (what was made while the agent was down is unattributed)."""
+    whatever its length (what was made while the agent was down is unattributed); with
+    ``"state"``, the held state is not stretched over the downtime either."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +275,9 @@ def _time_in_state(
             start[j] = o_t[j - 1] + _change_offsets(o_t[j - 1], o_t[j], obs_switch[o_row[j]], switches)
     nxt = np.append(start[1:], hi) if o_t.size else o_t  # no observation: nothing to hold
     held = np.minimum(nxt, o_t + G)
+    if carry.obs_t is not None and _STATE_RESUMED in carry.resumed and carry.latest_ns is not None:
+        # across the agent's own downtime the state is unknown: hold only to the last row seen
+        held[0] = min(int(held[0]), max(carry.latest_ns, carry.obs_t))
     # in time order (so windows are found without a binary search per span): the lead-in
     # before any observation, then per observation its held state and the unknown after G
     k = len(lead)
@@ -481,7 +486,9 @@ def batch_contributions(
         obs_t=int(o_t[-1]) if o_t.size else carry.obs_t,
         obs_state=int(o_s[-1]) if o_s.size else carry.obs_state,
         time_base=time_base,
-        resumed=carry.resumed - {r for r, rc in new_roles.items() if rc is not carry.roles.get(r)},
+        resumed=carry.resumed
+        - {r for r, rc in new_roles.items() if rc is not carry.roles.get(r)}
+        - {_STATE_RESUMED},
     )
     return Contributions(
         new_carry,

@@ -123,7 +123,7 @@ class StreamingAnalytics:
     def resumed(self) -> None:
         """This state was restored after an agent restart: whatever the counters made while
         the agent was down goes to the unattributed (unknown) state, as a gap."""
-        self._carry = replace(self._carry, resumed=frozenset(self._carry.roles))
+        self._carry = replace(self._carry, resumed=frozenset({*self._carry.roles, "state"}))
 
     def update(
         self,
