@@ -48,7 +48,8 @@ from simulators.truth import AssetTruth
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-RUN_S = 75.0  # wall seconds of plant operation (time scale 120: 2.5 h of the shift schedule)
+RUN_S = 75.0  # wall seconds of plant operation
+TIME_SCALE = 30.0  # 75 s of wall time are 37.5 min of the shift schedule (states last seconds)
 MAX_GAP_S = 5.0  # the bundled configs' value
 STATES = ("off", "idle", "setup", "producing", "fault")
 CNC_CODES = {"off": 0, "idle": 1, "setup": 7, "producing": 2, "fault": 9}
@@ -178,9 +179,9 @@ async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: Mosqui
     prefix = f"field{time.time_ns()}"
     codes = {"cnc1": CNC_CODES}
     # skip the quiet start of the demo schedule: production from the first seconds
-    start = PlantModel(seed=2, time_scale=120).schedule_start + 30 * 120
+    start = PlantModel(seed=2, time_scale=TIME_SCALE).schedule_start + 3600
     async with simulators.Simulator(
-        seed=2, time_scale=120, modbus_port=0, opcua_port=0, state_codes=codes, schedule_start=start
+        seed=2, time_scale=TIME_SCALE, modbus_port=0, opcua_port=0, state_codes=codes, schedule_start=start
     ) as sim:
         raw_cfg = agent_config(sim, tmp, mosquitto_server, prefix)
         r.rated = {a["id"]: float(a["rated_power_kw"]) for a in raw_cfg["assets"]}
@@ -210,7 +211,7 @@ async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: Mosqui
 
             await asyncio.sleep(3)
             n = shots()
-            await _until(lambda: shots() != n, 20, "an imm1 shot")
+            await _until(lambda: shots() != n, 40, "an imm1 shot")
             r.events["imm1_jump_start"] = time.time_ns()
             # far from every reading and from the wrap: each counter's step is a plain jump
             jumped = await sim.restart_device("imm1", counters="jump", down_s=0.3, to=3_000_000_000)
@@ -327,11 +328,11 @@ def expected(r: Run, asset: str) -> Expected:
     return Expected(counted, down["energy"], timed, minus(whole, down))
 
 
-def agent_sums(r: Run, asset: str, window: str = "15s") -> dict[str, float]:
+def agent_sums(r: Run, asset: str, window: str = "15s", only: set[int] | None = None) -> dict[str, float]:
     """Σ over the asset's windows, each taken as last reported (the fuller one)."""
     out: dict[str, float] = defaultdict(float)
-    for (a, w, _), rows in r.kpi.items():
-        if a == asset and w == window:
+    for (a, w, ts), rows in r.kpi.items():
+        if a == asset and w == window and (only is None or ts in only):
             for k, v in rows[-1].items():
                 if v is not None:
                     out[k] += v
@@ -358,24 +359,29 @@ async def test_injected_faults_happened_and_were_seen(run: Run) -> None:
 
 
 async def test_energy_per_asset_and_by_state_match_truth(run: Run) -> None:
+    off: list[tuple[str, str]] = []  # every figure is reported, then all must agree
     for asset in ("cnc1", "imm1", "imm1m", "comp1", "main"):
         exp = expected(run, asset)
         got = agent_sums(run, asset)
         total = exp.counted["energy"] + exp.unattributed
         report(run, f"{asset} energy kWh", got["energy_kwh"], total)
-        assert close(got["energy_kwh"], total), (asset, got["energy_kwh"], total)
+        if not close(got["energy_kwh"], total):
+            off.append((asset, "energy"))
+        if asset == "main":
+            continue  # a meter has no states: all its energy is "unknown" by definition
         report(run, f"{asset} energy unattributed kWh", got["energy_unknown_kwh"], exp.unattributed)
         # a bucket: 1 % of itself or 0.5 % of the asset's energy (a subscription's held
         # counter is up to one publishing interval old at the restart's edges)
         bucket = 0.005 * total
-        assert close(got["energy_unknown_kwh"], exp.unattributed, abs_=bucket), asset
-        if asset == "main":
-            continue  # a meter has no states
+        if not close(got["energy_unknown_kwh"], exp.unattributed, abs_=bucket):
+            off.append((asset, "unattributed"))
         for s in STATES:
             want = exp.counted[f"e_{s}"]
             if want > 0.01:
                 report(run, f"{asset} energy {s} kWh", got[f"energy_{s}_kwh"], want)
-            assert close(got[f"energy_{s}_kwh"], want, abs_=bucket), (asset, s)
+            if not close(got[f"energy_{s}_kwh"], want, abs_=bucket):
+                off.append((asset, s))
+    assert not off
 
 
 async def test_parts_sec_scrap_availability_oee_yield_match_truth(run: Run) -> None:
@@ -433,15 +439,28 @@ async def test_compressor_load_share_and_specific_power_match_truth(run: Run) ->
     report(run, "comp1 loaded share", share, truth_share)
     report(run, "comp1 loaded s", got["time_producing_s"], t["t_producing"])
     report(run, "comp1 unloaded s", got["time_idle_s"], t["t_idle"])
-    assert close(share, truth_share, abs_=0.0)
     sp = (got["energy_kwh"] - got["energy_unknown_kwh"]) * 60.0 / got["air_volume_m3"]
     truth_sp = c["energy"] * 60.0 / exp.analog["air_m3"]
     report(run, "comp1 specific power kW/(m3/min)", sp, truth_sp)
     assert close(sp, truth_sp, abs_=0.0)
+    assert close(share, truth_share, abs_=0.0)
 
 
 async def test_poll_and_subscribe_give_the_same_kpis(run: Run) -> None:
-    sub, poll = agent_sums(run, "imm1"), agent_sums(run, "imm1m")
+    # the same plant, in the complete windows where neither path had a fault or a restart
+    ev = run.events
+    faults = [
+        (ev["imm1_jump_start"] - 20 * NS, ev["imm1_jump_end"] + 20 * NS),
+        (ev["killed"] - 20 * NS, ev["restarted"] + 20 * NS),
+    ]
+    all_starts = sorted({ts for (a, w, ts) in run.kpi if a == "imm1" and w == "15s"})
+    starts = {
+        ts
+        for ts in all_starts[1:-1]
+        if not any(a < ts + 15 * NS and ts < b for a, b in faults) and ts + 15 * NS < ev["stopped"]
+    }
+    assert len(starts) >= 2
+    sub, poll = agent_sums(run, "imm1", only=starts), agent_sums(run, "imm1m", only=starts)
     for k in ("energy_kwh", "produced_quantity", "good_quantity", "time_producing_s", "pbt_s"):
         report(run, f"imm1 subscribed vs polled {k}", sub[k], poll[k])
         assert close(sub[k], poll[k]), (k, sub[k], poll[k])
