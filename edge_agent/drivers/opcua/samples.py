@@ -153,8 +153,9 @@ class SampleLog:
                 quality[k] = Quality.BAD
             else:
                 ival[k] = exact
-        fval = fval * layout.scale[tag] + layout.offset[tag]
-        quality[~is_int & np.isnan(fval)] = Quality.BAD
+        with np.errstate(over="ignore"):  # a huge value × scale overflows to inf: Bad, like NaN
+            fval = fval * layout.scale[tag] + layout.offset[tag]
+        quality[~is_int & ~np.isfinite(fval)] = Quality.BAD
         bad = quality == Quality.BAD
         fval[bad] = np.nan
         ival[bad] = 0
