@@ -15,7 +15,7 @@ def test_demo_command_exits_zero_and_agrees_with_truth(tmp_path: Path) -> None:
             "edge_agent.cli",
             "demo",
             "--duration",
-            "20",
+            "30",
             "--no-table",
             "--data-dir",
             str(tmp_path),
