@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,8 +49,8 @@ from simulators.truth import AssetTruth
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-RUN_S = 75.0  # wall seconds of plant operation
-TIME_SCALE = 30.0  # 75 s of wall time are 37.5 min of the shift schedule (states last seconds)
+RUN_S = 85.0  # wall seconds of plant operation
+TIME_SCALE = 30.0  # 85 s of wall time are 42.5 min of the shift schedule (states last seconds)
 MAX_GAP_S = 5.0  # the bundled configs' value
 STATES = ("off", "idle", "setup", "producing", "fault")
 CNC_CODES = {"off": 0, "idle": 1, "setup": 7, "producing": 2, "fault": 9}
@@ -353,7 +354,8 @@ async def test_injected_faults_happened_and_were_seen(run: Run) -> None:
     jumps = [ln for ln in run.log.splitlines() if "counter jumped" in ln]  # one line per jump
     assert any("'imm1' device 'imm1-ua-subscribe' tag 'good_parts'" in ln for ln in jumps)
     assert any("'imm1m' device 'imm1-modbus' tag 'good_parts'" in ln for ln in jumps)
-    assert any("'comp1' device 'comp1-opcua' tag 'energy_kwh'" in ln and "-> 1002" in ln for ln in jumps)
+    comp1 = [ln for ln in jumps if "'comp1' device 'comp1-opcua' tag 'energy_kwh'" in ln]
+    assert comp1 and 1002 <= int(re.search(r"-> (\d+)", comp1[0]).group(1)) < 1200  # type: ignore[union-attr]
     assert "continue from saved state" in run.log
     assert len(run.saved) >= 4
 
@@ -450,8 +452,8 @@ async def test_poll_and_subscribe_give_the_same_kpis(run: Run) -> None:
     # the same plant, in the complete windows where neither path had a fault or a restart
     ev = run.events
     faults = [
-        (ev["imm1_jump_start"] - 20 * NS, ev["imm1_jump_end"] + 20 * NS),
-        (ev["killed"] - 20 * NS, ev["restarted"] + 20 * NS),
+        (ev["imm1_jump_start"] - 2 * NS, ev["imm1_jump_end"] + 2 * NS),
+        (ev["killed"] - 2 * NS, ev["restarted"] + 5 * NS),
     ]
     all_starts = sorted({ts for (a, w, ts) in run.kpi if a == "imm1" and w == "15s"})
     starts = {
