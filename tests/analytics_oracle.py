@@ -161,7 +161,9 @@ def reference(
         if "state" in spec.roles and usable("state", k):
             code = float(val["state"][k])
             if code == int(code) and 0 <= code <= int(MachineState.FAULT):
-                s = int(code)
+                # a compressor's load/unload tag cannot say "off": its power can
+                drawn_off = spec.kind == "compressor" and s == int(MachineState.OFF)
+                s = int(MachineState.OFF) if drawn_off else int(code)
                 hint.pop(k, None)  # the PLC's word, not the timer's
         if s is not None:
             obs.append((t[k], s))

@@ -54,6 +54,7 @@ log = logging.getLogger("edge_agent.analytics")
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
 _UNKNOWN = int(MachineState.UNKNOWN)
+_OFF = int(MachineState.OFF)
 _STATE_RESUMED = "state"  # in Carry.resumed: the held state ends where the dead agent's data did
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
@@ -342,8 +343,13 @@ def batch_contributions(
     if st is not None:
         codes, valid = _state_codes(st[0], st[1])
         invalid_state = int(np.count_nonzero(st[1] & ~valid))
+        # a compressor's state tag is its load/unload signal, which reads "unload" when the
+        # compressor is switched off: where its power says off, it is off
+        drawn_off = valid & (obs_state == _OFF) if spec.kind == "compressor" else None
         obs_state[valid] = codes[valid]
         obs_switch[valid] = NO_SWITCH
+        if drawn_off is not None:
+            obs_state[drawn_off] = _OFF
     # instantaneous power at each row (NaN where none): the two sides of a change's split
     p_row = np.full(n, np.nan)
     if pw is not None and spec.power_mode == "instantaneous":
