@@ -41,11 +41,19 @@ PANELS: list[Panel] = [
         description="Instantaneous power as polled (Good and Uncertain samples only).",
     ),
     Panel(
+        "Energy meter reading per asset",
+        'SELECT last("energy_kwh") FROM "raw" WHERE "asset" =~ /^$asset$/ AND $timeFilter '
+        'GROUP BY time($__interval), "asset" fill(null)',
+        unit="kwatth",
+        description="The energy counter as the meter shows it, in kWh (scale applied by the agent; "
+        "the exact raw count is in energy_kwh_raw). Steps down at a meter swap or rollover.",
+    ),
+    Panel(
         "Energy by machine state (15 min)",
         kpi(
             'sum("energy_producing_kwh") AS "producing", sum("energy_idle_kwh") AS "idle", '
             'sum("energy_setup_kwh") AS "setup", sum("energy_fault_kwh") AS "fault", '
-            'sum("energy_off_kwh") AS "off"',
+            'sum("energy_off_kwh") AS "off", sum("energy_unknown_kwh") AS "unattributed"',
             "15min",
             'time(15m), "asset"',
         ),

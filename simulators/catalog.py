@@ -116,7 +116,7 @@ _METER: list[tuple[str, Role, Unit, DataType, float, str]] = [
 ]
 _MACHINE: list[tuple[str, Role, Unit, DataType, float, str]] = [
     *_METER,
-    ("good_parts", "part_counter", "parts", "uint32", 1.0, "good parts produced, wraps at 2^32"),
+    ("good_parts", "good_part_counter", "parts", "uint32", 1.0, "good parts produced, wraps at 2^32"),
     ("scrap_parts", "scrap_counter", "parts", "uint32", 1.0, "scrap parts produced, wraps at 2^32"),
     (
         "material_kg",
@@ -139,8 +139,10 @@ _COMPRESSOR: list[tuple[str, Role, Unit, DataType, float, str]] = [
         "free-air flow to the plant (after the receiver)",
     ),
     ("pressure_bar", "generic", "bar", "float32", 1.0, "receiver pressure, gauge"),
-    ("loaded", "generic", "1", "uint16", 1.0, "1 while the compressor is loaded, else 0"),
-    ("state", "state", "state", "uint16", 1.0, "0 off, 1 idle (leaks only), 3 producing (machines need air)"),
+    # the load signal is the compressor's state (0 unload, 1 load: state_codes in the config);
+    # its PLC "state" says what the plant demands, not what the compressor does
+    ("loaded", "state", "state", "uint16", 1.0, "1 while the compressor is loaded, else 0"),
+    ("state", "generic", "1", "uint16", 1.0, "demand: 0 off, 1 leaks only, 3 machines need air"),
 ]
 _MAIN: list[tuple[str, Role, Unit, DataType, float, str]] = [
     *_METER,

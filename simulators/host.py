@@ -12,20 +12,21 @@ __all__ = ["Simulator", "serve"]
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from types import TracebackType
 from typing import Literal
 
 from asyncua import ua
 
-from .catalog import UNIT_IDS
+from .catalog import SIGNALS, UNIT_IDS
 from .config import PlantConfig, RetrofitConfig
 from .faults import Fault
 from .modbus_server import ExceptionRule, ModbusSimServer
 from .opcua_server import OpcUaSimServer, node_key, status_code
 from .plant import PlantModel, Snapshot
-from .truth import PlantTruth
+from .truth import COUNTER_MODULUS, PlantTruth
 
 _log = logging.getLogger(__name__)
 _MAX_CATCH_UP_TICKS = 50  # after a longer stall the model time simply lags the wall clock
@@ -54,6 +55,7 @@ class Simulator:
         retrofit: RetrofitConfig | None = None,
         tz: str | tzinfo = "UTC",
         main_rollover_s: float | None = 10.0,
+        state_codes: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         self.model = PlantModel(
             seed=seed,
@@ -66,6 +68,7 @@ class Simulator:
             config=config,
             tz=tz,
             main_rollover_s=main_rollover_s,
+            state_codes=state_codes,
         )
         self.host = host
         self.modbus = ModbusSimServer(host=host, port=modbus_port) if modbus_port is not None else None
@@ -77,6 +80,8 @@ class Simulator:
         self._snapshot: Snapshot | None = None
         self._faults: list[Fault] = []
         self._background: set[asyncio.Task[None]] = set()
+        #: called with (wall ns, truth) on every publish: what a client can read from then on
+        self.on_publish: list[Callable[[int, PlantTruth], None]] = []
 
     # ---- ports -----------------------------------------------------------------------------------
     @property
@@ -156,6 +161,10 @@ class Simulator:
         snap = self._snapshot = self.model.snapshot()
         if self.modbus:
             self.modbus.update(snap)
+        if self.on_publish:  # tests: the truth exactly as served, stamped when it is served
+            served_ns, truth = time.time_ns(), self.model.truth()
+            for hook in self.on_publish:
+                hook(served_ns, truth)
         if self.opcua:
             await self.opcua.update(snap)
 
@@ -246,6 +255,52 @@ class Simulator:
         """The counter reads 0 from now on, like a meter swap; the truth is unchanged."""
         self.model.counter_reset(asset, name)
         self._refresh()
+
+    def counter_set(self, asset: str, name: str, value: int) -> None:
+        """The counter reads ``value`` from now on and counts on; the truth is unchanged."""
+        self.model.counter_set(asset, name, value)
+        self._refresh()
+
+    async def restart_device(
+        self, asset: str, *, counters: Literal["reset", "jump"], down_s: float = 1.0, to: int | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """A PLC or meter restart: silent for ``down_s`` s (Modbus unit times out, its OPC UA
+        nodes read BadNotConnected), then every counter of the asset comes back changed.
+
+        ``counters="reset"``: restarted from a stale non-zero value (``to``, default 1002 —
+        below the reading, like the issue's 1024 → 1002). ``"jump"``: jumped far up
+        (``to``, default 2³² − 4, like 18 → 4 294 967 292). The truth keeps counting, so a
+        test compares against it. Returns counter → (before, after) raw values.
+        """
+        faults = []
+        if self.modbus:
+            faults.append(self.modbus_timeout(asset))
+        if self.opcua:
+            faults.extend(
+                self.opcua_set_status(f"{s.asset}.{s.name}", "BadNotConnected")
+                for s in SIGNALS
+                if s.asset == asset
+            )
+        await asyncio.sleep(down_s)
+        changed: dict[str, tuple[int, int]] = {}
+        for name in self.model.counters_of(asset):
+            before = self.model.counter(asset, name)
+            after = (to if to is not None else 1002) if counters == "reset" else (to or COUNTER_MODULUS - 4)
+            if counters == "reset":
+                after = min(after, max(before - 1, 0))  # a fall, never a rise
+            self.model.counter_set(asset, name, after)
+            changed[name] = (before, self.model.counter(asset, name))
+        for fault in faults:
+            fault.clear()
+        self._refresh()
+        return changed
+
+    def opcua_freeze(self, node: str) -> Fault:
+        """The server stops updating ``node`` (value and timestamps stay), until cleared —
+        a node that never changes, as a subscription sees it."""
+        ua_srv, key = self._need_opcua(), node_key(node)
+        ua_srv.frozen.add(key)
+        return self._track(Fault(f"opcua frozen {key}", lambda: ua_srv.frozen.discard(key)))
 
     def opcua_set_status(self, node: str, status: int | str | ua.StatusCode) -> Fault:
         """Serve ``node`` ('cnc1.power_kw' or its nsu= id) with a Bad/Uncertain status."""

@@ -74,6 +74,7 @@ class OpcUaSimServer:
         self._nodeids: dict[str, ua.NodeId] = {}
         self._status: dict[str, ua.StatusCode] = {}
         self._last: Snapshot | None = None
+        self.frozen: set[str] = set()  # keys of nodes no longer updated (never change)
 
     @property
     def endpoint(self) -> str:
@@ -173,7 +174,10 @@ class OpcUaSimServer:
             return
         ts = ua.DateTime.fromtimestamp((when or datetime.now(UTC)).timestamp(), UTC)
         good = ua.StatusCode(ua.UInt32(StatusCodes.Good))
+        frozen = self.frozen
         for s in SIGNALS:
+            if s.key in frozen:
+                continue
             dv = ua.DataValue(
                 ua.Variant(snapshot.values[s.key], _VTYPES[s.data_type]),
                 StatusCode=self._status.get(s.key, good),

@@ -47,6 +47,7 @@ _SALT_INIT = 0x494E_4954  # "INIT"
 _N_STATES = len(MachineState)
 _OFF, _IDLE, _SETUP, _PROD, _FAULT = (int(s) for s in MachineState)
 _STATE_LABELS = tuple(s.label for s in MachineState)
+_DEFAULT_CODES: Mapping[str, int] = {}  # codes as in MachineState
 _COUNTERS = tuple(COUNTS_PER_UNIT)
 _NOISE_COLS = len(MACHINES) + 2  # machine powers, air demand, base load
 
@@ -71,6 +72,7 @@ class AssetBlock:
     loaded_frac: F64
     loaded: B
     pressure_bar: F64
+    loaded_kwh: F64 | None = None  # compressor only: energy drawn while loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class _Totals:
     material_g: float = 0.0
     air_m3: float = 0.0
     loaded_s: float = 0.0
+    loaded_kwh: float = 0.0
     base_kwh: float = 0.0
 
     def add(self, blk: AssetBlock, dt: float) -> None:
@@ -128,6 +131,8 @@ class _Totals:
         self.material_g += float(blk.material_g.sum())
         self.air_m3 += float(blk.air_m3min.sum()) * dt / 60.0
         self.loaded_s += float(blk.loaded_frac.sum()) * dt
+        if blk.loaded_kwh is not None:
+            self.loaded_kwh += float(blk.loaded_kwh.sum())
 
 
 class PlantModel:
@@ -152,7 +157,11 @@ class PlantModel:
         tz: str | tzinfo = "UTC",
         main_rollover_s: float | None = 10.0,
         counter_init: Mapping[str, int] | None = None,
+        state_codes: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
+        """``state_codes`` (asset → state label → code) serves an asset's ``state`` with
+        another PLC's convention, e.g. ``{"cnc1": {"setup": 7, "producing": 2}}``; the truth
+        keeps the labels."""
         tick_ms = round(tick_s * 1000)
         if tick_ms < 1 or abs(tick_ms - tick_s * 1000) > 1e-6:
             raise ValueError(f"tick_s must be a positive whole number of milliseconds, got {tick_s}")
@@ -192,6 +201,13 @@ class PlantModel:
         self._last: TickBlock | None = None
         self._main_rollover_s = main_rollover_s
         self._counter_init = self._initial_counters(counter_init or {})
+        self.state_codes = dict(state_codes or {})
+        for asset, codes in self.state_codes.items():
+            unknown = set(codes) - set(_STATE_LABELS)
+            if unknown or not all(0 <= c < 2**16 for c in codes.values()):
+                raise ValueError(
+                    f"state_codes[{asset!r}]: use labels {_STATE_LABELS} mapped to uint16 codes, got {codes}"
+                )
 
     # ---- counters --------------------------------------------------------------------------
     def _initial_counters(self, override: Mapping[str, int]) -> dict[str, int]:
@@ -237,12 +253,25 @@ class PlantModel:
 
     def counter_reset(self, asset: str, name: str) -> None:
         """Make a counter read 0 now, like a meter swap. The truth is not touched."""
+        self.counter_set(asset, name, 0)
+
+    def counter_set(self, asset: str, name: str, value: int) -> None:
+        """Make a counter read ``value`` now and count on from there (a device restart that
+        reloads a stale or garbage count). The truth is not touched."""
         key = signal(asset, name).key
         if key not in self._counter_init:
             raise ValueError(
                 f"{key} is not a counter; resettable signals are {', '.join(sorted(self._counter_init))}"
             )
-        self._counter_init[key] = (-self._raw_units(asset, name)) % COUNTER_MODULUS
+        if not 0 <= value < COUNTER_MODULUS:
+            raise ValueError(f"counter value {value} for {key} is outside 0 … 2^32-1")
+        self._counter_init[key] = (value - self._raw_units(asset, name)) % COUNTER_MODULUS
+        if key == "main.energy_kwh":
+            self._main_rollover_s = None  # the preset rollover would overwrite it
+
+    def counters_of(self, asset: str) -> list[str]:
+        """Names of an asset's counter signals."""
+        return [s.name for s in SIGNALS if s.asset == asset and s.key in self._counter_init]
 
     # ---- stepping --------------------------------------------------------------------------
     @property
@@ -441,6 +470,7 @@ class PlantModel:
             loaded_frac=lf,
             loaded=loaded,
             pressure_bar=pressure,
+            loaded_kwh=p_load * (dt / 3600.0),
         )
 
     # ---- reporting -------------------------------------------------------------------------
@@ -458,7 +488,8 @@ class PlantModel:
             elif s.name == "power_kw":
                 values[s.key] = float(a.power_kw[i])
             elif s.name == "state":
-                values[s.key] = int(a.state[i])
+                code = int(a.state[i])
+                values[s.key] = self.state_codes.get(s.asset, _DEFAULT_CODES).get(_STATE_LABELS[code], code)
             elif s.name == "air_flow_m3min":
                 values[s.key] = float(a.air_m3min[i])
             elif s.name == "pressure_bar":
@@ -493,6 +524,7 @@ class PlantModel:
                 material_g=t.material_g,
                 air_m3=t.air_m3,
                 loaded_s=t.loaded_s,
+                loaded_kwh=t.loaded_kwh,
                 base_kwh=t.base_kwh,
                 counter_initial={
                     s.name: self._counter_init[s.key]

@@ -37,6 +37,7 @@ class AssetTruth:
     material_g: float = 0.0
     air_m3: float = 0.0  # compressor only: free air delivered to the plant
     loaded_s: float = 0.0  # compressor only
+    loaded_kwh: float = 0.0  # compressor only: energy drawn while loaded
     base_kwh: float = 0.0  # main only: site base load (lighting, HVAC)
     counter_initial: dict[str, int] | None = None  # effective raw value at zero truth
 
@@ -52,6 +53,27 @@ class AssetTruth:
     def operating_h(self) -> float:
         """Hours in the producing state (ISO 22400 actual production time)."""
         return self.seconds_by_state["producing"] / 3600.0
+
+    @property
+    def running_s(self) -> float:
+        """Seconds switched on (any state but off)."""
+        return sum(v for k, v in self.seconds_by_state.items() if k != "off")
+
+    @property
+    def load_share(self) -> float:
+        """Compressor: loaded time over running time (nan when it never ran)."""
+        return self.loaded_s / self.running_s if self.running_s > 0 else math.nan
+
+    def load_states(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Compressor: (kWh, seconds) by *load* state — off, idle = unloaded, producing = loaded.
+
+        ``energy_kwh_by_state`` splits by what the plant demands (the PLC's state tag); an
+        agent that reads the ``loaded`` signal as the compressor's state compares to this.
+        """
+        run = self.running_s
+        kwh = {"off": 0.0, "idle": self.energy_kwh - self.loaded_kwh, "producing": self.loaded_kwh}
+        sec = {"off": self.seconds_by_state["off"], "idle": run - self.loaded_s, "producing": self.loaded_s}
+        return kwh, sec
 
     def expected_counter(self, signal: str) -> int:
         """Raw register value implied by the truth: (initial + ⌊truth·counts⌋) mod 2³²."""
@@ -81,6 +103,7 @@ class AssetTruth:
             material_g=self.material_g - earlier.material_g,
             air_m3=self.air_m3 - earlier.air_m3,
             loaded_s=self.loaded_s - earlier.loaded_s,
+            loaded_kwh=self.loaded_kwh - earlier.loaded_kwh,
             base_kwh=self.base_kwh - earlier.base_kwh,
         )
 

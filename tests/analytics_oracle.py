@@ -55,6 +55,7 @@ class ReferenceResult:
     raw_counts: dict[str, int] = field(default_factory=dict)
     resets: dict[str, int] = field(default_factory=dict)
     rollovers: dict[str, int] = field(default_factory=dict)
+    jumps: dict[str, int] = field(default_factory=dict)
     gaps: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     power_kwh: float = 0.0
@@ -160,7 +161,9 @@ def reference(
         if "state" in spec.roles and usable("state", k):
             code = float(val["state"][k])
             if code == int(code) and 0 <= code <= int(MachineState.FAULT):
-                s = int(code)
+                # a compressor's load/unload tag cannot say "off": its power can
+                drawn_off = spec.kind == "compressor" and s == int(MachineState.OFF)
+                s = int(MachineState.OFF) if drawn_off else int(code)
                 hint.pop(k, None)  # the PLC's word, not the timer's
         if s is not None:
             obs.append((t[k], s))
@@ -213,7 +216,7 @@ def reference(
         if counter:
             cs = spec.counters[role]
             M = cs.maximum
-            total = resets = rolls = 0
+            total = resets = rolls = jumps = 0
             fit = [0.0, 0.0, 0.0, 0.0]  # Σw·x₋², Σw·x₋·x, Σw·x², Σw over consecutive residuals
             x_prev = e_prev = math.nan
         for a, b in itertools.pairwise(ks):
@@ -226,12 +229,17 @@ def reference(
                 spans.append((t0, t1, GOOD_S[role], const(g)))
             if counter:
                 v0, v1 = int(val[role][a]), int(val[role][b])
+                # plausible counts in Δt: max rate plus one resolution step (same float ops)
+                lim = float(t1 - t0 + cs.slack_ns) * (spec.max_rate(role) / cs.scale) / 1e9 + cs.step_counts
                 if v1 >= v0:
-                    d = v1 - v0
-                elif (M + 1 - v0 + v1) * cs.scale <= spec.max_rate(role) * (t1 - t0) / 1e9:
+                    d = v1 - v0 if v1 - v0 <= lim else 0  # an implausible rise is a jump
+                    jumps += d == 0 and v1 != v0
+                elif M + 1 - v0 + v1 <= lim:
                     d, rolls = M + 1 - v0 + v1, rolls + 1
-                else:
+                elif v1 <= lim:
                     d, resets = v1, resets + 1
+                else:
+                    d, jumps = 0, jumps + 1  # a fall to an implausible value: a jump too
                 total += d
                 at = t0 if short else t1
                 st = state_at(t0) if short else UNKNOWN
@@ -317,6 +325,7 @@ def reference(
             res.raw_counts[role] = total
             res.resets[role] = resets
             res.rollovers[role] = rolls
+            res.jumps[role] = jumps
 
     # time in state: each observation holds until the next, for at most the max gap; a change
     # between observations on consecutive rows starts where the energy split put it (the same

@@ -38,11 +38,44 @@ def test_reset_to_zero_is_flagged_and_counts_the_new_value() -> None:
     assert not d.rollover.any()
 
 
-def test_meter_swap_counts_the_new_meters_reading() -> None:
-    # DESIGN §2: a fall that cannot be a wrap is a reset and Δ = v_k (here the new meter's 1200)
-    d = deltas([500000, 500010, 1200, 1210])
-    assert d.delta.tolist() == [10, 1200, 10]
+def test_reset_to_a_plausible_value_counts_the_count_since_the_reset() -> None:
+    # a meter swapped or restarted from 0 that has counted 800 since: plausible in 1 s at 1000/s
+    d = deltas([500000, 500010, 800, 810])
+    assert d.delta.tolist() == [10, 800, 10]
     assert d.reset.tolist() == [False, True, False]
+    assert not d.jump.any()
+
+
+def test_fall_to_an_implausible_non_zero_value_is_a_jump_not_a_reset() -> None:
+    # issue #12: a part counter fell 1024 → 1002 after a PLC restart; booking 1002 as the
+    # count since a reset added ~1000 parts. It cannot be a wrap nor a reset: book nothing.
+    d = deltas([1022, 1024, 1002, 1005], rate=2.0)
+    assert d.delta.tolist() == [2, 0, 3]
+    assert d.jump.tolist() == [False, True, False]
+    assert not d.reset.any() and not d.rollover.any()
+
+
+def test_implausible_rise_is_a_jump_and_books_nothing() -> None:
+    # issue #12: an energy counter jumped 18 → 4 294 967 292 on a meter restart
+    d = deltas([10, 18, 4294967292, 4294967295], rate=600.0 / 3600 / 0.01)  # 600 kW, 0.01 kWh/count
+    assert d.delta.tolist() == [8, 0, 3]
+    assert d.jump.tolist() == [False, True, False]
+    assert d.limit[1] == pytest.approx(600.0 / 3600 / 0.01 + 1)
+
+
+def test_one_count_of_a_coarse_counter_is_always_plausible() -> None:
+    # a 1 kWh-resolution counter on a 60 kW machine polled every second: a wrap by one
+    # count is 1 kWh in 1 s (60 kW allows 0.017 kWh), still plausible thanks to resolution
+    raw = np.array([65535, 0, 1], np.uint64)
+    t = T0 + np.arange(3, dtype=np.int64) * NS
+    d = counter_deltas(raw, t, maximum=65535, scale=1.0, max_rate_per_s=60.0 / 3600)
+    assert d.delta.tolist() == [1, 1]
+    assert d.rollover.tolist() == [True, False]
+    # a meter that steps 10 counts at a time (resolution 10 counts) may step once in any Δt
+    raw = np.array([100, 110, 130], np.uint64)
+    d = counter_deltas(raw, t, maximum=65535, scale=1.0, max_rate_per_s=0.001, step_counts=10)
+    assert d.delta.tolist() == [10, 0]
+    assert d.jump.tolist() == [False, True]
 
 
 def test_plausibility_uses_the_elapsed_time() -> None:
@@ -92,7 +125,7 @@ def feed(
 
 
 def test_totals_exact_across_wrap_reset_duplicates_and_disorder() -> None:
-    sa = StreamingAnalytics(spec())
+    sa = StreamingAnalytics(spec(max_rate_per_s=0.2))  # 200 counts/s plausible
     # out of order within the batch, one exact duplicate (t=2) and one conflicting one (t=3)
     feed(sa, [0, 2, 1, 2, 3, 3, 4], [4294967000, 4294967290, 4294967100, 4294967290, 5, 999, 60])
     feed(sa, [5, 6, 7], [0, 40, 41])  # reset to 0 (60 → 0 in 1 s cannot be a wrap)
@@ -170,9 +203,89 @@ def test_totals_telescope_exactly_through_16_bit_wraps(incs: list[int], start: i
     assert sa.totals.resets["energy_counter"] == 0
 
 
-def test_implausible_16_bit_falls_are_resets() -> None:
+def test_implausible_16_bit_falls_to_small_values_are_resets() -> None:
     # at the rated 100 kW only 27.8 counts/s are plausible: a wrap of 65 000 counts is not
     sa = StreamingAnalytics(spec(bits=16))
     feed(sa, [0, 1, 2], [65000, 65010, 20])
     assert sa.totals.raw_counts["energy_counter"] == 10 + 20
     assert sa.totals.resets["energy_counter"] == 1
+
+
+def oracle(values: Sequence[int], t_ns: Sequence[int], maximum: int, rate: float, scale: float) -> list[int]:
+    """The rules one sample at a time, in Python integers (independent of the numpy path)."""
+    out = []
+    for v0, v1, a, b in zip(values, values[1:], t_ns, t_ns[1:], strict=False):
+        limit = (b - a) * (rate / scale) / 1e9 + 1  # same float operations as the array path
+        wrapped = maximum + 1 - v0 + v1
+        if v1 >= v0:
+            out.append(v1 - v0 if v1 - v0 <= limit else 0)
+        elif wrapped <= limit:
+            out.append(wrapped)
+        elif v1 <= limit:
+            out.append(v1)
+        else:
+            out.append(0)
+    return out
+
+
+_event = st.one_of(
+    st.tuples(st.just("inc"), st.integers(0, 30)),  # normal counting, ≤ 30 counts/s plausible
+    st.tuples(st.just("reset"), st.integers(0, 20)),  # restart from 0, counted a little since
+    st.tuples(st.just("jump"), st.integers(0, 2**16 - 1)),  # restart to any value at all
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(_event, min_size=1, max_size=80),
+    start=st.integers(0, 2**16 - 1),
+    gaps=st.lists(st.integers(1, 3), min_size=80, max_size=80),
+    cut=st.integers(0, 80),
+)
+def test_streaming_equals_oracle_telescopes_and_stays_plausible(
+    events: list[tuple[str, int]], start: int, gaps: list[int], cut: int
+) -> None:
+    m, rate = 2**16 - 1, 30.0  # 16-bit counter, 30 counts/s at most (scale 1)
+    values = [start]
+    for kind, x in events:
+        values.append((values[-1] + x) % (m + 1) if kind == "inc" else x)
+    t = [T0 + sum(gaps[:i]) * NS for i in range(len(values))]
+    expect = oracle(values, t, m, rate, 1.0)
+    d = counter_deltas(
+        np.array(values, np.uint64), np.array(t, np.int64), maximum=m, scale=1.0, max_rate_per_s=rate
+    )
+    assert d.delta.tolist() == expect
+    # no booked delta above the plausible maximum; every flagged step books what the rules say
+    assert all(int(x) <= lim for x, lim in zip(d.delta.tolist(), d.limit.tolist(), strict=True))
+    assert not d.delta[d.jump].any()
+    # the streaming path, fed in two batches, telescopes to the same total
+    sa = StreamingAnalytics(spec(bits=16, max_rate_per_s=rate / 1000.0, slack_s=0.0))  # 30 counts/s
+    feed(sa, [(x - T0) / NS for x in t[:cut]], values[:cut])
+    feed(sa, [(x - T0) / NS for x in t[cut:]], values[cut:])
+    assert sa.totals.raw_counts["energy_counter"] == sum(expect)
+
+
+def test_streaming_books_nothing_for_a_jump_and_logs_it_once_with_its_facts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = AssetSpec(
+        asset="meter-7",
+        kind="meter",
+        rated_power_kw=200.0,  # 0.0556 kWh/s → 55.6 counts/s at 0.001 kWh/count
+        counters={"energy_counter": CounterSpec(scale=0.001)},
+        signals=frozenset(),
+        max_gap_s=10.0,
+        windows=(FixedWindow("1min", 60),),
+        sources={"energy_counter": "device 'm7' tag 'kwh'"},
+    )
+    sa = StreamingAnalytics(s)
+    with caplog.at_level("WARNING", logger="edge_agent.analytics"):
+        feed(sa, [0, 1, 2, 3], [10, 18, 4294967292, 4294967295])
+        feed(sa, [4, 5], [1002, 1040])  # restart to a non-zero value 1002: a jump, then 38
+    t = sa.totals
+    assert t.raw_counts["energy_counter"] == 8 + 3 + 38
+    assert t.jumps["energy_counter"] == 2
+    jumps = [r.getMessage() for r in caplog.records if "jumped" in r.getMessage()]
+    assert len(jumps) == 2
+    assert "'meter-7' device 'm7' tag 'kwh'" in jumps[0] and "18 -> 4294967292" in jumps[0]
+    assert "at most 168 counts" in jumps[0]  # 55.6 counts/s × (1 s + 2 s lag) + 1

@@ -15,7 +15,7 @@ def test_demo_command_exits_zero_and_agrees_with_truth(tmp_path: Path) -> None:
             "edge_agent.cli",
             "demo",
             "--duration",
-            "20",
+            "30",
             "--no-table",
             "--data-dir",
             str(tmp_path),
@@ -28,3 +28,7 @@ def test_demo_command_exits_zero_and_agrees_with_truth(tmp_path: Path) -> None:
     assert "demo OK" in proc.stdout
     assert "MISMATCH" not in proc.stdout
     assert (tmp_path / "store.db").stat().st_size > 0
+    # it starts in production: parts are made and compared, idle energy too
+    produced = [ln for ln in proc.stdout.splitlines() if "imm1" in ln and "produced parts" in ln]
+    assert produced and float(produced[0].split("│")[3]) > 0, proc.stdout[-3000:]
+    assert sum("idle kWh" in ln for ln in proc.stdout.splitlines()) >= 3

@@ -72,7 +72,10 @@ def test_register_map_is_complete_contiguous_and_mirrored() -> None:
     for m in MACHINES:
         assert by[(m, "material_kg")].scale == 0.001
         assert by[(m, "state")].data_type == "uint16"
-        assert {by[(m, s)].role for s in ("good_parts", "scrap_parts")} == {"part_counter", "scrap_counter"}
+        assert {by[(m, s)].role for s in ("good_parts", "scrap_parts")} == {
+            "good_part_counter",
+            "scrap_counter",
+        }
     assert by[("comp1", "air_flow_m3min")].unit == "m3/min"
     assert by[("main", "outdoor_temp_c")].role == "temperature"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 __all__ = ["Carry", "Contributions", "RoleCarry", "batch_contributions", "validate_batch"]
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ import numpy.typing as npt
 from edge_agent.batch import Quality
 
 from .apportion import Points, SpanSet, Target
-from .counters import as_raw_counts, counter_deltas
+from .counters import CounterDeltas, as_raw_counts, counter_deltas
 from .spec import ANALOG_ROLES, COUNTER_ROLES, ROLES, AssetSpec, EmissionSeries, MachineState
 from .state_change import NO_SWITCH, TimeBase, split_interval, time_base_at, time_base_terms
 from .states import LEVEL_STATE, PowerCarry, classify_power
@@ -48,9 +49,13 @@ from .sum_columns import (
 )
 from .timeline import order_rows
 
+log = logging.getLogger("edge_agent.analytics")
+
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
 _UNKNOWN = int(MachineState.UNKNOWN)
+_OFF = int(MachineState.OFF)
+_STATE_RESUMED = "state"  # in Carry.resumed: the held state ends where the dead agent's data did
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
 _KWH = 1.0 / 3600.0  # kW·s → kWh
@@ -80,6 +85,10 @@ class Carry:
     obs_t: int | None = None
     obs_state: int = _UNKNOWN
     time_base: TimeBase = field(default_factory=TimeBase)  # of the energy counter (:mod:`state_change`)
+    resumed: frozenset[str] = frozenset()
+    """Roles whose last sample predates an agent restart: their next interval is a gap
+    whatever its length (what was made while the agent was down is unattributed); with
+    ``"state"``, the held state is not stretched over the downtime either."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,7 @@ class Contributions:
     resets: dict[str, int] = field(default_factory=dict)
     rollovers: dict[str, int] = field(default_factory=dict)
     gaps: dict[str, int] = field(default_factory=dict)
+    jumps: dict[str, int] = field(default_factory=dict)
 
 
 def validate_batch(
@@ -266,6 +276,9 @@ def _time_in_state(
             start[j] = o_t[j - 1] + _change_offsets(o_t[j - 1], o_t[j], obs_switch[o_row[j]], switches)
     nxt = np.append(start[1:], hi) if o_t.size else o_t  # no observation: nothing to hold
     held = np.minimum(nxt, o_t + G)
+    if carry.obs_t is not None and _STATE_RESUMED in carry.resumed and carry.latest_ns is not None:
+        # across the agent's own downtime the state is unknown: hold only to the last row seen
+        held[0] = min(int(held[0]), max(carry.latest_ns, carry.obs_t))
     # in time order (so windows are found without a binary search per span): the lead-in
     # before any observation, then per observation its held state and the unknown after G
     k = len(lead)
@@ -330,8 +343,13 @@ def batch_contributions(
     if st is not None:
         codes, valid = _state_codes(st[0], st[1])
         invalid_state = int(np.count_nonzero(st[1] & ~valid))
+        # a compressor's state tag is its load/unload signal, which reads "unload" when the
+        # compressor is switched off: where its power says off, it is off
+        drawn_off = valid & (obs_state == _OFF) if spec.kind == "compressor" else None
         obs_state[valid] = codes[valid]
         obs_switch[valid] = NO_SWITCH
+        if drawn_off is not None:
+            obs_state[drawn_off] = _OFF
     # instantaneous power at each row (NaN where none): the two sides of a change's split
     p_row = np.full(n, np.nan)
     if pw is not None and spec.power_mode == "instantaneous":
@@ -350,6 +368,7 @@ def batch_contributions(
     new_roles = dict(carry.roles)
     resets: dict[str, int] = {}
     rollovers: dict[str, int] = {}
+    jumps: dict[str, int] = {}
     gaps: dict[str, int] = {}
     e_role = spec.energy_role
     energy_samples = _EMPTY_I
@@ -399,16 +418,27 @@ def batch_contributions(
             continue
         t0, t1 = tu[:-1], tu[1:]
         short = (t1 - t0) <= G
+        if prev is not None and role in carry.resumed:
+            short[0] = False  # across the agent's own downtime: never booked to a state
         gaps[role] = int(short.size - np.count_nonzero(short))
         g01 = (gu[:-1] & gu[1:])[short].astype(np.float64)
         spans.append(SpanSet(t0[short], t1[short], (Target(USABLE_S[role]), Target(GOOD_S[role], g01))))
         if role in COUNTER_ROLES:
             cs = spec.counters[role]
             cd = counter_deltas(
-                vu, tu, maximum=cs.maximum, scale=cs.scale, max_rate_per_s=spec.max_rate(role)
+                vu,
+                tu,
+                maximum=cs.maximum,
+                scale=cs.scale,
+                max_rate_per_s=spec.max_rate(role),
+                step_counts=cs.step_counts,
+                slack_ns=cs.slack_ns,
             )
             resets[role] = int(np.count_nonzero(cd.reset))
             rollovers[role] = int(np.count_nonzero(cd.rollover))
+            if cd.jump.any():
+                jumps[role] = int(np.count_nonzero(cd.jump))
+                _log_jumps(spec, role, vu, tu, cd)
             tb = np.where(short, t0, t1)
             upoints.append(Points(tb, RAW_COUNTS[role], cd.delta))
             if role == "energy_counter":
@@ -462,6 +492,9 @@ def batch_contributions(
         obs_t=int(o_t[-1]) if o_t.size else carry.obs_t,
         obs_state=int(o_s[-1]) if o_s.size else carry.obs_state,
         time_base=time_base,
+        resumed=carry.resumed
+        - {r for r, rc in new_roles.items() if rc is not carry.roles.get(r)}
+        - {_STATE_RESUMED},
     )
     return Contributions(
         new_carry,
@@ -477,5 +510,28 @@ def batch_contributions(
         invalid_state=invalid_state,
         resets=resets,
         rollovers=rollovers,
+        jumps=jumps,
         gaps=gaps,
     )
+
+
+def _log_jumps(spec: AssetSpec, role: str, v: npt.NDArray[np.uint64], t: _I64, cd: CounterDeltas) -> None:
+    """One warning per jump (each is a single event), with what is needed to check it."""
+    cs = spec.counters[role]
+    source = spec.sources.get(role, role)
+    for i in np.flatnonzero(cd.jump)[:10].tolist():
+        dt = (int(t[i + 1]) - int(t[i])) / 1e9
+        log.warning(
+            "asset %r %s: counter jumped %d -> %d in %.3f s; at most %.0f counts (%.6g units at "
+            "%.6g units/s plus one resolution step) are physically plausible, so nothing was "
+            "booked for this step. A device restart or a swapped meter does this; if the counter "
+            "really runs this fast, raise its max_rate_per_s (or the asset's rated_power_kw).",
+            spec.asset,
+            source,
+            int(v[i]),
+            int(v[i + 1]),
+            dt,
+            float(cd.limit[i]),
+            float(cd.limit[i]) * cs.scale,
+            spec.max_rate(role),
+        )

@@ -1,14 +1,26 @@
-"""Cumulative counters to exact integer deltas: rollover or reset, told apart physically.
+"""Cumulative counters to exact integer deltas: every step checked against physics.
 
-When a counter falls, the wrapped delta ``M + 1 − v_prev + v`` is a rollover only if it
-could have been drawn at the plausible maximum rate within the elapsed time; otherwise the
-meter was reset (or swapped) and the delta is ``v`` itself. All arithmetic is uint64, so
-the deltas of a series telescope exactly to its total.
+Each delta, rise or fall, must fit what the asset could have drawn or made in the elapsed
+time: ``limit = max_rate·(Δt + slack) / scale + step`` raw counts, where ``step`` is the
+counter's resolution in counts (one step of a coarse counter is always plausible: a 1 kWh
+meter may tick once in any interval, however short) and ``slack`` the time a reading may
+lag the count it shows (a meter that updates its register once a second, a gateway cache,
+a server that publishes late): counts of up to that long may show up in a short interval.
+
+* a rise within the limit is booked as it is;
+* a fall whose wrapped delta ``M + 1 − v_prev + v`` fits is a **rollover**;
+* a fall to a value that itself fits is a **reset** (meter restarted from 0): the delta is
+  the count since the reset, ``v``;
+* anything else — a rise above the limit, or a fall to an implausible non-zero value (a PLC
+  restart that reloads an old or garbage count) — is a **jump**: nothing is booked.
+
+All arithmetic is uint64, so the deltas of a series telescope exactly to the sum of its
+plausible steps. The test oracle applies the same rules one sample at a time.
 """
 
 from __future__ import annotations
 
-__all__ = ["CounterDeltas", "as_raw_counts", "counter_deltas"]
+__all__ = ["CounterDeltas", "as_raw_counts", "counter_deltas", "limit_counts"]
 
 from dataclasses import dataclass
 
@@ -18,11 +30,16 @@ import numpy.typing as npt
 
 @dataclass(frozen=True, slots=True)
 class CounterDeltas:
-    """Deltas between consecutive usable samples (``delta[i]`` spans sample i−1 → i)."""
+    """Deltas between consecutive usable samples (``delta[i]`` spans sample i−1 → i).
+
+    ``limit`` is the plausible maximum of each delta in raw counts; a ``jump`` books 0.
+    """
 
     delta: npt.NDArray[np.uint64]
     rollover: npt.NDArray[np.bool_]
     reset: npt.NDArray[np.bool_]
+    jump: npt.NDArray[np.bool_]
+    limit: npt.NDArray[np.float64]
 
 
 def as_raw_counts(values: np.ndarray, maximum: int, where: str) -> npt.NDArray[np.uint64]:
@@ -47,6 +64,13 @@ def as_raw_counts(values: np.ndarray, maximum: int, where: str) -> npt.NDArray[n
     return raw
 
 
+def limit_counts(
+    dt_ns: float, *, scale: float, max_rate_per_s: float, step_counts: int = 1, slack_ns: int = 0
+) -> float:
+    """Plausible maximum delta in raw counts over ``dt_ns``: rate·(Δt + slack) plus one step."""
+    return (dt_ns + slack_ns) * (max_rate_per_s / scale) / 1e9 + step_counts
+
+
 def counter_deltas(
     raw: npt.NDArray[np.uint64],
     t_ns: npt.NDArray[np.int64],
@@ -54,27 +78,36 @@ def counter_deltas(
     maximum: int,
     scale: float,
     max_rate_per_s: float,
+    step_counts: int = 1,
+    slack_ns: int = 0,
 ) -> CounterDeltas:
     """Deltas between consecutive readings ``raw`` taken at ``t_ns`` (both length n ≥ 1).
 
-    Returns n − 1 deltas. A fall is a rollover iff ``(M + 1 − v_prev + v)·scale`` is at most
-    ``max_rate_per_s·Δt``; otherwise it is a reset and the delta is ``v``.
+    Returns n − 1 deltas classified as in the module docstring.
     """
     v0 = raw[:-1]
     v1 = raw[1:]
+    dt_ns: npt.NDArray[np.float64] = (t_ns[1:] - t_ns[:-1] + slack_ns).astype(np.float64)
+    limit: npt.NDArray[np.float64] = dt_ns * (max_rate_per_s / scale) / 1e9 + float(step_counts)
     fall = v1 < v0
     delta = v1 - v0  # uint64 wraps on a fall; fixed below
-    if not fall.any():
-        return CounterDeltas(delta, fall, fall)  # all False: no rollover, no reset
-    idx = np.flatnonzero(fall)
-    a = v0[idx]
-    b = v1[idx]
-    wrapped = (np.uint64(maximum) - a) + b + np.uint64(1)  # exact: < 2**64 since b < a
-    dt_s = (t_ns[1:][idx] - t_ns[:-1][idx]) / 1e9
-    plausible = wrapped.astype(np.float64) * scale <= max_rate_per_s * dt_s
-    delta[idx] = np.where(plausible, wrapped, b)
+    big = delta > limit  # every fall is "big" here (wrapped uint64): sorted out below
+    if not big.any():
+        return CounterDeltas(delta, fall, fall, fall, limit)  # all False: plain rises
     rollover = np.zeros_like(fall)
-    rollover[idx] = plausible
     reset = np.zeros_like(fall)
-    reset[idx] = ~plausible
-    return CounterDeltas(delta, rollover, reset)
+    jump = big & ~fall
+    idx = np.flatnonzero(fall)
+    if idx.size:
+        a = v0[idx]
+        b = v1[idx]
+        lim = limit[idx]
+        wrapped = (np.uint64(maximum) - a) + b + np.uint64(1)  # exact: < 2**64 since b < a
+        wrap_ok = wrapped <= lim
+        reset_ok = ~wrap_ok & (b <= lim)
+        delta[idx] = np.where(wrap_ok, wrapped, np.where(reset_ok, b, np.uint64(0)))
+        rollover[idx] = wrap_ok
+        reset[idx] = reset_ok
+        jump[idx] = ~(wrap_ok | reset_ok)
+    delta[jump] = 0
+    return CounterDeltas(delta, rollover, reset, jump, limit)

@@ -5,8 +5,9 @@ Every formula is vectorised over windows. A ratio whose denominator is zero is N
 
 * PBT planned busy time: seconds in ``spec.planned_states`` (not off, not unknown);
   APT actual production time: seconds producing.
-* PQ produced quantity (part counter), SQ scrap quantity (scrap counter), GQ = PQ − SQ
-  good quantity, CM consumed material (material counter); PRU ideal cycle time per unit.
+* PQ produced quantity (part counter), GQ good quantity (good-part counter), SQ scrap
+  quantity (scrap counter): any two of the three give the third. CM consumed material
+  (material counter); PRU ideal cycle time per unit.
 * availability = APT/PBT; effectiveness = PRU·PQ/APT (may exceed 1);
   quality_ratio = GQ/PQ; oee = availability·effectiveness·quality_ratio = PRU·GQ/PBT.
 * scrap_ratio = SQ/PQ; material_yield = GQ/CM (good units per unit of material).
@@ -22,9 +23,10 @@ Every formula is vectorised over windows. A ratio whose denominator is zero is N
 
 from __future__ import annotations
 
-__all__ = ["compute_kpis", "kpi_names"]
+__all__ = ["compute_kpis", "kpi_names", "part_quantities"]
 
 from collections.abc import Mapping
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +46,23 @@ from .sum_columns import (
 )
 
 _F = npt.NDArray[np.float64]
+_Q = TypeVar("_Q", npt.NDArray[np.float64], float)
 _STATE_NAMES = [s.name.lower() for s in MachineState]
+
+
+def part_quantities(pq: _Q | None, gq: _Q | None, sq: _Q | None) -> tuple[_Q | None, _Q | None, _Q | None]:
+    """(produced, good, scrap) from whichever counters an asset has: any two give the third.
+
+    A PLC may count total parts and scrap, good parts and scrap, or total and good parts;
+    the KPIs (SEC per good part, scrap ratio, yield, OEE) need all three.
+    """
+    if pq is None and gq is not None and sq is not None:
+        pq = gq + sq
+    elif gq is None and pq is not None and sq is not None:
+        gq = pq - sq
+    elif sq is None and pq is not None and gq is not None:
+        sq = pq - gq
+    return pq, gq, sq
 
 
 def _div(a: _F, b: _F) -> _F:
@@ -132,9 +150,11 @@ def compute_kpis(
         out["reactive_energy_kvarh"] = kvarh
         if energy is not None:
             out["power_factor"] = _div(energy, np.sqrt(energy * energy + kvarh * kvarh))
-    pq = raw("part_counter") if "part_counter" in roles else None
-    sq = raw("scrap_counter") if "scrap_counter" in roles else None
-    gq = pq - sq if pq is not None and sq is not None else None
+    pq, gq, sq = part_quantities(
+        raw("part_counter") if "part_counter" in roles else None,
+        raw("good_part_counter") if "good_part_counter" in roles else None,
+        raw("scrap_counter") if "scrap_counter" in roles else None,
+    )
     if pq is not None:
         out["produced_quantity"] = pq
         if energy is not None:

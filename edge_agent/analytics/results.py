@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["Totals", "WindowKpis"]
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .spec import MachineState
 
@@ -54,3 +54,5 @@ class Totals:
     duplicates: int
     late: int
     invalid_state_codes: int
+    jumps: Mapping[str, int] = field(default_factory=dict)
+    """Counter steps above the physically plausible maximum, booked as nothing, per role."""

@@ -36,6 +36,7 @@ COUNTER_ROLES = (
     "part_counter",
     "scrap_counter",
     "material_counter",
+    "good_part_counter",
 )
 """Roles whose values arrive as raw, cumulative integers (the spec holds their scale)."""
 
@@ -89,6 +90,15 @@ class CounterSpec:
     bits: Literal[16, 32, 64] = 32
     max_value: int | None = None
     max_rate_per_s: float | None = None
+    step_counts: int = 1
+    """The counter's resolution in raw counts: one step is plausible in any interval."""
+    slack_s: float = 2.0
+    """How long a reading may lag the count it shows (register update period, gateway
+    cache, late publishing): that much more time's worth of counts is plausible."""
+
+    @property
+    def slack_ns(self) -> int:
+        return round(self.slack_s * 1e9)
 
     @property
     def maximum(self) -> int:
@@ -139,6 +149,8 @@ class AssetSpec:
     max_gap_s: float = 60.0
     windows: tuple[WindowSpec, ...] = DEFAULT_WINDOWS
     demand_block_s: int = 900
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """role → where it comes from (``device/tag``), used only to name it in messages."""
     planned_states: frozenset[MachineState] = frozenset(
         {MachineState.IDLE, MachineState.SETUP, MachineState.PRODUCING, MachineState.FAULT}
     )
@@ -217,6 +229,10 @@ class AssetSpec:
                     "needed to tell a rollover from a reset; give the "
                     "fastest plausible rate in units per second",
                 )
+            if not c.slack_s >= 0:
+                bad(f"{where}.slack_s", f"got {c.slack_s}; give the reading's lag in seconds (>= 0)")
+            if c.step_counts < 1:
+                bad(f"{where}.step_counts", f"got {c.step_counts}; the resolution is >= 1 raw count")
             if c.max_rate_per_s is not None and not c.max_rate_per_s > 0:
                 bad(f"{where}.max_rate_per_s", f"got {c.max_rate_per_s}; must be > 0")
         t = self.thresholds

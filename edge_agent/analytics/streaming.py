@@ -13,7 +13,7 @@ __all__ = ["StreamingAnalytics"]
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,7 @@ from .apportion import Booked, book, totals, window_sums
 from .arrays import sorted_unique
 from .batch_contributions import Carry, Contributions, batch_contributions, validate_batch
 from .demand import Candidates, DemandTracker
-from .kpis import compute_kpis
+from .kpis import compute_kpis, part_quantities
 from .reorder import ReorderBuffer, Rows
 from .results import Totals, WindowKpis
 from .spec import AssetSpec, MachineState
@@ -136,7 +136,7 @@ class StreamingAnalytics:
         self._demand = DemandTracker(self._block_ns, scale) if role is not None else None
         self._tf = np.zeros(N_FLOAT_SUMS)
         self._tu = [0] * N_COUNT_SUMS
-        self._counts: dict[str, dict[str, int]] = {"resets": {}, "rollovers": {}, "gaps": {}}
+        self._counts: dict[str, dict[str, int]] = {"resets": {}, "rollovers": {}, "gaps": {}, "jumps": {}}
         self._dup = self._late = self._invalid = 0
         cov_role = role or ("power" if "power" in spec.roles else None)
         if cov_role is None:
@@ -144,6 +144,11 @@ class StreamingAnalytics:
         self._cov_col = GOOD_S[cov_role] if cov_role is not None else None
 
     # ---- public -------------------------------------------------------------------
+    def resumed(self) -> None:
+        """This state was restored after an agent restart: whatever the counters made while
+        the agent was down goes to the unattributed (unknown) state, as a gap."""
+        self._carry = replace(self._carry, resumed=frozenset({*self._carry.roles, "state"}))
+
     def update(
         self,
         ts_ns: npt.NDArray[np.int64],
@@ -231,8 +236,11 @@ class StreamingAnalytics:
             by_state = {n: float(tf[POWER_KWH_IN_STATE + i]) for i, n in enumerate(names)}
         else:
             energy, by_state = np.nan, {}
-        pq, sq = qty("part_counter"), qty("scrap_counter")
-        gq = pq - sq
+        has = spec.counters.keys()
+        quantities = part_quantities(
+            *(qty(r) if r in has else None for r in ("part_counter", "good_part_counter", "scrap_counter"))
+        )
+        pq, gq, sq = (np.nan if q is None else q for q in quantities)
         c = self._carry
         state = MachineState.UNKNOWN
         if c.obs_t is not None and c.latest_ns is not None and c.latest_ns - c.obs_t <= spec.max_gap_ns():
@@ -257,6 +265,7 @@ class StreamingAnalytics:
             duplicates=self._dup,
             late=self._late,
             invalid_state_codes=self._invalid,
+            jumps=dict(self._counts["jumps"]),
         )
 
     # ---- internals ----------------------------------------------------------------
@@ -264,7 +273,12 @@ class StreamingAnalytics:
         self._dup += res.duplicates
         self._late += res.late
         self._invalid += res.invalid_state
-        for key, d in (("resets", res.resets), ("rollovers", res.rollovers), ("gaps", res.gaps)):
+        for key, d in (
+            ("resets", res.resets),
+            ("rollovers", res.rollovers),
+            ("gaps", res.gaps),
+            ("jumps", res.jumps),
+        ):
             acc = self._counts[key]
             for role, k in d.items():
                 acc[role] = acc.get(role, 0) + k

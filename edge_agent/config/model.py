@@ -21,10 +21,10 @@ __all__ = [
 import ipaddress
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PrivateAttr, SecretStr, create_model, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, create_model, model_validator
 
 from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, SparkplugConfig
-from edge_agent.config.types import ROLE_UNITS, Role, Seconds, StrictModel, Unit
+from edge_agent.config.types import ROLE_UNITS, STATE_NAMES, Role, Seconds, StateName, StrictModel, Unit
 
 _ID = r"^[A-Za-z0-9_.-]+$"
 
@@ -44,6 +44,24 @@ class StateThresholds(StrictModel):
         return self
 
 
+def _state_code_keys(value: object) -> object:
+    """YAML gives ``2:`` as an int key and ``"RUN":`` as a str: compare them as text."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            if isinstance(k, bool) or not isinstance(k, int | float | str):
+                raise ValueError(f"state code {k!r}: use a number or a string as the PLC value")
+            key = str(int(k)) if isinstance(k, float) and k.is_integer() else str(k).strip()
+            if key in out:
+                raise ValueError(f"PLC state value {k!r} is mapped twice")
+            out[key] = v
+        return out
+    return value
+
+
+StateCodes = Annotated[dict[str, StateName], BeforeValidator(_state_code_keys)]
+
+
 class AssetConfig(StrictModel):
     """A machine or meter, placed in the ISA-95 hierarchy (site/area/line/asset)."""
 
@@ -56,6 +74,11 @@ class AssetConfig(StrictModel):
     rated_power_kw: float = Field(gt=0, description="upper bound used to tell counter rollover from reset")
     ideal_cycle_time_s: float | None = Field(None, gt=0)
     states: StateThresholds = StateThresholds()
+    state_codes: StateCodes = Field(
+        default_factory=lambda: {str(i): n for i, n in enumerate(STATE_NAMES)},
+        description="PLC state value (number or string) -> off/idle/setup/producing/fault; "
+        "default 0 off, 1 idle, 2 setup, 3 producing, 4 fault",
+    )
 
 
 class TagConfig(StrictModel):
@@ -69,6 +92,21 @@ class TagConfig(StrictModel):
     offset: float = 0.0
     counter_bits: Literal[16, 32, 64] = 32
     counter_max: int | None = Field(None, gt=0, description="meter maximum if it wraps before 2^bits-1")
+    max_rate_per_s: float | None = Field(
+        None,
+        gt=0,
+        description="fastest plausible count rate, engineering units per second (parts, kg); "
+        "energy counters default to the asset's rated power",
+    )
+    resolution: float | None = Field(
+        None, gt=0, description="smallest step the counter shows, engineering units (default: one raw count)"
+    )
+    counter_lag: Seconds | None = Field(
+        None,
+        ge=0,
+        description="how long a reading may lag the count it shows (register update period, gateway "
+        "cache); that much more time's worth of counts is plausible in one step (default 2 s)",
+    )
     writable: bool = False
 
     @model_validator(mode="after")
@@ -81,9 +119,26 @@ class TagConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _counter_fields(self) -> TagConfig:
+        counter_only = (self.max_rate_per_s, self.resolution, self.counter_lag)
+        if not self.is_counter and any(x is not None for x in counter_only):
+            raise ValueError(
+                f"tag {self.name!r}: max_rate_per_s, resolution and counter_lag apply to counter roles only, "
+                f"not {self.role!r}; remove them or give the tag a *_counter role"
+            )
+        return self
+
     @property
     def is_counter(self) -> bool:
         return self.role.endswith("_counter")
+
+    @property
+    def step_counts(self) -> int:
+        """The counter's resolution in raw counts (≥ 1): one step is plausible in any Δt."""
+        if self.resolution is None:
+            return 1
+        return max(1, round(self.resolution / abs(self.scale)))
 
 
 class DeviceConfig(StrictModel):
@@ -116,7 +171,9 @@ class AgentSection(StrictModel):
 class AnalyticsConfig(StrictModel):
     kpi_interval: Seconds = Field(60.0, gt=0, description="fixed window published live")
     max_gap: Seconds = Field(10.0, gt=0, description="never integrate power across a longer gap")
-    emission_factor_kg_per_kwh: float = Field(0.4, ge=0)
+    emission_factor_kg_per_kwh: float | None = Field(
+        None, ge=0, description="kg CO2e per kWh of your grid mix; without it no CO2e KPI (warned once)"
+    )
     shift_start_hours: list[int] = Field(default_factory=lambda: [6, 14, 22])
     timezone: str = Field("UTC", description="IANA zone for shift and day windows, e.g. Europe/Berlin")
 
@@ -191,6 +248,11 @@ class AgentConfig(StrictModel):
                 if tag.name in seen:
                     raise ValueError(f"device {dev.name!r}: tag name {tag.name!r} is used twice")
                 seen.add(tag.name)
+                if tag.is_counter and f"{tag.name}_raw" in {t.name for t in dev.tag_configs()}:
+                    raise ValueError(
+                        f"device {dev.name!r}: tag {tag.name + '_raw'!r} clashes with the raw-count "
+                        f"column the agent adds for counter {tag.name!r}; rename it"
+                    )
                 if tag.role != "generic":
                     key = (tag.asset, tag.role)
                     if key in roles:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 __all__ = [
     "ROLE_UNITS",
+    "STATE_NAMES",
     "ByteSize",
     "Role",
     "Seconds",
+    "StateName",
     "StrictModel",
     "Unit",
     "parse_bytes",
@@ -23,6 +25,7 @@ Role = Literal[
     "energy_counter",
     "reactive_energy_counter",
     "part_counter",
+    "good_part_counter",
     "scrap_counter",
     "material_counter",
     "air_flow",
@@ -30,6 +33,10 @@ Role = Literal[
     "temperature",
     "generic",
 ]
+
+StateName = Literal["off", "idle", "setup", "producing", "fault"]
+#: The default PLC state codes: 0 off, 1 idle, 2 setup, 3 producing, 4 fault.
+STATE_NAMES: tuple[StateName, ...] = ("off", "idle", "setup", "producing", "fault")
 
 Unit = Literal["kW", "kWh", "kvarh", "m3/min", "kg", "parts", "state", "degC", "bar", "1"]
 
@@ -39,6 +46,7 @@ ROLE_UNITS: dict[str, frozenset[str]] = {
     "energy_counter": frozenset({"kWh"}),
     "reactive_energy_counter": frozenset({"kvarh"}),
     "part_counter": frozenset({"parts"}),
+    "good_part_counter": frozenset({"parts"}),
     "scrap_counter": frozenset({"parts"}),
     "material_counter": frozenset({"kg"}),
     "air_flow": frozenset({"m3/min"}),

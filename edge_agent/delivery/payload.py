@@ -58,10 +58,18 @@ class UnsPayload(BaseModel):
     window: str | None = Field(None, max_length=64, description="kpi: the aggregation window, e.g. '60s'")
     ts: list[int] = Field(description="timestamps, ns since the Unix epoch (exceed 2^53: parse as int64)")
     values: dict[_Id, list[float | int | None]] = Field(
-        description="one column per tag/KPI, same length as ts; null where quality is Bad or Missing"
+        description="one column per tag/KPI, same length as ts; null where quality is Bad or Missing. "
+        "Raw samples are in engineering units (scale and offset applied); a counter tag also has "
+        "'<tag>_raw' with its exact integer count"
     )
     quality: dict[_Id, list[_Q]] = Field(
         default_factory=dict, description="0 Good, 1 Uncertain, 2 Bad, 3 Missing; omitted tags are all Good"
+    )
+    status: dict[_Id, list[Annotated[int, Field(ge=0, lt=2**32)]]] = Field(
+        default_factory=dict,
+        description="why a sample is not Good, beside its quality: 0 nothing to say; 1..0xFF a Modbus "
+        "exception code; 0x101 link_lost, 0x102 timeout, 0x103 nonfinite (NaN/Inf from the device), "
+        "0x104 unresolved; >= 0x10000 the OPC UA StatusCode as sent. Omitted tags have none",
     )
 
 
@@ -117,6 +125,9 @@ def encode_payload(kind: Kind, place: Placement, batch: SampleBatch) -> bytes:
     doc["values"] = values
     if quality:
         doc["quality"] = quality
+        status = {t: c.tolist() for t, c in batch.status.items() if t in quality and c.any()}
+        if status:  # only where something is not Good: nothing to do on the common path
+            doc["status"] = status
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -155,12 +166,13 @@ def decode_payload(data: bytes, *, max_bytes: int = 16 * 2**20) -> Decoded:
         raise PayloadError("raw message without 'device'")
     if msg.kind == "kpi" and not msg.window:
         raise PayloadError("kpi message without 'window'")
-    unknown = msg.quality.keys() - msg.values.keys()
+    unknown = (msg.quality.keys() | msg.status.keys()) - msg.values.keys()
     if unknown:
-        raise PayloadError(f"quality given for tags without values: {sorted(unknown)}")
+        raise PayloadError(f"quality or status given for tags without values: {sorted(unknown)}")
     ts = np.asarray(msg.ts, dtype=np.int64) if n else np.empty(0, np.int64)
     values: dict[str, np.ndarray] = {}
     quality: dict[str, np.ndarray] = {}
+    status: dict[str, np.ndarray] = {}
     for tag, col in msg.values.items():
         if len(col) != n:
             raise PayloadError(f"tag {tag!r} has {len(col)} values for {n} timestamps")
@@ -170,9 +182,15 @@ def decode_payload(data: bytes, *, max_bytes: int = 16 * 2**20) -> Decoded:
         q = np.asarray(qlist, dtype=np.uint8) if qlist is not None else np.zeros(n, np.uint8)
         values[tag] = _column(tag, col, q >= Quality.BAD) if n else np.empty(0)
         quality[tag] = q
+        codes = msg.status.get(tag)
+        if codes is not None:
+            if len(codes) != n:
+                raise PayloadError(f"tag {tag!r} has {len(codes)} status codes for {n} timestamps")
+            status[tag] = np.asarray(codes, dtype=np.uint32)
     place = Placement(site=msg.site, area=msg.area, line=msg.line, asset=msg.asset, window=msg.window)
     device = msg.device if msg.kind == "raw" and msg.device else msg.asset
-    return Decoded(msg.kind, place, SampleBatch(device=device, ts=ts, values=values, quality=quality))
+    batch = SampleBatch(device=device, ts=ts, values=values, quality=quality, status=status)
+    return Decoded(msg.kind, place, batch)
 
 
 def schema_documents() -> dict[str, dict[str, Any]]:

@@ -40,6 +40,8 @@ ASSET_PLACES: dict[str, dict[str, Any]] = {
         "rated_power_kw": 30.0,
         "description": "screw compressor, load/unload",
         "states": {"off_below_kw": 1.0, "idle_below_kw": 12.0, "hysteresis_kw": 0.5, "min_dwell_s": 1},
+        # its state is the `loaded` signal: 0 unload (idle), 1 load (producing)
+        "state_codes": {0: "idle", 1: "producing"},
     },
     "main": {
         "area": "site",
@@ -120,7 +122,8 @@ def demo_config(
         "agent": {"name": "demo-gateway", "log_level": "warning"},
         "assets": assets,
         "devices": devices,
-        "analytics": {"kpi_interval": 15, "max_gap": 5},
+        # the simulator's grid mix; set your own grid's factor (kg CO2e per kWh)
+        "analytics": {"kpi_interval": 15, "max_gap": 5, "emission_factor_kg_per_kwh": 0.4},
         "buffer": {"path": str(data_dir / "buffer.db"), "max_bytes": "64MB", "policy": "drop_oldest"},
     }
     if mqtt_port is not None:

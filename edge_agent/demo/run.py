@@ -37,6 +37,7 @@ class DemoError(EdgeAgentError):
 
 DEMO_TIME_SCALE = 120.0  # one real second is two schedule minutes; physics stays real-time
 ENERGY_TOLERANCE = 0.01  # the acceptance bound: agent and truth within 1 %
+PRODUCTION_AFTER_S = 50.0  # wall seconds into the demo schedule when production is under way
 
 
 async def _polled_since(agent: Agent, marks: dict[str, int], *, extra: int, within: float) -> None:
@@ -58,6 +59,13 @@ def _compare(agent: Agent, start: simulators.PlantTruth, end: simulators.PlantTr
     resolution = {
         t.asset: t.scale for d in agent.config.devices for t in d.tag_configs() if t.role == "energy_counter"
     }
+    rated = {a.id: a.rated_power_kw for a in agent.config.assets}
+    poll = {
+        t.asset: d.poll_interval * rated[t.asset] / 3600.0
+        for d in agent.config.devices
+        for t in d.tag_configs()
+        if t.role == "state"
+    }
     for asset, tot in agent.analytics.totals().items():
         truth = end[asset].minus(start[asset])
         rows.append(
@@ -70,7 +78,23 @@ def _compare(agent: Agent, start: simulators.PlantTruth, end: simulators.PlantTr
                 abs_tol=resolution.get(asset, 0.0),
             )
         )
+        # idle energy: a compressor's idle is its unload time (its `loaded` tag is its state)
+        idle = truth.load_states()[0]["idle"] if asset == "comp1" else truth.idle_kwh
+        if asset != "main":
+            rows.append(
+                Comparison(
+                    asset,
+                    "idle kWh",
+                    tot.energy_by_state_kwh.get("idle", 0.0),
+                    idle,
+                    rel_tol=ENERGY_TOLERANCE,
+                    # a state change seen between two polls: up to one poll at rated power
+                    abs_tol=max(poll.get(asset, 0.0), 2 * resolution.get(asset, 0.0)),
+                )
+            )
         if asset in ("cnc1", "imm1"):
+            produced = truth.good_parts + truth.scrap_parts
+            rows.append(Comparison(asset, "produced parts", tot.produced_quantity, produced))
             rows.append(Comparison(asset, "good parts", tot.good_quantity, truth.good_parts))
             rows.append(Comparison(asset, "scrap parts", tot.scrap_quantity, truth.scrap_parts))
     return rows
@@ -121,8 +145,14 @@ async def run_demo(*, duration: float, seed: int, data_dir: Path | None, live: b
         loop.add_signal_handler(sig, finish.set)
 
     console.print(f"[bold]edge-agent demo[/bold]: starting simulator and broker (data in {data_dir})")
+    # start in the morning shift, when the machines make parts: the default minute then
+    # shows parts and a live kWh per good part (the schedule's first half minute is quiet)
+    start = simulators.PlantModel(seed=seed, time_scale=DEMO_TIME_SCALE).schedule_start
+    start += PRODUCTION_AFTER_S * DEMO_TIME_SCALE
     async with (
-        simulators.Simulator(seed=seed, time_scale=DEMO_TIME_SCALE, modbus_port=0, opcua_port=0) as sim,
+        simulators.Simulator(
+            seed=seed, time_scale=DEMO_TIME_SCALE, modbus_port=0, opcua_port=0, schedule_start=start
+        ) as sim,
         EmbeddedBroker() as broker,
     ):
         await sim.pause()

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from edge_agent.analytics import (
     WindowKpis,
 )
 from edge_agent.analytics.pending_rows import PendingRows
+from edge_agent.analytics.state_codes import StateCodeMap
 from edge_agent.analytics.windows import WindowSpec
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import AgentConfig, AnalyticsConfig, AssetConfig, TagConfig
@@ -73,7 +75,12 @@ def _window_schemes(live: int, shift_start_hours: tuple[int, ...], timezone: str
     return tuple(out)
 
 
-def asset_spec(asset: AssetConfig, tags: list[TagConfig], cfg: AnalyticsConfig) -> AssetSpec:
+def asset_spec(
+    asset: AssetConfig,
+    tags: list[TagConfig],
+    cfg: AnalyticsConfig,
+    sources: dict[str, str] | None = None,
+) -> AssetSpec:
     """The analytics view of one asset: which roles it has and how its counters behave."""
     counters: dict[str, CounterSpec] = {}
     signals: set[str] = set()
@@ -85,7 +92,9 @@ def asset_spec(asset: AssetConfig, tags: list[TagConfig], cfg: AnalyticsConfig) 
                 scale=tag.scale,
                 bits=tag.counter_bits,
                 max_value=tag.counter_max,
-                max_rate_per_s=_COUNT_RATE_PER_S.get(tag.role),
+                max_rate_per_s=tag.max_rate_per_s or _COUNT_RATE_PER_S.get(tag.role),
+                step_counts=tag.step_counts,
+                **({"slack_s": tag.counter_lag} if tag.counter_lag is not None else {}),
             )
         else:
             signals.add(tag.role)
@@ -108,6 +117,7 @@ def asset_spec(asset: AssetConfig, tags: list[TagConfig], cfg: AnalyticsConfig) 
         emission_factor=cfg.emission_factor_kg_per_kwh,
         max_gap_s=cfg.max_gap,
         windows=_windows(cfg),
+        sources=sources or {},
     )
 
 
@@ -168,18 +178,26 @@ class AnalyticsStage:
     def __init__(self, config: AgentConfig, *, linger_s: float | None = None) -> None:
         tags_by_asset: dict[str, list[TagConfig]] = {}
         intervals: dict[str, list[float]] = {}
+        sources: dict[str, dict[str, str]] = {}
         for dev in config.devices:
             for tag in dev.tag_configs():
                 tags_by_asset.setdefault(tag.asset, []).append(tag)
+                sources.setdefault(tag.asset, {})[tag.role] = f"device {dev.name!r} tag {tag.name!r}"
             for asset in {t.asset for t in dev.tag_configs() if t.role != "generic"}:
                 intervals.setdefault(asset, []).append(dev.poll_interval)
         self._assets = {a.id: a for a in config.assets}
+        self._state_codes = {a.id: StateCodeMap(a.id, a.state_codes) for a in config.assets}
+        if config.analytics.emission_factor_kg_per_kwh is None:
+            log.warning(
+                "no analytics.emission_factor_kg_per_kwh in the config: CO2e KPIs are off. "
+                "Set your grid's factor (kg CO2e per kWh) to get them."
+            )
         self._streams: dict[str, StreamingAnalytics] = {}
         self._pending: dict[str, PendingRows] = {}
         linger_ns = round((config.analytics.kpi_interval if linger_s is None else linger_s) * 1e9)
         n = max(1, len(config.assets))
         for i, a in enumerate(config.assets):
-            spec = asset_spec(a, tags_by_asset.get(a.id, []), config.analytics)
+            spec = asset_spec(a, tags_by_asset.get(a.id, []), config.analytics, sources.get(a.id))
             if not spec.roles:
                 continue  # nothing to compute: generic tags only
             self._streams[a.id] = StreamingAnalytics(spec, reorder_s=_reorder_window(intervals.get(a.id, [])))
@@ -215,9 +233,11 @@ class AnalyticsStage:
         signals = {role: values[name] for name, role in self._pairs(route) if name in values}
         if not signals:
             return []
-        if not pending.append(
-            part.ts, signals, {r: quality[n] for n, r in self._pairs(route) if n in values}
-        ):
+        qualities = {r: quality[n] for n, r in self._pairs(route) if n in values}
+        if "state" in signals:  # the PLC's own codes to off/idle/setup/producing/fault
+            codes = self._state_codes[route.asset.id]
+            signals["state"], qualities["state"] = codes.translate(signals["state"], qualities["state"])
+        if not pending.append(part.ts, signals, qualities):
             return []
         return self._book(route.asset.id)
 
@@ -285,6 +305,35 @@ class AnalyticsStage:
             asset = self._assets[asset_id]
             for w in self._streams[asset_id].flush():
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
+
+    def state(self, outbox: list[KpiBatch] | None = None) -> dict[str, Any]:
+        """What to persist to continue after a restart (see runtime/state_store.py): each
+        asset's stream, its held rows and the windows closed but not yet handed out.
+
+        ``outbox``: windows just closed and not yet handed to delivery. They are saved with
+        the state that closed them, so a crash before the hand-over replays them instead
+        of losing them (a replayed window is identical: delivery overwrites it).
+        """
+        pending = [(k.asset.id, k.window, k.batch) for k in outbox or []]
+        held = [(k.asset.id, k.window, k.batch) for ks in self._held_kpis.values() for k in ks]
+        return {"streams": self._streams, "rows": self._pending, "outbox": pending + held}
+
+    def restore(self, state: dict[str, Any]) -> list[KpiBatch]:
+        """Continue from a saved :meth:`state` (same config: the store checked it); returns
+        the windows to hand to delivery again."""
+        streams = state.get("streams", {})
+        rows = state.get("rows", {})
+        out = [KpiBatch(self._assets[a], w, b) for a, w, b in state.get("outbox", []) if a in self._assets]
+        for asset_id, stream in streams.items():
+            if asset_id in self._streams and isinstance(stream, StreamingAnalytics):
+                self._streams[asset_id] = stream
+                held = rows.get(asset_id)
+                if isinstance(held, PendingRows):  # rows read before the stop: booked as they were
+                    self._pending[asset_id] = held
+                    out += self._book(asset_id)
+                stream.resumed()  # from here on, the gap until the next reading is unattributed
+        log.info("analytics continue from saved state for %d asset(s)", len(streams))
+        return out
 
     def totals(self) -> dict[str, Totals]:
         """Running totals of every asset with analytics, held rows included.

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.batch import Quality, SampleBatch, now_ns
+from edge_agent.batch import Quality, SampleBatch, cause_of, now_ns
 from edge_agent.drivers.base import Driver
 from edge_agent.errors import DeviceConnectError, DriverError
 from edge_agent.retry import Backoff
@@ -200,7 +200,7 @@ class DevicePoller:
             log.debug("%s (still failing)", st.last_error)
         if self._tag_names:
             st.quality["bad"] += len(self._tag_names)
-            await self.handler(SampleBatch.bad(self.name, now_ns(), self._tag_names))
+            await self.handler(SampleBatch.bad(self.name, now_ns(), self._tag_names, cause_of(exc)))
 
     def _recovered(self) -> None:
         if self.stats.down_since is not None:

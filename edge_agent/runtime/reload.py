@@ -24,7 +24,7 @@ from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.runtime.analytics_stage import AnalyticsStage
 from edge_agent.runtime.routing import Router
-from edge_agent.runtime.service import Agent, cancel_and_wait
+from edge_agent.runtime.service import Agent, cancel_and_wait, engineering_units
 
 log = logging.getLogger("edge_agent.reload")
 
@@ -101,6 +101,7 @@ async def apply_config(agent: Agent, new: AgentConfig) -> ReloadPlan:
     _, restarted = analytics.adopt(agent.analytics)
     previous = agent.analytics
     agent.config, agent.router, agent.analytics = new, router, analytics
+    agent.units = engineering_units(new)
     agent.pollers = [p for p in agent.pollers if p.name not in stop] + fresh
     for name in stop:
         agent.stats.devices.pop(name, None)

@@ -13,7 +13,7 @@ pollers, the queue is drained, open KPI windows are closed, and delivery flushes
 
 from __future__ import annotations
 
-__all__ = ["Agent", "BatchSink", "RuntimeStats", "cancel_and_wait"]
+__all__ = ["Agent", "BatchSink", "RuntimeStats", "cancel_and_wait", "engineering_units"]
 
 import asyncio
 import logging
@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig, DeviceConfig
+from edge_agent.delivery.units import EngineeringUnits
 from edge_agent.drivers.base import Driver
 from edge_agent.drivers.links import LinkHub
 from edge_agent.errors import EdgeAgentError
@@ -32,6 +33,7 @@ from edge_agent.runtime.analytics_stage import AnalyticsStage, KpiBatch
 from edge_agent.runtime.poller import DevicePoller, PollerStats, PollObserver
 from edge_agent.runtime.queue import BatchQueue, QueueStats
 from edge_agent.runtime.routing import AssetRoute, Router
+from edge_agent.runtime.state_store import AnalyticsStateStore
 
 log = logging.getLogger("edge_agent.agent")
 #: Flush a device's coalesced rows early once they hold this many samples (bounds record size).
@@ -84,6 +86,7 @@ class Agent:
         *,
         sink: BatchSink | None = None,
         drivers: dict[str, type[Driver[Any]]] | None = None,
+        persist_state: bool = True,
     ) -> None:
         from edge_agent.plugins import driver_registry
 
@@ -92,6 +95,13 @@ class Agent:
         self.sink = sink
         self.router = Router(config)
         self.analytics = AnalyticsStage(config)
+        # analytics continuity across restarts (kill -9 included): state beside the buffer
+        self.state_store = AnalyticsStateStore.beside_buffer(config) if persist_state else None
+        self._replay: list[KpiBatch] = []
+        if self.state_store is not None and (saved := self.state_store.load()) is not None:
+            self._replay = self.analytics.restore(saved)
+        # raw samples go out in engineering units, counters with their exact count beside
+        self.units = engineering_units(config)
         self.linger = min(config.buffer.linger, config.analytics.kpi_interval)
         self.queue = BatchQueue(config.buffer.queue_samples)
         self.limiter = asyncio.Semaphore(config.agent.max_concurrent_polls)
@@ -159,7 +169,9 @@ class Agent:
             obs(batch)
         for route, part in self.router.split(batch):
             kpis = self._analyse(route, part)
-            await self._submit("raw", route.asset, part)
+            if self.state_store is not None and (kpis or self.state_store.due()):
+                self._save_state(kpis)  # closed windows ride along until delivery has them
+            await self._submit("raw", route.asset, self.units[batch.device](part))
             for k in kpis:
                 await self._submit("kpi", k.asset, k.batch, window=k.window)
 
@@ -176,6 +188,13 @@ class Agent:
             return []
         finally:
             self.analytics_seconds += time.perf_counter() - started
+
+    def _save_state(self, outbox: list[KpiBatch] | None = None) -> None:
+        assert self.state_store is not None
+        try:
+            self.state_store.save(self.analytics.state(outbox))
+        except Exception:  # continuity is a comfort: losing it must not stop the data
+            log.exception("could not save the analytics state; KPIs go on, a restart starts afresh")
 
     async def _submit(
         self,
@@ -216,6 +235,9 @@ class Agent:
             len(self.config.assets),
             self.linger,
         )
+        for k in self._replay:  # windows closed just before a crash, maybe never handed over
+            await self._submit("kpi", k.asset, k.batch, window=k.window)
+        self._replay = []
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             processor = tg.create_task(_supervised("processing", self._process), name="processing")
@@ -245,6 +267,8 @@ class Agent:
                     await self._submit("kpi", k.asset, k.batch, window=k.window)
         except TimeoutError:
             log.warning("stopping: the open KPI windows were not stored within agent.stop_timeout")
+        if self.state_store is not None:
+            self._save_state()
         log.info("agent %r stopped", self.config.agent.name)
 
 
@@ -291,6 +315,11 @@ def _create(cls: type[Driver[Any]], config: DeviceConfig, links: LinkHub) -> Dri
         return _Deferred(cls, config, exc, links)
     driver.links = links
     return driver
+
+
+def engineering_units(config: AgentConfig) -> dict[str, EngineeringUnits]:
+    """Each device's raw-sample conversion to engineering units (scale and offset applied)."""
+    return {dev.name: EngineeringUnits(dev.tag_configs()) for dev in config.devices}
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]], *, repeat: float = 0.5) -> None:

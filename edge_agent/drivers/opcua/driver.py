@@ -64,7 +64,13 @@ class OpcUaDriver(Driver[OpcUaDeviceConfig]):
             if a.mode == "subscribe":
                 groups[a.publishing_interval].append(i)
         self._groups = dict(groups)
-        self._layout = TagLayout(tags)
+        self._layout = TagLayout(tags, hold=[a.mode == "subscribe" for a in self._acquisition])
+        # Rows of a device with subscriptions are stamped this much before the read: a change
+        # the server sampled before then has been published by now, so held values are right.
+        subscribed = [a for a in self._acquisition if a.mode == "subscribe"]
+        self._lag_ns = round(
+            max((a.publishing_interval + a.sampling_interval for a in subscribed), default=0.0) * 1e9
+        )
         self._log = SampleLog(self._layout, device=config.name)
         self._conn: Connection | None = None
         self._plan: ReadPlan | None = None
@@ -92,6 +98,7 @@ class OpcUaDriver(Driver[OpcUaDeviceConfig]):
             self._plan = ReadPlan(
                 self.name, polled, [resolution.node_ids[i] for i in polled], conn.limits.max_nodes_per_read
             )
+            self._log.forget_held()
             subs = SubscriptionSet(conn, self._log)
             self._subs = subs
             await subs.create(self._groups, resolution.node_ids, self._acquisition)
@@ -145,10 +152,10 @@ class OpcUaDriver(Driver[OpcUaDeviceConfig]):
             except Exception as exc:
                 conn.check_alive()
                 raise translate(self.name, exc, f"reading {len(plan)} node(s)") from exc
-            ts = now_ns()
+        ts = max(now_ns() - self._lag_ns, self._log.floor_ns + 1)
+        if len(plan):
             self._log.add_row(ts, plan.tags, values, statuses)
-        else:
-            ts = now_ns()
+        self._log.add_fill_row(ts, self._bad)  # every subscribed tag, as it stands at ts
         if self._bad:
             tags = list(self._bad)
             self._log.add_row(ts, tags, [None] * len(tags), list(self._bad.values()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = ["SampleLog", "TagLayout"]
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,20 @@ from edge_agent.drivers.opcua.quality import as_float, as_int, qualities
 log = logging.getLogger("edge_agent.drivers.opcua")
 
 
-class TagLayout:
-    """Per-tag column facts compiled once: name, exact-integer (counter) or scaled float."""
+#: Status of a "fill" cell: no new sample, the tag holds its last value here (see drain).
+FILL = 0xFFFFFFFF
 
-    def __init__(self, tags: Sequence[TagConfig]) -> None:
+
+class TagLayout:
+    """Per-tag column facts compiled once: name, exact-integer (counter) or scaled float.
+
+    ``hold`` marks subscribed tags: a server reports them only on change, so between changes
+    they hold their last value (and its quality and status) in every row of the device.
+    """
+
+    def __init__(self, tags: Sequence[TagConfig], hold: Sequence[bool] | None = None) -> None:
         self.names = [t.name for t in tags]
+        self.hold = np.array(hold if hold is not None else [False] * len(tags), dtype=bool)
         self.is_int = np.array([t.is_counter for t in tags], dtype=bool)
         # Counters stay raw integers (analytics applies their scale); analog tags are scaled here.
         self.scale = np.array([1.0 if t.is_counter else t.scale for t in tags], dtype=np.float64)
@@ -63,6 +72,13 @@ class SampleLog:
         self._tag: list[int] = []
         self._value: list[Any] = []
         self._status: list[int] = []
+        self.floor_ns = 0  # the latest timestamp handed out: later samples are stamped after it
+        n = len(layout)
+        # what each held tag last read as (carried across drains): float, int, quality, status
+        self._held_f = np.full(n, np.nan)
+        self._held_i = np.zeros(n, np.int64)
+        self._held_q = np.full(n, Quality.MISSING, np.uint8)
+        self._held_s = np.zeros(n, np.uint32)
 
     def __len__(self) -> int:
         return len(self._ts)
@@ -103,6 +119,17 @@ class SampleLog:
         for column in (self._ts, self._tag, self._value, self._status):
             column.clear()
 
+    def forget_held(self) -> None:
+        """A new subscription (after a loss) knows nothing yet: held tags read MISSING until
+        its first notification, never a value from before the gap."""
+        self._held_q[:] = Quality.MISSING
+
+    def add_fill_row(self, ts_ns: int, skip: Collection[int] = ()) -> None:
+        """A row at ``ts_ns`` where every held tag shows the value it holds at that instant."""
+        tags = [t for t in np.flatnonzero(self.layout.hold).tolist() if t not in skip]
+        if tags:
+            self.add_row(ts_ns, tags, [None] * len(tags), [FILL] * len(tags))
+
     def drain(self) -> SampleBatch:
         """Every gathered sample as one batch in time order; absent cells are MISSING."""
         n = len(self._ts)
@@ -115,6 +142,7 @@ class SampleLog:
         raw = self._value
         self._ts, self._tag, self._value, self._status = [], [], [], []
 
+        fill = status == FILL
         quality = qualities(status)
         fval = np.fromiter(map(as_float, raw), dtype=np.float64, count=n)
         is_int = layout.is_int[tag]
@@ -125,12 +153,17 @@ class SampleLog:
                 quality[k] = Quality.BAD
             else:
                 ival[k] = exact
-        fval = fval * layout.scale[tag] + layout.offset[tag]
-        quality[~is_int & np.isnan(fval)] = Quality.BAD
+        with np.errstate(over="ignore"):  # a huge value × scale overflows to inf: Bad, like NaN
+            fval = fval * layout.scale[tag] + layout.offset[tag]
+        quality[~is_int & ~np.isfinite(fval)] = Quality.BAD
         bad = quality == Quality.BAD
         fval[bad] = np.nan
         ival[bad] = 0
-        return self._assemble(ts, tag, fval, ival, quality, status, is_int)
+        quality[fill] = Quality.MISSING
+        status[fill] = 0
+        batch = self._assemble(ts, tag, fval, ival, quality, status, is_int)
+        self.floor_ns = max(self.floor_ns, int(batch.ts[-1]))
+        return batch
 
     def _assemble(
         self,
@@ -159,6 +192,8 @@ class SampleLog:
         im[row[ints], layout.int_column[tag[ints]]] = ival[order][ints]
         row_ts = np.empty(n_rows, dtype=np.int64)
         row_ts[row] = ts
+        if layout.hold.any():
+            self._hold(fm, im, qm, sm)
         values: dict[str, np.ndarray] = {}
         for j, name in enumerate(layout.names):
             values[name] = im[:, layout.int_column[j]] if layout.is_int[j] else fm[:, j]
@@ -169,6 +204,36 @@ class SampleLog:
             quality={name: qm[:, j] for j, name in enumerate(layout.names)},
             status={name: sm[:, j] for j, name in enumerate(layout.names)},
         )
+
+    def _hold(
+        self,
+        fm: npt.NDArray[np.float64],
+        im: npt.NDArray[np.int64],
+        qm: npt.NDArray[np.uint8],
+        sm: npt.NDArray[np.uint32],
+    ) -> None:
+        """Forward-fill held columns: a MISSING cell takes the last sample at or before it."""
+        layout = self.layout
+        n_rows = qm.shape[0]
+        rows = np.arange(n_rows)
+        for j in np.flatnonzero(layout.hold).tolist():
+            q = qm[:, j]
+            seen = q != Quality.MISSING
+            last = np.maximum.accumulate(np.where(seen, rows, -1))
+            from_here = last >= 0
+            src = np.maximum(last, 0)
+            k = layout.int_column[j]
+            if layout.is_int[j]:
+                im[:, k] = np.where(from_here, im[src, k], self._held_i[j])
+            fm[:, j] = np.where(from_here, fm[src, j], self._held_f[j])
+            sm[:, j] = np.where(from_here, sm[src, j], self._held_s[j])
+            qm[:, j] = np.where(from_here, q[src], self._held_q[j])
+            end = n_rows - 1
+            self._held_q[j] = qm[end, j]
+            self._held_f[j] = fm[end, j]
+            self._held_s[j] = sm[end, j]
+            if layout.is_int[j]:
+                self._held_i[j] = im[end, k]
 
 
 def _rows(ts: npt.NDArray[np.int64], tag: npt.NDArray[np.intp], n_tags: int) -> npt.NDArray[np.intp]:

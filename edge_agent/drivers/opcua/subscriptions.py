@@ -42,8 +42,13 @@ def to_ns(dt: datetime) -> int:
     return (dt - _EPOCH) // _US * 1000
 
 
-def _stamp(dv: ua.DataValue) -> int:
-    """Source time, else server time, else now.
+#: Server and agent clocks closer than this are taken as agreeing (NTP keeps them within
+#: milliseconds): source timestamps are then used exactly as sent.
+SKEW_TOLERANCE_NS = 1_000_000_000
+
+
+def _stamp(dv: ua.DataValue) -> int | None:
+    """Source time, else server time, else None (the caller uses the arrival time).
 
     Stamps before 2000 (1601 is the wire's "no timestamp") or past int64 ns (year 2262)
     count as absent: they are not real sample times and would not fit the ts column.
@@ -53,7 +58,14 @@ def _stamp(dv: ua.DataValue) -> int:
             ts = to_ns(stamp)
             if _Y2000_NS <= ts <= _MAX_NS:
                 return ts
-    return now_ns()
+    return None
+
+
+def _valid_ns(dt: datetime | None) -> int | None:
+    if dt is None:
+        return None
+    ts = to_ns(dt)
+    return ts if _Y2000_NS <= ts <= _MAX_NS else None
 
 
 @dataclass(slots=True)
@@ -66,6 +78,7 @@ class _Live:
     last_seen: float
     created_ns: int
     first_seen: set[int] = field(default_factory=set)
+    offset_ns: int | None = None  # server clock → agent clock, measured at the first publish
 
 
 class SubscriptionSet:
@@ -78,6 +91,7 @@ class SubscriptionSet:
         self.lost_reason: str | None = None
         self.failed: dict[int, int] = {}
         self._live: dict[int, _Live] = {}
+        self._last_ts: dict[int, int] = {}  # per tag: the latest timestamp given to a change
         self._loop = asyncio.get_running_loop()
 
     async def create(
@@ -179,22 +193,43 @@ class SubscriptionSet:
         if live is None:
             return
         live.last_seen = self._loop.time()
+        arrival = now_ns()
+        if live.offset_ns is None:
+            publish = _valid_ns(result.NotificationMessage.PublishTime)
+            skew = arrival - publish if publish is not None else 0
+            live.offset_ns = skew if abs(skew) > SKEW_TOLERANCE_NS else 0
+            if live.offset_ns:
+                log.warning(
+                    "device %r: the server's clock is %.1f s %s the agent's; its timestamps are "
+                    "shifted onto the agent's clock. Synchronise the server's clock (NTP).",
+                    self.device,
+                    abs(skew) / 1e9,
+                    "behind" if skew > 0 else "ahead of",
+                )
         data = result.NotificationMessage.NotificationData
         if not data:
             return
         add = self.log.add
+        offset = live.offset_ns
+        # one time base per device: after everything already handed out, never in the future
+        floor = self.log.floor_ns + 1
+        last_ts = self._last_ts
         for notification in data:
             if isinstance(notification, ua.DataChangeNotification):
                 first_seen = live.first_seen
                 for item in notification.MonitoredItems:
                     tag = item.ClientHandle
                     dv = item.Value
-                    ts = _stamp(dv)
+                    source = _stamp(dv)
+                    ts = arrival if source is None else min(max(source + offset, floor), arrival)
                     if tag not in first_seen:
                         # The initial value may be older than the (re)connect: stamp it no
                         # earlier than the subscription, so a series never goes back across a gap.
                         first_seen.add(tag)
                         ts = max(ts, live.created_ns)
+                    # a tag's changes keep the order they happened in, whatever their stamps say
+                    ts = max(ts, last_ts.get(tag, 0) + 1)
+                    last_ts[tag] = ts
                     var, sc = dv.Value, dv.StatusCode
                     add(ts, tag, var.Value if var is not None else None, sc.value if sc is not None else 0)
             elif isinstance(notification, ua.StatusChangeNotification):

@@ -1,0 +1,50 @@
+"""Raw samples leave the agent in engineering units; counters also keep their exact count.
+
+Drivers hand counters over as raw integers so the analytics can total them exactly; a
+consumer of the raw stream (a Grafana panel, InfluxDB, an evaluator) wants kWh, parts and
+kg. So before delivery each counter column becomes ``value × scale + offset`` and its exact
+raw count moves to a separate ``<tag>_raw`` column (same quality, same status), from which
+totals can be recomputed without rounding. Analog columns are already scaled by the
+drivers. The plan is compiled once per device slice; a slice without counters is passed
+through untouched (no cost on the common path).
+"""
+
+from __future__ import annotations
+
+__all__ = ["RAW_SUFFIX", "EngineeringUnits"]
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from edge_agent.batch import Quality, SampleBatch
+from edge_agent.config import TagConfig
+
+RAW_SUFFIX = "_raw"
+
+
+class EngineeringUnits:
+    """Converts the counter columns of batches whose tags are known (by name)."""
+
+    def __init__(self, tags: Iterable[TagConfig]) -> None:
+        self._counters = {t.name: (t.scale, t.offset) for t in tags if t.is_counter}
+
+    def __call__(self, batch: SampleBatch) -> SampleBatch:
+        counters = self._counters
+        names = [n for n in batch.values if n in counters]
+        if not names:
+            return batch
+        values = dict(batch.values)
+        quality = dict(batch.quality)
+        status = dict(batch.status)
+        for name in names:
+            raw = batch.values[name]
+            scale, offset = counters[name]
+            eng = raw.astype(np.float64) * scale + offset
+            eng[batch.quality[name] >= Quality.BAD] = np.nan
+            values[name] = eng
+            values[name + RAW_SUFFIX] = raw
+            quality[name + RAW_SUFFIX] = batch.quality[name]
+            if name in batch.status:
+                status[name + RAW_SUFFIX] = batch.status[name]
+        return SampleBatch(device=batch.device, ts=batch.ts, values=values, quality=quality, status=status)

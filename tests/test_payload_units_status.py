@@ -1,0 +1,69 @@
+"""Raw samples in engineering units with the exact count beside; quality with its cause
+(issue #12): through the real encoder and decoder of the UNS payload."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from edge_agent.batch import Cause, Quality, SampleBatch, cause_of, describe_status
+from edge_agent.config import TagConfig
+from edge_agent.delivery.payload import decode_payload, encode_payload
+from edge_agent.delivery.record import Placement
+from edge_agent.delivery.units import EngineeringUnits
+from edge_agent.errors import DeviceConnectError, DeviceExceptionError, DeviceTimeoutError
+
+PLACE = Placement(site="s", area="a", line="l", asset="m1", window=None)
+
+
+def test_counters_leave_in_units_and_keep_their_exact_count() -> None:
+    tags = [
+        TagConfig(name="kwh", asset="m1", role="energy_counter", unit="kWh", scale=0.0001),
+        TagConfig(name="p", asset="m1", role="power", unit="kW"),
+    ]
+    raw = np.array([250102131, 2**32 - 1, 5], np.int64)
+    batch = SampleBatch(
+        device="d",
+        ts=np.array([1, 2, 3], np.int64),
+        values={"kwh": raw, "p": np.array([1.5, 2.5, 3.5])},
+        quality={"kwh": np.array([0, 0, 2], np.uint8), "p": np.zeros(3, np.uint8)},
+    )
+    out = EngineeringUnits(tags)(batch)
+    assert out.values["kwh"][0] == 25010.2131  # kWh, not counts (issue: off by 10^4)
+    assert out.values["kwh_raw"].tolist() == raw.tolist()  # exact, for totals
+    assert out.values["p"] is batch.values["p"]  # analog columns untouched
+    doc = json.loads(encode_payload("raw", PLACE, out))
+    assert doc["values"]["kwh"][:2] == [25010.2131, 429496.7295] and doc["values"]["kwh"][2] is None
+    assert doc["values"]["kwh_raw"][:2] == [250102131, 4294967295]
+    back = decode_payload(json.dumps(doc).encode()).batch
+    assert back.values["kwh_raw"].dtype.kind == "i" and int(back.values["kwh_raw"][1]) == 2**32 - 1
+    no_counters = EngineeringUnits(tags[1:])
+    assert no_counters(batch) is batch  # nothing to do: no copy
+
+
+def test_status_says_why_and_nonfinite_differs_from_a_lost_link() -> None:
+    n = 4
+    opcua_bad = 0x80340000  # BadNodeIdUnknown
+    batch = SampleBatch(
+        device="d",
+        ts=np.arange(n, dtype=np.int64),
+        values={"a": np.array([1.0, np.nan, np.inf, 2.0]), "b": np.array([1.0, np.nan, 3.0, 4.0])},
+        quality={"a": np.zeros(n, np.uint8), "b": np.array([0, 2, 0, 0], np.uint8)},
+        status={"a": np.zeros(n, np.uint32), "b": np.array([0, opcua_bad, 0, 0], np.uint32)},
+    ).with_nonfinite_bad()
+    lost = SampleBatch.bad("d", 9, ["a", "b"], cause_of(DeviceConnectError("d", "gone")))
+    both = SampleBatch.concat([batch, lost])
+    doc = json.loads(encode_payload("raw", PLACE, both))
+    assert doc["status"]["a"] == [0, Cause.NONFINITE, Cause.NONFINITE, 0, Cause.LINK_LOST]
+    assert doc["status"]["b"] == [0, opcua_bad, 0, 0, Cause.LINK_LOST]
+    assert doc["quality"]["a"] == [0, Quality.BAD, Quality.BAD, 0, Quality.BAD]
+    back = decode_payload(json.dumps(doc).encode()).batch
+    assert back.status["b"].tolist() == doc["status"]["b"]
+    good = SampleBatch.single("d", 1, {"x": 1.0})
+    assert "status" not in json.loads(encode_payload("raw", PLACE, good))  # nothing on the Good path
+    assert describe_status(Cause.NONFINITE) == "nonfinite"
+    assert describe_status(2) == "modbus exception 0x02"
+    assert describe_status(opcua_bad) == "opcua status 0x80340000"
+    assert cause_of(DeviceTimeoutError("d", "slow")) == Cause.TIMEOUT
+    assert cause_of(DeviceExceptionError("d", "illegal address", code=2)) == 2
