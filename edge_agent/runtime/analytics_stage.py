@@ -48,7 +48,13 @@ log = logging.getLogger("edge_agent.analytics")
 #: A KPI window at or above this Good-data coverage is published as GOOD, above 0 UNCERTAIN.
 GOOD_COVERAGE = 0.95
 #: Parts, scrap and material counters: a generous plausible rate for rollover checks.
-_COUNT_RATE_PER_S = {"part_counter": 100.0, "scrap_counter": 100.0, "material_counter": 50.0}
+#: A tag's own ``max_rate_per_s`` overrides these.
+_COUNT_RATE_PER_S = {
+    "part_counter": 100.0,
+    "good_part_counter": 100.0,
+    "scrap_counter": 100.0,
+    "material_counter": 50.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
