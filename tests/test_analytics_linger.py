@@ -192,3 +192,21 @@ def test_one_assets_failing_analytics_does_not_stop_the_others_at_flush(
     out = list(stage.flush())
     assert out and {k.asset.id for k in out} == {"m1"}
     assert "'m0'" in caplog.text and "negative counter reading" in caplog.text
+
+
+def test_windows_closed_by_totals_every_second_still_go_out_on_time() -> None:
+    """The status page asks for totals every second: the windows that closes go out with the
+    next update, not only at shutdown (the live KPI topic stayed silent before)."""
+    config = parse_config(_config(1))
+    router = Router(config)
+    stage, direct = AnalyticsStage(config), AnalyticsStage(config, linger_s=0)
+    out: list[KpiBatch] = []
+    want: list[KpiBatch] = []
+    for b in _polls(1, 300):
+        for route, part in router.split(b):
+            out.extend(stage.update(route, part))
+            want.extend(direct.update(route, part))
+        stage.totals()
+    live = f"{round(config.analytics.kpi_interval)}s"
+    assert [k.window for k in out].count(live) >= [k.window for k in want].count(live) - 1 > 0
+    assert _by_key(out + list(stage.flush())).keys() == _by_key(want + list(direct.flush())).keys()

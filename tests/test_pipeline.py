@@ -220,7 +220,7 @@ async def test_every_dashboard_panel_shows_a_producing_plant(
                         col, dtype=np.int64 if isinstance(col[0], int) else np.float64
                     )
                 quality = {t: np.zeros(len(ts), np.uint8) for t in values}
-                await agent._on_batch(SampleBatch(dev.name, np.asarray(ts, np.int64), values, quality))
+                await agent._handle(SampleBatch(dev.name, np.asarray(ts, np.int64), values, quality))
         for k in agent.analytics.flush():
             await delivery.submit("kpi", k.asset, k.batch, window=k.window)
         assert await delivery.flush(60)

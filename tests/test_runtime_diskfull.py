@@ -27,6 +27,7 @@ from edge_agent.config import AgentConfig, AssetConfig, build_config_model
 from edge_agent.delivery import Delivery
 from edge_agent.delivery.payload import decode_payload
 from edge_agent.delivery.record import sample_count
+from edge_agent.delivery.units import RAW_SUFFIX
 from edge_agent.demo.plant_config import demo_config
 from edge_agent.plugins import driver_registry
 from edge_agent.runtime.service import Agent
@@ -66,6 +67,7 @@ class Counting:
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
         self.samples = {"raw": 0, "kpi": 0}
+        self.exact_counts = 0  # counters' <tag>_raw companions (the runtime adds them, not polls)
 
     async def submit(
         self,
@@ -76,6 +78,7 @@ class Counting:
         window: str | None = None,
     ) -> None:
         self.samples[kind] += sample_count(batch)
+        self.exact_counts += len(batch) * sum(name.endswith(RAW_SUFFIX) for name in batch.values)
         await self.delivery.submit(kind, asset, batch, window=window)
 
 
@@ -169,7 +172,7 @@ async def test_disk_fills_and_recovers_polling_unbroken_drops_counted_exactly(
                 assert p.stats.polls + p.stats.skipped_polls >= 0.9 * elapsed / POLL, (p.name, p.stats)
             polled = sum(sum(p.stats.quality.values()) for p in agent.pollers)
             assert agent.stats.queue.dropped_samples == 0 and agent.stats.refused_samples == 0
-            assert sink.samples["raw"] == polled  # the runtime handed on every polled sample
+            assert sink.samples["raw"] - sink.exact_counts == polled  # every polled sample handed on
             submitted = sink.samples["raw"] + sink.samples["kpi"]
             st = delivery.stats.sinks["mqtt"]
             assert st.dropped == dropped and st.backlog == 0

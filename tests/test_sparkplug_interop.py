@@ -240,6 +240,7 @@ async def test_sparkplug_host_follows_the_edge_node_through_its_life(
         }
         config = build_config_model([d.config_model for d in driver_registry().values()]).model_validate(raw)
         units = {t.name: t.unit for d in config.devices for t in d.tag_configs()}
+        units |= {t.name + "_raw": "count" for d in config.devices for t in d.tag_configs() if t.is_counter}
         recorder = Recorder()
         try:
             async with host_app(mosquitto_server, group, host_id) as host:
@@ -325,7 +326,7 @@ async def test_sparkplug_host_follows_the_edge_node_through_its_life(
         for m in e["metrics"]:
             assert m["alias"] is not None and m["datatype"] and m["unit"], m
             if m["name"].startswith("raw/"):
-                assert m["unit"] == units[m["name"].rsplit("/", 1)[1]], m
+                assert m["unit"] == units[m["name"].rsplit("/", 1)[1]], m  # <tag>_raw: "count"
 
     # Every value and quality the agent read reached the host unchanged (duplicates allowed).
     expected = _expected_samples(recorder.records)

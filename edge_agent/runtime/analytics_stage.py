@@ -244,7 +244,8 @@ class AnalyticsStage:
             codes = self._state_codes[route.asset.id]
             signals["state"], qualities["state"] = codes.translate(signals["state"], qualities["state"])
         if not pending.append(part.ts, signals, qualities):
-            return []
+            # windows that a totals() call (the status page, every second) closed go out now
+            return self._held_kpis.pop(route.asset.id, [])
         return self._book(route.asset.id)
 
     def _book(self, asset_id: str) -> list[KpiBatch]:

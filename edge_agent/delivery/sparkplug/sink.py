@@ -31,6 +31,7 @@ from edge_agent.delivery.sparkplug.acks import PubackBridge
 from edge_agent.delivery.sparkplug.payload import is_rebirth_request
 from edge_agent.delivery.sparkplug.session import EdgeNode, Message
 from edge_agent.delivery.sparkplug.topics import NodeTopics, state_topic
+from edge_agent.delivery.units import RAW_SUFFIX
 from edge_agent.errors import ConfigError, ConfigProblem, PermanentSinkError, TransientSinkError
 
 log = logging.getLogger("edge_agent.delivery.sparkplug")
@@ -76,9 +77,12 @@ class SparkplugSink(Sink):
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> SparkplugSink:
-        """The sink for ``config.sparkplug``; raw tags' units come from the device tags."""
+        """The sink for ``config.sparkplug``; raw tags' units come from the device tags (a
+        counter's exact count, ``<tag>_raw`` beside it, is in counts)."""
         assert config.sparkplug is not None
-        units = {(d.name, t.name): t.unit for d in config.devices for t in d.tag_configs()}
+        tags = [(d.name, t) for d in config.devices for t in d.tag_configs()]
+        units = {(dev, t.name): t.unit for dev, t in tags}
+        units |= {(dev, t.name + RAW_SUFFIX): "count" for dev, t in tags if t.is_counter}
         return cls(config.sparkplug, agent=config.agent.name, units=units)
 
     @property
