@@ -81,7 +81,7 @@ class SparkplugSink(Sink):
         counter's exact count, ``<tag>_raw`` beside it, is in counts)."""
         assert config.sparkplug is not None
         tags = [(d.name, t) for d in config.devices for t in d.tag_configs()]
-        units = {(dev, t.name): t.unit for dev, t in tags}
+        units: dict[tuple[str, str], str] = {(dev, t.name): t.unit for dev, t in tags}
         units |= {(dev, t.name + RAW_SUFFIX): "count" for dev, t in tags if t.is_counter}
         return cls(config.sparkplug, agent=config.agent.name, units=units)
 
