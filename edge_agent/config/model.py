@@ -239,7 +239,9 @@ class AgentConfig(StrictModel):
         for dev in self.devices:
             seen: set[str] = set()
             roles: set[tuple[str, str]] = set()
-            for tag in dev.tag_configs():
+            tags = dev.tag_configs()
+            all_names = {t.name for t in tags}
+            for tag in tags:
                 if tag.asset not in known:
                     raise ValueError(
                         f"device {dev.name!r} tag {tag.name!r}: asset {tag.asset!r} is not defined "
@@ -248,7 +250,7 @@ class AgentConfig(StrictModel):
                 if tag.name in seen:
                     raise ValueError(f"device {dev.name!r}: tag name {tag.name!r} is used twice")
                 seen.add(tag.name)
-                if tag.is_counter and f"{tag.name}_raw" in {t.name for t in dev.tag_configs()}:
+                if tag.is_counter and f"{tag.name}_raw" in all_names:
                     raise ValueError(
                         f"device {dev.name!r}: tag {tag.name + '_raw'!r} clashes with the raw-count "
                         f"column the agent adds for counter {tag.name!r}; rename it"
