@@ -9,7 +9,7 @@ import pytest
 
 from edge_agent.analytics.pending_rows import PendingRows
 from edge_agent.batch import Quality, SampleBatch
-from edge_agent.config import parse_config
+from edge_agent.config import AgentConfig, parse_config
 from edge_agent.runtime.analytics_stage import AnalyticsStage, KpiBatch
 from edge_agent.runtime.routing import Router
 
@@ -90,6 +90,11 @@ def _polls(assets: int, seconds: int) -> list[SampleBatch]:
     return out
 
 
+def _held(config: AgentConfig) -> AnalyticsStage:
+    """Rows held for one live KPI window (analytics.hold_rows at its largest)."""
+    return AnalyticsStage(config, linger_s=config.analytics.kpi_interval)
+
+
 def _run(stage: AnalyticsStage, router: Router, polls: list[SampleBatch]) -> list[KpiBatch]:
     out: list[KpiBatch] = []
     for b in polls:
@@ -110,7 +115,7 @@ def test_linger_books_the_same_kpis_and_totals_as_poll_by_poll() -> None:
     config = parse_config(_config(3))
     polls = _polls(3, 900)
     router = Router(config)
-    held, direct = AnalyticsStage(config), AnalyticsStage(config, linger_s=0)
+    held, direct = _held(config), AnalyticsStage(config, linger_s=0)
     got, want = _by_key(_run(held, router, polls)), _by_key(_run(direct, router, polls))
     assert got.keys() == want.keys()
     assert len({w for _, w, _ in got}) == 6  # every window scheme reported
@@ -127,7 +132,7 @@ def test_linger_books_the_same_kpis_and_totals_as_poll_by_poll() -> None:
 def test_totals_book_held_rows_and_their_windows_are_not_lost() -> None:
     config = parse_config(_config(1))
     router = Router(config)
-    stage, direct = AnalyticsStage(config), AnalyticsStage(config, linger_s=0)
+    stage, direct = _held(config), AnalyticsStage(config, linger_s=0)
     out: list[KpiBatch] = []
     want: list[KpiBatch] = []
     for k, b in enumerate(_polls(1, 300)):
@@ -183,7 +188,7 @@ def test_one_assets_failing_analytics_does_not_stop_the_others_at_flush(
 ) -> None:
     config = parse_config(_config(2))
     router = Router(config)
-    stage = AnalyticsStage(config)
+    stage = _held(config)
     for b in _polls(2, 30):
         wh = b.values["m0_wh"]
         broken = SampleBatch(b.device, b.ts, b.values | {"m0_wh": np.full_like(wh, -5)}, b.quality)
@@ -199,7 +204,7 @@ def test_windows_closed_by_totals_every_second_still_go_out_on_time() -> None:
     next update, not only at shutdown (the live KPI topic stayed silent before)."""
     config = parse_config(_config(1))
     router = Router(config)
-    stage, direct = AnalyticsStage(config), AnalyticsStage(config, linger_s=0)
+    stage, direct = _held(config), AnalyticsStage(config, linger_s=0)
     out: list[KpiBatch] = []
     want: list[KpiBatch] = []
     for b in _polls(1, 300):

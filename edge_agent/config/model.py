@@ -176,6 +176,13 @@ class AnalyticsConfig(StrictModel):
     )
     shift_start_hours: list[int] = Field(default_factory=lambda: [6, 14, 22])
     timezone: str = Field("UTC", description="IANA zone for shift and day windows, e.g. Europe/Berlin")
+    hold_rows: Seconds = Field(
+        0.0,
+        ge=0,
+        description="hold each asset's rows this long and book them in one update (less CPU with "
+        "many assets; KPIs up to this much later); at most kpi_interval. Off by default: with it "
+        "on, the restart/continuity truth test does not hold yet",
+    )
 
 
 def _is_loopback(host: str) -> bool:
