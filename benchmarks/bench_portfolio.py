@@ -27,8 +27,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from edge_agent.evaluation import cli_main
-from simulators.config import RetrofitConfig
-from simulators.history import generate_history
+from edge_agent_simulators.config import RetrofitConfig
+from edge_agent_simulators.history import generate_history
 
 BASELINE_DAYS = 56
 

@@ -26,9 +26,9 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from simulators.history import generate_history
-from simulators.host import Simulator
-from simulators.plant import PlantModel
+from edge_agent_simulators.history import generate_history
+from edge_agent_simulators.host import Simulator
+from edge_agent_simulators.plant import PlantModel
 
 START = 1_704_067_200.0  # 2024-01-01 00:00 UTC
 

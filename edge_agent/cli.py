@@ -55,9 +55,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    import simulators
+    import edge_agent_simulators as simulators
 
-    return simulators.main(list(args.rest), prog="edge-agent simulate")
+    return int(simulators.main(list(args.rest), prog="edge-agent simulate"))
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:

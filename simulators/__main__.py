@@ -1,4 +1,4 @@
-"""Allow ``python -m simulators``."""
+"""Allow ``python -m edge_agent_simulators``."""
 
 __all__: list[str] = []
 

@@ -1,4 +1,4 @@
-"""``python -m simulators serve|history``: a thin argparse front end for the two entry points.
+"""``python -m edge_agent_simulators serve|history``: a thin argparse front end for the two entry points.
 
 The agent's own CLI (``edge-agent simulate``) calls :func:`serve` and
 :func:`generate_history` directly; this exists so the simulator also runs on its own.
@@ -66,7 +66,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = "python -m simulators") -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m edge_agent_simulators") -> int:
     """Entry point; returns a process exit code."""
     args = _parser(prog).parse_args(argv)
     if args.command == "history":

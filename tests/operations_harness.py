@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 
 class Simulator:
-    """``python -m simulators serve`` on fixed ports, so a restart is the same device coming back."""
+    """``python -m edge_agent_simulators serve`` on fixed ports: a restart is the same device back."""
 
     def __init__(self, workdir: Path, time_scale: float = 240.0) -> None:
         self.modbus_port, self.opcua_port = free_port(), free_port()
@@ -47,7 +47,7 @@ class Simulator:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "simulators", "serve",
+                    sys.executable, "-m", "edge_agent_simulators", "serve",
                     "--modbus-port", str(self.modbus_port), "--opcua-port", str(self.opcua_port),
                     "--seed", "7", "--time-scale", str(self.time_scale),
                 ],

@@ -43,7 +43,7 @@ def plant_server() -> Iterator[PlantServer]:
         [
             sys.executable,
             "-m",
-            "simulators",
+            "edge_agent_simulators",
             "serve",
             "--modbus-port",
             str(server.modbus_port),

@@ -38,14 +38,14 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import MosquittoServer
 
-import simulators
+import edge_agent_simulators as simulators
 from edge_agent.config import build_config_model
 from edge_agent.delivery.payload import decode_payload
 from edge_agent.demo.plant_config import demo_config
 from edge_agent.plugins import driver_registry
 from edge_agent.runtime.state_store import AnalyticsStateStore
-from simulators.plant import PlantModel
-from simulators.truth import AssetTruth
+from edge_agent_simulators.plant import PlantModel
+from edge_agent_simulators.truth import AssetTruth
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

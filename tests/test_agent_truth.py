@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-import simulators
+import edge_agent_simulators as simulators
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import AssetConfig, build_config_model
 from edge_agent.demo.plant_config import demo_config

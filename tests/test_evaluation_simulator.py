@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from edge_agent.evaluation import EXIT_CLAIMED, EXIT_INPUT, EXIT_NOT_CLAIMED, cli_main
-from simulators.history import HistoryResult, generate_history
+from edge_agent_simulators.history import HistoryResult, generate_history
 
 ASSETS = ("cnc1", "imm1")  # the retrofitted machines: an IPMVP Option B boundary around both
 

@@ -15,7 +15,7 @@ import numpy as np
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.drivers.modbus import ModbusDeviceConfig, ModbusDriver
 from edge_agent.runtime import DevicePoller
-from simulators import Simulator, register_map
+from edge_agent_simulators import Simulator, register_map
 
 INTERVAL = 0.05
 

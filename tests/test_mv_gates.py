@@ -12,8 +12,8 @@ import pytest
 
 from edge_agent.evaluation import EvaluationOptions, EvaluationResult, LoadedData, Period, Role, evaluate
 from edge_agent.evaluation.calibration import loaded_data
-from simulators.config import PlantConfig, SiteParams
-from simulators.history import SimulatedHistory, simulate_history
+from edge_agent_simulators.config import PlantConfig, SiteParams
+from edge_agent_simulators.history import SimulatedHistory, simulate_history
 
 START = date(2024, 1, 1)  # a Monday
 RETROFIT_DAY = 35

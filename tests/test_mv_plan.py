@@ -16,7 +16,7 @@ import pytest
 from conftest import require
 
 from edge_agent.evaluation import EXIT_CLAIMED, EXIT_INPUT, cli_main
-from simulators.history import HistoryResult, generate_history
+from edge_agent_simulators.history import HistoryResult, generate_history
 
 PERIODS = ["--baseline", "2024-01-01/2024-01-28", "--reporting", "2024-01-29/2024-02-25"]
 

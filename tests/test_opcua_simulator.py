@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-import simulators
+import edge_agent_simulators as simulators
 from edge_agent.batch import Quality, SampleBatch, now_ns
 from edge_agent.config import parse_config
 from edge_agent.drivers.opcua import OpcUaDeviceConfig, OpcUaDriver

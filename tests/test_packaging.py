@@ -75,7 +75,7 @@ def _imports(path: Path) -> set[str]:
             tops.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             tops.add(node.module.split(".")[0])
-    return tops - set(sys.stdlib_module_names) - {"edge_agent", "simulators", "__future__"}
+    return tops - set(sys.stdlib_module_names) - {"edge_agent", "edge_agent_simulators", "__future__"}
 
 
 def test_every_imported_package_is_declared() -> None:
@@ -330,3 +330,17 @@ def test_commands_name_their_missing_extra(argv: list[str], hidden: list[str], e
     run = _without(hidden, f"from edge_agent.cli import main; raise SystemExit(main({argv!r}))")
     assert run.returncode == 1, run.stdout + run.stderr
     assert f"pip install 'edge-agent[{extra}]'" in run.stderr, run.stderr
+
+
+def test_every_package_folder_is_listed_and_the_simulators_are_not_a_generic_name() -> None:
+    """pyproject lists packages (simulators/ installs as edge_agent_simulators): none forgotten."""
+    root = Path(__file__).parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    folders = {
+        str(p.parent.relative_to(root)).replace("/", ".")
+        for p in (root / "edge_agent").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert folders <= set(setuptools["packages"]), folders - set(setuptools["packages"])
+    assert "simulators" not in setuptools["packages"]
+    assert setuptools["package-dir"] == {"edge_agent_simulators": "simulators"}

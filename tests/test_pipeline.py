@@ -182,7 +182,7 @@ async def test_every_dashboard_panel_shows_a_producing_plant(
     """
     import numpy as np
 
-    import simulators
+    import edge_agent_simulators as simulators
     from edge_agent.batch import SampleBatch
     from edge_agent.delivery import Delivery
     from edge_agent.runtime.service import Agent

@@ -16,8 +16,8 @@ from asyncua.ua.uaerrors import UaError
 from pymodbus.exceptions import ModbusIOException
 from test_simulator_servers import decode, holding, modbus_client, nid, read_block
 
-from simulators.host import Simulator
-from simulators.plant import PlantModel
+from edge_agent_simulators.host import Simulator
+from edge_agent_simulators.plant import PlantModel
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 NS_URI = "urn:edge-agent:simulator"

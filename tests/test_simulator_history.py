@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from simulators.catalog import ASSETS, MACHINES
-from simulators.config import RetrofitConfig
-from simulators.history import HistoryResult, generate_history
+from edge_agent_simulators.catalog import ASSETS, MACHINES
+from edge_agent_simulators.config import RetrofitConfig
+from edge_agent_simulators.history import HistoryResult, generate_history
 
 DAYS, RETROFIT_DAY = 21, 10
 NO_OP = RetrofitConfig(idle_power_factor=1.0, scrap_factor=1.0)
@@ -172,7 +172,7 @@ def test_bad_arguments_say_what_to_do(tmp_path: Path) -> None:
 
 
 def test_public_api_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import simulators
+    import edge_agent_simulators as simulators
 
     for name in simulators.__all__:
         assert getattr(simulators, name) is not None, name

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from edge_agent.config.types import ROLE_UNITS
-from simulators.catalog import ASSETS, MACHINES, SIGNALS, UNIT_IDS, opcua_nodes, register_map
-from simulators.config import RetrofitConfig
-from simulators.plant import PlantModel, TickBlock
-from simulators.states import MachineState
-from simulators.truth import COUNTER_MODULUS
+from edge_agent_simulators.catalog import ASSETS, MACHINES, SIGNALS, UNIT_IDS, opcua_nodes, register_map
+from edge_agent_simulators.config import RetrofitConfig
+from edge_agent_simulators.plant import PlantModel, TickBlock
+from edge_agent_simulators.states import MachineState
+from edge_agent_simulators.truth import COUNTER_MODULUS
 
 MONDAY = datetime(2024, 3, 4, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
 LIVE_START = 1_750_000_000.0

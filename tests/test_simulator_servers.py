@@ -24,8 +24,8 @@ from asyncua.ua.uaerrors import UaError
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from simulators.catalog import ASSETS, UNIT_IDS, RegisterEntry, opcua_nodes, register_map
-from simulators.host import Simulator
+from edge_agent_simulators.catalog import ASSETS, UNIT_IDS, RegisterEntry, opcua_nodes, register_map
+from edge_agent_simulators.host import Simulator
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -394,7 +394,7 @@ async def test_main_meter_rolled_over_within_seconds_and_truth_is_continuous(sim
 
 
 async def test_serve_runs_until_cancelled_and_releases_the_port() -> None:
-    from simulators.host import serve
+    from edge_agent_simulators.host import serve
 
     started: asyncio.Future[Simulator] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(modbus_port=0, opcua_port=None, seed=1, ready=started.set_result))

@@ -30,7 +30,7 @@ from conftest import require
 from plant import PlantServer
 from servers import MosquittoServer
 
-import simulators
+import edge_agent_simulators as simulators
 from edge_agent.batch import Quality
 from edge_agent.broker import free_port
 from edge_agent.config import build_config_model

@@ -11,7 +11,7 @@ __all__ = ["ASSET_PLACES", "demo_config"]
 from pathlib import Path
 from typing import Any
 
-import simulators
+import edge_agent_simulators as simulators
 
 #: ISA-95 place and nameplate of each simulated asset.
 ASSET_PLACES: dict[str, dict[str, Any]] = {

@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-import simulators
+import edge_agent_simulators as simulators
 from edge_agent.broker import EmbeddedBroker
 from edge_agent.config import AgentConfig, build_config_model
 from edge_agent.delivery import Delivery

@@ -45,7 +45,7 @@ from edge_agent.evaluation._evaluate import EvaluationOptions, evaluate
 from edge_agent.evaluation._timebase import Period, Resolution
 
 if TYPE_CHECKING:
-    from simulators.history import SimulatedHistory
+    from edge_agent_simulators.history import SimulatedHistory
 
 REPORTING_DAYS = 28
 INTERVAL_S = 900
@@ -122,8 +122,8 @@ def calibration_grid(
 
 
 def _simulate(spec: HistorySpec) -> SimulatedHistory:
-    from simulators.config import PlantConfig, RetrofitConfig, SiteParams
-    from simulators.history import simulate_history
+    from edge_agent_simulators.config import PlantConfig, RetrofitConfig, SiteParams
+    from edge_agent_simulators.history import simulate_history
 
     config = PlantConfig(site=SiteParams(demand_trend_per_day=spec.trend_per_day))
     retrofit = RetrofitConfig(
