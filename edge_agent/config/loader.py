@@ -20,9 +20,11 @@ from __future__ import annotations
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_NODES", "load_config", "load_yaml_model", "parse_config"]
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -106,6 +108,21 @@ class _LineIndex:
         return self._lines.get(path)
 
 
+@contextlib.contextmanager
+def _yaml_errors(file: str) -> Iterator[None]:
+    """What the YAML parser can raise, as a ConfigError that says where and why."""
+    try:
+        yield
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise _problem(file, f"not valid YAML: {exc}", line) from None
+    except RecursionError:
+        raise _problem(file, "YAML nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date like 2024-13-45
+        raise _problem(file, f"not valid YAML: a value cannot be read: {exc}") from None
+
+
 def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
     """Parse the config; a text with anchors is checked node by node before it is built."""
     if "&" in text:  # aliases can expand: count the real graph before constructing anything
@@ -121,16 +138,8 @@ def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
             return json.loads(text), _LineIndex(text)
         except ValueError:
             pass  # YAML flow style, or broken: the YAML parser decides and reports
-    try:
+    with _yaml_errors(file):
         return yaml.load(text, Loader=_Loader), _LineIndex(text)  # a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise _problem(file, f"not valid YAML: {exc}", line) from None
-    except RecursionError:
-        raise _problem(file, "YAML nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date like 2024-13-45
-        raise _problem(file, f"not valid YAML: a value cannot be read: {exc}") from None
 
 
 def _compose_checked(text: str, file: str) -> tuple[Any, _LineIndex]:
@@ -140,18 +149,11 @@ def _compose_checked(text: str, file: str) -> tuple[Any, _LineIndex]:
     except UnicodeError as exc:
         raise _problem(file, f"not valid text: {exc}") from None
     try:
-        root = loader.get_single_node()
-        if root is not None:
-            _check_graph(root, file)
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise _problem(file, f"not valid YAML: {exc}", line) from None
-    except RecursionError:
-        raise _problem(file, "YAML nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date like 2024-13-45
-        raise _problem(file, f"not valid YAML: a value cannot be read: {exc}") from None
+        with _yaml_errors(file):
+            root = loader.get_single_node()
+            if root is not None:
+                _check_graph(root, file)
+            data = loader.construct_document(root) if root is not None else None
     finally:
         loader.dispose()
     lines: dict[PathKey, int] = {}
