@@ -88,9 +88,21 @@ def test_yaml_block_validates(block: Block, monkeypatch: pytest.MonkeyPatch, tmp
     parse_config(text, file=_id(block))
 
 
+def _runnable_python(doc: Path) -> bool:
+    return any(b.lang in {"python", "py"} and not b.has("skip") for b in read_blocks(doc))
+
+
+def test_python_blocks_marked_not_runnable_say_why() -> None:
+    for doc in DOCS:
+        for block in read_blocks(doc):
+            if block.lang in {"python", "py"} and block.has("skip"):
+                reason = block.directives["skip"] or block.directives.get("reason", "")
+                assert reason, f'{_id(block)}: a skipped block must say why (skip reason="...")'
+
+
 @pytest.mark.parametrize(
     "doc",
-    [d for d in DOCS if any(b.lang in {"python", "py"} for b in read_blocks(d))],
+    [d for d in DOCS if _runnable_python(d)],  # a README of sketches only has nothing to run
     ids=lambda d: str(d.relative_to(ROOT)),
 )
 def test_python_blocks_run(doc: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -109,8 +121,7 @@ def test_python_blocks_run(doc: Path, monkeypatch: pytest.MonkeyPatch, tmp_path:
         code = compile(block.text, _id(block), "exec")
         exec(code, namespace)
         ran += 1
-    if not ran:
-        pytest.skip("every Python block is marked not runnable: " + "; ".join(skipped))
+    assert ran, f"{doc}: no Python block ran; skipped: {'; '.join(skipped)}"
 
 
 @pytest.mark.parametrize("block", _blocks({"json"}), ids=_id)
