@@ -54,7 +54,9 @@ def decode_batch(blob: bytes) -> SampleBatch:
     def take(dtype: np.dtype[np.generic]) -> np.ndarray:
         nonlocal pos
         size = n * dtype.itemsize
-        arr = np.frombuffer(raw, dtype=dtype, count=n, offset=pos).copy()
+        # A read-only view of the decompressed bytes, no copy: batches are immutable and every
+        # sink shares this one decode.
+        arr = np.frombuffer(raw, dtype=dtype, count=n, offset=pos)
         pos += size
         return arr
 

@@ -92,7 +92,30 @@ class Decoded:
 
 
 def encode_payload(kind: Kind, place: Placement, batch: SampleBatch) -> bytes:
-    """Serialise with C-level ``tolist`` + ``json.dumps``; Bad cells become null."""
+    """Serialise with C-level ``tolist`` + ``json.dumps``; Bad cells and non-finite floats become null.
+
+    The common message (a few rows, all Good, all finite) is built from plain lists: for small
+    columns a numpy call per tag costs more than the list it inspects. A non-finite float in a
+    Good cell makes ``json.dumps`` refuse, and only then are the columns checked with numpy.
+    """
+    values: dict[str, list[Any]] = {}
+    quality: dict[str, list[int]] = {}
+    for tag, arr in batch.values.items():
+        col = arr.tolist()
+        q = batch.quality[tag].tolist()
+        if any(q):
+            for i, code in enumerate(q):
+                if code >= Quality.BAD:
+                    col[i] = None
+            quality[tag] = q
+        values[tag] = col
+    try:
+        return _dump(kind, place, batch, values, quality)
+    except ValueError:  # NaN/±Inf in a Good or Uncertain cell: it is no number, mark it Bad
+        return _dump(kind, place, batch, *_checked_columns(batch))
+
+
+def _checked_columns(batch: SampleBatch) -> tuple[dict[str, list[Any]], dict[str, list[int]]]:
     values: dict[str, list[Any]] = {}
     quality: dict[str, list[int]] = {}
     for tag, arr in batch.values.items():
@@ -109,6 +132,16 @@ def encode_payload(kind: Kind, place: Placement, batch: SampleBatch) -> bytes:
         values[tag] = col
         if q.any():
             quality[tag] = q.tolist()
+    return values, quality
+
+
+def _dump(
+    kind: Kind,
+    place: Placement,
+    batch: SampleBatch,
+    values: dict[str, list[Any]],
+    quality: dict[str, list[int]],
+) -> bytes:
     doc: dict[str, Any] = {
         "v": 1,
         "kind": kind,
