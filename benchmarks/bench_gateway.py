@@ -155,7 +155,8 @@ def counter_main(port: int, conn: Connection) -> None:
         if not isinstance(p, dict) or p.get("kind") != "raw":
             return
         ts = p["ts"]
-        n = len(ts) * len(p["values"])
+        # a counter's exact '<tag>_raw' column repeats a configured tag: count tags, not columns
+        n = len(ts) * sum(1 for k in p["values"] if not k.endswith("_raw"))
         with lock:
             st["values"] += n
             st["messages"] += 1

@@ -169,13 +169,16 @@ class Agent:
         for obs in self.batch_observers:
             obs(batch)
         out: list[Submission] = []
+        closed: list[KpiBatch] = []
         to_units = self.units[batch.device]
         for route, part in self.router.split(batch):
             kpis = self._analyse(route, part)
-            if self.state_store is not None and (kpis or self.state_store.due()):
-                self._save_state(kpis)  # closed windows ride along until delivery has them
+            closed.extend(kpis)
             out.append(Submission("raw", route.asset, to_units(part)))
             out.extend(Submission("kpi", k.asset, k.batch, k.window) for k in kpis)
+        if self.state_store is not None and (closed or self.state_store.due()):
+            # once per device round, not per asset: the state holds every asset
+            self._save_state(closed)  # closed windows ride along until delivery has them
         await self._submit_all(out)
 
     def _analyse(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
