@@ -261,6 +261,9 @@ def agent_config(
                 "host": "127.0.0.1",
                 "port": modbus_port,
                 "unit_id": u + 1,
+                # this server serves parallel connections, and the bare reader opens one per
+                # unit id: so does the agent (by default units behind one host:port share one)
+                "shared_connection": False,
                 "poll_interval": interval,
                 "timeout": 5.0,
                 "tags": dev_tags,
