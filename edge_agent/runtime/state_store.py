@@ -11,8 +11,9 @@ the config parts that shape the analytics. It is written atomically (temporary f
 fsync, rename) and cheaply: when a KPI window has closed (saved with the windows it closed,
 replayed after a crash before their hand-over, so a window is never lost and an emitted one
 is never open again in the saved state), every ``interval`` seconds (spaced further when the
-pickle is big, so saving costs at most 2 % of the time), and at shutdown — never per poll. A missing, corrupt or foreign file (another config, another format) means a clean
-start with one warning, never a crash. Loading only accepts edge_agent and numpy types.
+pickle is big, so saving costs at most 2 % of the time), and at shutdown — never per poll.
+A missing, corrupt or foreign file (another config, another format) means a clean start
+with one warning, never a crash. Loading only accepts edge_agent and numpy types.
 """
 
 from __future__ import annotations
