@@ -168,9 +168,12 @@ class Agent:
         batch = batch.with_nonfinite_bad()
         for obs in self.batch_observers:
             obs(batch)
+        to_units = self.units.get(batch.device)
+        if to_units is None:  # polled just before a reload removed its device: nowhere to route it
+            log.debug("dropping %d row(s) of device %r, removed by a reload", len(batch), batch.device)
+            return
         out: list[Submission] = []
         closed: list[KpiBatch] = []
-        to_units = self.units[batch.device]
         for route, part in self.router.split(batch):
             kpis = self._analyse(route, part)
             closed.extend(kpis)
