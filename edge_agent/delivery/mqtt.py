@@ -11,9 +11,7 @@ from __future__ import annotations
 __all__ = ["MqttSink"]
 
 import asyncio
-import functools
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,15 +22,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_agent.config import MqttConfig
 from edge_agent.delivery.mqttclient import connect_async, make_client
 from edge_agent.delivery.payload import encode_payload, encode_status
+from edge_agent.delivery.puback import PubackBridge
 from edge_agent.delivery.record import Placement, Record
 from edge_agent.delivery.sink import Sink
 from edge_agent.delivery.topics import data_topic, status_topic
 from edge_agent.errors import PermanentSinkError, TransientSinkError
 
 log = logging.getLogger("edge_agent.delivery.mqtt")
-
-#: PUBACK reason codes worth retrying (MQTT 5): unspecified, implementation specific, busy, quota.
-_TRANSIENT_PUBACK = {0x80, 0x83, 0x89, 0x97}
 
 
 class MqttSink(Sink):
@@ -61,30 +57,26 @@ class MqttSink(Sink):
         )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
-        self._lock = threading.Lock()
-        self._pending: dict[int, asyncio.Future[None]] = {}
-        self._early: dict[int, ReasonCode] = {}
-        self._ignored: set[int] = set()  # fire-and-forget publishes (status): no future waits on them
+        self._acks = PubackBridge(self._client, offline_queue=True)  # owns on_publish
         self._statuses: dict[str, bytes] = {}
         self._connected = False
         self._ever_failed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def connected(self) -> bool:
         return self._connected
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._acks.loop = asyncio.get_running_loop()
         connect_async(self._client, self.config)
 
     async def stop(self) -> None:
         if self._connected:
             try:
-                fut = self._publish(
+                fut = self._acks.publish(
                     self.status_topic,
                     encode_status("offline", self.agent, time.time_ns(), reason="shutdown"),
+                    self.config.qos,
                     retain=True,
                 )
                 await asyncio.wait_for(fut, 2.0)
@@ -92,8 +84,7 @@ class MqttSink(Sink):
                 log.debug("mqtt: offline status not acknowledged before shutdown")
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
-        for fut in self._pending.values():
-            fut.cancel()
+        self._acks.cancel_all()
 
     async def send(self, records: Sequence[Record]) -> None:
         """One message per record, all published before waiting; done when every PUBACK is in.
@@ -111,9 +102,8 @@ class MqttSink(Sink):
                     raise PermanentSinkError(
                         f"batch from {rec.batch.device!r} cannot be encoded: {exc}"
                     ) from exc
-                futures.append(
-                    self._publish(data_topic(self.config.topic_template, rec.kind, rec.placement), payload)
-                )
+                topic = data_topic(self.config.topic_template, rec.kind, rec.placement)
+                futures.append(self._acks.publish(topic, payload, self.config.qos))
         except BaseException:
             for f in futures:
                 f.cancel()
@@ -129,61 +119,7 @@ class MqttSink(Sink):
         payload = encode_status(state, self.agent, time.time_ns(), asset=place.asset, **details)
         self._statuses[topic] = payload
         if self._connected:
-            self._fire(topic, payload)
-
-    def _fire(self, topic: str, payload: bytes) -> None:
-        """Publish retained without waiting; its mid must never satisfy a data publish's future."""
-        mid = self._client.publish(topic, payload, qos=1, retain=True).mid
-        with self._lock:
-            if self._early.pop(mid, None) is None:
-                self._ignored.add(mid)
-
-    # -- paho bridge ---------------------------------------------------------------------------
-    def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> asyncio.Future[None]:
-        assert self._loop is not None, "MqttSink used before start()"
-        fut: asyncio.Future[None] = self._loop.create_future()
-        try:
-            info = self._client.publish(topic, payload, qos=self.config.qos, retain=retain)
-        except ValueError as exc:  # e.g. payload too large for MQTT
-            raise PermanentSinkError(f"mqtt: cannot publish to {topic!r}: {exc}") from exc
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            raise TransientSinkError(f"mqtt: publish to {topic!r} failed: {mqtt.error_string(info.rc)}")
-        with self._lock:
-            early = self._early.pop(info.mid, None)
-            if early is None:
-                self._pending[info.mid] = fut
-        if early is not None:
-            self._resolve(fut, early)
-        fut.add_done_callback(functools.partial(self._forget, info.mid))
-        return fut
-
-    def _forget(self, mid: int, fut: asyncio.Future[None]) -> None:
-        with self._lock:
-            if self._pending.get(mid) is fut:
-                del self._pending[mid]
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
-        with self._lock:
-            fut = self._pending.pop(mid, None)
-            if fut is None:
-                if mid in self._ignored:
-                    self._ignored.discard(mid)
-                else:
-                    self._early[mid] = rc
-                return
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._resolve, fut, rc)
-
-    @staticmethod
-    def _resolve(fut: asyncio.Future[None], rc: ReasonCode) -> None:
-        if fut.done():
-            return
-        if not rc.is_failure:
-            fut.set_result(None)
-        elif rc.value in _TRANSIENT_PUBACK:
-            fut.set_exception(TransientSinkError(f"mqtt: broker answered PUBACK {rc}"))
-        else:
-            fut.set_exception(PermanentSinkError(f"mqtt: broker refused the message: PUBACK {rc}"))
+            self._acks.fire(topic, payload)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
@@ -200,9 +136,9 @@ class MqttSink(Sink):
         self._connected = True
         log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
         self._ever_failed = False
-        self._fire(self.status_topic, encode_status("online", self.agent, time.time_ns()))
+        self._acks.fire(self.status_topic, encode_status("online", self.agent, time.time_ns()))
         for topic, payload in self._statuses.items():
-            self._fire(topic, payload)
+            self._acks.fire(topic, payload)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
