@@ -170,6 +170,10 @@ def _yaml_rs_problem(file: str, exc: ValueError) -> ConfigError:
             f"YAML aliases expand to more than {MAX_ALIAS_EVENTS} values; refusing it. "
             "Use fewer or smaller '*alias' references"
         )
+    elif "duplicate mapping key" in reason:
+        reason = (
+            f"not valid YAML: {reason}; a key may appear once in a mapping: remove or merge the repeated one"
+        )
     elif "recursion" in reason.lower() or "depth" in reason.lower():
         reason = f"YAML nested too deeply ({reason}); a config never nests that deep"
     else:
@@ -317,6 +321,8 @@ def _problems(
             )
         elif err["type"] == "union_tag_not_found":
             msg = "required key 'driver' is missing; name the driver, e.g. driver: modbus"
+        elif err["type"] == "extra_forbidden" and path[-1] == "<<":
+            msg = "YAML merge keys ('<<: *anchor') are not supported (YAML 1.2); write the keys out"
         elif err["type"] == "extra_forbidden":
             msg = f"unknown key {path[-1]!r}; remove it or check its spelling"
         elif err["type"] == "missing":
