@@ -77,6 +77,13 @@ def _empty_tags(n: int) -> str:  # each tag misses its 5 required keys: 5 n prob
     return "assets: []\ndevices: [{name: d, driver: modbus, host: h, tags: [" + ",".join(["{}"] * n) + "]}]\n"
 
 
+def _ten_mb_of_tags() -> str:  # the soak's "10 MB config" (it took 1.9 GB): block-style tags
+    tag = "      - name: t{0}\n        asset: a1\n        role: generic\n"
+    tag += "        unit: kW\n        address: {0}\n"
+    head = "assets: []\ndevices:\n  - name: d\n    driver: modbus\n    host: h\n    tags:\n"
+    return head + "".join(tag.format(i) for i in range(10 * 2**20 // len(tag.format(99999))))
+
+
 def _alias_fanout(events: int) -> str:  # one anchor of 300 values, referenced up to the replay limit
     return "a: &a [" + ",".join(["x"] * 300) + "]\nb: [" + ",".join(["*a"] * (events // 302)) + "]\n"
 
@@ -115,6 +122,7 @@ CASES: list[tuple[str, str, Callable[[], str], int, str, int]] = [
         "MAX_NODES",
         RSS_MB,
     ),
+    ("a 10 MB config", "c.yaml", _ten_mb_of_tags, 2, "MAX_NODES", RSS_MB),
     ("MAX_TAGS empty tags", "c.yaml", lambda: _empty_tags(MAX_TAGS), 2, "and ", RSS_MB),
     ("MAX_TAGS + 1 tags", "c.yaml", lambda: _empty_tags(MAX_TAGS + 1), 2, "MAX_TAGS", RSS_MB),
     (
