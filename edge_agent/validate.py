@@ -31,7 +31,7 @@ def config_summary(config: AgentConfig, console: Console, *, plan: bool = False)
             dev.driver,
             f"{dev.poll_interval:g} s",
             str(len(tags)),
-            ", ".join(sorted({t.asset for t in tags})),
+            _first(sorted({t.asset for t in tags}), "assets"),
             ", ".join(f"{r}×{n}" for r, n in sorted(roles.items())),
         )
     console.print(table)
@@ -46,6 +46,13 @@ def config_summary(config: AgentConfig, console: Console, *, plan: bool = False)
             driver = registry[dev.driver](dev)
             console.print(f"\n[bold]plan for {dev.name}[/bold]")
             console.print(driver.describe_plan(), markup=False, highlight=False)
+
+
+def _first(names: list[str], what: str, shown: int = 5) -> str:
+    """A few names and how many there are: a 10,000-tag device's assets fit in a table cell."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])}, … ({len(names)} {what})"
 
 
 def dump_config(config: AgentConfig) -> str:

@@ -15,6 +15,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # verifies deploy/edge-agent.service
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)    # the report's PDF print test
+# the deploy tutorial as root: the gateway's python3 -m venv, a user, a private systemd
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+command -v useradd >/dev/null 2>&1 || need+=(passwd)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

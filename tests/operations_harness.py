@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from browser import chromium  # noqa: F401  (the status page tests take it from here)
 from plant import _wait_listening
 from servers import MosquittoServer
 
@@ -178,34 +179,3 @@ def simulator(tmp_path: Path) -> Iterator[Simulator]:
         yield sim
     finally:
         sim.kill()
-
-
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def chromium(tmp_path: Path, width: int = 1280, height: int = 1000) -> Any:
-    """Headless Chromium through selenium (the caller quits it)."""
-    import shutil
-    import tempfile
-
-    from conftest import require
-
-    require(shutil.which("chromium") is not None, "chromium (Debian package 'chromium')")
-    require(Path(CHROMEDRIVER).exists(), "chromedriver (Debian package 'chromium-driver')")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--window-size={width},{height}",
-        f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
-    ):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)

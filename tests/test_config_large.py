@@ -49,3 +49,49 @@ def test_a_50k_tag_json_config_loads_in_seconds(tmp_path: Path) -> None:
     spent = time.process_time() - t0
     assert sum(len(d.tags) for d in config.devices) == 50_000
     assert spent < 10.0, f"{spent:.1f} s of CPU to load 50,000 tags"  # ~2 s measured; 5x headroom
+
+
+def _tags_yaml(n: int, bad: dict[int, str]) -> str:
+    """A device of n tags, one per line; tag i gets the unit bad[i] (kW otherwise)."""
+    lines = ["assets:", "  - {id: m1, site: s, area: a, line: l, rated_power_kw: 10}", "devices:"]
+    lines += ["  - name: meter", "    driver: modbus", "    host: 127.0.0.1", "    tags:"]
+    for i in range(n):
+        unit = bad.get(i, "kW")
+        lines.append(f"      - {{name: t{i}, asset: m1, role: generic, unit: {unit}, address: {2 * i}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_problems_in_chunk_validated_tags_keep_their_paths_and_lines() -> None:
+    """Tags are validated 100 at a time: a problem in the second and the third chunk still
+    names its own tag and line, and the valid chunks around them are kept."""
+    text = _tags_yaml(300, {150: "furlongs", 299: "parsecs"})
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, file="plant.yaml")
+    found = {(p.path, p.line) for p in info.value.problems}
+    assert found == {("devices[0].tags[150].unit", 8 + 150), ("devices[0].tags[299].unit", 8 + 299)}, (
+        found
+    )  # tag i: line 8 + i
+    assert all("got 'furlongs'" in p.message or "got 'parsecs'" in p.message for p in info.value.problems)
+
+
+def test_many_broken_tags_list_the_first_problems_and_count_the_rest() -> None:
+    text = _tags_yaml(5_000, {i: "furlongs" for i in range(5_000)})
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, file="plant.yaml")
+    problems = info.value.problems
+    assert [p.path for p in problems[:3]] == [f"devices[0].tags[{i}].unit" for i in range(3)]
+    assert problems[-2].message.startswith("... and ") and "more problem(s)" in problems[-2].message
+    assert problems[-1].message.startswith("... stopped here")
+    assert len(problems) <= 52
+
+
+def test_duplicate_keys_and_merge_keys_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("assets: []\ndevices: []\nagent: {name: a}\nagent: {name: b}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "once in a mapping" in str(info.value)
+    path.write_text("base: &b {name: a}\nassets: []\ndevices: []\nagent: {<<: *b}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "merge keys" in str(info.value)

@@ -152,6 +152,7 @@ def test_directives_are_recognised() -> None:
         "expect",
         "fixture",
         "pending",
+        "root",
         "timeout",
     }
     for doc in [*DOCS, *ROOT.glob("docs/tutorials/*.md")]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
+from browser import chromium
 
 from edge_agent.evaluation import (
     EXIT_INPUT,
@@ -26,8 +24,6 @@ from edge_agent.evaluation import (
     write_report,
 )
 from edge_agent.evaluation._cli import _parser
-
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
@@ -46,27 +42,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[EvaluationResult, 
 def test_report_renders_in_headless_chromium(
     report: tuple[EvaluationResult, ReportFiles], tmp_path: Path
 ) -> None:
-    require(shutil.which("chromium") is not None, "chromium (Debian package 'chromium')")
-    require(Path(CHROMEDRIVER).exists(), "chromedriver (Debian package 'chromium-driver')")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     _, files = report
-    opts = webdriver.ChromeOptions()
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1100,900",
-        f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = chromium(tmp_path, 1100, 900)
     try:
         driver.get(files.html.as_uri())
         images = driver.execute_script(

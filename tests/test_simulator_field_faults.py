@@ -5,22 +5,19 @@ Each is checked through real clients, and the truth must keep counting through i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.ua.uaerrors import UaError
 from pymodbus.exceptions import ModbusIOException
-from test_simulator_servers import decode, holding, modbus_client, nid, read_block
+from test_simulator_servers import decode, holding, modbus_client, nid, opcua_session, read_block
 
 from edge_agent_simulators.host import Simulator
 from edge_agent_simulators.plant import PlantModel
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-NS_URI = "urn:edge-agent:simulator"
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -32,14 +29,8 @@ async def sim() -> AsyncIterator[Simulator]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def opc(sim: Simulator) -> AsyncIterator[tuple[Client, int]]:
-    assert sim.opcua_endpoint is not None
-    client = Client(sim.opcua_endpoint, timeout=4)
-    await client.connect()
-    try:
-        yield client, await client.get_namespace_index(NS_URI)
-    finally:
-        with contextlib.suppress(TimeoutError, ConnectionError, OSError, UaError):
-            await client.disconnect()
+    async with opcua_session(sim) as session:
+        yield session
 
 
 async def test_restart_that_reloads_a_stale_non_zero_count(sim: Simulator, opc: tuple[Client, int]) -> None:

@@ -61,8 +61,9 @@ async def sim() -> AsyncIterator[Simulator]:
         yield s
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def opc(sim: Simulator) -> AsyncIterator[tuple[Client, int]]:
+@contextlib.asynccontextmanager
+async def opcua_session(sim: Simulator) -> AsyncIterator[tuple[Client, int]]:
+    """An OPC UA client on the simulator and the index of its namespace."""
     assert sim.opcua_endpoint is not None
     client = Client(sim.opcua_endpoint, timeout=4)
     await client.connect()
@@ -70,7 +71,13 @@ async def opc(sim: Simulator) -> AsyncIterator[tuple[Client, int]]:
         yield client, await client.get_namespace_index(NS_URI)
     finally:
         with contextlib.suppress(TimeoutError, ConnectionError, OSError, UaError):
-            await client.disconnect()  # the restart test replaced the server under it
+            await client.disconnect()  # a restart test may have replaced the server under it
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def opc(sim: Simulator) -> AsyncIterator[tuple[Client, int]]:
+    async with opcua_session(sim) as session:
+        yield session
 
 
 async def modbus_client(sim: Simulator, **kw: Any) -> AsyncModbusTcpClient:

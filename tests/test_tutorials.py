@@ -3,6 +3,10 @@
 The reader's machine is a scratch directory with its own venv (this checkout's edge-agent,
 plus whatever the tutorial installs into it, e.g. its driver plugin), Mosquitto and
 InfluxDB 1.x from the fixtures, and ports swapped for free ones (tests/tutorial_harness.py).
+Blocks marked ``root`` (the gateway install: a user, /opt, /etc, a systemd unit, journald)
+run for real when the test runs as root, as CI does: systemd runs as PID 1 of private PID and
+mount namespaces (tests/private_systemd.py), ``pip install "edge-agent==$V"`` resolves to
+wheels of this checkout, and everything the tutorial installed is removed afterwards.
 A block marked ``pending`` needs a feature that is not merged yet: while it fails the test
 is reported as XFAIL with the pending blocks listed; once it passes the test fails until the
 marker is removed. A deliberately broken block shows the harness fails.
@@ -10,7 +14,11 @@ marker is removed. A deliberately broken block shows the harness fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
+import shutil
+import subprocess
 import sys
 import sysconfig
 import textwrap
@@ -18,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from docblocks import read_blocks
+from private_systemd import PrivateSystemd, systemd_unavailable
 from servers import InfluxServer, MosquittoServer
 from tutorial_harness import TutorialError, run_tutorial
 
@@ -72,13 +82,116 @@ def ports(mosquitto_server: MosquittoServer, influxdb_server: InfluxServer) -> I
     }
 
 
+# What the deploy tutorial installs on the host; removed after the test, refused before it.
+GATEWAY_USER = "edge-agent"
+# (/etc/systemd/system is a scratch directory inside the private systemd's namespace.)
+GATEWAY_PATHS = [Path("/opt/edge-agent"), Path("/etc/edge-agent"), Path("/var/lib/edge-agent")]
+
+
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _needs_root(tutorial: Path) -> bool:
+    return any("root" in b.directives for b in read_blocks(tutorial))
+
+
+@pytest.fixture(scope="module")
+def release_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout as releases 0.1.0 and 0.2.0, with every dependency, for the tutorial's
+    ``pip install "edge-agent==$V"`` with PIP_NO_INDEX: on PyPI the name edge-agent belongs to
+    an unrelated project, and the test must install what it tests."""
+    wheels = tmp_path_factory.mktemp("wheelhouse")
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(wheels)]
+    subprocess.run([*pip, str(ROOT)], check=True, timeout=600)
+    newer = tmp_path_factory.mktemp("release-0.2.0") / "src"
+    shutil.copytree(
+        ROOT,
+        newer,
+        ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "dist"),
+    )
+    for name in ("pyproject.toml", "edge_agent/__init__.py", "edge_agent/cli.py"):
+        text = (newer / name).read_text(encoding="utf-8")
+        assert "0.1.0" in text, f"{name}: the version to bump is gone"
+        (newer / name).write_text(text.replace("0.1.0", "0.2.0"), encoding="utf-8")
+    subprocess.run([*pip, "--no-deps", str(newer)], check=True, timeout=600)
+    return wheels
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _remove_gateway_install() -> None:
+    subprocess.run(["userdel", GATEWAY_USER], capture_output=True, check=False)
+    subprocess.run(["groupdel", GATEWAY_USER], capture_output=True, check=False)
+    for path in GATEWAY_PATHS:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def gateway_host(workdir: Path) -> Iterator[PrivateSystemd]:
+    """This machine as the tutorial's gateway, with a private systemd; the tutorial's
+    installation is removed afterwards."""
+    present = [str(p) for p in GATEWAY_PATHS if p.exists() or p.is_symlink()]
+    if _user_exists(GATEWAY_USER):
+        present.append(f"user {GATEWAY_USER}")
+    if present:
+        pytest.fail(
+            f"an edge-agent installation is already on this host ({', '.join(present)}); remove it first"
+        )
+    systemd = PrivateSystemd(workdir)
+    try:
+        systemd.start()
+        yield systemd
+    finally:
+        systemd.stop()
+        _remove_gateway_install()
+
+
 @pytest.mark.slow
 @pytest.mark.servers
 @pytest.mark.parametrize("tutorial", TUTORIALS, ids=lambda p: p.stem)
-def test_tutorial_runs(tutorial: Path, reader_venv: Path, ports: dict[int, int], tmp_path: Path) -> None:
-    outcome = run_tutorial(
-        tutorial, tmp_path, env=_env(reader_venv), ports=ports, python=str(reader_venv / "bin" / "python")
-    )
+def test_tutorial_runs(
+    tutorial: Path, reader_venv: Path, ports: dict[int, int], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    env = _env(reader_venv)
+    as_root: list[str] | None = None
+    systemd: PrivateSystemd | None = None
+    with contextlib.ExitStack() as stack:
+        if _needs_root(tutorial):
+            why = systemd_unavailable()
+            if why is not None and os.environ.get("CI") == "true":
+                pytest.fail(f"{tutorial.name}: its root blocks must run in CI, but {why}")
+            if why is None:
+                wheels = request.getfixturevalue("release_wheelhouse")
+                systemd = stack.enter_context(gateway_host(tmp_path / "host"))
+                # root's login PATH (sudo -i): the gateway's python3 and tools, not the reader's venv
+                as_root = [*systemd.nsenter(wd=tmp_path / "work"), "env", f"PATH={ROOT_PATH}"]
+                env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels))
+                shutil.copytree(ROOT / "deploy", tmp_path / "work" / "deploy")  # the reader's checkout
+        workdir = tmp_path / "work"
+        workdir.mkdir(exist_ok=True)
+        try:
+            outcome = run_tutorial(
+                tutorial,
+                workdir,
+                env=env,
+                ports=ports,
+                python=str(reader_venv / "bin" / "python"),
+                root=as_root,
+            )
+        except TutorialError as exc:
+            if systemd is None:
+                raise
+            journal = systemd.run("journalctl", "--no-pager", "-n", "40", "-o", "cat").stdout
+            raise TutorialError(f"{exc}\n--- the private systemd's journal ---\n{journal}") from None
     print(f"\n{tutorial.name}: {outcome.summary()}")
     assert not outcome.pending_passed, (
         f"{tutorial.name}: blocks marked pending now pass; remove their 'pending' markers: "

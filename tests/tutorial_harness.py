@@ -70,8 +70,11 @@ class _Background:
 
 
 class _Runner:
-    def __init__(self, workdir: Path, env: dict[str, str], ports: dict[int, int], python: str) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], ports: dict[int, int], python: str, root: list[str]
+    ) -> None:
         self.workdir = workdir
+        self.root = root
         self.env = env
         self.ports = ports
         self.python = python
@@ -83,9 +86,10 @@ class _Runner:
         return text
 
     def _command(self, block: Block, text: str) -> list[str]:
+        prefix = self.root if "root" in block.directives else []
         if block.lang in SHELLS:
-            return ["bash", "-euo", "pipefail", "-c", text]
-        return [self.python, "-c", text]
+            return [*prefix, "bash", "-euo", "pipefail", "-c", text]
+        return [*prefix, self.python, "-c", text]
 
     def run_once(self, block: Block, text: str) -> tuple[int, str]:
         run = subprocess.run(
@@ -197,15 +201,23 @@ def _parse(block: Block, text: str) -> None:
 
 
 def run_tutorial(
-    path: Path, workdir: Path, *, env: dict[str, str], ports: dict[int, int], python: str
+    path: Path,
+    workdir: Path,
+    *,
+    env: dict[str, str],
+    ports: dict[int, int],
+    python: str,
+    root: list[str] | None = None,
 ) -> Outcome:
     """Run every block of one tutorial; raise TutorialError at the first failing block.
 
     A failing ``pending`` block does not raise: it and everything after it are reported as
-    pending (the feature is not merged yet), so the caller can xfail with the list.
+    pending (the feature is not merged yet), so the caller can xfail with the list. Blocks
+    marked ``root`` run behind the command prefix ``root`` (e.g. ``nsenter`` into a private
+    systemd's namespaces); without one they are reported as skipped.
     """
     out = Outcome()
-    runner = _Runner(workdir, env, ports, python)
+    runner = _Runner(workdir, env, ports, python, root or [])
     started = time.monotonic()
     blocks = read_blocks(path)
     try:
@@ -214,6 +226,9 @@ def run_tutorial(
             label = f"line {block.line}"
             if "skip" in d:
                 out.skipped.append(f"{label} ({d['skip'] or d.get('reason', '')})")
+                continue
+            if "root" in d and root is None:
+                out.skipped.append(f"{label} (needs root: {d['root']})")
                 continue
             if "fixture" in d:
                 out.fixtures.append(f"{label} ({d['fixture']})")

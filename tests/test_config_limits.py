@@ -1,0 +1,235 @@
+"""The worst config at each limit, validated in a fresh process: CPU time and peak memory.
+
+#14 asks that every input to `edge-agent validate` ends in exit 0 or 2 within 2 s and 200 MB;
+#13 asks that a 50,000-tag plant validates and starts in under 5 s. Each case below is the
+most expensive file a limit lets through (or the first one it refuses), measured in a child
+process: CPU from getrusage after the command's fixed start-up, peak RSS from the child's own
+VmHWM (ru_maxrss of a forked child starts at the forking pytest's size).
+
+Measured on the 2-core CI box (load ~5): refused inputs 0.1-1.2 s and 85-230 MB; a 50,000-tag
+plant 1.2-1.5 s, 190 MB as JSON and 250-280 MB as YAML. The 200 MB target is not met for YAML
+near its limit: yaml-rs holds the whole document (~0.25 KB a value) while it builds the Python
+objects, and the validated config alone is ~80 MB for 50,000 tags. That gap is pinned by a
+strict xfail below, and YAML is held to 300 MB so that a regression still fails.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.config.loader import (
+    MAX_ALIAS_EVENTS,
+    MAX_CONFIG_BYTES,
+    MAX_NODES,
+    MAX_PROBLEMS,
+    MAX_TAGS,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_gateway import agent_config  # the benchmark plant: 10 tags per asset
+
+CPU_S = 2.0
+RSS_MB = 200
+YAML_RSS_MB = 300  # see the module docstring: the measured gap for YAML near its limit
+
+# The command's fixed start-up (interpreter, imports of the drivers' config models: ~0.5 s of
+# CPU, asyncua most of it) is paid before r0, so CPU is what the input costs; peak RSS counts all.
+_PROBE = """\
+import contextlib, io, resource, sys
+from edge_agent.cli import main
+import edge_agent.config.loader, edge_agent.validate
+from edge_agent.plugins import driver_registry
+driver_registry()
+out = io.StringIO()
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    code = main(["validate", sys.argv[1]])
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+sys.stdout.write(f"RESULT {code} {cpu:.3f} {hwm}\\n" + out.getvalue())
+"""
+
+
+def measure(path: Path) -> tuple[int, float, float, str]:
+    """(exit code, CPU seconds of validate, peak RSS in MB of the whole process, its output)."""
+    run = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert "Traceback" not in run.stderr + run.stdout, (run.stderr + run.stdout)[-3000:]
+    head, _, output = run.stdout.partition("\n")
+    _, code, cpu, hwm_kb = head.split()
+    return int(code), float(cpu), int(hwm_kb) / 1024, output
+
+
+def _flow_dicts(n: int) -> str:  # the most objects per value yaml-rs builds: a mapping per two values
+    return "a: [" + ",".join(["{a: 1}"] * (n // 2)) + "]\n"
+
+
+def _empty_tags(n: int) -> str:  # each tag misses its 5 required keys: 5 n problems for pydantic
+    return "assets: []\ndevices: [{name: d, driver: modbus, host: h, tags: [" + ",".join(["{}"] * n) + "]}]\n"
+
+
+def _ten_mb_of_tags() -> str:  # the soak's "10 MB config" (it took 1.9 GB): block-style tags
+    tag = "      - name: t{0}\n        asset: a1\n        role: generic\n"
+    tag += "        unit: kW\n        address: {0}\n"
+    head = "assets: []\ndevices:\n  - name: d\n    driver: modbus\n    host: h\n    tags:\n"
+    return head + "".join(tag.format(i) for i in range(10 * 2**20 // len(tag.format(99999))))
+
+
+def _alias_fanout(events: int) -> str:  # one anchor of 300 values, referenced up to the replay limit
+    return "a: &a [" + ",".join(["x"] * 300) + "]\nb: [" + ",".join(["*a"] * (events // 302)) + "]\n"
+
+
+# name, file name, text, expected exit code, what the output must say, RSS ceiling
+CASES: list[tuple[str, str, Callable[[], str], int, str, int]] = [
+    (
+        "dense YAML at MAX_NODES",
+        "c.yaml",
+        lambda: _flow_dicts(MAX_NODES - 50),
+        2,
+        "MAX_KEYS",
+        YAML_RSS_MB,
+    ),
+    (
+        "dense YAML over MAX_NODES",
+        "c.yaml",
+        lambda: _flow_dicts(MAX_NODES + 50),
+        2,
+        "MAX_NODES",
+        RSS_MB,
+    ),
+    (
+        "dense JSON at MAX_NODES",
+        "c.json",
+        lambda: '{"a": [' + ",".join(['{"a": 1}'] * ((MAX_NODES - 50) // 2)) + "]}",
+        2,
+        "MAX_KEYS",
+        RSS_MB,
+    ),
+    (
+        "dense JSON over MAX_NODES",
+        "c.json",
+        lambda: '{"a": [' + ",".join(["[]"] * MAX_NODES) + "]}",
+        2,
+        "MAX_NODES",
+        RSS_MB,
+    ),
+    ("a 10 MB config", "c.yaml", _ten_mb_of_tags, 2, "MAX_NODES", RSS_MB),
+    ("MAX_TAGS empty tags", "c.yaml", lambda: _empty_tags(MAX_TAGS), 2, "and ", RSS_MB),
+    ("MAX_TAGS + 1 tags", "c.yaml", lambda: _empty_tags(MAX_TAGS + 1), 2, "MAX_TAGS", RSS_MB),
+    (
+        "one string of MAX_CONFIG_BYTES",
+        "c.yaml",
+        lambda: "agent: {name: '" + "x" * (MAX_CONFIG_BYTES - 100) + "'}\n",
+        2,
+        "required key 'assets'",
+        RSS_MB,
+    ),
+    (
+        "aliases at MAX_ALIAS_EVENTS",
+        "c.yaml",
+        lambda: _alias_fanout(MAX_ALIAS_EVENTS - 2000),
+        2,
+        "unknown key 'a'",
+        RSS_MB,
+    ),
+    (
+        "aliases over MAX_ALIAS_EVENTS",
+        "c.yaml",
+        lambda: _alias_fanout(MAX_ALIAS_EVENTS + 2000),
+        2,
+        "aliases",
+        RSS_MB,
+    ),
+    (
+        "JSON nested 400,000 deep",
+        "c.json",
+        lambda: '{"a": ' + "[" * 400_000 + "]" * 400_000 + "}",
+        2,
+        "deep",
+        RSS_MB,
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "file", "make", "code", "says", "rss_mb"), CASES, ids=[c[0] for c in CASES])
+def test_worst_input_at_each_limit(
+    tmp_path: Path, name: str, file: str, make: Callable[[], str], code: int, says: str, rss_mb: int
+) -> None:
+    path = tmp_path / file
+    path.write_text(make(), encoding="utf-8")
+    assert path.stat().st_size <= MAX_CONFIG_BYTES
+    got, cpu, rss, out = measure(path)
+    print(
+        f"\n{name}: {path.stat().st_size / 2**20:.1f} MB file, exit {got}, {cpu:.2f} s CPU, {rss:.0f} MB peak"
+    )
+    assert got == code, out[-2000:]
+    assert says in out, out[-2000:]
+    assert str(path) in out  # every error names the file
+    assert out.count("\n  line ") <= MAX_PROBLEMS + 2, "problems are capped"
+    assert cpu < CPU_S, f"{name}: {cpu:.2f} s CPU"
+    assert rss < rss_mb, f"{name}: {rss:.0f} MB peak RSS"
+
+
+def _block_yaml(node: Any, indent: str = "") -> str:
+    """Block-style YAML as a person writes it (PyYAML's emitter takes 7 s for 50,000 tags)."""
+    if isinstance(node, dict):
+        out = ""
+        for k, v in node.items():
+            if isinstance(v, dict | list) and v:
+                out += f"{indent}{k}:\n{_block_yaml(v, indent + '  ')}"
+            else:
+                out += f"{indent}{k}: {json.dumps(v)}\n"
+        return out
+    out = ""
+    for item in node:
+        body = _block_yaml(item, indent + "  ")
+        out += f"{indent}- {body[len(indent) + 2 :]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def plant_50k(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    where = tmp_path_factory.mktemp("plant50k")
+    doc = agent_config(50_000, 5020, 1883, where, True, 1.0)
+    files = {
+        "yaml": _block_yaml(doc),
+        "json": json.dumps(doc, indent=1),  # the largest form: indented JSON, 9 MB
+    }
+    paths = {}
+    for kind, text in files.items():
+        paths[kind] = where / f"plant.{kind}"
+        paths[kind].write_text(text, encoding="utf-8")
+    return paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["yaml", "json"])
+def test_a_50k_tag_plant_validates_in_under_2s(plant_50k: dict[str, Path], kind: str) -> None:
+    code, cpu, rss, out = measure(plant_50k[kind])
+    size = plant_50k[kind].stat().st_size / 2**20
+    print(f"\n50,000 tags as {kind}: {size:.1f} MB file, exit {code}, {cpu:.2f} s CPU, {rss:.0f} MB peak")
+    assert code == 0, out[-2000:]
+    assert "50000 tags" in out
+    assert cpu < CPU_S, f"{kind}: {cpu:.2f} s CPU"
+    assert rss < (YAML_RSS_MB if kind == "yaml" else RSS_MB), f"{kind}: {rss:.0f} MB"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="a 50,000-tag YAML peaks at 250-280 MB (yaml-rs's document ~120 MB + the validated "
+    "config ~80 MB + the interpreter ~60 MB); the 200 MB target holds for JSON only",
+)
+def test_a_50k_tag_yaml_plant_stays_under_200mb(plant_50k: dict[str, Path]) -> None:
+    code, _, rss, _ = measure(plant_50k["yaml"])
+    assert code == 0 and rss < RSS_MB, f"{rss:.0f} MB"
