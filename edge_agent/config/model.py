@@ -233,6 +233,7 @@ class AgentConfig(StrictModel):
     # Where the loader substituted ${VAR}s: dotted path -> the text as written in the file, so a
     # dump can show the reference instead of the value (set by edge_agent.config.loader).
     _env_refs: dict[str, str] = PrivateAttr(default_factory=dict)
+    _asset_index: dict[str, AssetConfig] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _references(self) -> AgentConfig:
@@ -273,10 +274,11 @@ class AgentConfig(StrictModel):
         return self
 
     def asset(self, asset_id: str) -> AssetConfig:
-        for a in self.assets:
-            if a.id == asset_id:
-                return a
-        raise KeyError(asset_id)
+        """The asset by id (KeyError if none); indexed once, as the status topic asks every second."""
+        index = self._asset_index
+        if index is None or len(index) != len(self.assets):
+            index = self._asset_index = {a.id: a for a in self.assets}
+        return index[asset_id]
 
 
 def build_config_model(device_models: list[type[DeviceConfig]]) -> type[AgentConfig]:

@@ -28,6 +28,7 @@ def _finite(v: float, digits: int) -> float | None:
 
 
 def _devices_of(config: AgentConfig) -> dict[str, list[str]]:
+    """Asset id -> the devices that read its tags."""
     out: dict[str, list[str]] = {}
     for dev in config.devices:
         for asset in sorted({t.asset for t in dev.tag_configs()}):
@@ -57,12 +58,15 @@ class StatusPublisher:
         self.check_every = check_every
         self._last: dict[str, tuple[str, tuple[str, ...], float]] = {}  # asset -> (state, down, when)
         self.published = 0
+        self._devices: tuple[AgentConfig, dict[str, list[str]]] | None = None
 
     def publish_changed(self) -> int:
         """Publish what changed (or went stale); returns how many assets were published."""
         config = self.view.agent.config
         snap = self.view.snapshot()
-        devices = _devices_of(config)
+        if self._devices is None or self._devices[0] is not config:  # a reload brings a new config
+            self._devices = (config, _devices_of(config))
+        devices = self._devices[1]
         now = time.monotonic()
         n = 0
         for a in snap.assets:
