@@ -249,6 +249,23 @@ class AnalyticsStage:
             return self._held_kpis.pop(route.asset.id, [])
         return self._book(route.asset.id)
 
+    def numeric_states(self, route: AssetRoute, part: SampleBatch) -> SampleBatch:
+        """``part`` with every PLC state held as text ("RUN") turned into the state code it
+        maps to (0 off … 4 fault), for delivery: payloads carry numbers. A text the asset's
+        ``state_codes`` does not map goes out as no value (Bad). Numeric state values are
+        delivered as the PLC sent them; a part without text is returned as it is."""
+        texts = [n for n, r in self._pairs(route) if r == "state" and n in part.values]
+        texts = [n for n in texts if part.values[n].dtype.kind in "OUS"]
+        if not texts:
+            return part
+        codes = self._state_codes[route.asset.id]
+        values, quality = dict(part.values), dict(part.quality)
+        for name in texts:
+            code, q = codes.translate(part.values[name], part.quality[name])
+            values[name] = np.where(code >= 0, code, np.nan)
+            quality[name] = np.where(code >= 0, q, np.maximum(q, np.uint8(Quality.BAD))).astype(np.uint8)
+        return SampleBatch(device=part.device, ts=part.ts, values=values, quality=quality, status=part.status)
+
     def _book(self, asset_id: str) -> list[KpiBatch]:
         rows = self._pending[asset_id].take()
         closed = self._streams[asset_id].update(*rows) if rows is not None else []

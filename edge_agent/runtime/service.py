@@ -171,7 +171,8 @@ class Agent:
             kpis = self._analyse(route, part)
             if self.state_store is not None and (kpis or self.state_store.due()):
                 self._save_state(kpis)  # closed windows ride along until delivery has them
-            await self._submit("raw", route.asset, self.units[batch.device](part))
+            raw = self.analytics.numeric_states(route, part)  # a PLC's text states as codes
+            await self._submit("raw", route.asset, self.units[batch.device](raw))
             for k in kpis:
                 await self._submit("kpi", k.asset, k.batch, window=k.window)
 
