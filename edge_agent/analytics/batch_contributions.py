@@ -45,6 +45,7 @@ from .sum_columns import (
     RAW_COUNTS,
     ROW_COUNT,
     SECONDS_IN_STATE,
+    UNATTRIBUTED_COUNTS,
     USABLE_S,
 )
 from .timeline import order_rows
@@ -441,6 +442,12 @@ def batch_contributions(
                 _log_jumps(spec, role, vu, tu, cd)
             tb = np.where(short, t0, t1)
             upoints.append(Points(tb, RAW_COUNTS[role], cd.delta))
+            if role in UNATTRIBUTED_COUNTS:  # parts with no time: a gap, or no state known
+                unattributed = ~short | (su[:-1] == _UNKNOWN)
+                if unattributed.any():
+                    upoints.append(
+                        Points(tb[unattributed], UNATTRIBUTED_COUNTS[role], cd.delta[unattributed])
+                    )
             if role == "energy_counter":
                 sb = np.where(short, su[:-1], _UNKNOWN).astype(np.intp)
                 counts = cd.delta.astype(np.float64)
