@@ -265,7 +265,10 @@ def _time_in_state(
     if carry.obs_t is not None:
         o_t = np.concatenate(([carry.obs_t], o_t))
         o_s = np.concatenate(([carry.obs_state], o_s))
-        o_row = np.concatenate(([-1 if carry.latest_ns == carry.obs_t else -2], o_row))
+        # the carry's observation neighbours this batch's first row, unless the agent was down
+        # in between: a change across its own downtime has no estimable instant (unknown time)
+        adjacent = carry.latest_ns == carry.obs_t and _STATE_RESUMED not in carry.resumed
+        o_row = np.concatenate(([-1 if adjacent else -2], o_row))
     else:
         lead = [(lo, int(o_t[0]) if o_t.size else hi)]
     start = o_t.copy()
