@@ -8,9 +8,9 @@ Rows can be held instead of booked poll by poll (``analytics.hold_rows``): each 
 are then kept columnar (:class:`~edge_agent.analytics.pending_rows.PendingRows`) and booked in
 one update, because an update's cost is almost all per call. The assets' slots are staggered,
 so the plant's analytics runs spread evenly in time. KPI latency grows by at most the hold.
-:meth:`totals` books what is held first, so running totals are always current. Holding is off
-by default: with it on, the end-to-end restart test (tests/test_agent_field_truth.py) does not
-match the truth yet.
+:meth:`totals` books what is held first, so running totals are always current. Held rows are
+saved with the state (:meth:`state`) and booked first on :meth:`restore`, before the gap of
+the restart.
 """
 
 from __future__ import annotations
