@@ -155,7 +155,8 @@ def counter_main(port: int, conn: Connection) -> None:
         if not isinstance(p, dict) or p.get("kind") != "raw":
             return
         ts = p["ts"]
-        n = len(ts) * len(p["values"])
+        # a counter's exact '<tag>_raw' column repeats a configured tag: count tags, not columns
+        n = len(ts) * sum(1 for k in p["values"] if not k.endswith("_raw"))
         with lock:
             st["values"] += n
             st["messages"] += 1
@@ -260,6 +261,9 @@ def agent_config(
                 "host": "127.0.0.1",
                 "port": modbus_port,
                 "unit_id": u + 1,
+                # this server serves parallel connections, and the bare reader opens one per
+                # unit id: so does the agent (by default units behind one host:port share one)
+                "shared_connection": False,
                 "poll_interval": interval,
                 "timeout": 5.0,
                 "tags": dev_tags,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = ["Cause", "Quality", "SampleBatch", "cause_of", "describe_status", "now_ns"]
 
+import operator
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+_SHAPE = operator.attrgetter("shape")
+
+
 @dataclass(frozen=True, slots=True)
 class SampleBatch:
     """Columnar samples of one device.
@@ -99,14 +103,38 @@ class SampleBatch:
         if self.values.keys() != quality.keys():
             raise ValueError(f"batch {self.device!r}: values and quality name different tags")
         shape = self.ts.shape
+        # C-level map over thousands of columns; the loop naming the culprit runs only on a mismatch
+        if set(map(_SHAPE, self.values.values())) | set(map(_SHAPE, quality.values())) <= {shape}:
+            return
         for tag, arr in self.values.items():
-            if arr.shape != shape or quality[tag].shape != shape:
-                raise ValueError(
-                    f"batch {self.device!r}: tag {tag!r} has {arr.shape[0]} values for {shape[0]} timestamps"
-                )
+            for what, col in (("values", arr), ("quality codes", quality[tag])):
+                if col.shape != shape:
+                    raise ValueError(
+                        f"batch {self.device!r}: tag {tag!r} has {col.shape} {what} for {shape[0]} timestamps"
+                    )
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
+
+    def select(self, tags: Iterable[str]) -> SampleBatch:
+        """The same rows for ``tags`` only (all present), sharing the arrays.
+
+        Skips the per-column checks of the constructor: the columns were checked when this
+        batch was made, and routing a device batch to its assets selects thousands of times
+        a second.
+        """
+        names = list(tags)
+        out = object.__new__(SampleBatch)
+        status = self.status
+        for attr, value in (
+            ("device", self.device),
+            ("ts", self.ts),
+            ("values", {n: self.values[n] for n in names}),
+            ("quality", {n: self.quality[n] for n in names}),
+            ("status", {n: status[n] for n in names if n in status} if status else {}),
+        ):
+            object.__setattr__(out, attr, value)
+        return out
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -147,6 +175,8 @@ class SampleBatch:
         """Join batches of one device in time order; tags absent from a part become MISSING."""
         if not batches:
             raise ValueError("concat needs at least one batch")
+        if len(batches) == 1:  # the common case: one poll per linger
+            return batches[0]
         device = batches[0].device
         tags: dict[str, None] = {}
         for b in batches:
@@ -179,20 +209,27 @@ class SampleBatch:
         """Mark NaN/±Inf values Bad: a device's NaN means "no value", never a good number.
 
         Their status says ``nonfinite``, so they stay distinguishable from a lost link.
-        The common all-finite batch costs one ``isfinite`` per float column and no copy.
+        The common all-finite batch costs one ``isfinite`` over all float columns and no copy.
         """
+        names = [t for t, a in self.values.items() if a.dtype.kind == "f"]
+        if not names:
+            return self
+        floats = [self.values[t] for t in names]
+        nonfinite = ~np.isfinite(np.concatenate(floats) if len(floats) > 1 else floats[0])
+        if not nonfinite.any():
+            return self  # one vectorised check for the whole batch, not one per column
+        n = len(self)
         fixed: dict[str, npt.NDArray[np.uint8]] = {}
         causes: dict[str, npt.NDArray[np.uint32]] = {}
-        for tag, arr in self.values.items():
-            if arr.dtype.kind == "f":
-                nonfinite = ~np.isfinite(arr)
-                q = self.quality[tag]
-                if nonfinite.any() and (q[nonfinite] < Quality.BAD).any():
-                    hit = nonfinite & (q < Quality.BAD)
-                    fixed[tag] = np.where(hit, np.uint8(Quality.BAD), q)
-                    old = self.status.get(tag)
-                    base = old if old is not None else np.zeros(arr.shape, np.uint32)
-                    causes[tag] = np.where(hit, np.uint32(Cause.NONFINITE), base)
+        for col in np.unique(np.flatnonzero(nonfinite) // n).tolist():  # only the columns hit
+            tag = names[col]
+            q = self.quality[tag]
+            hit = nonfinite[col * n : (col + 1) * n] & (q < Quality.BAD)
+            if hit.any():
+                fixed[tag] = np.where(hit, np.uint8(Quality.BAD), q)
+                old = self.status.get(tag)
+                base = old if old is not None else np.zeros(n, np.uint32)
+                causes[tag] = np.where(hit, np.uint32(Cause.NONFINITE), base)
         if not fixed:
             return self
         return SampleBatch(

@@ -104,7 +104,15 @@ class PermanentSinkError(SinkError):
 
 
 class BufferFullError(EdgeAgentError):
-    """The durable buffer reached its byte cap under the ``block`` policy."""
+    """The durable buffer reached its byte cap under the ``block`` policy.
+
+    ``samples`` counts what was not stored when the refusal covers only part of a submission
+    (None: all of it).
+    """
+
+    def __init__(self, message: str, *, samples: int | None = None) -> None:
+        super().__init__(message)
+        self.samples = samples
 
 
 class InstanceLockedError(EdgeAgentError):

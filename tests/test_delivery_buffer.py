@@ -225,3 +225,53 @@ def test_sink_stats_identity_holds(tmp_path: Path) -> None:
     assert s.delivered + s.quarantined + s.dropped + s.backlog == N * PER
     assert [q.reason for q in buf.quarantined("mqtt")] == ["test"]
     buf.close()
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+def test_append_many_counts_like_one_append_per_batch(tmp_path: Path, policy: str) -> None:
+    """A device round in one transaction: same ids in order, same drops, same backlog as appends."""
+    buf = _open(tmp_path / "b.db", max_bytes=CAP, policy=policy)
+    kept, dropped, ids = 0, 0, []
+    for r in range(N // 10):
+        items = [("raw", PLACE, synthetic_batch("plc1", (10 * r + i) * 10**9, 100)) for i in range(10)]
+        results = buf.append_many(items)
+        assert len(results) == len(items)
+        for res in results:
+            dropped += res.dropped_samples + res.evicted_samples
+            if res.id is not None:
+                kept += PER
+                ids.append(res.id)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert buf.stats.bytes <= buf.data_cap and dropped > 0
+    assert buf.refresh_file_bytes() <= CAP
+    fetched = buf.fetch("mqtt", N, 10**9)
+    assert sum(r.samples for r in fetched) == N * PER - dropped == buf.sink_stats["mqtt"].backlog
+    assert buf.sink_stats["mqtt"].dropped == dropped == buf.stats.dropped
+    assert {r.id for r in fetched} <= set(ids)
+    buf.close()
+
+
+def test_append_many_stops_at_the_first_full_batch_under_block(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db", ("mqtt",), max_bytes=CAP, policy="block")
+    items = [("raw", PLACE, synthetic_batch("plc1", i * 10**9, 100)) for i in range(N)]
+    results = buf.append_many(items)
+    assert results[-1].full and all(r.id is not None for r in results[:-1]) and len(results) < N
+    assert buf.stats.records == len(results) - 1 and buf.stats.dropped == 0
+    buf.close()
+
+
+def test_append_many_on_a_full_disk_drops_the_round_counted_and_recovers(tmp_path: Path) -> None:
+    buf = _open(tmp_path / "b.db", ("mqtt",))
+    _fill(buf, 3)
+    pages = buf.db.execute("PRAGMA page_count").fetchone()[0]
+    buf.db.execute(f"PRAGMA max_page_count={pages}")
+    dropped = 0
+    for r in range(20):
+        items = [("raw", PLACE, synthetic_batch("plc1", (10 * r + i) * 10**9, 100)) for i in range(10)]
+        dropped += sum(res.dropped_samples for res in buf.append_many(items))
+    assert dropped >= 10 * PER and dropped == buf.stats.dropped == buf.sink_stats["mqtt"].dropped
+    buf.db.execute("PRAGMA max_page_count=1073741823")
+    res = buf.append_many([("raw", PLACE, synthetic_batch("plc1", 10**12 + i, 100)) for i in range(3)])
+    assert [r.id is not None for r in res] == [True] * 3
+    assert buf.sink_stats["mqtt"].backlog == sum(r.samples for r in buf.fetch("mqtt", 10**6, 10**9))
+    buf.close()

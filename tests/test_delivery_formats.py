@@ -30,11 +30,14 @@ def batches(draw: st.DrawFn) -> SampleBatch:
     ts = np.sort(draw(hnp.arrays(np.int64, n, elements=st.integers(0, 2**62))))
     values: dict[str, np.ndarray] = {}
     quality: dict[str, np.ndarray] = {}
-    for j in range(draw(st.integers(1, 4))):
-        dtype = draw(st.sampled_from([np.float64, np.int64, np.uint32]))
+    status: dict[str, np.ndarray] = {}
+    for j in range(draw(st.integers(1, 12))):
+        dtype = draw(st.sampled_from([np.float64, np.int64, np.uint32, np.float32, np.uint64]))
         values[f"t{j}"] = draw(hnp.arrays(dtype, n))
         quality[f"t{j}"] = draw(hnp.arrays(np.uint8, n, elements=st.integers(0, 3)))
-    return SampleBatch("dev", ts, values, quality)
+        if draw(st.booleans()):
+            status[f"t{j}"] = draw(hnp.arrays(np.uint32, n))
+    return SampleBatch("dev", ts, values, quality, status)
 
 
 def _same(a: SampleBatch, b: SampleBatch) -> None:
@@ -45,12 +48,36 @@ def _same(a: SampleBatch, b: SampleBatch) -> None:
         assert a.values[t].dtype == b.values[t].dtype
         np.testing.assert_array_equal(a.values[t], b.values[t])
         np.testing.assert_array_equal(a.quality[t], b.quality[t])
+    assert list(a.status) == list(b.status)
+    for t in a.status:
+        np.testing.assert_array_equal(a.status[t], b.status[t])
 
 
 @settings(max_examples=60, deadline=None)
 @given(batches())
 def test_buffer_codec_roundtrips_exactly(batch: SampleBatch) -> None:
     _same(decode_batch(encode_batch(batch)), batch)
+
+
+def test_buffer_codec_reads_blobs_of_the_first_format() -> None:
+    """A buffer written before an upgrade (format EAB1) is still delivered after it."""
+    import zlib
+
+    header = b'{"d":"plc1","n":2,"c":[["p","<f8",true],["n","<u4",false]]}'
+    body = (
+        np.array([5, 1], np.int64).tobytes()  # ts deltas: 5, 6
+        + np.array([1.5, 2.5]).tobytes()
+        + bytes([0, 2])
+        + np.array([0, 0x102], np.uint32).tobytes()
+        + np.array([7, 8], np.uint32).tobytes()
+        + bytes([0, 0])
+    )
+    blob = b"EAB1" + len(header).to_bytes(4, "little") + zlib.compress(header + body)
+    got = decode_batch(blob)
+    assert got.device == "plc1" and got.ts.tolist() == [5, 6]
+    assert got.values["p"].tolist() == [1.5, 2.5] and got.values["n"].dtype == np.uint32
+    assert got.quality["p"].tolist() == [0, 2] and got.status["p"].tolist() == [0, 0x102]
+    assert "n" not in got.status
 
 
 def test_buffer_codec_is_compact_for_regular_polls() -> None:

@@ -67,3 +67,29 @@ def test_status_says_why_and_nonfinite_differs_from_a_lost_link() -> None:
     assert describe_status(opcua_bad) == "opcua status 0x80340000"
     assert cause_of(DeviceTimeoutError("d", "slow")) == Cause.TIMEOUT
     assert cause_of(DeviceExceptionError("d", "illegal address", code=2)) == 2
+
+
+def test_nonfinite_marking_over_many_columns_hits_exactly_the_usable_nonfinite_cells() -> None:
+    """The vectorised check over all float columns maps every hit back to its own tag and row."""
+    rng = np.random.default_rng(7)
+    n, k = 3, 40
+    values: dict[str, np.ndarray] = {}
+    quality: dict[str, np.ndarray] = {}
+    for j in range(k):
+        if j % 5 == 4:  # integer counters are never non-finite
+            values[f"c{j}"] = rng.integers(0, 100, n)
+        else:
+            v = rng.normal(size=n)
+            v[rng.random(n) < 0.2] = rng.choice([np.nan, np.inf, -np.inf])
+            values[f"f{j}"] = v
+        quality[next(reversed(values))] = rng.integers(0, 4, n).astype(np.uint8)
+    batch = SampleBatch("plc1", np.arange(n, dtype=np.int64), values, quality)
+    out = batch.with_nonfinite_bad()
+    for tag, v in values.items():
+        q = quality[tag]
+        expect_hit = (~np.isfinite(v) & (q < Quality.BAD)) if v.dtype.kind == "f" else np.zeros(n, bool)
+        np.testing.assert_array_equal(out.quality[tag], np.where(expect_hit, Quality.BAD, q))
+        if expect_hit.any():
+            assert (out.status[tag][expect_hit] == Cause.NONFINITE).all()
+        else:
+            assert tag not in out.status

@@ -275,3 +275,29 @@ def test_quality_mix_counts_every_sample_and_reuses_a_read_only_mapping() -> Non
 
 async def _noop(batch: SampleBatch) -> None:
     pass
+
+
+async def test_rows_of_a_device_removed_by_a_reload_are_dropped_not_crashing_processing() -> None:
+    """A poll offered just before a reload removed its device is still in the queue afterwards."""
+    from edge_agent.config import AssetConfig, build_config_model
+    from edge_agent.runtime.service import Agent
+
+    got: list[str] = []
+
+    class Collect:
+        async def submit(
+            self, kind: str, asset: AssetConfig, batch: SampleBatch, *, window: str | None = None
+        ) -> None:
+            got.append(batch.device)
+
+    config = build_config_model([ScriptedConfig]).model_validate(
+        {
+            "assets": [{"id": "a1", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10}],
+            "devices": [_config().model_dump()],
+        }
+    )
+    drivers = {"scripted": lambda c: ScriptedDriver(c, [])}
+    agent = Agent(config, sink=Collect(), drivers=drivers, persist_state=False)  # type: ignore[arg-type]
+    await agent._handle(SampleBatch.single("removed-dev", now_ns(), {"v": 1.0}))  # no KeyError
+    await agent._handle(SampleBatch.single("dev1", now_ns(), {"v": 1.0}))
+    assert got == ["dev1"]

@@ -20,7 +20,7 @@ worker thread for asyncio and adds waiting (new data, room under ``block``).
 
 from __future__ import annotations
 
-__all__ = ["Appended", "DurableBuffer", "SyncBuffer"]
+__all__ = ["Appended", "DurableBuffer", "Entry", "SyncBuffer"]
 
 import asyncio
 import contextlib
@@ -70,6 +70,29 @@ class Appended:
     dropped_samples: int = 0  # samples of *this* batch not stored
     evicted_samples: int = 0  # older samples removed to make room (drop_oldest)
     full: bool = False
+
+
+#: What the runtime submits: a batch with its kind and place in the namespace.
+Entry = tuple[Kind, Placement, SampleBatch]
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Rows admitted but not yet inserted, with where their outcome goes."""
+
+    values: list[tuple[Kind, str, int, int, bytes]] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
+    early: list[Appended | None] = field(default_factory=list)
+
+    def add(self, row: tuple[Kind, str, int, int, bytes], at: int, early: Appended | None) -> None:
+        self.values.append(row)
+        self.at.append(at)
+        self.early.append(early)
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.at.clear()
+        self.early.clear()
 
 
 @dataclass(slots=True)
@@ -221,64 +244,108 @@ class SyncBuffer:
 
     # -- producer side -------------------------------------------------------------------------
     def append(self, kind: Kind, place: Placement, batch: SampleBatch) -> Appended:
-        samples = sample_count(batch)
-        if samples == 0:
-            return Appended()
-        if not self.sinks:
-            return Appended()  # nothing would ever confirm it
-        body = encode_batch(batch)
-        place_text = place_json(place)
-        nbytes = len(body) + len(place_text) + _ROW_OVERHEAD
+        return self.append_many([(kind, place, batch)])[0]
+
+    def append_many(self, items: Sequence[Entry]) -> list[Appended]:
+        """Store ``items`` in order, in one transaction: the runtime hands one device round at once.
+
+        Returns one outcome per item, up to and including the first ``full`` one (policy
+        ``block``): the caller waits for room and hands the rest again.
+        """
+        out: list[Appended] = []
+        rows = _Rows()
+        for kind, place, batch in items:
+            samples = sample_count(batch)
+            if samples == 0 or not self.sinks:  # nothing to store, or nothing would ever confirm it
+                out.append(Appended())
+                continue
+            body = encode_batch(batch)
+            place_text = place_json(place)
+            nbytes = len(body) + len(place_text) + _ROW_OVERHEAD
+            outcome = self._admit(nbytes, samples, batch.device, rows, out)
+            if outcome is not None and outcome.id is None:  # dropped, or full under block
+                out.append(outcome)
+                if outcome.full:
+                    break
+                continue
+            rows.add((kind, place_text, samples, nbytes, body), len(out), outcome)
+            out.append(Appended())
+            self.stats.bytes += nbytes  # provisional, so the next item's room is counted right
+        self._insert(rows, out)
+        return out
+
+    def _admit(
+        self, nbytes: int, samples: int, device: str, unsaved: _Rows, out: list[Appended]
+    ) -> Appended | None:
+        """None if the batch fits; else its outcome (dropped, full, or fits after evicting: ``id`` 0)."""
         self._limit_sinks(nbytes)
         cap = self.data_cap
+        if self.stats.bytes + nbytes <= cap:
+            return None
+        policy = self.config.policy
+        if policy == "block":
+            if nbytes > cap:
+                raise BufferFullError(
+                    f"buffer {self.path}: a batch of {nbytes} bytes from {device!r} is larger than "
+                    f"the {cap} bytes buffer.max_bytes={self.config.max_bytes} leaves for data; "
+                    "raise max_bytes or submit smaller batches"
+                )
+            return Appended(full=True)
         evicted = 0
-        if self.stats.bytes + nbytes > cap:
-            policy = self.config.policy
-            if policy == "block":
-                if nbytes > cap:
-                    raise BufferFullError(
-                        f"buffer {self.path}: a batch of {nbytes} bytes from {batch.device!r} is larger than "
-                        f"the {cap} bytes buffer.max_bytes={self.config.max_bytes} leaves for data; "
-                        "raise max_bytes or submit smaller batches"
-                    )
-                return Appended(full=True)
-            if policy == "drop_oldest" and nbytes <= cap:
-                evicted = self._evict(self.stats.bytes + nbytes - cap)
-            if self.stats.bytes + nbytes > cap:  # drop_newest, or nothing evictable left
-                self._count_drop(samples, 1, {s: samples for s in self.sinks}, "the incoming batch")
-                return Appended(dropped_samples=samples, evicted_samples=evicted)
+        if policy == "drop_oldest" and nbytes <= cap:
+            self._insert(unsaved, out)  # eviction works on what is on disk
+            evicted = self._evict(self.stats.bytes + nbytes - cap)
+        if self.stats.bytes + nbytes > cap:  # drop_newest, or nothing evictable left
+            self._count_drop(samples, 1, {s: samples for s in self.sinks}, "the incoming batch")
+            return Appended(dropped_samples=samples, evicted_samples=evicted)
+        return Appended(id=0, evicted_samples=evicted)
+
+    def _insert(self, rows: _Rows, out: list[Appended]) -> None:
+        """Insert admitted rows in one transaction and fill in their outcomes; a full or failing
+        disk drops them all, counted."""
+        if not rows.values:
+            return
+        nbytes = sum(r[3] for r in rows.values)
+        samples = sum(r[2] for r in rows.values)
+        db = self.db
         try:
-            cur = self.db.execute(  # autocommit: one statement, its own transaction
-                "INSERT INTO batches(kind, place, samples, nbytes, body) VALUES(?,?,?,?,?)",
-                (kind, place_text, samples, nbytes, body),
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO batches(kind, place, samples, nbytes, body) VALUES(?,?,?,?,?)", rows.values
             )
+            last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+            db.execute("COMMIT")
         except sqlite3.OperationalError as exc:  # disk full, or the disk failing: drop, count, go on
             with contextlib.suppress(sqlite3.Error):
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            self.stats.bytes -= nbytes
             what = "the incoming batch (disk full)" if _is_full(exc) else f"the incoming batch ({exc})"
-            self._count_drop(samples, 1, {s: samples for s in self.sinks}, what)
+            self._count_drop(samples, len(rows.values), {s: samples for s in self.sinks}, what)
             self._io_failing = True
             with contextlib.suppress(sqlite3.Error):  # give the WAL's space back if we can
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return Appended(dropped_samples=samples, evicted_samples=evicted)
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            for (_, _, n, _, _), at, early in zip(rows.values, rows.at, rows.early, strict=True):
+                out[at] = Appended(dropped_samples=n, evicted_samples=early.evicted_samples if early else 0)
+            rows.clear()
+            return
         self._io_failing = False
-        self.stats.bytes += nbytes
-        self.stats.records += 1
+        self.stats.records += len(rows.values)
         for s in self.sinks:
             st = self.sink_stats[s]
             st.backlog += samples
             st.backlog_bytes += nbytes
         if (
             self._episode is not None
-            and self.stats.bytes <= _ROOM_AGAIN * cap
+            and self.stats.bytes <= _ROOM_AGAIN * self.data_cap
             and time.monotonic() - self._last_drop >= self.episode_quiet_s
         ):
             self._end_episode()
-        rowid = cur.lastrowid
-        assert rowid is not None
+        first = last - len(rows.values) + 1  # AUTOINCREMENT in one transaction: consecutive ids
+        for i, (at, early) in enumerate(zip(rows.at, rows.early, strict=True)):
+            out[at] = Appended(id=first + i, evicted_samples=early.evicted_samples if early else 0)
+        rows.clear()
         self._keep_inside_cap(nbytes)
-        return Appended(id=rowid, evicted_samples=evicted)
 
     def _keep_inside_cap(self, nbytes: int) -> None:
         """Measure the file set; over the cap, checkpoint and vacuum, then lower the data cap.
@@ -560,27 +627,36 @@ class DurableBuffer:
 
     async def append(self, kind: Kind, place: Placement, batch: SampleBatch) -> Appended:
         """Store durably; under ``block`` wait up to block_timeout for the sinks to make room."""
+        return (await self.append_many([(kind, place, batch)]))[0]
+
+    async def append_many(self, items: Sequence[Entry]) -> list[Appended]:
+        """Store ``items`` durably in order, in one transaction per try (see ``append``)."""
         deadline: float | None = None
         loop = asyncio.get_running_loop()
+        done: list[Appended] = []
         while True:
             self._room.clear()
-            res = await self._run(self.core.append, kind, place, batch)
-            if not res.full:
-                if res.id is not None:
-                    for ev in self._new.values():
-                        ev.set()
-                return res
+            res = await self._run(self.core.append_many, items[len(done) :])
+            if any(r.id is not None for r in res):
+                for ev in self._new.values():
+                    ev.set()
+            if not res or not res[-1].full:
+                return done + res
+            done += res[:-1]
             if deadline is None:
                 self.core.stats.blocked += 1
                 deadline = loop.time() + self.core.config.block_timeout
             remaining = deadline - loop.time()
             if remaining <= 0:
+                device = items[len(done)][2].device
+                left = sum(sample_count(b) for _, _, b in items[len(done) :])
                 raise BufferFullError(
                     f"buffer {self.core.path} stayed full ({self.core.stats.bytes} of "
                     f"{self.core.config.max_bytes} bytes) for "
                     f"block_timeout={self.core.config.block_timeout}s; "
-                    f"the batch from {batch.device!r} was not stored. The sinks are not delivering: check "
-                    "their connections, or raise buffer.max_bytes / choose a drop policy."
+                    f"the batch from {device!r} was not stored. The sinks are not delivering: check "
+                    "their connections, or raise buffer.max_bytes / choose a drop policy.",
+                    samples=left,
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._room.wait(), remaining)

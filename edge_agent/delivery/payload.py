@@ -20,10 +20,12 @@ __all__ = [
 ]
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_agent.batch import Quality, SampleBatch
@@ -92,7 +94,33 @@ class Decoded:
 
 
 def encode_payload(kind: Kind, place: Placement, batch: SampleBatch) -> bytes:
-    """Serialise with C-level ``tolist`` + ``json.dumps``; Bad cells become null."""
+    """Serialise with C-level ``tolist`` + ``json.dumps``; Bad cells and non-finite floats become null.
+
+    The common message (a few rows, all Good, all finite) is built from plain lists: for small
+    columns a numpy call per tag costs more than the list it inspects. A non-finite float in a
+    usable cell makes a column's sum non-finite, and only then are the columns checked with
+    numpy (such a cell is marked Bad). orjson writes the JSON; numbers too large for it (a
+    counter beyond 64 bits) fall back to ``json``.
+    """
+    values: dict[str, list[Any]] = {}
+    quality: dict[str, list[int]] = {}
+    for tag, arr in batch.values.items():
+        col = arr.tolist()
+        q = batch.quality[tag].tolist()
+        if any(q):
+            for i, code in enumerate(q):
+                if code >= Quality.BAD:
+                    col[i] = None
+            quality[tag] = q
+            if arr.dtype.kind == "f" and not math.isfinite(sum(v for v in col if v is not None)):
+                return _dump(kind, place, batch, *_checked_columns(batch))
+        elif arr.dtype.kind == "f" and not math.isfinite(sum(col)):  # NaN/±Inf somewhere (or a huge sum)
+            return _dump(kind, place, batch, *_checked_columns(batch))
+        values[tag] = col
+    return _dump(kind, place, batch, values, quality)
+
+
+def _checked_columns(batch: SampleBatch) -> tuple[dict[str, list[Any]], dict[str, list[int]]]:
     values: dict[str, list[Any]] = {}
     quality: dict[str, list[int]] = {}
     for tag, arr in batch.values.items():
@@ -109,6 +137,16 @@ def encode_payload(kind: Kind, place: Placement, batch: SampleBatch) -> bytes:
         values[tag] = col
         if q.any():
             quality[tag] = q.tolist()
+    return values, quality
+
+
+def _dump(
+    kind: Kind,
+    place: Placement,
+    batch: SampleBatch,
+    values: dict[str, list[Any]],
+    quality: dict[str, list[int]],
+) -> bytes:
     doc: dict[str, Any] = {
         "v": 1,
         "kind": kind,
@@ -128,7 +166,10 @@ def encode_payload(kind: Kind, place: Placement, batch: SampleBatch) -> bytes:
         status = {t: c.tolist() for t, c in batch.status.items() if t in quality and c.any()}
         if status:  # only where something is not Good: nothing to do on the common path
             doc["status"] = status
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
 def encode_status(state: str, agent: str, ts_ns: int, **details: Any) -> bytes:

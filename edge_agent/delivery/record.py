@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Kind", "Placement", "Record", "placement_of", "sample_count"]
+__all__ = ["Kind", "Placement", "Record", "Submission", "placement_of", "sample_count"]
 
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +36,16 @@ class Record:
     @property
     def samples(self) -> int:
         return sample_count(self.batch)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What the runtime hands delivery: a batch of an asset, and a KPI batch's window."""
+
+    kind: Kind
+    asset: AssetConfig
+    batch: SampleBatch
+    window: str | None = None
 
 
 def sample_count(batch: SampleBatch) -> int:

@@ -21,7 +21,7 @@ from edge_agent.config import AgentConfig, AssetConfig
 from edge_agent.delivery.buffer import DurableBuffer
 from edge_agent.delivery.influx import InfluxSink
 from edge_agent.delivery.mqtt import MqttSink
-from edge_agent.delivery.record import Kind, placement_of
+from edge_agent.delivery.record import Kind, Submission, placement_of
 from edge_agent.delivery.sink import Sink, replay
 from edge_agent.delivery.stats import DeliveryStats, SinkStats
 from edge_agent.delivery.store import StoreSink
@@ -125,11 +125,17 @@ class Delivery:
         Under policy ``block`` this waits for room and raises BufferFullError after
         ``block_timeout``; on a full disk it raises BufferFullError (nothing stored is lost).
         """
-        if kind not in ("raw", "kpi"):
-            raise ValueError(f"submit: kind must be 'raw' or 'kpi', got {kind!r}")
-        if kind == "kpi" and window is None:
-            window = self._kpi_window
-        await self.buffer.append(kind, placement_of(asset, window if kind == "kpi" else None), batch)
+        await self.submit_many([Submission(kind, asset, batch, window)])
+
+    async def submit_many(self, items: Sequence[Submission]) -> None:
+        """Like ``submit`` for many batches at once: one buffer transaction for a device's round."""
+        entries = []
+        for it in items:
+            if it.kind not in ("raw", "kpi"):
+                raise ValueError(f"submit: kind must be 'raw' or 'kpi', got {it.kind!r}")
+            window = (it.window or self._kpi_window) if it.kind == "kpi" else None
+            entries.append((it.kind, placement_of(it.asset, window), it.batch))
+        await self.buffer.append_many(entries)
 
     async def flush(self, within: float) -> bool:
         """Wait until every sink confirmed everything buffered; False if ``within`` s passed first."""

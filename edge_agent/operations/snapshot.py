@@ -27,6 +27,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from edge_agent.analytics.results import Totals
 from edge_agent.batch import Quality
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ class _AssetMemory:
 
 
 _NAN = float("nan")
+_TOTALS_FRESH = 0.5  # seconds a computation of every asset's totals serves every reader
 
 
 def _ratio(num: float, den: float) -> float:
@@ -160,10 +162,22 @@ class RuntimeView:
         self.reloads = 0
         self.last_reload: str | None = None
         self._version = agent_version()
+        self._totals_at: tuple[float, dict[str, Totals]] | None = None
+
+    def _totals(self) -> dict[str, Totals]:
+        """Every asset's running totals, computed at most once per ``_TOTALS_FRESH`` seconds.
+
+        The page's sparkline tick, the status topic and /metrics all ask each second; at
+        thousands of assets one computation is already a few per cent of a core.
+        """
+        now = time.monotonic()
+        if self._totals_at is None or now - self._totals_at[0] >= _TOTALS_FRESH:
+            self._totals_at = (now, self.agent.analytics.totals())
+        return self._totals_at[1]
 
     def sample_kw(self) -> None:
         """Record one sparkline point per asset (called once per status tick, not per request)."""
-        for asset_id, totals in self.agent.analytics.totals().items():
+        for asset_id, totals in self._totals().items():
             self._assets.setdefault(asset_id, _AssetMemory()).kw.append(float(totals.last_power_kw))
 
     def _today(self) -> dt.date:
@@ -174,7 +188,7 @@ class RuntimeView:
         today = self._today()
         out = []
         kinds = {a.id: a.kind for a in self.agent.config.assets}
-        for asset_id, t in self.agent.analytics.totals().items():
+        for asset_id, t in self._totals().items():
             mem = self._assets.setdefault(asset_id, _AssetMemory())
             idle = float(t.energy_by_state_kwh.get("idle", 0.0))
             now = _DayBase(today, t.energy_kwh, idle, t.good_quantity, t.scrap_quantity, t.produced_quantity)

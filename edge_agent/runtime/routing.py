@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = ["AssetRoute", "Router"]
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig, TagConfig
@@ -22,6 +22,10 @@ class AssetRoute:
 
     asset: AssetConfig
     tags: tuple[TagConfig, ...]
+    names: tuple[str, ...] = field(init=False)  # the tags' names, looked up on every batch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(t.name for t in self.tags))
 
     def roles(self) -> dict[str, str]:
         """Tag name → role, for the analytics-relevant (non-generic) tags."""
@@ -45,17 +49,8 @@ class Router:
 
     def split(self, batch: SampleBatch) -> Iterator[tuple[AssetRoute, SampleBatch]]:
         """Per-asset views of a device batch; arrays are shared, never copied."""
+        values = batch.values
         for route in self.routes(batch.device):
-            names = [t.name for t in route.tags if t.name in batch.values]
-            if not names:
-                continue
-            yield (
-                route,
-                SampleBatch(
-                    device=batch.device,
-                    ts=batch.ts,
-                    values={n: batch.values[n] for n in names},
-                    quality={n: batch.quality[n] for n in names},
-                    status={n: batch.status[n] for n in names if n in batch.status},
-                ),
-            )
+            names = [n for n in route.names if n in values]
+            if names:
+                yield route, batch.select(names)

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig, DeviceConfig
+from edge_agent.delivery.record import Submission
 from edge_agent.delivery.units import EngineeringUnits
 from edge_agent.drivers.base import Driver
 from edge_agent.drivers.links import LinkHub
@@ -163,18 +164,26 @@ class Agent:
         return now - p.since >= self.linger or p.samples >= MAX_COALESCED_SAMPLES
 
     async def _handle(self, batch: SampleBatch) -> None:
-        """One device's coalesced rows: analytics and submit per asset, failures contained."""
+        """One device's coalesced rows: analytics per asset, failures contained; one submit for all."""
         batch = batch.with_nonfinite_bad()
         for obs in self.batch_observers:
             obs(batch)
+        to_units = self.units.get(batch.device)
+        if to_units is None:  # polled just before a reload removed its device: nowhere to route it
+            log.debug("dropping %d row(s) of device %r, removed by a reload", len(batch), batch.device)
+            return
+        out: list[Submission] = []
+        closed: list[KpiBatch] = []
         for route, part in self.router.split(batch):
             kpis = self._analyse(route, part)
-            if self.state_store is not None and (kpis or self.state_store.due()):
-                self._save_state(kpis)  # closed windows ride along until delivery has them
+            closed.extend(kpis)
             raw = self.analytics.numeric_states(route, part)  # a PLC's text states as codes
-            await self._submit("raw", route.asset, self.units[batch.device](raw))
-            for k in kpis:
-                await self._submit("kpi", k.asset, k.batch, window=k.window)
+            out.append(Submission("raw", route.asset, to_units(raw)))
+            out.extend(Submission("kpi", k.asset, k.batch, k.window) for k in kpis)
+        if self.state_store is not None and (closed or self.state_store.due()):
+            # once per device round, not per asset: the state holds every asset
+            self._save_state(closed)  # closed windows ride along until delivery has them
+        await self._submit_all(out)
 
     def _analyse(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
         asset = route.asset
@@ -205,18 +214,30 @@ class Agent:
         *,
         window: str | None = None,
     ) -> None:
-        if self.sink is None:
+        await self._submit_all([Submission(kind, asset, batch, window)])
+
+    async def _submit_all(self, items: list[Submission]) -> None:
+        """Hand ``items`` to the sink in one call where it takes many; a refusal is counted, not raised."""
+        if self.sink is None or not items:
             return
         try:
-            await self.sink.submit(kind, asset, batch, window=window)
+            many = getattr(self.sink, "submit_many", None)
+            if many is not None:
+                await many(items)
+            else:
+                for it in items:
+                    await self.sink.submit(it.kind, it.asset, it.batch, window=it.window)
         except Exception as exc:  # e.g. BufferFullError: count it, keep processing
-            self.stats.refused_samples += len(batch) * len(batch.values)
-            self.stats.last_refusal = f"asset {asset.id!r}: {exc}"
+            refused = getattr(exc, "samples", None)  # BufferFullError: what the buffer did not take
+            if refused is None:
+                refused = sum(len(it.batch) * len(it.batch.values) for it in items)
+            self.stats.refused_samples += refused
+            assets = sorted({it.asset.id for it in items})
+            self.stats.last_refusal = f"asset(s) {', '.join(assets[:5])}: {exc}"
             if not self._refusing:
                 log.error(
-                    "delivery refused %s samples of asset %r: %s; processing goes on, refusals are counted",
-                    kind,
-                    asset.id,
+                    "delivery refused samples of asset(s) %s: %s; processing goes on, refusals are counted",
+                    ", ".join(repr(a) for a in assets[:5]) + (" …" if len(assets) > 5 else ""),
                     exc,
                     exc_info=not isinstance(exc, EdgeAgentError),
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = ["Decoder", "WriteOp", "byte_permutation", "encode_value"]
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +51,7 @@ IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
 
 
+@functools.cache  # a handful of layouts serve 50,000 tags; the result is read-only
 def byte_permutation(nbytes: int, byte_swap: bool, word_swap: bool) -> IntArray:
     """Wire position of each value byte, most significant first (for strings: first char first)."""
     rank = np.arange(nbytes)
@@ -58,7 +60,9 @@ def byte_permutation(nbytes: int, byte_swap: bool, word_swap: bool) -> IntArray:
         word = nbytes // 2 - 1 - word
     if byte_swap:
         within = 1 - within
-    return (2 * word + within).astype(np.intp)
+    out = (2 * word + within).astype(np.intp)
+    out.flags.writeable = False
+    return out
 
 
 def _kind(tag: ModbusTagConfig) -> Kind:
