@@ -264,7 +264,7 @@ def main() -> None:
             )
 
     for linger in (0.0, None):
-        label = "each poll booked at once" if linger == 0 else "rows held for the live window (the default)"
+        label = "each poll booked at once" if linger == 0 else "rows held (analytics.hold_rows default)"
         per, share = stage_cost(100 if args.small else 500, 300, linger)
         print(f"analytics stage, 10 tags per asset, {label}: {per:.1f} µs/tag-sample ({share:.0%} in update)")
 

@@ -96,7 +96,7 @@ def _layout(asset: str, rows: list[tuple[str, Role, Unit, DataType, float, str]]
 _COUNTER_SCALE = 0.0001  # 0.1 Wh / 0.1 varh per count
 
 _METER: list[tuple[str, Role, Unit, DataType, float, str]] = [
-    ("power_kw", "power", "kW", "float32", 1.0, "active power, mean over the last model tick"),
+    ("power_kw", "power", "kW", "float32", 1.0, "active power at the end of the last model tick"),
     (
         "energy_kwh",
         "energy_counter",

@@ -73,6 +73,9 @@ class AssetBlock:
     loaded: B
     pressure_bar: F64
     loaded_kwh: F64 | None = None  # compressor only: energy drawn while loaded
+    power_end_kw: F64 | None = None
+    """Power at each tick's end, where it differs from the tick's mean ``power_kw`` (a
+    compressor changes load inside a tick; the main meter sums it). Served as ``power_kw``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +373,9 @@ class PlantModel:
         base = np.maximum(base * (1.0 + site.base_noise * noise[:, -1]), 0.0)
         base_q = base * math.tan(math.acos(site.base_pf))
         p_main = base + sum((assets[a].power_kw for a in ASSETS[:3]), _zeros(n))
+        others = base + sum((assets[a].power_kw for a in MACHINES), _zeros(n))
+        comp_end = assets["comp1"].power_end_kw
+        p_main_end = None if comp_end is None else others + comp_end
         q_main = base_q + sum((assets[a].reactive_kvar for a in ASSETS[:3]), _zeros(n))
         site_state = np.full(n, _OFF, dtype=np.uint8)
         site_state[any_on | (assets["comp1"].state != _OFF)] = _IDLE
@@ -380,6 +386,7 @@ class PlantModel:
         assets["main"] = AssetBlock(
             state=site_state,
             power_kw=p_main,
+            power_end_kw=p_main_end,
             reactive_kvar=q_main,
             energy_kwh=p_main * (dt / 3600.0),
             reactive_kvarh=q_main * (dt / 3600.0),
@@ -410,16 +417,22 @@ class PlantModel:
         f = D(C−D)/(V·C) and loaded share D/C (D demand, C capacity, V stored free air).
         Integrating f gives a phase θ; the compressor is loaded while frac(θ) < D/C, and
         the loaded time inside a tick follows in closed form from θ at both ends.
+
+        The cycle follows the demand without its tick-to-tick noise: the receiver integrates
+        the flow, so a flicker of demand moves the pressure by nothing. Driving the load
+        state with the noisy demand made it chatter (loaded for single 0.1 s ticks whenever
+        the noise moved D/C across the phase), which no real load/unload control does; the
+        noisy demand is still what the plant draws and what the flow meter shows.
         """
         c = self.config.compressor
         dt = self.tick_s
         on = any_on | self.schedule.compressor_left_on(sched)
-        demand = np.where(on, (c.leak_m3min + air) * (1.0 + c.flow_noise * noise), 0.0)
-        demand = np.maximum(demand, 0.0)
+        steady = np.where(on, c.leak_m3min + air, 0.0)  # what the receiver's pressure follows
+        demand = np.maximum(steady * (1.0 + c.flow_noise * noise), 0.0)  # what the plant draws
         cap = c.capacity_m3min
-        duty = np.clip(demand / cap, 0.0, 1.0)
-        cycling = (demand > 0.0) & (demand < cap)
-        f = np.where(cycling, demand * (cap - demand) / (c.receiver_m3 * cap) / 60.0, 0.0)
+        duty = np.clip(steady / cap, 0.0, 1.0)
+        cycling = (steady > 0.0) & (steady < cap)
+        f = np.where(cycling, steady * (cap - steady) / (c.receiver_m3 * cap) / 60.0, 0.0)
         theta_end = self._theta + np.cumsum(f * dt)
         theta_start = theta_end - f * dt
         self._theta = float(theta_end[-1])
@@ -433,7 +446,7 @@ class PlantModel:
         loaded_s = np.where(
             cycling,
             (loaded_phase(theta_end) - loaded_phase(theta_start)) / safe_f,
-            np.where(on & (demand >= cap), dt, 0.0),
+            np.where(on & (steady >= cap), dt, 0.0),
         )
         lf = np.clip(loaded_s / dt, 0.0, 1.0)
         unloaded_kw = c.unloaded_kw
@@ -441,6 +454,7 @@ class PlantModel:
         if "comp1" in self.retrofit.assets:
             p_unl = np.where(retro, unloaded_kw * self.retrofit.idle_power_factor, p_unl)
         p_load = np.where(on, c.loaded_kw * lf, 0.0)
+        p_unl_kw = p_unl
         p_unl = np.where(on, p_unl * (1.0 - lf), 0.0)
         p = p_load + p_unl
         q = p_load * math.tan(math.acos(c.pf_loaded)) + p_unl * math.tan(math.acos(c.pf_unloaded))
@@ -453,9 +467,9 @@ class PlantModel:
             c.p_low_bar + dp * frac / safe_duty,
             c.p_high_bar - dp * (frac - safe_duty) / (1.0 - safe_duty),
         )
-        pressure = np.where(demand >= cap, c.p_low_bar - 0.3, pressure)
+        pressure = np.where(steady >= cap, c.p_low_bar - 0.3, pressure)
         pressure = np.where(on, pressure, 0.0)
-        loaded = on & ((demand >= cap) | (cycling & rising))
+        loaded = on & ((steady >= cap) | (cycling & rising))
         state = np.where(on, np.where(needs_air, _PROD, _IDLE), _OFF).astype(np.uint8)
         return AssetBlock(
             state=state,
@@ -471,6 +485,8 @@ class PlantModel:
             loaded=loaded,
             pressure_bar=pressure,
             loaded_kwh=p_load * (dt / 3600.0),
+            # at the tick's end the compressor is either loaded or not, like its flag says
+            power_end_kw=np.where(loaded, c.loaded_kw, np.where(on, p_unl_kw, 0.0)),
         )
 
     # ---- reporting -------------------------------------------------------------------------
@@ -485,8 +501,8 @@ class PlantModel:
             a = blk.assets[s.asset]
             if s.name in _COUNTERS:
                 values[s.key] = self.counter(s.asset, s.name)
-            elif s.name == "power_kw":
-                values[s.key] = float(a.power_kw[i])
+            elif s.name == "power_kw":  # the instant the other signals describe: the tick's end
+                values[s.key] = float((a.power_kw if a.power_end_kw is None else a.power_end_kw)[i])
             elif s.name == "state":
                 code = int(a.state[i])
                 values[s.key] = self.state_codes.get(s.asset, _DEFAULT_CODES).get(_STATE_LABELS[code], code)

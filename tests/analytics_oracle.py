@@ -29,12 +29,14 @@ from edge_agent.analytics.sum_columns import (
     COUNTS_IN_STATE,
     GOOD_S,
     INTEGRAL,
+    N_COUNT_SUMS,
     PEAK_BLOCK_KWH,
     PEAK_ROLLING_KWH,
     POWER_KWH_IN_STATE,
     RAW_COUNTS,
     ROW_COUNT,
     SECONDS_IN_STATE,
+    UNATTRIBUTED_COUNTS,
     USABLE_S,
     empty_sums,
 )
@@ -97,7 +99,7 @@ class _Book:
 
 
 ROWS_PLUS = ROW_COUNT + 1
-U_LEN = len(RAW_COUNTS)
+U_LEN = N_COUNT_SUMS
 
 
 def _usable(q: int, v: float, analog: bool) -> bool:
@@ -244,6 +246,8 @@ def reference(
                 at = t0 if short else t1
                 st = state_at(t0) if short else UNKNOWN
                 upoints.append((at, RAW_COUNTS[role], d))
+                if role in UNATTRIBUTED_COUNTS and st == UNKNOWN:
+                    upoints.append((at, UNATTRIBUTED_COUNTS[role], d))
                 if role == "energy_counter":
                     new_st = state_at(t1)
                     old_part = float(d)

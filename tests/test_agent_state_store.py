@@ -31,8 +31,10 @@ def config(tmp_path: Path, **analytics: Any) -> AgentConfig:
     return model.model_validate(raw)
 
 
-def feed(stage: AnalyticsStage, cfg: AgentConfig, t_s: list[float], kwh_counts: list[int]) -> None:
-    """cnc1 producing at 18 kW (50 counts/s of 0.1 Wh)."""
+def feed(
+    stage: AnalyticsStage, cfg: AgentConfig, t_s: list[float], kwh_counts: list[int], state: float = 3.0
+) -> None:
+    """cnc1 producing (PLC state 3, or ``state``) at 18 kW (50 counts/s of 0.1 Wh)."""
     n = len(t_s)
     zeros = np.zeros(n, np.int64)
     values = {
@@ -42,7 +44,7 @@ def feed(stage: AnalyticsStage, cfg: AgentConfig, t_s: list[float], kwh_counts: 
         "good_parts": zeros,
         "scrap_parts": zeros,
         "material_kg": zeros,
-        "state": np.full(n, 3.0),
+        "state": np.full(n, state),
     }
     batch = SampleBatch(
         device="cnc1-modbus",
@@ -73,6 +75,23 @@ def test_state_round_trip_continues_the_counters_across_a_restart(tmp_path: Path
     assert t.energy_by_state_kwh["unknown"] == pytest.approx(0.015, abs=1e-9)  # the 150 counts while down
     assert t.energy_by_state_kwh["producing"] == pytest.approx(0.015, abs=1e-9)  # observed, 150 counts
     assert t.gaps["energy_counter"] == 1
+
+
+def test_a_state_change_across_the_restart_leaves_the_downtime_unknown(tmp_path: Path) -> None:
+    """Producing before a 3 s outage (shorter than the max gap), idle after: when it changed is
+    unknown, so the outage is neither producing nor idle time (it was split at an estimated
+    instant, booking ~half of the downtime to each state: PBT too long after restarts)."""
+    cfg = config(tmp_path)
+    before = AnalyticsStage(cfg)
+    feed(before, cfg, [0, 1, 2], [1000, 1050, 1100])
+    after = AnalyticsStage(cfg)
+    after.restore(before.state())
+    feed(after, cfg, [5, 6, 7], [1250, 1300, 1350], state=1.0)
+    kpis = [k for k in after.flush() if k.asset.id == "cnc1" and k.window == "15s"]
+    seconds = {s: sum(float(k.batch.values[f"time_{s}_s"][0]) for k in kpis) for s in ("producing", "idle")}
+    unknown = sum(float(k.batch.values["time_unknown_s"][0]) for k in kpis)
+    assert seconds == {"producing": pytest.approx(2.0), "idle": pytest.approx(2.0)}
+    assert unknown == pytest.approx(3.0)
 
 
 def test_missing_damaged_tampered_or_foreign_state_starts_clean_with_one_warning(

@@ -77,12 +77,6 @@ async def test_main_meter_rolled_over_and_stayed_exact(run) -> None:
     assert within(tot.energy_kwh, truth["main"].energy_kwh, 0.001)
 
 
-@pytest.mark.xfail(
-    reason="known defect, open in issue #12: comp1's energy by load state (its true 'loaded' signal "
-    "since the field-truth work) is off by 2-10 % (unloaded high) when a poll interval spans load "
-    "changes; total energy and loaded share are right",
-    strict=False,
-)
 async def test_energy_by_state_matches_truth(run) -> None:
     agent, _, truth = run
     seen_states: set[str] = set()

@@ -97,7 +97,8 @@ def check_identities(k: dict[str, float] | object) -> None:
     assert by_state == pytest.approx(kp["energy_kwh"], rel=1e-9, abs=1e-12)
     assert 0.0 <= kp["availability"] <= 1.0 or math.isnan(kp["availability"])
     if not math.isnan(kp["oee"]):
-        assert kp["oee"] == pytest.approx(4.0 * kp["good_quantity"] / kp["pbt_s"], rel=1e-12)
+        timed_good = kp["good_quantity"] - kp["unattributed_good_quantity"]  # parts with no time: out
+        assert kp["oee"] == pytest.approx(4.0 * timed_good / kp["pbt_s"], rel=1e-12)
         factors = (kp["availability"], kp["effectiveness"], kp["quality_ratio"])
         if all(math.isfinite(f) for f in factors):  # E is undefined without production time
             assert kp["oee"] == pytest.approx(math.prod(factors), rel=1e-9)

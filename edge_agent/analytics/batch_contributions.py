@@ -45,6 +45,7 @@ from .sum_columns import (
     RAW_COUNTS,
     ROW_COUNT,
     SECONDS_IN_STATE,
+    UNATTRIBUTED_COUNTS,
     USABLE_S,
 )
 from .timeline import order_rows
@@ -264,7 +265,10 @@ def _time_in_state(
     if carry.obs_t is not None:
         o_t = np.concatenate(([carry.obs_t], o_t))
         o_s = np.concatenate(([carry.obs_state], o_s))
-        o_row = np.concatenate(([-1 if carry.latest_ns == carry.obs_t else -2], o_row))
+        # the carry's observation neighbours this batch's first row, unless the agent was down
+        # in between: a change across its own downtime has no estimable instant (unknown time)
+        adjacent = carry.latest_ns == carry.obs_t and _STATE_RESUMED not in carry.resumed
+        o_row = np.concatenate(([-1 if adjacent else -2], o_row))
     else:
         lead = [(lo, int(o_t[0]) if o_t.size else hi)]
     start = o_t.copy()
@@ -441,6 +445,12 @@ def batch_contributions(
                 _log_jumps(spec, role, vu, tu, cd)
             tb = np.where(short, t0, t1)
             upoints.append(Points(tb, RAW_COUNTS[role], cd.delta))
+            if role in UNATTRIBUTED_COUNTS:  # parts with no time: a gap, or no state known
+                unattributed = ~short | (su[:-1] == _UNKNOWN)
+                if unattributed.any():
+                    upoints.append(
+                        Points(tb[unattributed], UNATTRIBUTED_COUNTS[role], cd.delta[unattributed])
+                    )
             if role == "energy_counter":
                 sb = np.where(short, su[:-1], _UNKNOWN).astype(np.intp)
                 counts = cd.delta.astype(np.float64)

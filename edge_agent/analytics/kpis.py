@@ -10,6 +10,9 @@ Every formula is vectorised over windows. A ratio whose denominator is zero is N
   (material counter); PRU ideal cycle time per unit.
 * availability = APT/PBT; effectiveness = PRU·PQ/APT (may exceed 1);
   quality_ratio = GQ/PQ; oee = availability·effectiveness·quality_ratio = PRU·GQ/PBT.
+  These three relate parts to time, so they count only the parts made while the state was
+  known: parts counted across a gap or the agent's own downtime (recovered from the
+  counters, in PQ/GQ/SQ) have no time in APT or PBT and would inflate them.
 * scrap_ratio = SQ/PQ; material_yield = GQ/CM (good units per unit of material).
 * SEC (ISO 22400 comprehensive energy consumption) = E/PQ, and per good unit E/GQ.
 * idle_share = E_idle/E_total; power_factor = kWh/√(kWh² + kvarh²).
@@ -42,6 +45,7 @@ from .sum_columns import (
     POWER_KWH_IN_STATE,
     RAW_COUNTS,
     SECONDS_IN_STATE,
+    UNATTRIBUTED_COUNTS,
     USABLE_S,
 )
 
@@ -106,6 +110,11 @@ def compute_kpis(
     def raw(role: str) -> _F:
         return u[:, RAW_COUNTS[role]].astype(np.float64) * scale_of(role)
 
+    def timed(role: str) -> _F:
+        """Parts of ``role`` made while the state was known (no gap, no downtime)."""
+        left = u[:, RAW_COUNTS[role]] - u[:, UNATTRIBUTED_COUNTS[role]]
+        return left.astype(np.float64) * scale_of(role)
+
     e_role = spec.energy_role
     energy: _F | None = None
     if e_role is not None:
@@ -161,18 +170,27 @@ def compute_kpis(
             out["sec_kwh_per_part"] = _div(energy, pq)
     if sq is not None:
         out["scrap_quantity"] = sq
+    pqt, gqt, _ = part_quantities(
+        timed("part_counter") if "part_counter" in roles else None,
+        timed("good_part_counter") if "good_part_counter" in roles else None,
+        timed("scrap_counter") if "scrap_counter" in roles else None,
+    )
     if gq is not None and pq is not None and sq is not None:
+        assert gqt is not None and pqt is not None  # the same counters give both
         out["good_quantity"] = gq
-        out["quality_ratio"] = _div(gq, pq)
+        out["unattributed_quantity"] = pq - pqt  # made across a gap or the agent's downtime
+        out["unattributed_good_quantity"] = gq - gqt
+        out["quality_ratio"] = _div(gqt, pqt)
         out["scrap_ratio"] = _div(sq, pq)
         if energy is not None:
             out["sec_kwh_per_good_part"] = _div(energy, gq)
     if pru is None and spec.ideal_cycle_time_s is not None:
         pru = np.full(f.shape[0], spec.ideal_cycle_time_s)
     if pru is not None and pq is not None and apt is not None and pbt is not None:
-        out["effectiveness"] = _div(pru * pq, apt)
-        if gq is not None:
-            out["oee"] = _div(pru * gq, pbt)
+        assert pqt is not None
+        out["effectiveness"] = _div(pru * pqt, apt)
+        if gqt is not None:
+            out["oee"] = _div(pru * gqt, pbt)
     if "material_counter" in roles:
         cm = raw("material_counter")
         out["consumed_material"] = cm

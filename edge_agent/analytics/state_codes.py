@@ -26,6 +26,13 @@ log = logging.getLogger("edge_agent.analytics")
 _BY_NAME = {s.name.lower(): int(s) for s in MachineState}
 
 
+def _number(v: object) -> float:
+    """A cell of a mixed column as a number (NaN for text, None or anything else)."""
+    if isinstance(v, int | float | np.integer | np.floating):  # bool too: a flag is 0 or 1
+        return float(v)
+    return float("nan")
+
+
 class StateCodeMap:
     """One asset's PLC value → MachineState lookup (numbers vectorised; strings by dict)."""
 
@@ -46,21 +53,30 @@ class StateCodeMap:
         self._codes = np.array([numeric[k] for k in keys], np.int64)
         self._warned: set[str] = set()
 
+    def _numeric(self, v: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Codes of numeric PLC values (−1 where a value is not in the map, or NaN)."""
+        if not self._keys.size:
+            return np.full(v.shape, -1, np.int64)
+        i = np.clip(np.searchsorted(self._keys, v), 0, self._keys.size - 1)
+        out: npt.NDArray[np.int64] = np.where(self._keys[i] == v, self._codes[i], -1).astype(np.int64)
+        return out
+
     def translate(
         self, values: np.ndarray, quality: npt.NDArray[np.uint8]
     ) -> tuple[np.ndarray, npt.NDArray[np.uint8]]:
         """(codes, quality): mapped codes, −1 and Uncertain where a usable value is unmapped."""
         if self.identity and values.dtype.kind in "iu":
             return values, quality  # the default convention with integer codes: nothing to do
-        if values.dtype.kind in "OUS":  # strings (e.g. an OPC UA String node)
-            codes = np.array([self._text.get(str(v).strip(), -1) for v in values], np.int64)
+        if values.dtype.kind in "OUS":  # text (e.g. an OPC UA String node), maybe mixed with numbers
+            cells = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in values.tolist()]
+            numbers = np.array([_number(v) for v in cells], np.float64)
+            codes = self._numeric(numbers)
+            for i, v in enumerate(cells):
+                if isinstance(v, str):
+                    codes[i] = self._text.get(v.strip(), -1)
         else:
-            v = values.astype(np.float64, copy=False)
-            i = np.clip(np.searchsorted(self._keys, v), 0, max(self._keys.size - 1, 0))
-            hit = self._keys.size > 0
-            match = (self._keys[i] == v) if hit else np.zeros(v.shape, np.bool_)
-            codes = np.where(match, self._codes[i] if hit else -1, -1)
-            if self.identity and bool(match.all()):
+            codes = self._numeric(values.astype(np.float64, copy=False))
+            if self.identity and bool((codes >= 0).all()):
                 return codes, quality
         unknown = (codes < 0) & (quality <= Quality.UNCERTAIN)
         if unknown.any():

@@ -23,6 +23,7 @@ __all__ = [
     "RAW_COUNTS",
     "ROW_COUNT",
     "SECONDS_IN_STATE",
+    "UNATTRIBUTED_COUNTS",
     "USABLE_S",
     "empty_sums",
 ]
@@ -53,7 +54,12 @@ N_FLOAT_SUMS = ROW_COUNT + 1
 
 RAW_COUNTS = {r: i for i, r in enumerate(COUNTER_ROLES)}
 """Exact raw counter increments of a role."""
-N_COUNT_SUMS = len(COUNTER_ROLES)
+PART_ROLES = ("part_counter", "good_part_counter", "scrap_counter")
+UNATTRIBUTED_COUNTS = {r: len(COUNTER_ROLES) + i for i, r in enumerate(PART_ROLES)}
+"""Of ``RAW_COUNTS[r]``, the parts counted over an interval whose state is unknown (the agent
+was down, a gap): they are real parts, but no time is booked for them, so the KPIs that
+relate parts to time (effectiveness, quality ratio, OEE) leave them out."""
+N_COUNT_SUMS = len(COUNTER_ROLES) + len(PART_ROLES)
 
 PEAK_BLOCK_KWH = 0  # largest kWh in a fixed demand block inside the window
 PEAK_ROLLING_KWH = 1  # largest kWh in a trailing demand window ending inside the window

@@ -8,9 +8,9 @@ Rows can be held instead of booked poll by poll (``analytics.hold_rows``): each 
 are then kept columnar (:class:`~edge_agent.analytics.pending_rows.PendingRows`) and booked in
 one update, because an update's cost is almost all per call. The assets' slots are staggered,
 so the plant's analytics runs spread evenly in time. KPI latency grows by at most the hold.
-:meth:`totals` books what is held first, so running totals are always current. Holding is off
-by default: with it on, the end-to-end restart test (tests/test_agent_field_truth.py) does not
-match the truth yet.
+:meth:`totals` books what is held first, so running totals are always current. Held rows are
+saved with the state (:meth:`state`) and booked first on :meth:`restore`, before the gap of
+the restart.
 """
 
 from __future__ import annotations
@@ -248,6 +248,23 @@ class AnalyticsStage:
             # windows that a totals() call (the status page, every second) closed go out now
             return self._held_kpis.pop(route.asset.id, [])
         return self._book(route.asset.id)
+
+    def numeric_states(self, route: AssetRoute, part: SampleBatch) -> SampleBatch:
+        """``part`` with every PLC state held as text ("RUN") turned into the state code it
+        maps to (0 off … 4 fault), for delivery: payloads carry numbers. A text the asset's
+        ``state_codes`` does not map goes out as no value (Bad). Numeric state values are
+        delivered as the PLC sent them; a part without text is returned as it is."""
+        texts = [n for n, r in self._pairs(route) if r == "state" and n in part.values]
+        texts = [n for n in texts if part.values[n].dtype.kind in "OUS"]
+        if not texts:
+            return part
+        codes = self._state_codes[route.asset.id]
+        values, quality = dict(part.values), dict(part.quality)
+        for name in texts:
+            code, q = codes.translate(part.values[name], part.quality[name])
+            values[name] = np.where(code >= 0, code, np.nan)
+            quality[name] = np.where(code >= 0, q, np.maximum(q, np.uint8(Quality.BAD))).astype(np.uint8)
+        return SampleBatch(device=part.device, ts=part.ts, values=values, quality=quality, status=part.status)
 
     def _book(self, asset_id: str) -> list[KpiBatch]:
         rows = self._pending[asset_id].take()

@@ -177,7 +177,8 @@ class Agent:
         for route, part in self.router.split(batch):
             kpis = self._analyse(route, part)
             closed.extend(kpis)
-            out.append(Submission("raw", route.asset, to_units(part)))
+            raw = self.analytics.numeric_states(route, part)  # a PLC's text states as codes
+            out.append(Submission("raw", route.asset, to_units(raw)))
             out.extend(Submission("kpi", k.asset, k.batch, k.window) for k in kpis)
         if self.state_store is not None and (closed or self.state_store.due()):
             # once per device round, not per asset: the state holds every asset

@@ -34,7 +34,7 @@ from edge_agent.config import AgentConfig
 
 log = logging.getLogger("edge_agent.agent")
 
-_MAGIC = b"edge-agent analytics state v1\n"
+_MAGIC = b"edge-agent analytics state v2\n"  # v2: window sums count unattributed parts
 _ALLOWED = ("edge_agent.", "numpy", "builtins", "collections", "datetime", "zoneinfo", "copyreg")
 
 

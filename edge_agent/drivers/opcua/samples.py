@@ -23,6 +23,8 @@ from edge_agent.drivers.opcua.quality import as_float, as_int, qualities
 log = logging.getLogger("edge_agent.drivers.opcua")
 
 
+#: Distinct texts a device's state tags may show; beyond this a new text reads as Bad.
+MAX_TEXTS = 1024
 #: Status of a "fill" cell: no new sample, the tag holds its last value here (see drain).
 FILL = 0xFFFFFFFF
 
@@ -32,6 +34,10 @@ class TagLayout:
 
     ``hold`` marks subscribed tags: a server reports them only on change, so between changes
     they hold their last value (and its quality and status) in every row of the device.
+
+    ``text`` marks PLC state tags: a PLC may serve its state as a String node ("RUN"). Such a
+    value is no number, but it is no fault either: it is kept as text (an object column) for
+    the asset's ``state_codes`` map to translate, instead of becoming Bad here.
     """
 
     def __init__(self, tags: Sequence[TagConfig], hold: Sequence[bool] | None = None) -> None:
@@ -43,6 +49,7 @@ class TagLayout:
         self.offset = np.array([0.0 if t.is_counter else t.offset for t in tags], dtype=np.float64)
         self.int_column = np.full(len(tags), -1, dtype=np.intp)
         self.int_column[self.is_int] = np.arange(int(self.is_int.sum()))
+        self.text = np.array([t.role == "state" for t in tags], dtype=bool)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -79,6 +86,10 @@ class SampleLog:
         self._held_i = np.zeros(n, np.int64)
         self._held_q = np.full(n, Quality.MISSING, np.uint8)
         self._held_s = np.zeros(n, np.uint32)
+        # text values of state tags, interned: a cell's text code is its index + 1 (0: a number)
+        self._texts: list[str] = []
+        self._text_code: dict[str, int] = {}
+        self._held_t = np.zeros(n, np.int64)
 
     def __len__(self) -> int:
         return len(self._ts)
@@ -145,6 +156,7 @@ class SampleLog:
         fill = status == FILL
         quality = qualities(status)
         fval = np.fromiter(map(as_float, raw), dtype=np.float64, count=n)
+        tcode = self._text_codes(tag, raw) if self.layout.text.any() else None
         is_int = layout.is_int[tag]
         ival = np.zeros(n, dtype=np.int64)
         for k in np.flatnonzero(is_int).tolist():
@@ -155,13 +167,16 @@ class SampleLog:
                 ival[k] = exact
         with np.errstate(over="ignore"):  # a huge value × scale overflows to inf: Bad, like NaN
             fval = fval * layout.scale[tag] + layout.offset[tag]
-        quality[~is_int & ~np.isfinite(fval)] = Quality.BAD
+        number = ~is_int if tcode is None else ~is_int & (tcode == 0)
+        quality[number & ~np.isfinite(fval)] = Quality.BAD
         bad = quality == Quality.BAD
         fval[bad] = np.nan
         ival[bad] = 0
+        if tcode is not None:
+            tcode[bad] = 0
         quality[fill] = Quality.MISSING
         status[fill] = 0
-        batch = self._assemble(ts, tag, fval, ival, quality, status, is_int)
+        batch = self._assemble(ts, tag, fval, ival, quality, status, is_int, tcode)
         self.floor_ns = max(self.floor_ns, int(batch.ts[-1]))
         return batch
 
@@ -174,6 +189,7 @@ class SampleLog:
         quality: npt.NDArray[np.uint8],
         status: npt.NDArray[np.uint32],
         is_int: npt.NDArray[np.bool_],
+        tcode: npt.NDArray[np.int64] | None = None,
     ) -> SampleBatch:
         layout = self.layout
         order = np.argsort(ts, kind="stable")
@@ -192,11 +208,18 @@ class SampleLog:
         im[row[ints], layout.int_column[tag[ints]]] = ival[order][ints]
         row_ts = np.empty(n_rows, dtype=np.int64)
         row_ts[row] = ts
+        tm = None
+        if tcode is not None:
+            tm = np.zeros(shape, dtype=np.int64, order="F")
+            tm[row, tag] = tcode[order]
         if layout.hold.any():
-            self._hold(fm, im, qm, sm)
+            self._hold(fm, im, qm, sm, tm)
         values: dict[str, np.ndarray] = {}
         for j, name in enumerate(layout.names):
             values[name] = im[:, layout.int_column[j]] if layout.is_int[j] else fm[:, j]
+        if tm is not None:
+            for j in np.flatnonzero(tm.any(axis=0)).tolist():
+                values[layout.names[j]] = self._text_column(fm[:, j], tm[:, j])
         return SampleBatch(
             device=self.device,
             ts=row_ts,
@@ -211,6 +234,7 @@ class SampleLog:
         im: npt.NDArray[np.int64],
         qm: npt.NDArray[np.uint8],
         sm: npt.NDArray[np.uint32],
+        tm: npt.NDArray[np.int64] | None = None,
     ) -> None:
         """Forward-fill held columns: a MISSING cell takes the last sample at or before it."""
         layout = self.layout
@@ -229,11 +253,43 @@ class SampleLog:
             sm[:, j] = np.where(from_here, sm[src, j], self._held_s[j])
             qm[:, j] = np.where(from_here, q[src], self._held_q[j])
             end = n_rows - 1
+            if tm is not None:
+                tm[:, j] = np.where(from_here, tm[src, j], self._held_t[j])
+                self._held_t[j] = tm[end, j]
             self._held_q[j] = qm[end, j]
             self._held_f[j] = fm[end, j]
             self._held_s[j] = sm[end, j]
             if layout.is_int[j]:
                 self._held_i[j] = im[end, k]
+
+    def _text_codes(self, tag: npt.NDArray[np.intp], raw: list[Any]) -> npt.NDArray[np.int64] | None:
+        """Interned text code of each sample (0 where it is no text), or None: no text at all."""
+        out: npt.NDArray[np.int64] | None = None
+        held_text = bool(self._held_t[self.layout.text].any())
+        for k in np.flatnonzero(self.layout.text[tag]).tolist():
+            value = raw[k]
+            if type(value) is str:
+                if out is None:
+                    out = np.zeros(tag.shape[0], np.int64)
+                text = value.strip()
+                code = self._text_code.get(text)
+                if code is None:
+                    if len(self._texts) >= MAX_TEXTS:  # no state set is this large: free text
+                        continue  # left as no number: Bad
+                    self._texts.append(text)
+                    code = self._text_code[text] = len(self._texts)
+                out[k] = code
+        if out is None and held_text:
+            out = np.zeros(tag.shape[0], np.int64)  # held text still fills this batch's rows
+        return out
+
+    def _text_column(self, numbers: npt.NDArray[np.float64], codes: npt.NDArray[np.int64]) -> np.ndarray:
+        """A state column holding text: the strings where a cell is text, else its number."""
+        col = numbers.astype(object)
+        texts = self._texts
+        for i in np.flatnonzero(codes).tolist():
+            col[i] = texts[int(codes[i]) - 1]
+        return col
 
 
 def _rows(ts: npt.NDArray[np.int64], tag: npt.NDArray[np.intp], n_tags: int) -> npt.NDArray[np.intp]:
