@@ -181,7 +181,8 @@ class AnalyticsConfig(StrictModel):
         ge=0,
         description="hold each asset's rows this long and book them in one update (less CPU with "
         "many assets; KPIs up to this much later); at most kpi_interval, 0 books every batch. "
-        "Held rows are saved with the analytics state, so a restart loses none",
+        "Held rows are saved with the analytics state, so a restart loses none. The status page "
+        "and status topic show figures as of the last booking (up to this much behind)",
     )
 
 

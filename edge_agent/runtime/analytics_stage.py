@@ -360,12 +360,17 @@ class AnalyticsStage:
         log.info("analytics continue from saved state for %d asset(s)", len(streams))
         return out
 
-    def totals(self) -> dict[str, Totals]:
+    def totals(self, *, held: bool = True) -> dict[str, Totals]:
         """Running totals of every asset with analytics, held rows included.
 
         KPI windows closed by booking the held rows are not lost: they are returned by the
-        next :meth:`update` or :meth:`flush` of that asset.
+        next :meth:`update` or :meth:`flush` of that asset. ``held=False`` leaves the held
+        rows alone (figures lag by up to ``analytics.hold_rows``): what the status page
+        and status topic use every second, since booking every asset's rows each second
+        would cost the very per-asset updates that holding saves.
         """
+        if not held:
+            return {asset_id: s.totals for asset_id, s in self._streams.items()}
         for asset_id in self._pending:
             try:
                 kpis = self._book(asset_id)
