@@ -108,7 +108,8 @@ def candidate_specs(frame: Frame) -> list[ModelSpec]:
     shapes = list(Shape) if Role.TEMPERATURE in frame.variables else [Shape.NONE]
     tows = [False, True] if frame.hour_of_week is not None else [False]
     return [
-        ModelSpec(d, s, t, o, w and not t)  # time-of-week constants already tell weekends apart
+        # time-of-week constants tell weekends from weekdays, not working weekends from idle ones
+        ModelSpec(d, s, t, o, w)
         for t in tows
         for s in shapes
         for o, w in on_offs
