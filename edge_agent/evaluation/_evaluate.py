@@ -14,7 +14,7 @@ from datetime import timedelta, tzinfo
 
 import numpy as np
 
-from edge_agent.evaluation._arrays import FloatArray
+from edge_agent.evaluation._arrays import FloatArray, IntArray
 from edge_agent.evaluation._channels import Channel, LoadedData, Role
 from edge_agent.evaluation._design_gates import (
     DEFAULT_MIN_BASELINE_DAYS,
@@ -49,7 +49,9 @@ from edge_agent.evaluation._selection import (
 )
 from edge_agent.evaluation._spec import ModelSpec
 from edge_agent.evaluation._stats import FitStatistics
-from edge_agent.evaluation._timebase import Period, Resolution, local_midnight_ns
+from edge_agent.evaluation._timebase import Period, Resolution, local_midnight_ns, local_ns
+
+_DAY_NS = 86_400 * 1_000_000_000
 
 REPORTED_CONFIDENCES = (0.68, 0.90)
 
@@ -169,6 +171,12 @@ def _notes(model: FittedModel, base: PeriodData, rep: PeriodData) -> tuple[str, 
     return tuple(notes)
 
 
+def _per_local_day(values: FloatArray, start_ns: IntArray, tz: tzinfo) -> FloatArray:
+    """Sums of ``values`` per local calendar day (buckets of a day or less)."""
+    _, day = np.unique(local_ns(start_ns, tz) // _DAY_NS, return_inverse=True)
+    return np.asarray(np.bincount(day.reshape(-1), weights=values), dtype=np.float64)
+
+
 def _without_excluded(
     channels: Mapping[Role, Channel], excluded: tuple[tuple[Period, str], ...], tz: tzinfo
 ) -> Mapping[Role, Channel]:
@@ -214,6 +222,7 @@ def evaluate(data: LoadedData, options: EvaluationOptions) -> EvaluationResult:
         model.sum_variance(rep.frame),
         static_kwh=sum(a for a, _ in options.static_adjustments),
         oos_rmse=out_of_sample_rmse(model.spec, base.frame, options.folds),
+        day_gaps=_per_local_day(adjusted - rep.frame.energy, rep.frame.start_ns, tz),
     )
     in_range = share_in_range(model, base.frame, rep.frame)
     gates = evaluate_gates(options.resolution, base.data_coverage, selection.stats, savings, in_range)
