@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.evaluation._absorb import GroupAbsorber
-from edge_agent.evaluation._arrays import BoolArray, FloatArray
+from edge_agent.evaluation._arrays import BoolArray, FloatArray, IntArray
 from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint, find_balance_points
 from edge_agent.evaluation._channels import Role
 from edge_agent.evaluation._frame import Frame
@@ -97,7 +97,7 @@ class FittedModel:
         2m/n′ term ignores. Rows in unseen time-of-week bins use the count-weighted average.
         """
         n = len(frame)
-        a = self._group_weights(frame).sum(axis=0)
+        a = self._group_totals(frame)
         var = self.sigma2 * float(np.sum(a * a / self.absorber.counts)) + self._unseen_weekend_variance(frame)
         k = self.param_cov.shape[0]
         if k:
@@ -176,21 +176,21 @@ class FittedModel:
         const = self.slopes[len(self.spec.dense)].value
         return float((half.sum() * const) ** 2 / 12.0)
 
-    def _group_weights(self, frame: Frame) -> FloatArray:
-        """(n, G): how much each group constant contributes to each bucket's prediction.
+    def _group_weights(self, frame: Frame) -> tuple[IntArray, list[tuple[BoolArray, FloatArray]]]:
+        """Which group constants make each bucket's prediction: a group per row (−1 where
+        another rule applies), and those rules as (rows, weights over the groups).
 
         A seen time-of-week bin contributes 1; an unseen bin takes the count-weighted average
         of all. An operating weekend hour in a model whose baseline had no weekend work takes
         the average of the same hour on the working weekdays: a working Saturday hour looks
         like a working weekday hour, not like the idle Saturday bins the baseline saw.
         """
-        n, g = len(frame), self.absorber.n_groups
         how = frame.hour_of_week if self.spec.time_of_week else None
-        groups, unknown = self.absorber.lookup(how, n)
-        w = np.zeros((n, g))
-        w[np.flatnonzero(~unknown), groups[~unknown]] = 1.0
+        groups, unknown = self.absorber.lookup(how, len(frame))
+        groups = np.where(unknown, -1, groups)
+        rules: list[tuple[BoolArray, FloatArray]] = []
         if unknown.any():
-            w[unknown] = self.absorber.counts / self.absorber.counts.sum()
+            rules.append((unknown, self.absorber.counts / self.absorber.counts.sum()))
         borrowed = self._unseen_weekend(frame) if how is not None else None
         if how is not None and borrowed is not None:
             labels = self.absorber.labels
@@ -198,12 +198,24 @@ class FittedModel:
                 donors = (labels % 24 == hour) & (labels < 5 * 24)
                 if donors.any():
                     rows = borrowed & (how % 24 == hour)
-                    w[rows] = np.where(donors, 1.0 / donors.sum(), 0.0)
-        return w
+                    groups = np.where(rows, -1, groups)
+                    rules.append((rows, np.where(donors, 1.0 / donors.sum(), 0.0)))
+        return groups, rules
+
+    def _group_totals(self, frame: Frame) -> FloatArray:
+        """(G,): each group constant's total weight in Σ predict(frame)."""
+        groups, rules = self._group_weights(frame)
+        a = np.bincount(groups[groups >= 0], minlength=self.absorber.n_groups).astype(np.float64)
+        for rows, w in rules:
+            a += rows.sum() * w
+        return a
 
     def predict(self, frame: Frame) -> FloatArray:
         """Modelled energy per bucket (see :meth:`_group_weights` for the constants used)."""
-        const = self._group_weights(frame) @ self.constants
+        groups, rules = self._group_weights(frame)
+        const = self.constants[np.maximum(groups, 0)]
+        for rows, w in rules:
+            const = np.where(rows, float(w @ self.constants), const)
         beta = np.array([c.value for c in self.slopes])
         out = const + (self.design(frame) @ beta if beta.size else 0.0)
         return np.asarray(out, dtype=np.float64)
