@@ -4,7 +4,7 @@ savings, evaluated through the production path on both cores (~10 s).
 The full grid (benchmarks/bench_calibration.py, 768 cases) measures the goals of issue #10.
 This one has 96 cases from 16 histories (4 seeds × zero and 30 % retrofit × flat and rising
 production; daily and hourly; cnc1, imm1 and their sum). On this grid the evaluator gives 86 %
-of 90 % intervals containing the truth, 70 % of 68 % intervals, a median error of +1.8 % and
+of 90 % intervals containing the truth, 74 % of 68 % intervals, a median error of +2.9 % and
 1 false claim in 48 zero-saving cases (before the reporting-scatter floor and the unseen
 weekend day type: 77 %, 69 %, +1.7 %, 2). The thresholds sit below those figures: they catch a
 collapse (intervals half as wide give about 50 % coverage), not a few points of drift.
