@@ -148,6 +148,19 @@ def _extrapolation_notes(model: FittedModel, base: PeriodData, rep: PeriodData) 
 
 def _notes(model: FittedModel, base: PeriodData, rep: PeriodData) -> tuple[str, ...]:
     notes = _extrapolation_notes(model, base, rep)
+    unseen = model.unseen_weekend_buckets(rep.frame)
+    if unseen:
+        how = (
+            "the working weekdays' constant at the same hour"
+            if model.spec.time_of_week
+            else "half the weekday operating constant, with the spread of that guess in the uncertainty"
+            if model.spec.on_off is not None and rep.frame.hour_of_week is None
+            else "the weekday model"
+        )
+        notes.append(
+            f"{unseen} reporting {rep.resolution.value} bucket(s) are working weekend buckets, which the "
+            f"baseline never had; they are predicted with {how}. Include weekend work in the baseline."
+        )
     for pd in (base, rep):
         dropped = pd.n_buckets - pd.n_kept
         if dropped:

@@ -156,6 +156,11 @@ class FittedModel:
         rows = working & frame.weekend
         return rows if rows.any() else None
 
+    def unseen_weekend_buckets(self, frame: Frame) -> int:
+        """How many buckets of ``frame`` are working weekend buckets the baseline never had."""
+        rows = self._unseen_weekend(frame)
+        return 0 if rows is None else int(rows.sum())
+
     def _half_operating_constant(self, frame: Frame) -> BoolArray | None:
         """Daily buckets of an unseen working weekend day, in a model with one operating constant.
 
