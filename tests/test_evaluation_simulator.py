@@ -57,7 +57,10 @@ def test_savings_match_the_simulator_truth(history: HistoryResult, tmp_path: Pat
     u90 = next(u for u in sv["uncertainty"] if u["confidence"] == 0.9)
     assert code == EXIT_CLAIMED and doc["verdict"]["savings_claimed"]
     assert abs(sv["savings_kwh"] - true_savings) <= u90["plus_minus_kwh"], (sv, true_savings)
-    assert u90["fsu"] < 0.5
+    # ASHRAE 14's criterion, which the claim gate applies: FSU below 50 % at 68 % confidence
+    u68 = next(u for u in sv["uncertainty"] if u["confidence"] == 0.68)
+    assert u68["fsu"] < 0.5
+    assert u90["fsu"] < 0.6
     assert doc["verdict"]["confidence"] == 0.9 and "at 90 % confidence" in doc["verdict"]["headline"]
     assert all(g["passed"] for g in doc["gates"])
 

@@ -3,9 +3,10 @@ savings, evaluated through the production path on both cores (~10 s).
 
 The full grid (benchmarks/bench_calibration.py, 768 cases) measures the goals of issue #10.
 This one has 96 cases from 16 histories (4 seeds × zero and 30 % retrofit × flat and rising
-production; daily and hourly; cnc1, imm1 and their sum). On this grid the evaluator gives 77 %
-of 90 % intervals containing the truth, 69 % of 68 % intervals, a median error of +1.7 % and
-2 false claims in 48 zero-saving cases. The thresholds sit below those figures: they catch a
+production; daily and hourly; cnc1, imm1 and their sum). On this grid the evaluator gives 86 %
+of 90 % intervals containing the truth, 74 % of 68 % intervals, a median error of +2.9 % and
+1 false claim in 48 zero-saving cases (before the reporting-scatter floor and the unseen
+weekend day type: 77 %, 69 %, +1.7 %, 2). The thresholds sit below those figures: they catch a
 collapse (intervals half as wide give about 50 % coverage), not a few points of drift.
 """
 
@@ -23,7 +24,7 @@ def test_reduced_calibration_grid_keeps_its_coverage() -> None:
     )
     assert len(cases) == 96
     s = summarise(run_calibration(cases, workers=2), "ci")
-    assert s.coverage90 >= 0.70, s
+    assert s.coverage90 >= 0.80, s
     assert s.coverage68 >= 0.50, s
     assert s.false_claims <= 0.125, s  # at most 6 of the 48 zero-saving cases
     assert abs(s.median_error) <= 0.10, s

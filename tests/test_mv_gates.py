@@ -81,6 +81,8 @@ def test_missing_day_type_is_refused(sim: SimulatedHistory) -> None:
     assert not passed
     assert "working weekend day (4 in reporting, 0 in baseline)" in value
     assert not r.verdict.claimed
+    # the report says how the four unseen working Saturdays were predicted
+    assert any("4 reporting day bucket(s) are working weekend buckets" in n for n in r.notes), r.notes
 
 
 def test_reporting_coverage_gate(sim: SimulatedHistory) -> None:

@@ -23,7 +23,7 @@ from edge_agent.evaluation._frame import Frame
 from edge_agent.evaluation._gates import Gate
 from edge_agent.evaluation._model import FittedModel
 from edge_agent.evaluation._resample import PeriodData
-from edge_agent.evaluation._selection import WEEKEND_TERM
+from edge_agent.evaluation._selection import weak_terms
 
 #: Four weeks: every weekday four times, and a fair chance of the occasional weekend shift.
 DEFAULT_MIN_BASELINE_DAYS = 28
@@ -99,11 +99,7 @@ def reporting_coverage_gate(rep: PeriodData, minimum: float = REPORTING_COVERAGE
 
 def significance_gate(model: FittedModel, min_dof: int) -> Gate:
     """Every fitted slope is significant and enough degrees of freedom remain."""
-    weak = [
-        f"{c.name} (t = {c.t:.1f})"
-        for c in model.slopes
-        if abs(c.t) < MIN_T and not c.name.startswith(WEEKEND_TERM)
-    ]
+    weak = [f"{c.name} (t = {c.t:.1f})" for c in weak_terms(model)]
     dof = model.n - model.p
     problems = weak + ([f"only {dof} degrees of freedom"] if dof < min_dof else [])
     return Gate(

@@ -14,7 +14,7 @@ from datetime import timedelta, tzinfo
 
 import numpy as np
 
-from edge_agent.evaluation._arrays import FloatArray
+from edge_agent.evaluation._arrays import FloatArray, IntArray
 from edge_agent.evaluation._channels import Channel, LoadedData, Role
 from edge_agent.evaluation._design_gates import (
     DEFAULT_MIN_BASELINE_DAYS,
@@ -49,7 +49,9 @@ from edge_agent.evaluation._selection import (
 )
 from edge_agent.evaluation._spec import ModelSpec
 from edge_agent.evaluation._stats import FitStatistics
-from edge_agent.evaluation._timebase import Period, Resolution, local_midnight_ns
+from edge_agent.evaluation._timebase import Period, Resolution, local_midnight_ns, local_ns
+
+_DAY_NS = 86_400 * 1_000_000_000
 
 REPORTED_CONFIDENCES = (0.68, 0.90)
 
@@ -146,6 +148,19 @@ def _extrapolation_notes(model: FittedModel, base: PeriodData, rep: PeriodData) 
 
 def _notes(model: FittedModel, base: PeriodData, rep: PeriodData) -> tuple[str, ...]:
     notes = _extrapolation_notes(model, base, rep)
+    unseen = model.unseen_weekend_buckets(rep.frame)
+    if unseen:
+        how = (
+            "the working weekdays' constant at the same hour"
+            if model.spec.time_of_week
+            else "half the weekday operating constant, with the spread of that guess in the uncertainty"
+            if model.spec.on_off is not None and rep.frame.hour_of_week is None
+            else "the weekday model"
+        )
+        notes.append(
+            f"{unseen} reporting {rep.resolution.value} bucket(s) are working weekend buckets, which the "
+            f"baseline never had; they are predicted with {how}. Include weekend work in the baseline."
+        )
     for pd in (base, rep):
         dropped = pd.n_buckets - pd.n_kept
         if dropped:
@@ -167,6 +182,12 @@ def _notes(model: FittedModel, base: PeriodData, rep: PeriodData) -> tuple[str, 
                 "they use the average constant."
             )
     return tuple(notes)
+
+
+def _per_local_day(values: FloatArray, start_ns: IntArray, tz: tzinfo) -> FloatArray:
+    """Sums of ``values`` per local calendar day (buckets of a day or less)."""
+    _, day = np.unique(local_ns(start_ns, tz) // _DAY_NS, return_inverse=True)
+    return np.asarray(np.bincount(day.reshape(-1), weights=values), dtype=np.float64)
 
 
 def _without_excluded(
@@ -214,6 +235,7 @@ def evaluate(data: LoadedData, options: EvaluationOptions) -> EvaluationResult:
         model.sum_variance(rep.frame),
         static_kwh=sum(a for a, _ in options.static_adjustments),
         oos_rmse=out_of_sample_rmse(model.spec, base.frame, options.folds),
+        day_gaps=_per_local_day(adjusted - rep.frame.energy, rep.frame.start_ns, tz),
     )
     in_range = share_in_range(model, base.frame, rep.frame)
     gates = evaluate_gates(options.resolution, base.data_coverage, selection.stats, savings, in_range)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.evaluation._absorb import GroupAbsorber
-from edge_agent.evaluation._arrays import FloatArray
+from edge_agent.evaluation._arrays import BoolArray, FloatArray, IntArray
 from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint, find_balance_points
 from edge_agent.evaluation._channels import Role
 from edge_agent.evaluation._frame import Frame
@@ -80,6 +80,9 @@ class FittedModel:
     #: per-group means of their Jacobian columns: what the variance of a sum of predictions needs.
     param_cov: FloatArray
     jac_group_means: FloatArray
+    #: Whether the baseline had operating weekend buckets. Without any, a working weekend day
+    #: in the reporting period is a day type the model never saw; see :meth:`_unseen_weekend`.
+    weekend_work_seen: bool = True
 
     @property
     def sigma2(self) -> float:
@@ -94,10 +97,8 @@ class FittedModel:
         2m/n′ term ignores. Rows in unseen time-of-week bins use the count-weighted average.
         """
         n = len(frame)
-        groups, unknown = self.absorber.lookup(frame.hour_of_week if self.spec.time_of_week else None, n)
-        a = np.bincount(groups[~unknown], minlength=self.absorber.n_groups).astype(np.float64)
-        a += unknown.sum() * self.absorber.counts / self.absorber.counts.sum()
-        var = self.sigma2 * float(np.sum(a * a / self.absorber.counts))
+        a = self._group_totals(frame)
+        var = self.sigma2 * float(np.sum(a * a / self.absorber.counts)) + self._unseen_weekend_variance(frame)
         k = self.param_cov.shape[0]
         if k:
             bps = tuple(b.value for b in self.balance_points)
@@ -135,16 +136,91 @@ class FittedModel:
 
     def design(self, frame: Frame) -> FloatArray:
         """The model's linear columns for ``frame`` (linear terms, then temperature terms)."""
-        return linear_design(self.spec, frame, tuple(b.value for b in self.balance_points))
+        x = linear_design(self.spec, frame, tuple(b.value for b in self.balance_points))
+        half = self._half_operating_constant(frame)
+        if half is not None:
+            x[:, len(self.spec.dense)] = np.where(half, 0.5, x[:, len(self.spec.dense)])
+        return x
+
+    def _unseen_weekend(self, frame: Frame) -> BoolArray | None:
+        """Operating weekend buckets of ``frame`` when the baseline had none, else None.
+
+        Such a bucket is a day type the baseline never showed: a Saturday shift's fixed load
+        is not a weekday's. Predicting it with the weekday's operating constant overstated
+        daily savings, and with the weekend's idle time-of-week constants understated hourly
+        ones (the calibration harness's largest bias, both signs).
+        """
+        working = _working(self.spec, frame)
+        if self.weekend_work_seen or working is None or frame.weekend is None:
+            return None
+        rows = working & frame.weekend
+        return rows if rows.any() else None
+
+    def unseen_weekend_buckets(self, frame: Frame) -> int:
+        """How many buckets of ``frame`` are working weekend buckets the baseline never had."""
+        rows = self._unseen_weekend(frame)
+        return 0 if rows is None else int(rows.sum())
+
+    def _half_operating_constant(self, frame: Frame) -> BoolArray | None:
+        """Daily buckets of an unseen working weekend day, in a model with one operating constant.
+
+        Their fixed load lies somewhere between none and a full working weekday's; with
+        nothing in the baseline to say where, the middle of that range is predicted and its
+        spread is added to the uncertainty (:meth:`_unseen_weekend_variance`).
+        """
+        if self.spec.time_of_week or frame.hour_of_week is not None or self.spec.on_off is None:
+            return None
+        return self._unseen_weekend(frame)
+
+    def _unseen_weekend_variance(self, frame: Frame) -> float:
+        """Variance of the guess for unseen working weekend days: uniform over [0, constant] per day,
+        the same unknown on every such day (so it adds up linearly, not in quadrature)."""
+        half = self._half_operating_constant(frame)
+        if half is None:
+            return 0.0
+        const = self.slopes[len(self.spec.dense)].value
+        return float((half.sum() * const) ** 2 / 12.0)
+
+    def _group_weights(self, frame: Frame) -> tuple[IntArray, list[tuple[BoolArray, FloatArray]]]:
+        """Which group constants make each bucket's prediction: a group per row (−1 where
+        another rule applies), and those rules as (rows, weights over the groups).
+
+        A seen time-of-week bin contributes 1; an unseen bin takes the count-weighted average
+        of all. An operating weekend hour in a model whose baseline had no weekend work takes
+        the average of the same hour on the working weekdays: a working Saturday hour looks
+        like a working weekday hour, not like the idle Saturday bins the baseline saw.
+        """
+        how = frame.hour_of_week if self.spec.time_of_week else None
+        groups, unknown = self.absorber.lookup(how, len(frame))
+        groups = np.where(unknown, -1, groups)
+        rules: list[tuple[BoolArray, FloatArray]] = []
+        if unknown.any():
+            rules.append((unknown, self.absorber.counts / self.absorber.counts.sum()))
+        borrowed = self._unseen_weekend(frame) if how is not None else None
+        if how is not None and borrowed is not None:
+            labels = self.absorber.labels
+            for hour in np.unique(how[borrowed] % 24):
+                donors = (labels % 24 == hour) & (labels < 5 * 24)
+                if donors.any():
+                    rows = borrowed & (how % 24 == hour)
+                    groups = np.where(rows, -1, groups)
+                    rules.append((rows, np.where(donors, 1.0 / donors.sum(), 0.0)))
+        return groups, rules
+
+    def _group_totals(self, frame: Frame) -> FloatArray:
+        """(G,): each group constant's total weight in Σ predict(frame)."""
+        groups, rules = self._group_weights(frame)
+        a = np.bincount(groups[groups >= 0], minlength=self.absorber.n_groups).astype(np.float64)
+        for rows, w in rules:
+            a += rows.sum() * w
+        return a
 
     def predict(self, frame: Frame) -> FloatArray:
-        """Modelled energy per bucket; unseen time-of-week bins get the average constant."""
-        groups, unknown = self.absorber.lookup(
-            frame.hour_of_week if self.spec.time_of_week else None, len(frame)
-        )
-        const = self.constants[groups]
-        if unknown.any():
-            const = np.where(unknown, np.average(self.constants, weights=self.absorber.counts), const)
+        """Modelled energy per bucket (see :meth:`_group_weights` for the constants used)."""
+        groups, rules = self._group_weights(frame)
+        const = self.constants[np.maximum(groups, 0)]
+        for rows, w in rules:
+            const = np.where(rows, float(w @ self.constants), const)
         beta = np.array([c.value for c in self.slopes])
         out = const + (self.design(frame) @ beta if beta.size else 0.0)
         return np.asarray(out, dtype=np.float64)
@@ -352,4 +428,20 @@ def fit_model(
         residuals=residuals,
         param_cov=cov,
         jac_group_means=mg if jac.shape[1] else np.zeros((absorber.n_groups, 0)),
+        weekend_work_seen=_weekend_work_seen(spec, frame),
     )
+
+
+def _working(spec: ModelSpec, frame: Frame) -> BoolArray | None:
+    """Buckets in operation by the model's own drivers (its on/off variable, else its first slope)."""
+    role = spec.on_off if spec.on_off is not None else (spec.dense[0] if spec.dense else None)
+    return None if role is None else np.asarray(frame.variables[role] > 0, dtype=np.bool_)
+
+
+def _weekend_work_seen(spec: ModelSpec, frame: Frame) -> bool:
+    """True unless the model has a production or hours driver and the baseline never operated
+    on a weekend."""
+    working, weekend = _working(spec, frame), frame.weekend
+    if working is None or weekend is None:
+        return True
+    return bool((working & weekend).any())

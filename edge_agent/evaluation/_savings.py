@@ -12,6 +12,7 @@ import numpy as np
 from edge_agent.evaluation._arrays import FloatArray
 from edge_agent.evaluation._stats import (
     FitStatistics,
+    day_sum_variance,
     minimum_detectable_savings_fraction,
     prediction_uncertainty_kwh,
     savings_uncertainty_kwh,
@@ -79,6 +80,7 @@ def compute_savings(
     param_variance: float | None = None,
     static_kwh: float = 0.0,
     oos_rmse: float | None = None,
+    day_gaps: FloatArray | None = None,
 ) -> Savings:
     """Savings = Σ adjusted baseline − Σ measured, with the larger of two uncertainties.
 
@@ -86,8 +88,11 @@ def compute_savings(
     the reporting conditions; with ``param_variance`` (the exact variance of the summed
     prediction, :meth:`FittedModel.sum_variance`) the least-squares prediction interval is
     computed too, and the wider one is stated. The calibration harness showed ASHRAE's alone
-    too narrow once production moves away from the baseline's mean.
+    too narrow once production moves away from the baseline's mean. ``day_gaps`` (adjusted
+    baseline − measured per local reporting day) put a floor under the scatter term: see
+    :func:`day_sum_variance`.
     """
+    reporting_variance = day_sum_variance(day_gaps) if day_gaps is not None else 0.0
     m = int(measured.shape[0])
     total_adj = float(adjusted.sum()) + static_kwh
     # an adjusted baseline of zero (nothing would have run) leaves no fraction to state;
@@ -121,6 +126,7 @@ def compute_savings(
             param_variance=param_variance * inflate,
             rho=stats.rho,
             confidence=c,
+            reporting_variance=reporting_variance,
         )
         return max(1.0, exact / base)
 

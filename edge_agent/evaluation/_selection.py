@@ -17,6 +17,7 @@ __all__ = [
     "force_model",
     "out_of_sample_rmse",
     "select_model",
+    "weak_terms",
 ]
 
 import itertools
@@ -34,6 +35,7 @@ from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._frame import Frame
 from edge_agent.evaluation._model import (
     BalancePointSearch,
+    Coefficient,
     FittedModel,
     Unfittable,
     batched_search,
@@ -108,7 +110,8 @@ def candidate_specs(frame: Frame) -> list[ModelSpec]:
     shapes = list(Shape) if Role.TEMPERATURE in frame.variables else [Shape.NONE]
     tows = [False, True] if frame.hour_of_week is not None else [False]
     return [
-        ModelSpec(d, s, t, o, w and not t)  # time-of-week constants already tell weekends apart
+        # time-of-week constants tell weekends from weekdays, not working weekends from idle ones
+        ModelSpec(d, s, t, o, w)
         for t in tows
         for s in shapes
         for o, w in on_offs
@@ -125,15 +128,36 @@ def _weekend_work(frame: Frame, on: np.ndarray) -> bool:
     return bool((on & weekend).any()) and int((on & ~weekend).sum()) >= 2
 
 
+def weak_terms(model: FittedModel) -> list[Coefficient]:
+    """Slopes below |t| = MIN_T that the screen and the significance gate refuse.
+
+    The weekday and weekend operating constants are one design term, kept when either value
+    is significant: a plant whose weekday shifts hardly ever stand still leaves the weekday
+    constant weak while the weekend one is strong. Refusing the pair for the weak half left
+    a model without it, whose production slope soaked up the working Saturdays against the
+    idle ones and overstated savings once production rose (calibration harness).
+    """
+    on = len(model.spec.dense) if model.spec.on_off is not None else None
+    pair_strong = (
+        on is not None and model.spec.weekend_on and any(abs(c.t) >= MIN_T for c in model.slopes[on : on + 2])
+    )
+    return [
+        c
+        for k, c in enumerate(model.slopes)
+        if abs(c.t) < MIN_T and not c.name.startswith(WEEKEND_TERM) and not (pair_strong and k == on)
+    ]
+
+
 def _screen(model: FittedModel) -> str:
-    for c in model.slopes:
-        if abs(c.t) < MIN_T and not c.name.startswith(WEEKEND_TERM):
-            return f"{c.name} not significant (t = {c.t:.1f})"
+    for c in weak_terms(model):
+        return f"{c.name} not significant (t = {c.t:.1f})"
     for k, role in enumerate(model.spec.dense):
         if model.slopes[k].value <= 0:
             return f"{role.label} slope is negative (physically implausible)"
-    if model.spec.on_off is not None and model.slopes[len(model.spec.dense)].value <= 0:
-        return "energy is lower while operating than while not (physically implausible)"
+    if model.spec.on_off is not None:
+        on = model.slopes[len(model.spec.dense)]
+        if on.value <= 0 and abs(on.t) >= MIN_T:
+            return "energy is lower while operating than while not (physically implausible)"
     if model.n - model.p < MIN_DOF:
         return f"only {model.n - model.p} degrees of freedom left"
     return ""

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 __all__ = [
     "ASHRAE_ALPHA",
+    "MIN_SCATTER_DAYS",
     "FitStatistics",
+    "day_sum_variance",
     "effective_n",
     "fit_statistics",
     "fractional_savings_uncertainty",
@@ -130,15 +132,47 @@ def savings_uncertainty_kwh(
 
 
 def prediction_uncertainty_kwh(
-    *, n: int, m: int, p: int, sigma2: float, param_variance: float, rho: float, confidence: float
+    *,
+    n: int,
+    m: int,
+    p: int,
+    sigma2: float,
+    param_variance: float,
+    rho: float,
+    confidence: float,
+    reporting_variance: float = 0.0,
 ) -> float:
     """± of a sum of ``m`` reporting buckets from the least-squares prediction variance.
 
     Var = (n/n′)·(m·σ² + Var_param): the reporting period's own scatter plus the exact
-    parameter error of the summed prediction, both inflated for lag-1 autocorrelation.
+    parameter error of the summed prediction, both inflated for lag-1 autocorrelation. The
+    scatter term is at least ``reporting_variance``, the variance of the sum that the
+    reporting period's own day-to-day scatter shows (:func:`day_sum_variance`).
     """
     t = t_critical(confidence, n - p)
-    return t * math.sqrt(n / effective_n(n, rho) * (m * sigma2 + param_variance))
+    inflate = n / effective_n(n, rho)
+    return t * math.sqrt(max(inflate * m * sigma2, reporting_variance) + inflate * param_variance)
+
+
+#: Fewer reporting days than this say too little about their own scatter to be used.
+MIN_SCATTER_DAYS = 7
+
+
+def day_sum_variance(day_gaps: FloatArray) -> float:
+    """Variance of Σ over the reporting days of (adjusted baseline − measured), from their scatter.
+
+    A baseline without a rare, costly day (a machine left idling overnight) fits so well that
+    its scatter promises a precision the reporting period does not have once such a day comes.
+    The reporting days' own spread around their mean saving shows it: D² s² / D′ for D days
+    with lag-1 autocorrelation ρ (D′ = D(1−ρ)/(1+ρ)). It also holds any real day-to-day
+    variation of the saving, so it can only widen, never narrow, the model's interval.
+    """
+    d = np.asarray(day_gaps, dtype=np.float64)
+    k = int(d.shape[0])
+    if k < MIN_SCATTER_DAYS:
+        return 0.0
+    s2 = float(d.var(ddof=1))
+    return k * k * s2 / effective_n(k, lag1_autocorrelation(d - d.mean()))
 
 
 def minimum_detectable_savings_fraction(

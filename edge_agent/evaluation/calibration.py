@@ -97,6 +97,9 @@ class CalibrationSummary:
     coverage68: float
     coverage90: float
     mean_error: float  # mean of (estimate − truth) / truth over non-zero truths
+    #: Standard error of ``mean_error`` with the cases of one seed as a cluster: the cases of a
+    #: seed share its reporting period's rare events, so they are not independent.
+    mean_error_se: float
     median_error: float
     n_zero: int
     false_claims: float  # share of zero-saving cases with a claim
@@ -195,6 +198,10 @@ def summarise(outcomes: Sequence[CaseOutcome], label: str) -> CalibrationSummary
     nonzero = [o for o in outcomes if o.case.history.retrofit_size > 0 and o.truth_kwh != 0]
     zero = [o for o in outcomes if o.case.history.retrofit_size == 0]
     errors = [(o.savings_kwh - o.truth_kwh) / o.truth_kwh for o in nonzero]
+    by_seed: dict[int, list[float]] = {}
+    for o, e in zip(nonzero, errors, strict=True):
+        by_seed.setdefault(o.case.history.seed, []).append(e)
+    seed_means = [statistics.fmean(v) for v in by_seed.values()]
     n = len(outcomes)
     return CalibrationSummary(
         label=label,
@@ -202,6 +209,9 @@ def summarise(outcomes: Sequence[CaseOutcome], label: str) -> CalibrationSummary
         coverage68=sum(o.inside(0.68) for o in outcomes) / n if n else math.nan,
         coverage90=sum(o.inside(0.90) for o in outcomes) / n if n else math.nan,
         mean_error=statistics.fmean(errors) if errors else math.nan,
+        mean_error_se=statistics.stdev(seed_means) / math.sqrt(len(seed_means))
+        if len(seed_means) > 1
+        else math.nan,
         median_error=statistics.median(errors) if errors else math.nan,
         n_zero=len(zero),
         false_claims=sum(o.claimed for o in zero) / len(zero) if zero else math.nan,
@@ -222,12 +232,12 @@ def summaries(outcomes: Sequence[CaseOutcome]) -> list[CalibrationSummary]:
 def format_table(rows: Sequence[CalibrationSummary]) -> str:
     """A Markdown table, as it goes into the README and the closing note."""
     head = (
-        "| cases | n | 68 % cover | 90 % cover | mean error | median error | false claims at 0 "
-        "| claims when saving > 0 |\n|---|---|---|---|---|---|---|---|\n"
+        "| cases | n | 68 % cover | 90 % cover | mean error (± SE over seeds) | median error "
+        "| false claims at 0 | claims when saving > 0 |\n|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
         f"| {r.label} | {r.n} | {100 * r.coverage68:.0f} % | {100 * r.coverage90:.0f} % | "
-        f"{100 * r.mean_error:+.1f} % | {100 * r.median_error:+.1f} % | "
+        f"{100 * r.mean_error:+.1f} % (± {100 * r.mean_error_se:.1f} %) | {100 * r.median_error:+.1f} % | "
         f"{100 * r.false_claims:.0f} % of {r.n_zero} | {100 * r.claim_rate:.0f} % |\n"
         for r in rows
     )
