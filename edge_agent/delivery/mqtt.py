@@ -84,11 +84,6 @@ class MqttSink(Sink):
     def connected(self) -> bool:
         return self._client.connected
 
-    @property
-    def last_error(self) -> str | None:
-        """Why the broker cannot be reached, in plain words (None while connected)."""
-        return self._client.last_error
-
     async def start(self) -> None:
         await self._client.start()
 

@@ -106,17 +106,10 @@ class _Wire(asyncio.Protocol):
         buf += data
         i, n = 0, len(buf)
         while i + 2 <= n:
-            length, shift, j, whole = 0, 0, i + 1, False
-            while j < n and j - i <= 4:  # remaining length: 1 to 4 bytes of 7 bits
-                digit = buf[j]
-                length |= (digit & 0x7F) << shift
-                shift += 7
-                j += 1
-                if not digit & 0x80:
-                    whole = True
-                    break
-            if not whole or j + length > n:
+            read = _read_varint(buf, i + 1)
+            if read is None or read[1] + read[0] > n:
                 break  # the rest of this packet has not arrived yet
+            length, j = read
             self.owner._packet(buf[i] & 0xF0, bytes(buf[j : j + length]))
             i = j + length
         del buf[:i]
@@ -145,7 +138,7 @@ class MqttPublisher:
         self.will = will
         self.on_connect = on_connect
         self.v5 = cfg.protocol == "5"
-        self.limits = _Limits(max(1, cfg.max_inflight), _MAX_REMAINING, cfg.keepalive)
+        self.limits = self._own_limits()
         self.last_error: str | None = None
         self._wire: _Wire | None = None
         self._up = asyncio.Event()
@@ -321,6 +314,10 @@ class MqttPublisher:
         body = head + payload
         return bytes((_CONNECT,)) + _varint(len(body)) + body
 
+    def _own_limits(self) -> _Limits:
+        """Our window, MQTT's largest packet, our keepalive: until a v5 broker says otherwise."""
+        return _Limits(max(1, self.cfg.max_inflight), _MAX_REMAINING, self.cfg.keepalive)
+
     def _accept(self, connack: bytes) -> _Limits:
         code = connack[1] if len(connack) > 1 else 0xFF
         if not self.v5:
@@ -329,7 +326,7 @@ class MqttPublisher:
                 raise TransientSinkError(
                     f"the broker refused the connection: {why}; check username/password/TLS"
                 )
-            return _Limits(max(1, self.cfg.max_inflight), _MAX_REMAINING, self.cfg.keepalive)
+            return self._own_limits()
         if code >= 0x80:
             raise TransientSinkError(
                 f"the broker refused the connection (reason 0x{code:02X}); check username/password/TLS"
@@ -408,16 +405,21 @@ _FIXED = {0x11: 4, 0x13: 2, 0x21: 2, 0x22: 2, 0x24: 1, 0x25: 1, 0x27: 4, 0x28: 1
 _PREFIXED = {0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F}
 
 
+def _read_varint(buf: bytes | bytearray, at: int) -> tuple[int, int] | None:
+    """MQTT's variable byte integer at ``at``: (value, index after it), None if incomplete."""
+    value, shift = 0, 0
+    for j in range(at, min(len(buf), at + 4)):
+        digit = buf[j]
+        value |= (digit & 0x7F) << shift
+        shift += 7
+        if not digit & 0x80:
+            return value, j + 1
+    return None
+
+
 def _connack_properties(rest: bytes) -> dict[int, int]:
     """The integer properties of a v5 CONNACK (Receive Maximum, Maximum Packet Size, ...)."""
-    length, shift, i = 0, 0, 0
-    while i < len(rest):
-        digit = rest[i]
-        length |= (digit & 0x7F) << shift
-        shift += 7
-        i += 1
-        if not digit & 0x80:
-            break
+    length, i = _read_varint(rest, 0) or (0, 0)
     out: dict[int, int] = {}
     end = min(len(rest), i + length)
     while i < end:
