@@ -359,6 +359,8 @@ class Bench:
         phase = Phase(name, tags)
         d = Path(tempfile.mkdtemp(prefix=f"{name}-{tags}-", dir=self.workdir))
         cfg = agent_config(tags, server_port, self.mosquitto.port, d, roles, self.args.interval)
+        if self.args.hold is not None:
+            cfg["analytics"]["hold_rows"] = self.args.hold
         if self.args.config_format == "json":  # as a config generator would write it
             path = d / "config.json"
             path.write_text(json.dumps(cfg, indent=1))
@@ -496,6 +498,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=60.0, help="measurement window, s (default 60)")
     ap.add_argument("--warmup", type=float, default=15.0, help="after the first value at the broker, s")
     ap.add_argument("--interval", type=float, default=1.0, help="poll interval, s")
+    ap.add_argument("--hold", type=float, help="the agent's analytics.hold_rows, s (default: the agent's)")
     ap.add_argument("--startup-timeout", type=float, default=180.0)
     ap.add_argument(
         "--profile", type=Path, help="record a py-spy profile (collapsed stacks) of each agent phase here"

@@ -3,7 +3,9 @@ the file is missing, damaged, tampered with or from another config (issue #12)."
 
 from __future__ import annotations
 
+import os
 import pickle
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -94,38 +96,66 @@ def test_a_state_change_across_the_restart_leaves_the_downtime_unknown(tmp_path:
     assert unknown == pytest.approx(3.0)
 
 
-def test_missing_damaged_tampered_or_foreign_state_starts_clean_with_one_warning(
+def test_missing_damaged_or_older_state_starts_clean_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = config(tmp_path)
     store = AnalyticsStateStore.beside_buffer(cfg)
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])
     cases = []
     with caplog.at_level("WARNING", logger="edge_agent.agent"):
         cases.append(store.load())  # missing
-        stage = AnalyticsStage(cfg)
-        store.save(stage.state())
-        good = store.path.read_bytes()
-        store.path.write_bytes(good[: len(good) // 2])  # truncated by a power cut mid-copy
+        store.path.write_bytes(b"edge-agent analytics state v2\n" + bytes(64))  # the previous format
         cases.append(store.load())
-        head = good[: len(good) - len(pickle.dumps({"streams": stage.state()["streams"]}, protocol=5))]
-        store.path.write_bytes(head + pickle.dumps(__import__("os").system))  # tampered
+        store.path.write_bytes(np.random.default_rng(1).bytes(4096))  # bit rot
         cases.append(store.load())
-        foreign = AnalyticsStateStore.beside_buffer(config(tmp_path, kpi_interval=30))
-        store.path.write_bytes(good)
-        cases.append(foreign.load())  # another config
-    assert cases == [None, None, None, None]
+    assert cases == [None, None, None]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 4
+    assert len(warnings) == 3
     assert "no analytics state" in warnings[0]
-    assert "damaged" in warnings[1] and "damaged" in warnings[2]
-    assert "another config" in warnings[3]
-    store.path.write_bytes(good)
-    assert store.load() is not None  # the intact file loads
+    assert "older agent version" in warnings[1]
+    assert "damaged" in warnings[2] and "not a state database" in warnings[2]
+    store.save(stage.state())  # the damaged file was replaced by a fresh database
+    assert set(AnalyticsStateStore.beside_buffer(cfg).load()["streams"]) == set(stage.asset_ids)
+
+
+def test_a_tampered_asset_or_a_changed_config_restarts_only_those_assets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = config(tmp_path)
+    store = AnalyticsStateStore.beside_buffer(cfg)
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])
+    store.save(stage.state())
+    store.close()
+    with sqlite3.connect(store.path) as db:  # a pickle that would run code if loaded blindly
+        db.execute("UPDATE asset SET state = ? WHERE id = 'cnc1'", (pickle.dumps(os.system),))
+    with caplog.at_level("WARNING", logger="edge_agent.agent"):
+        saved = AnalyticsStateStore.beside_buffer(cfg).load()
+    assert saved is not None
+    assert "cnc1" not in saved["streams"] and set(saved["streams"]) == set(stage.asset_ids) - {"cnc1"}
+    assert any("damaged for cnc1" in r.getMessage() for r in caplog.records)
+
+    # the same file under a config where cnc1's thresholds changed: cnc1 starts clean, the rest go on
+    raw = demo_config(
+        modbus_port=5020, opcua_endpoint="opc.tcp://127.0.0.1:4840/", mqtt_port=None, data_dir=tmp_path
+    )
+    next(a for a in raw["assets"] if a["id"] == "imm1")["rated_power_kw"] = 123.0
+    changed = build_config_model([d.config_model for d in driver_registry().values()]).model_validate(raw)
+    other = AnalyticsStage(changed)
+    full = stage.state()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edge_agent.agent"):
+        other.restore(full)
+    assert any("'imm1' start clean" in r.getMessage() for r in caplog.records)
+    assert other._streams["imm1"] is not stage._streams["imm1"]
+    assert other._streams["comp1"] is stage._streams["comp1"]
 
 
 def test_a_failing_disk_does_not_stop_the_agent(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = config(tmp_path)
-    store = AnalyticsStateStore(tmp_path / "ro" / "state", cfg)
+    store = AnalyticsStateStore(tmp_path / "ro" / "state")
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro").chmod(0o500)
     try:
@@ -154,3 +184,23 @@ def test_windows_closed_just_before_a_crash_are_replayed_not_lost(tmp_path: Path
     store.save(stage.state())  # the next save: delivered, nothing to replay
     saved = store.load()
     assert saved is not None and AnalyticsStage(cfg).restore(saved) == []
+
+
+def test_saves_are_per_asset_and_forget_assets_no_longer_configured(tmp_path: Path) -> None:
+    """A window closing for one asset writes that asset only; the others keep their rows."""
+    cfg = config(tmp_path, hold_rows=0)
+    store = AnalyticsStateStore.beside_buffer(cfg)
+    stage = AnalyticsStage(cfg)
+    store.save(stage.state())
+    assert stage.changed() == set()
+    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])
+    assert stage.changed() == {"cnc1"}
+    store.save(stage.state(assets=["cnc1"]))
+    assert stage.changed() == set()
+    saved = store.load()
+    assert saved is not None and set(saved["streams"]) == set(stage.asset_ids)
+    assert saved["streams"]["cnc1"].totals.raw_counts["energy_counter"] == 100
+    assert not any(saved["streams"]["imm1"].totals.raw_counts.values())
+    store.save(stage.state(assets=["imm1"]), keep_only=["imm1", "cnc1"])  # the others left the config
+    saved = store.load()
+    assert saved is not None and set(saved["streams"]) == {"imm1", "cnc1"}

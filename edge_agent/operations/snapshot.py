@@ -180,7 +180,13 @@ class RuntimeView:
     def sample_kw(self) -> None:
         """Record one sparkline point per asset (called once per status tick, not per request)."""
         for asset_id, totals in self._totals().items():
-            self._assets.setdefault(asset_id, _AssetMemory()).kw.append(float(totals.last_power_kw))
+            self._memory(asset_id).kw.append(float(totals.last_power_kw))
+
+    def _memory(self, asset_id: str) -> _AssetMemory:
+        mem = self._assets.get(asset_id)
+        if mem is None:
+            mem = self._assets[asset_id] = _AssetMemory()
+        return mem
 
     def _today(self) -> dt.date:
         tz = ZoneInfo(self.agent.config.analytics.timezone)
@@ -191,7 +197,7 @@ class RuntimeView:
         out = []
         kinds = {a.id: a.kind for a in self.agent.config.assets}
         for asset_id, t in self._totals().items():
-            mem = self._assets.setdefault(asset_id, _AssetMemory())
+            mem = self._memory(asset_id)
             idle = float(t.energy_by_state_kwh.get("idle", 0.0))
             now = _DayBase(today, t.energy_kwh, idle, t.good_quantity, t.scrap_quantity, t.produced_quantity)
             if mem.base is None:

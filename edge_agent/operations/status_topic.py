@@ -36,17 +36,28 @@ def _devices_of(config: AgentConfig) -> dict[str, list[str]]:
     return out
 
 
-def asset_status_payload(a: AssetStatus, snap: Snapshot, devices: list[str]) -> dict[str, Any]:
-    """Details beside ``state``: live figures and which of the asset's devices are down."""
-    health = {d.name: d for d in snap.devices}
+def asset_status_payload(
+    a: AssetStatus, snap: Snapshot, devices: list[str], down: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Details beside ``state``: live figures and which of the asset's devices are down.
+
+    ``down``: the snapshot's devices with an error, when the caller already has them.
+    """
+    if down is None:
+        down = devices_down(snap)
     return {
         "asset": a.id,
         "kw": _finite(a.kw, 3),
         "kwh_today": _finite(a.kwh_today, 3),
         "idle_share": _finite(a.idle_share, 4),
         "scrap_ratio": _finite(a.scrap_ratio, 4),
-        "devices_down": sorted(n for n in devices if n in health and health[n].error is not None),
+        "devices_down": sorted(n for n in devices if n in down),
     }
+
+
+def devices_down(snap: Snapshot) -> frozenset[str]:
+    """Names of the snapshot's devices that currently have an error."""
+    return frozenset(d.name for d in snap.devices if d.error is not None)
 
 
 class StatusPublisher:
@@ -69,12 +80,13 @@ class StatusPublisher:
         devices = self._devices[1]
         now = time.monotonic()
         n = 0
+        down = devices_down(snap)
         for a in snap.assets:
             try:
                 asset = config.asset(a.id)
             except KeyError:  # removed by a reload since the snapshot
                 continue
-            details = asset_status_payload(a, snap, devices.get(a.id, []))
+            details = asset_status_payload(a, snap, devices.get(a.id, []), down)
             key = (a.state, tuple(details["devices_down"]))
             last = self._last.get(a.id)
             if last is not None and last[:2] == key and now - last[2] < config.agent.status_interval:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 __all__ = ["AnalyticsStage", "KpiBatch", "asset_spec", "kpi_batch"]
 
+import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -209,17 +210,24 @@ class AnalyticsStage:
                 continue  # nothing to compute: generic tags only
             self._streams[a.id] = StreamingAnalytics(spec, reorder_s=_reorder_window(intervals.get(a.id, [])))
             self._pending[a.id] = PendingRows(a.id, _dtypes(spec), linger_ns, offset_ns=linger_ns * i // n)
-        # What each asset's stream was built from, so a reload can keep streams whose inputs match.
+        # What each asset's stream was built from, so a reload or a restart keeps only streams
+        # whose inputs match (a digest, saved with the state).
         self._inputs = {
-            a.id: (
-                a.model_dump_json(),
-                tuple(t.model_dump_json() for t in tags_by_asset.get(a.id, [])),
-                config.analytics.model_dump_json(),
-                _reorder_window(intervals.get(a.id, [])),
-            )
+            a.id: hashlib.sha256(
+                repr(
+                    (
+                        a.model_dump_json(),
+                        tuple(t.model_dump_json() for t in tags_by_asset.get(a.id, [])),
+                        config.analytics.model_dump_json(),
+                        _reorder_window(intervals.get(a.id, [])),
+                    )
+                ).encode()
+            ).digest()
             for a in config.assets
             if a.id in self._streams
         }
+        self._changed: set[str] = set()  # assets whose stream or held rows changed since saved
+        self._totals: dict[str, Totals] = {}  # as of each asset's last booking (see totals())
         self._columns: dict[int, _RouteColumns] = {}
         self._held_kpis: dict[str, list[KpiBatch]] = {}  # closed while totals() booked held rows
 
@@ -244,7 +252,9 @@ class AnalyticsStage:
         if "state" in signals:  # the PLC's own codes to off/idle/setup/producing/fault
             codes = self._state_codes[route.asset.id]
             signals["state"], qualities["state"] = codes.translate(signals["state"], qualities["state"])
-        if not pending.append(part.ts, signals, qualities):
+        self._changed.add(route.asset.id)
+        # an asset's first rows are booked at once, so its state shows right after a start
+        if not pending.append(part.ts, signals, qualities) and route.asset.id in self._totals:
             # windows that a totals() call (the status page, every second) closed go out now
             return self._held_kpis.pop(route.asset.id, [])
         return self._book(route.asset.id)
@@ -268,7 +278,10 @@ class AnalyticsStage:
 
     def _book(self, asset_id: str) -> list[KpiBatch]:
         rows = self._pending[asset_id].take()
-        closed = self._streams[asset_id].update(*rows) if rows is not None else []
+        self._changed.add(asset_id)
+        stream = self._streams[asset_id]
+        closed = stream.update(*rows) if rows is not None else []
+        self._totals[asset_id] = stream.totals
         asset = self._assets[asset_id]  # windows closed earlier by totals() go out first:
         return self._held_kpis.pop(asset_id, []) + [
             KpiBatch(asset, w.window, kpi_batch(asset, w)) for w in closed
@@ -315,6 +328,10 @@ class AnalyticsStage:
                 self._pending[asset_id] = old._pending[asset_id]
                 if asset_id in old._held_kpis:
                     self._held_kpis[asset_id] = old._held_kpis[asset_id]
+                if asset_id in old._changed:
+                    self._changed.add(asset_id)
+                if asset_id in old._totals:
+                    self._totals[asset_id] = old._totals[asset_id]
                 kept.append(asset_id)
             else:
                 restarted.append(asset_id)
@@ -331,33 +348,69 @@ class AnalyticsStage:
             for w in self._streams[asset_id].flush():
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
 
-    def state(self, outbox: list[KpiBatch] | None = None) -> dict[str, Any]:
+    def state(
+        self, outbox: list[KpiBatch] | None = None, *, assets: Iterable[str] | None = None
+    ) -> dict[str, Any]:
         """What to persist to continue after a restart (see runtime/state_store.py): each
-        asset's stream, its held rows and the windows closed but not yet handed out.
+        asset's stream, its held rows and config digest, and the windows closed but not yet
+        handed out.
 
-        ``outbox``: windows just closed and not yet handed to delivery. They are saved with
-        the state that closed them, so a crash before the hand-over replays them instead
-        of losing them (a replayed window is identical: delivery overwrites it).
+        ``assets``: only these (the ones whose windows just closed, or :meth:`changed`);
+        default every asset. ``outbox``: windows just closed and not yet handed to delivery.
+        They are saved with the state that closed them, so a crash before the hand-over
+        replays them instead of losing them (a replayed window is identical: delivery
+        overwrites it).
         """
+        ids = list(self._streams) if assets is None else [a for a in assets if a in self._streams]
+        self._changed.difference_update(ids)
         pending = [(k.asset.id, k.window, k.batch) for k in outbox or []]
         held = [(k.asset.id, k.window, k.batch) for ks in self._held_kpis.values() for k in ks]
-        return {"streams": self._streams, "rows": self._pending, "outbox": pending + held}
+        return {
+            "streams": {a: self._streams[a] for a in ids},
+            "rows": {a: self._pending[a] for a in ids},
+            "inputs": {a: self._inputs[a] for a in ids},
+            "outbox": pending + held,
+        }
+
+    def changed(self) -> set[str]:
+        """Assets whose stream or held rows changed since they were last in a :meth:`state`."""
+        return set(self._changed)
+
+    @property
+    def asset_ids(self) -> list[str]:
+        """Every asset with analytics."""
+        return list(self._streams)
 
     def restore(self, state: dict[str, Any]) -> list[KpiBatch]:
-        """Continue from a saved :meth:`state` (same config: the store checked it); returns
-        the windows to hand to delivery again."""
+        """Continue from a saved :meth:`state`; returns the windows to hand to delivery again.
+
+        An asset whose saved digest differs from its config now (its tags, thresholds or the
+        analytics settings changed) starts clean; the others continue.
+        """
         streams = state.get("streams", {})
         rows = state.get("rows", {})
+        inputs = state.get("inputs", {})
         out = [KpiBatch(self._assets[a], w, b) for a, w, b in state.get("outbox", []) if a in self._assets]
+        continued, changed = 0, []
         for asset_id, stream in streams.items():
-            if asset_id in self._streams and isinstance(stream, StreamingAnalytics):
-                self._streams[asset_id] = stream
-                held = rows.get(asset_id)
-                if isinstance(held, PendingRows):  # rows read before the stop: booked as they were
-                    self._pending[asset_id] = held
-                    out += self._book(asset_id)
-                stream.resumed()  # from here on, the gap until the next reading is unattributed
-        log.info("analytics continue from saved state for %d asset(s)", len(streams))
+            if asset_id not in self._streams or not isinstance(stream, StreamingAnalytics):
+                continue
+            if inputs.get(asset_id) != self._inputs[asset_id]:
+                changed.append(asset_id)
+                continue
+            self._streams[asset_id] = stream
+            continued += 1
+            held = rows.get(asset_id)
+            if isinstance(held, PendingRows):  # rows read before the stop: booked as they were
+                self._pending[asset_id] = held
+                out += self._book(asset_id)
+            stream.resumed()  # from here on, the gap until the next reading is unattributed
+        if changed:
+            log.warning(
+                "analytics of %s start clean: their tags or settings changed since the state was saved",
+                ", ".join(repr(a) for a in changed[:10]) + (" …" if len(changed) > 10 else ""),
+            )
+        log.info("analytics continue from saved state for %d asset(s)", continued)
         return out
 
     def totals(self, *, held: bool = True) -> dict[str, Totals]:
@@ -369,8 +422,8 @@ class AnalyticsStage:
         and status topic use every second, since booking every asset's rows each second
         would cost the very per-asset updates that holding saves.
         """
-        if not held:
-            return {asset_id: s.totals for asset_id, s in self._streams.items()}
+        if not held:  # as of each asset's last booking (kept by _book: no work per call)
+            return {a: self._totals.get(a) or s.totals for a, s in self._streams.items()}
         for asset_id in self._pending:
             try:
                 kpis = self._book(asset_id)

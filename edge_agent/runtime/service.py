@@ -180,9 +180,12 @@ class Agent:
             raw = self.analytics.numeric_states(route, part)  # a PLC's text states as codes
             out.append(Submission("raw", route.asset, to_units(raw)))
             out.extend(Submission("kpi", k.asset, k.batch, k.window) for k in kpis)
-        if self.state_store is not None and (closed or self.state_store.due()):
-            # once per device round, not per asset: the state holds every asset
-            self._save_state(closed)  # closed windows ride along until delivery has them
+        if self.state_store is not None:
+            # once per device round, and only the assets that need it: a plant is thousands
+            if self.state_store.due():
+                self._save_state(closed, self.analytics.changed())
+            elif closed:  # closed windows ride along until delivery has them
+                self._save_state(closed, {k.asset.id for k in closed})
         await self._submit_all(out)
 
     def _analyse(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
@@ -199,10 +202,12 @@ class Agent:
         finally:
             self.analytics_seconds += time.perf_counter() - started
 
-    def _save_state(self, outbox: list[KpiBatch] | None = None) -> None:
+    def _save_state(self, outbox: list[KpiBatch] | None = None, assets: set[str] | None = None) -> None:
+        """Save ``assets`` (default: every asset, and forget the ones no longer configured)."""
         assert self.state_store is not None
+        keep = self.analytics.asset_ids if assets is None else None
         try:
-            self.state_store.save(self.analytics.state(outbox))
+            self.state_store.save(self.analytics.state(outbox, assets=assets), keep_only=keep)
         except Exception:  # continuity is a comfort: losing it must not stop the data
             log.exception("could not save the analytics state; KPIs go on, a restart starts afresh")
 
@@ -291,6 +296,7 @@ class Agent:
             log.warning("stopping: the open KPI windows were not stored within agent.stop_timeout")
         if self.state_store is not None:
             self._save_state()
+            self.state_store.close()
         log.info("agent %r stopped", self.config.agent.name)
 
 

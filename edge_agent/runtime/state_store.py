@@ -5,28 +5,35 @@ the first delta after the restart recover the energy and parts made while the ag
 down (booked in the ``unknown`` state — unattributed — with the gap counted), and the open
 windows continue, so a window reported twice is always the fuller one.
 
-The file ``<buffer>.analytics-state`` holds one pickle of every asset's
-:class:`StreamingAnalytics`, behind a header with a format version and a fingerprint of
-the config parts that shape the analytics. It is written atomically (temporary file,
-fsync, rename) and cheaply: when a KPI window has closed (saved with the windows it closed,
-replayed after a crash before their hand-over, so a window is never lost and an emitted one
-is never open again in the saved state), every ``interval`` seconds (spaced further when the
-pickle is big, so saving costs at most 2 % of the time), and at shutdown — never per poll.
-A missing, corrupt or foreign file (another config, another format) means a clean start
-with one warning, never a crash. Loading only accepts edge_agent and numpy types.
+The file ``<buffer>.analytics-state`` is a small SQLite database with one row per asset
+(its :class:`StreamingAnalytics` and held rows, pickled, with a digest of the config inputs
+they were built from) and the outbox of KPI windows closed but not yet handed to delivery.
+Saving is per asset, because a plant's state is thousands of assets and a window closes
+for a few of them at a time: when a window closes, only the assets whose windows closed are
+written (in one transaction with the windows they closed, replayed after a crash before
+their hand-over, so a window is never lost and an emitted one is never open again in the
+saved state); every ``interval`` seconds the assets changed since the last save are written
+(spaced further when that is big, so saving costs at most 2 % of the time); and everything
+at shutdown. Never per poll.
+
+A row whose digest no longer matches its asset's config (tags, thresholds or the analytics
+section changed) is ignored: that asset starts clean, the others continue. A missing,
+corrupt or foreign file (an older format, bit rot) means a clean start with one warning,
+never a crash. Loading only accepts edge_agent and numpy types. The database runs in WAL
+mode with ``synchronous=NORMAL``: a crash of the agent loses nothing committed, a power cut
+at most the last saves (the file stays consistent).
 """
 
 from __future__ import annotations
 
 __all__ = ["AnalyticsStateStore"]
 
-import hashlib
 import io
-import json
 import logging
-import os
 import pickle
+import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +41,14 @@ from edge_agent.config import AgentConfig
 
 log = logging.getLogger("edge_agent.agent")
 
-_MAGIC = b"edge-agent analytics state v2\n"  # v2: window sums count unattributed parts
+_FORMAT = "edge-agent analytics state v3"  # v3: SQLite, one row per asset
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 _ALLOWED = ("edge_agent.", "numpy", "builtins", "collections", "datetime", "zoneinfo", "copyreg")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS asset (id TEXT PRIMARY KEY, inputs BLOB NOT NULL, state BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, item BLOB NOT NULL)",
+)
 
 
 class _Unpickler(pickle.Unpickler):
@@ -49,28 +62,33 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def config_fingerprint(config: AgentConfig) -> bytes:
-    """Digest of what shapes the analytics: assets, tags and the analytics section."""
-    doc = {
-        "assets": [a.model_dump(mode="json") for a in config.assets],
-        "tags": [t.model_dump(mode="json") for d in config.devices for t in d.tag_configs()],
-        "analytics": config.analytics.model_dump(mode="json"),
-    }
-    # sorted keys: the same config written in another key order is the same config
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()
+def _loads(blob: bytes) -> Any:
+    return _Unpickler(io.BytesIO(blob)).load()
+
+
+def _dumps(obj: object) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 #: Periodic saves are spaced so that pickling takes at most 1/50 (2 %) of the time.
 _COST_SHARE = 50
 
 
-class AnalyticsStateStore:
-    """Saves and restores the analytics state of one agent (see the module docstring)."""
+class _Damaged(Exception):
+    """The file is not a state database of this format (why: the message)."""
 
-    def __init__(self, path: Path, config: AgentConfig, *, interval: float = 5.0) -> None:
+
+class AnalyticsStateStore:
+    """Saves and restores the analytics state of one agent (see the module docstring).
+
+    The state it takes and gives back is :meth:`AnalyticsStage.state`'s dict: ``streams``
+    and ``rows`` by asset, ``inputs`` (each asset's config digest) and ``outbox``.
+    """
+
+    def __init__(self, path: Path, *, interval: float = 5.0) -> None:
         self.path = path
         self.interval = interval
-        self._fingerprint = config_fingerprint(config)
+        self._db: sqlite3.Connection | None = None
         self._last_save = 0.0
         self._spacing = interval
         self._failing = False
@@ -79,53 +97,129 @@ class AnalyticsStateStore:
     @classmethod
     def beside_buffer(cls, config: AgentConfig) -> AnalyticsStateStore:
         buf = config.buffer.path
-        return cls(buf.with_name(buf.name + ".analytics-state"), config)
+        return cls(buf.with_name(buf.name + ".analytics-state"))
 
-    def load(self) -> dict[str, Any] | None:
-        """The saved state, or None (clean start; warned once unless the file is simply new)."""
+    # ---- the database ----------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        """The connection, created with its schema on first use; raises _Damaged for a file
+        that is not a state database of this format."""
+        if self._db is not None:
+            return self._db
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+            if head and head != _SQLITE_MAGIC:
+                older = head.startswith(b"edge-agent")
+                raise _Damaged("written by an older agent version" if older else "not a state database")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            for stmt in _SCHEMA:
+                db.execute(stmt)
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('format', ?)", (_FORMAT,))
+            elif row[0] != _FORMAT:
+                raise _Damaged(f"of another format ({row[0]!r})")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise _Damaged(str(exc)) from exc
+        except _Damaged:
+            db.close()
+            raise
+        self._db = db
+        return db
+
+    def _discard(self) -> None:
+        """Remove a damaged or foreign file (and its WAL) so the next save starts a fresh one."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # ---- load and save ---------------------------------------------------------------------
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None (clean start; warned once unless the file is simply new).
+
+        An asset whose row cannot be read is left out with a warning; the others continue.
+        """
+        if not self.path.exists():
             log.warning("no analytics state at %s: KPIs start clean (normal on the first start)", self.path)
             return None
-        except OSError as exc:
-            log.warning("analytics state %s unreadable (%s): KPIs start clean", self.path, exc)
-            return None
-        head = len(_MAGIC)
-        if data[:head] != _MAGIC or data[head : head + 32] != self._fingerprint:
+        try:
+            db = self._open()
+            rows = db.execute("SELECT id, inputs, state FROM asset").fetchall()
+            outbox_rows = db.execute("SELECT item FROM outbox ORDER BY seq").fetchall()
+        except (_Damaged, sqlite3.DatabaseError, OSError) as exc:
             log.warning(
-                "analytics state %s is from another config or agent version: KPIs start clean "
+                "analytics state %s is damaged or from another agent version (%s): KPIs start clean "
                 "(energy made while the agent was down is not recovered this once)",
                 self.path,
+                exc,
             )
+            self._discard()
             return None
-        try:
-            state = _Unpickler(io.BytesIO(data[head + 32 :])).load()
-        except Exception as exc:  # any damage: truncated, bit rot, tampering
-            log.warning("analytics state %s is damaged (%s): KPIs start clean", self.path, exc)
-            return None
-        if not isinstance(state, dict):
-            log.warning("analytics state %s has an unexpected shape: KPIs start clean", self.path)
-            return None
-        return state
+        streams: dict[str, Any] = {}
+        held: dict[str, Any] = {}
+        inputs: dict[str, bytes] = {}
+        damaged: list[str] = []
+        for asset_id, digest, blob in rows:
+            try:
+                streams[asset_id], held[asset_id] = _loads(blob)
+            except Exception:  # truncated, bit rot, tampering: this asset starts clean
+                damaged.append(asset_id)
+                continue
+            inputs[asset_id] = bytes(digest)
+        outbox = []
+        for (blob,) in outbox_rows:
+            try:
+                outbox.append(_loads(blob))
+            except Exception:
+                damaged.append("the outbox")
+        if damaged:
+            log.warning(
+                "analytics state %s is damaged for %s: those start clean, the others continue",
+                self.path,
+                ", ".join(damaged[:10]) + (" …" if len(damaged) > 10 else ""),
+            )
+        return {"streams": streams, "rows": held, "inputs": inputs, "outbox": outbox}
 
-    def save(self, state: dict[str, Any]) -> None:
-        """Write atomically: a crash mid-write leaves the previous file intact."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
+    def save(self, state: dict[str, Any], *, keep_only: Iterable[str] | None = None) -> None:
+        """Write the assets in ``state`` and replace the outbox, in one transaction.
+
+        Assets not in ``state`` keep their saved rows; ``keep_only`` (every asset of the
+        config) removes the rows of assets no longer configured.
+        """
         started = time.monotonic()
         self._last_save = started  # also after a failure: retry at the next interval
-        payload = _MAGIC + self._fingerprint + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-        # Periodic saves may cost at most 1/_COST_SHARE of the time: thousands of assets make
-        # the pickle big, and continuity must never eat the gateway's CPU.
-        self._spacing = max(self.interval, _COST_SHARE * (time.monotonic() - started))
+        streams, held, inputs = state["streams"], state.get("rows", {}), state.get("inputs", {})
+        items = [
+            (asset_id, inputs.get(asset_id, b""), _dumps((stream, held.get(asset_id))))
+            for asset_id, stream in streams.items()
+        ]
+        outbox = [(_dumps(item),) for item in state.get("outbox", [])]
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
+            try:
+                db = self._open()
+            except _Damaged:
+                self._discard()
+                db = self._open()
+            with db:
+                db.execute("BEGIN")
+                db.executemany("INSERT OR REPLACE INTO asset VALUES (?, ?, ?)", items)
+                db.execute("DELETE FROM outbox")
+                db.executemany("INSERT INTO outbox (item) VALUES (?)", outbox)
+                if keep_only is not None:
+                    keep = set(keep_only)
+                    gone = [(a,) for (a,) in db.execute("SELECT id FROM asset") if a not in keep]
+                    db.executemany("DELETE FROM asset WHERE id = ?", gone)
+        except (sqlite3.Error, OSError, _Damaged) as exc:
             if not self._failing:
                 log.warning(
                     "cannot save the analytics state to %s (%s); measuring goes on, but a restart "
@@ -134,7 +228,12 @@ class AnalyticsStateStore:
                     exc,
                 )
             self._failing = True
+            self.close()
             return
+        finally:
+            # Periodic saves may cost at most 1/_COST_SHARE of the time: thousands of assets
+            # make them big, and continuity must never eat the gateway's CPU.
+            self._spacing = max(self.interval, _COST_SHARE * (time.monotonic() - started))
         if self._failing:
             log.info("analytics state saved again to %s", self.path)
         self._failing = False

@@ -95,9 +95,7 @@ class DriverConformance:
             "config_model.driver must be Literal['<entry-point name>'] so configs select the driver"
         )
 
-    def test_config_round_trips(
-        self, driver_class: type[Driver[Any]], device_config: DeviceConfig
-    ) -> None:
+    def test_config_round_trips(self, driver_class: type[Driver[Any]], device_config: DeviceConfig) -> None:
         model = driver_class.config_model
         again = model.model_validate(device_config.model_dump())
         assert again == device_config
@@ -135,9 +133,7 @@ class DriverConformance:
             with pytest.raises(WriteNotAllowedError):
                 await driver.write(readonly[0].name, 1.0)
 
-    def test_describes_its_plan(
-        self, driver_class: type[Driver[Any]], device_config: DeviceConfig
-    ) -> None:
+    def test_describes_its_plan(self, driver_class: type[Driver[Any]], device_config: DeviceConfig) -> None:
         plan = driver_class(device_config).describe_plan()
         assert isinstance(plan, str) and device_config.name in plan
 
