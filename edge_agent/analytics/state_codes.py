@@ -24,6 +24,8 @@ from .spec import MachineState
 log = logging.getLogger("edge_agent.analytics")
 
 _BY_NAME = {s.name.lower(): int(s) for s in MachineState}
+#: Up to this many values, numeric codes are looked up one by one (NaN is never a key).
+_SMALL = 16
 
 
 def _number(v: object) -> float:
@@ -48,6 +50,7 @@ class StateCodeMap:
             except ValueError:
                 continue
         self.identity = numeric == {float(i): i for i in range(5)} and len(self._text) == 5
+        self._by_value = numeric
         keys = sorted(numeric)
         self._keys = np.array(keys, np.float64)
         self._codes = np.array([numeric[k] for k in keys], np.int64)
@@ -55,6 +58,9 @@ class StateCodeMap:
 
     def _numeric(self, v: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Codes of numeric PLC values (−1 where a value is not in the map, or NaN)."""
+        if v.size <= _SMALL:  # a poll or two: a dict lookup per value beats five numpy calls
+            get = self._by_value.get
+            return np.array([get(x, -1) for x in v.tolist()], np.int64)
         if not self._keys.size:
             return np.full(v.shape, -1, np.int64)
         i = np.clip(np.searchsorted(self._keys, v), 0, self._keys.size - 1)

@@ -149,6 +149,17 @@ class StreamingAnalytics:
         the agent was down goes to the unattributed (unknown) state, as a gap."""
         self._carry = replace(self._carry, resumed=frozenset({*self._carry.roles, "state"}))
 
+    def __getstate__(self) -> dict[str, object]:
+        """Everything but the spec, which comes from the config: whoever restores the state
+        sets ``spec`` again from the same config (the state store checks each asset's config
+        digest). Pickling the spec was a third of every state save."""
+        state = dict(self.__dict__)
+        del state["spec"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
     def update(
         self,
         ts_ns: npt.NDArray[np.int64],

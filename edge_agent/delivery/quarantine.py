@@ -4,11 +4,13 @@ from __future__ import annotations
 
 __all__ = ["Quarantine", "QuarantinedBatch", "RejectedMessage"]
 
-import json
+
 import logging
 import sqlite3
 import time
 from dataclasses import dataclass
+
+import orjson
 
 from edge_agent.delivery.codec import decode_batch, encode_batch
 from edge_agent.delivery.record import Placement, Record
@@ -27,12 +29,23 @@ CREATE TABLE IF NOT EXISTS rejected(
 
 
 def place_json(p: Placement) -> str:
-    return json.dumps([p.site, p.area, p.line, p.asset, p.window])
+    return orjson.dumps([p.site, p.area, p.line, p.asset, p.window]).decode()
+
+
+#: Placements read back, by their text: a plant has a few thousand, each read many times.
+_PLACES: dict[str, Placement] = {}
+_PLACES_MAX = 100_000
 
 
 def place_from_json(text: str) -> Placement:
-    site, area, line, asset, window = json.loads(text)
-    return Placement(site, area, line, asset, window)
+    place = _PLACES.get(text)
+    if place is None:
+        site, area, line, asset, window = orjson.loads(text)
+        place = Placement(site, area, line, asset, window)
+        if len(_PLACES) >= _PLACES_MAX:
+            _PLACES.clear()
+        _PLACES[text] = place
+    return place
 
 
 @dataclass(frozen=True, slots=True)

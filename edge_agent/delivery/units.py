@@ -47,4 +47,4 @@ class EngineeringUnits:
             quality[name + RAW_SUFFIX] = batch.quality[name]
             if name in batch.status:
                 status[name + RAW_SUFFIX] = batch.status[name]
-        return SampleBatch(device=batch.device, ts=batch.ts, values=values, quality=quality, status=status)
+        return SampleBatch.trusted(batch.device, batch.ts, values, quality, status)  # element-wise of batch

@@ -398,6 +398,7 @@ class AnalyticsStage:
             if inputs.get(asset_id) != self._inputs[asset_id]:
                 changed.append(asset_id)
                 continue
+            stream.spec = self._streams[asset_id].spec  # not saved: the same config's (digest checked)
             self._streams[asset_id] = stream
             continued += 1
             held = rows.get(asset_id)
