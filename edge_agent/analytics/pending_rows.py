@@ -1,4 +1,4 @@
-"""Rows of one asset held back until its linger slot ends, stored column by column.
+"""Rows of one asset held back until its linger slot ends, booked in one update.
 
 An update of :class:`~edge_agent.analytics.streaming.StreamingAnalytics` costs about a
 millisecond whatever its row count (a few hundred small numpy calls), so feeding it one
@@ -10,8 +10,10 @@ Each asset's slot boundaries are shifted by its own offset, so the assets of a p
 spread evenly over the linger instead of all at once (a burst would stall the event loop
 for the whole plant's analytics at every boundary).
 
-Storage is one preallocated array per role for values and one for quality, grown by
-doubling: no Python object per row or per poll.
+Appending only keeps references to the poll's columns (a device round appends to hundreds
+of assets, so per-append numpy work would be the cost); :meth:`take` concatenates them once
+per slot. Columns are stored as they came: a PLC's state values (numbers or text) are
+mapped to state codes by the caller on the concatenated column, once per slot.
 """
 
 from __future__ import annotations
@@ -25,24 +27,13 @@ import numpy.typing as npt
 
 from edge_agent.batch import Quality
 
-_INITIAL_ROWS = 8
+_Chunk = tuple[npt.NDArray[np.int64], Mapping[str, np.ndarray], Mapping[str, npt.NDArray[np.uint8]]]
 
 
 class PendingRows:
     """Rows of one asset with fixed roles; :meth:`append` says when the slot is complete."""
 
-    __slots__ = (
-        "_dtypes",
-        "_n",
-        "_offset_ns",
-        "_slot",
-        "asset",
-        "linger_ns",
-        "quality",
-        "roles",
-        "ts",
-        "values",
-    )
+    __slots__ = ("_chunks", "_dtypes", "_n", "_offset_ns", "_slot", "asset", "linger_ns", "roles")
 
     def __init__(
         self, asset: str, dtypes: Mapping[str, np.dtype[np.generic]], linger_ns: int, offset_ns: int = 0
@@ -54,9 +45,7 @@ class PendingRows:
         self._offset_ns = offset_ns % linger_ns if linger_ns > 0 else 0
         self._n = 0
         self._slot = 0
-        self.ts = np.empty(0, np.int64)
-        self.values: dict[str, np.ndarray] = {r: np.empty(0, dt) for r, dt in self._dtypes.items()}
-        self.quality: dict[str, npt.NDArray[np.uint8]] = {r: np.empty(0, np.uint8) for r in self.roles}
+        self._chunks: list[_Chunk] = []
 
     def __len__(self) -> int:
         return self._n
@@ -67,7 +56,8 @@ class PendingRows:
         signals: Mapping[str, np.ndarray],
         quality: Mapping[str, npt.NDArray[np.uint8]],
     ) -> bool:
-        """Store rows (roles absent from ``signals`` are MISSING there).
+        """Store rows (roles absent from ``signals`` are MISSING there); the arrays are kept,
+        not copied, so they must not change afterwards (a SampleBatch's never do).
 
         Returns True once the rows held reach past the end of the slot the oldest of them
         started, i.e. when it is time to :meth:`take` them. With no linger, always True.
@@ -77,60 +67,57 @@ class PendingRows:
             return False
         self._check(signals, quality)
         n = self._n
-        if n + k > self.ts.size:
-            self._grow(n + k)
-        self.ts[n : n + k] = ts
-        for r in self.roles:
-            v = signals.get(r)
-            dst = self.values[r]
-            if v is None:
-                dst[n : n + k] = 0 if dst.dtype.kind in "iu" else np.nan  # never read: MISSING
-                self.quality[r][n : n + k] = Quality.MISSING
-                continue
-            if dst.dtype.kind in "iu" and v.dtype.kind == "f":
-                dst[n : n + k] = 0  # a Bad row of a counter (checked above): its value is never read
-            else:
-                dst[n : n + k] = v
-            self.quality[r][n : n + k] = quality[r]
+        self._chunks.append((ts, signals, quality))
+        self._n = n + k
         if self.linger_ns <= 0:
-            self._n = n + k
             return True
         if n == 0:
-            self._slot = self._slot_of(int(ts.min()))
-        self._n = n + k
-        return self._slot_of(int(ts.max())) != self._slot
+            self._slot = self._slot_of(int(ts.min()) if k > 1 else int(ts[0]))
+        return self._slot_of(int(ts.max()) if k > 1 else int(ts[0])) != self._slot
 
     def take(
         self,
     ) -> tuple[npt.NDArray[np.int64], dict[str, np.ndarray], dict[str, npt.NDArray[np.uint8]]] | None:
-        """The rows held (copies, in arrival order), and empty the buffer; None if empty."""
-        n = self._n
-        if n == 0:
+        """The rows held (in arrival order), and empty the buffer; None if empty.
+
+        Counter roles come back as their integer dtype (a Bad row's value as 0: never read),
+        other roles as they came (the state column may be text), MISSING where a poll
+        lacked the role.
+        """
+        chunks = self._chunks
+        if not chunks:
             return None
-        self._n = 0
-        return (
-            self.ts[:n].copy(),
-            {r: v[:n].copy() for r, v in self.values.items()},
-            {r: q[:n].copy() for r, q in self.quality.items()},
-        )
+        self._chunks, self._n = [], 0
+        ts = chunks[0][0] if len(chunks) == 1 else np.concatenate([c[0] for c in chunks])
+        values: dict[str, np.ndarray] = {}
+        quality: dict[str, npt.NDArray[np.uint8]] = {}
+        for r in self.roles:
+            dtype = self._dtypes[r]
+            vs, qs = [], []
+            for t, sig, q in chunks:
+                v = sig.get(r)
+                if v is None:
+                    vs.append(np.zeros(t.size, dtype) if dtype.kind in "iu" else np.full(t.size, np.nan))
+                    qs.append(np.full(t.size, Quality.MISSING, np.uint8))
+                    continue
+                if dtype.kind in "iu" and v.dtype.kind == "f":
+                    v = np.zeros(t.size, dtype)  # a Bad row of a counter (checked on append): never read
+                vs.append(v)
+                qs.append(q[r])
+            if len(vs) == 1:
+                col = vs[0]
+            elif len({v.dtype.kind in "OUS" for v in vs}) > 1:  # numbers and text: keep each cell
+                col = np.concatenate([v.astype(object) for v in vs])
+            else:
+                col = np.concatenate(vs)
+            if col.dtype.kind not in "OUS" and col.dtype != dtype:
+                col = col.astype(dtype)  # counters exact integers, signals float64
+            values[r] = col
+            quality[r] = qs[0] if len(qs) == 1 else np.concatenate(qs)
+        return ts, values, quality
 
     def _slot_of(self, t_ns: int) -> int:
         return (t_ns - self._offset_ns) // self.linger_ns
-
-    def _grow(self, need: int) -> None:
-        cap = max(_INITIAL_ROWS, 2 * self.ts.size)
-        while cap < need:
-            cap *= 2
-        n = self._n
-
-        def grown(a: np.ndarray, dtype: np.dtype[np.generic]) -> np.ndarray:
-            out = np.empty(cap, dtype)
-            out[:n] = a[:n]
-            return out
-
-        self.ts = grown(self.ts, np.dtype(np.int64))
-        self.values = {r: grown(v, self._dtypes[r]) for r, v in self.values.items()}
-        self.quality = {r: grown(q, np.dtype(np.uint8)) for r, q in self.quality.items()}
 
     def _check(self, signals: Mapping[str, np.ndarray], quality: Mapping[str, npt.NDArray[np.uint8]]) -> None:
         """Refuse what would be lost silently, before anything is stored."""

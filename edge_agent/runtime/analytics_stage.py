@@ -249,9 +249,6 @@ class AnalyticsStage:
         if not signals:
             return []
         qualities = {r: quality[n] for n, r in self._pairs(route) if n in values}
-        if "state" in signals:  # the PLC's own codes to off/idle/setup/producing/fault
-            codes = self._state_codes[route.asset.id]
-            signals["state"], qualities["state"] = codes.translate(signals["state"], qualities["state"])
         self._changed.add(route.asset.id)
         # an asset's first rows are booked at once, so its state shows right after a start
         if not pending.append(part.ts, signals, qualities) and route.asset.id in self._totals:
@@ -280,7 +277,15 @@ class AnalyticsStage:
         rows = self._pending[asset_id].take()
         self._changed.add(asset_id)
         stream = self._streams[asset_id]
-        closed = stream.update(*rows) if rows is not None else []
+        closed: list[WindowKpis] = []
+        if rows is not None:
+            ts, signals, quality = rows
+            if "state" in signals:  # the PLC's own values to off/idle/setup/producing/fault, once a slot
+                codes, quality["state"] = self._state_codes[asset_id].translate(
+                    signals["state"], quality["state"]
+                )
+                signals["state"] = codes.astype(np.float64)
+            closed = stream.update(ts, signals, quality)
         self._totals[asset_id] = stream.totals
         asset = self._assets[asset_id]  # windows closed earlier by totals() go out first:
         return self._held_kpis.pop(asset_id, []) + [
