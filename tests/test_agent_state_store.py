@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, build_config_model
@@ -206,3 +207,21 @@ def test_saves_are_per_asset_and_forget_assets_no_longer_configured(tmp_path: Pa
     store.save(stage.state(assets=["imm1"]), keep_only=["imm1", "cnc1"])  # the others left the config
     saved = store.load()
     assert saved is not None and set(saved["streams"]) == {"imm1", "cnc1"}
+
+
+def test_the_same_config_in_another_key_order_continues(tmp_path: Path) -> None:
+    """A config written back by a YAML dumper that sorts keys (state_codes included) is the
+    same config: its assets continue instead of starting clean."""
+    raw = demo_config(
+        modbus_port=5020, opcua_endpoint="opc.tcp://127.0.0.1:4840/", mqtt_port=None, data_dir=tmp_path
+    )
+    cnc = next(a for a in raw["assets"] if a["id"] == "cnc1")
+    cnc["state_codes"] = {"20": "producing", "10": "idle", "0": "off", "30": "fault", "15": "setup"}
+    model = build_config_model([d.config_model for d in driver_registry().values()])
+    before, after = model.model_validate(raw), model.model_validate(yaml.safe_load(yaml.safe_dump(raw)))
+    assert list(before.asset("cnc1").state_codes) != list(after.asset("cnc1").state_codes)
+    stage = AnalyticsStage(before)
+    feed(stage, before, [0, 1, 2], [1000, 1050, 1100], state=20.0)
+    restored = AnalyticsStage(after)
+    restored.restore(stage.state())
+    assert restored.totals()["cnc1"].raw_counts["energy_counter"] == 100

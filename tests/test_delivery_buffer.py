@@ -275,3 +275,29 @@ def test_append_many_on_a_full_disk_drops_the_round_counted_and_recovers(tmp_pat
     assert [r.id is not None for r in res] == [True] * 3
     assert buf.sink_stats["mqtt"].backlog == sum(r.samples for r in buf.fetch("mqtt", 10**6, 10**9))
     buf.close()
+
+
+def test_a_device_round_is_one_row_handed_out_per_asset_and_confirmed_when_all_are(tmp_path: Path) -> None:
+    """Many assets of one device round: one encode and one row, one record per asset to the
+    sinks; the row goes only when every asset's record is confirmed (or quarantined)."""
+    buf = _open(tmp_path / "b.db", sinks=("mqtt",))
+    batch = synthetic_batch("plc1", 10**9, 3, tags=5)
+    places = tuple(Placement("s1", "a1", "l1", f"m{i}") for i in range(3))
+    res = buf.append("raw", ((places[0], 2), (places[1], 1), (places[2], 2)), batch)
+    assert res.id is not None and buf.stats.records == 1
+    got = buf.fetch("mqtt", 10, 10**9)
+    assert [(r.id, r.placement.asset, list(r.batch.values)) for r in got] == [
+        (res.id, "m0", ["t0", "t1"]),
+        (res.id, "m1", ["t2"]),
+        (res.id, "m2", ["t3", "t4"]),
+    ]
+    assert got[1].batch.values["t2"].tolist() == batch.values["t2"].tolist()
+    buf.confirm("mqtt", [got[0].id, got[2].id])
+    assert buf.stats.records == 1 and buf.sink_stats["mqtt"].backlog == 15, "m1 is still in flight"
+    buf.quarantine("mqtt", got[1], "refused")
+    s = buf.sink_stats["mqtt"]
+    assert buf.stats.records == 0 and s.backlog == 0
+    assert (s.delivered, s.quarantined) == (12, 3)
+    [q] = buf.quarantined("mqtt")
+    assert q.record.placement.asset == "m1" and list(q.record.batch.values) == ["t2"]
+    buf.close()

@@ -21,6 +21,7 @@ from servers import InfluxServer, MosquittoServer, VictoriaServer, delivery_conf
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import AgentConfig
 from edge_agent.delivery import Delivery, IngestStats, run_ingest
+from edge_agent.delivery.record import Submission
 
 pytestmark = pytest.mark.servers
 _ids = itertools.count()
@@ -270,3 +271,37 @@ async def test_shared_subscription_splits_load_between_workers(
     assert all(s.messages > 0 for s in stats), [s.messages for s in stats]
     assert sum(s.messages for s in stats) == 40
     assert influxdb_server.count(db) == 40 * 200
+
+
+async def test_a_device_round_of_many_assets_quarantines_only_the_refused_asset(
+    tmp_path: Path, influxdb_server: InfluxServer
+) -> None:
+    """A device round is one buffer record; InfluxDB refusing one asset's field (type conflict)
+    quarantines that asset's part only, and the others are written."""
+    db = f"db_round{time.time_ns()}"
+    influxdb_server.create_database(db)
+    cfg = AgentConfig.model_validate(
+        {
+            "assets": [
+                {"id": f"m{i}", "site": "s1", "area": "a1", "line": "l1", "rated_power_kw": 50}
+                for i in range(3)
+            ],
+            "devices": [],
+            "buffer": {"path": str(tmp_path / "b.db")},
+            "influxdb": {"url": influxdb_server.url, "database": db},
+        }
+    )
+    t0 = time.time_ns()
+    async with Delivery(cfg) as d:
+        await d.submit("raw", cfg.assets[1], SampleBatch.single("plc1", t0, {"x1": 5}))  # x1: integer
+        assert await d.flush(10)
+        rnd = synthetic_batch("plc1", t0 + 10**9, 20, tags=3)  # t0, t1, t2: floats
+        parts = [rnd.select([f"t{i}"]) for i in range(3)]
+        parts[1] = SampleBatch.trusted("plc1", rnd.ts, {"x1": rnd.values["t1"]}, {"x1": rnd.quality["t1"]})
+        await d.submit_many([Submission("raw", a, p) for a, p in zip(cfg.assets, parts, strict=True)])
+        assert await d.flush(10)
+        st = d.stats.sinks["influxdb"]
+        assert (st.delivered, st.quarantined) == (1 + 2 * 20, 20)
+        [q] = d.buffer.core.quarantined("influxdb")
+        assert q.record.placement.asset == "m1" and "field type conflict" in q.reason
+    assert influxdb_server.count(db) == 1 + 2 * 20

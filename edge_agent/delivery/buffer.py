@@ -38,8 +38,16 @@ from typing import TypeVar
 from edge_agent.batch import SampleBatch
 from edge_agent.config import BufferConfig, SinkLimits
 from edge_agent.delivery.codec import decode_batch, encode_batch
-from edge_agent.delivery.quarantine import Quarantine, QuarantinedBatch, place_from_json, place_json
-from edge_agent.delivery.record import Kind, Placement, Record, sample_count
+from edge_agent.delivery.quarantine import Quarantine, QuarantinedBatch
+from edge_agent.delivery.record import (
+    Kind,
+    Placement,
+    Record,
+    Segments,
+    place_from_json,
+    place_json,
+    sample_count,
+)
 from edge_agent.delivery.stats import BufferStats, SinkStats
 from edge_agent.errors import BufferFullError
 from edge_agent.runtime.instance_lock import InstanceLock
@@ -72,8 +80,9 @@ class Appended:
     full: bool = False
 
 
-#: What the runtime submits: a batch with its kind and place in the namespace.
-Entry = tuple[Kind, Placement, SampleBatch]
+#: What the runtime submits: a batch with its kind and place in the namespace (or, for a
+#: device round of many assets stored as one record, each asset's place and column count).
+Entry = tuple[Kind, Placement | Segments, SampleBatch]
 
 
 @dataclass(slots=True)
@@ -101,7 +110,8 @@ class _Cursor:
 
     pos: int
     read: int
-    pending: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (samples, nbytes)
+    # id -> [samples, nbytes, segments not yet confirmed, samples quarantined]
+    pending: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def confirmed(self) -> int:
@@ -495,11 +505,22 @@ class SyncBuffer:
         ).fetchall()
         out: list[Record] = []
         total = 0
-        for rid, kind, place, samples, nbytes, body in rows:
+        for rid, kind, place_text, samples, nbytes, body in rows:
             if out and total + samples > max_samples:
                 break
-            out.append(Record(rid, kind, place_from_json(place), self._decode(rid, body)))
-            cur.pending[rid] = (samples, nbytes)
+            place = place_from_json(place_text)
+            batch = self._decode(rid, body)
+            if isinstance(place, Placement):
+                out.append(Record(rid, kind, place, batch))
+                parts = 1
+            else:  # a device round: one record per asset, all confirmed before the row is
+                names = list(batch.values)
+                at = 0
+                for placement, k in place:
+                    out.append(Record(rid, kind, placement, batch.select(names[at : at + k])))
+                    at += k
+                parts = len(place)
+            cur.pending[rid] = [samples, nbytes, parts, 0]
             cur.read = rid
             total += samples
         return out
@@ -515,16 +536,24 @@ class SyncBuffer:
             del self._decoded[rid]  # the last sink took it
         return batch
 
-    def confirm(self, sink: str, ids: Iterable[int], *, quarantined: bool = False) -> None:
+    def confirm(self, sink: str, ids: Iterable[int], *, quarantined: int = 0) -> None:
+        """``ids`` delivered (or, with ``quarantined`` samples, put aside) by ``sink``: one id per
+        record handed out, so a device round's row counts once it has every asset's."""
         cur, st = self._cursors[sink], self.sink_stats[sink]
         for rid in ids:
-            samples, nbytes = cur.pending.pop(rid, (0, 0))
+            entry = cur.pending.get(rid)
+            if entry is None:
+                continue
+            entry[2] -= 1
+            entry[3] += quarantined
+            if entry[2] > 0:
+                continue
+            del cur.pending[rid]
+            samples, nbytes, _, put_aside = entry
             st.backlog -= samples
             st.backlog_bytes -= nbytes
-            if quarantined:
-                st.quarantined += samples
-            else:
-                st.delivered += samples
+            st.quarantined += put_aside
+            st.delivered += samples - put_aside
         lim = self.limits.get(sink)
         if sink in self._limited and lim is not None and st.backlog_bytes <= lim.max_backlog_bytes // 2:
             self._limited.discard(sink)
@@ -571,7 +600,7 @@ class SyncBuffer:
         self.db.execute("BEGIN IMMEDIATE")
         self._quarantine.add(sink, record, reason)
         self.db.execute("COMMIT")
-        self.confirm(sink, [record.id], quarantined=True)
+        self.confirm(sink, [record.id], quarantined=record.samples)
 
     def quarantined(self, sink: str | None = None) -> list[QuarantinedBatch]:
         assert self._quarantine is not None

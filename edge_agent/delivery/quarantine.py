@@ -10,10 +10,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-import orjson
-
 from edge_agent.delivery.codec import decode_batch, encode_batch
-from edge_agent.delivery.record import Placement, Record
+from edge_agent.delivery.record import Placement, Record, place_from_json, place_json
 
 log = logging.getLogger("edge_agent.delivery.quarantine")
 
@@ -28,23 +26,11 @@ CREATE TABLE IF NOT EXISTS rejected(
 """
 
 
-def place_json(p: Placement) -> str:
-    return orjson.dumps([p.site, p.area, p.line, p.asset, p.window]).decode()
-
-
-#: Placements read back, by their text: a plant has a few thousand, each read many times.
-_PLACES: dict[str, Placement] = {}
-_PLACES_MAX = 100_000
-
-
-def place_from_json(text: str) -> Placement:
-    place = _PLACES.get(text)
-    if place is None:
-        site, area, line, asset, window = orjson.loads(text)
-        place = Placement(site, area, line, asset, window)
-        if len(_PLACES) >= _PLACES_MAX:
-            _PLACES.clear()
-        _PLACES[text] = place
+def _one_place(text: str) -> Placement:
+    """A quarantined record is one asset's batch (a device round's segment), never a group."""
+    place = place_from_json(text)
+    if not isinstance(place, Placement):
+        raise ValueError(f"quarantine row has a device round's place {text[:80]!r}; expected one asset's")
     return place
 
 
@@ -144,8 +130,6 @@ class Quarantine:
             else self.db.execute(q + " ORDER BY id")
         )
         return [
-            QuarantinedBatch(
-                qid, s, reason, at, Record(bid, kind, place_from_json(place), decode_batch(body))
-            )
+            QuarantinedBatch(qid, s, reason, at, Record(bid, kind, _one_place(place), decode_batch(body)))
             for qid, s, reason, at, bid, kind, place, body in cur.fetchall()
         ]

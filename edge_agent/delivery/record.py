@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-__all__ = ["Kind", "Placement", "Record", "Submission", "placement_of", "sample_count"]
+__all__ = [
+    "Kind",
+    "Placement",
+    "Record",
+    "Segments",
+    "Submission",
+    "place_from_json",
+    "place_json",
+    "placement_of",
+    "sample_count",
+]
 
 from dataclasses import dataclass
 from typing import Literal
+
+import orjson
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AssetConfig
@@ -22,6 +34,11 @@ class Placement:
     line: str
     asset: str
     window: str | None = None  # KPI batches: the window they aggregate, e.g. '60s'
+
+
+#: A device round stored as one record: each asset's place and how many of the batch's
+#: columns (in order) are its own.
+Segments = tuple[tuple[Placement, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +72,29 @@ def sample_count(batch: SampleBatch) -> int:
 
 def placement_of(asset: AssetConfig, window: str | None = None) -> Placement:
     return Placement(site=asset.site, area=asset.area, line=asset.line, asset=asset.id, window=window)
+
+
+def place_json(place: Placement | Segments) -> str:
+    """The ``place`` text of a buffered record: one placement, or a device round's segments."""
+    if isinstance(place, Placement):
+        return orjson.dumps([place.site, place.area, place.line, place.asset, place.window]).decode()
+    return orjson.dumps([[p.site, p.area, p.line, p.asset, p.window, k] for p, k in place]).decode()
+
+
+#: Places read back, by their text: a plant has a few thousand, each read many times.
+_PLACES: dict[str, Placement | Segments] = {}
+_PLACES_MAX = 10_000
+
+
+def place_from_json(text: str) -> Placement | Segments:
+    place = _PLACES.get(text)
+    if place is None:
+        doc = orjson.loads(text)
+        if doc and isinstance(doc[0], list):
+            place = tuple((Placement(*seg[:5]), int(seg[5])) for seg in doc)
+        else:
+            place = Placement(*doc)
+        if len(_PLACES) >= _PLACES_MAX:
+            _PLACES.clear()
+        _PLACES[text] = place
+    return place

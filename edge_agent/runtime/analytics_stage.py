@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = ["AnalyticsStage", "KpiBatch", "asset_spec", "kpi_batch"]
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -155,6 +156,18 @@ def _reorder_window(poll_intervals: list[float]) -> float:
     return 0.0 if len(poll_intervals) <= 1 else 2.0 * max(poll_intervals)
 
 
+def _digest(asset: AssetConfig, tags: list[TagConfig], analytics: AnalyticsConfig, reorder_s: float) -> bytes:
+    """What an asset's stream is built from, as a digest; key order does not matter (a config
+    written back by a YAML dumper that sorts keys is the same config)."""
+    doc = [
+        asset.model_dump(mode="json"),
+        [t.model_dump(mode="json") for t in tags],
+        analytics.model_dump(mode="json"),
+        reorder_s,
+    ]
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()
+
+
 def _dtypes(spec: AssetSpec) -> dict[str, np.dtype[np.generic]]:
     """Column dtype of each role: counters exact integers, everything else float64."""
     out: dict[str, np.dtype[np.generic]] = {}
@@ -213,16 +226,12 @@ class AnalyticsStage:
         # What each asset's stream was built from, so a reload or a restart keeps only streams
         # whose inputs match (a digest, saved with the state).
         self._inputs = {
-            a.id: hashlib.sha256(
-                repr(
-                    (
-                        a.model_dump_json(),
-                        tuple(t.model_dump_json() for t in tags_by_asset.get(a.id, [])),
-                        config.analytics.model_dump_json(),
-                        _reorder_window(intervals.get(a.id, [])),
-                    )
-                ).encode()
-            ).digest()
+            a.id: _digest(
+                a,
+                tags_by_asset.get(a.id, []),
+                config.analytics,
+                _reorder_window(intervals.get(a.id, [])),
+            )
             for a in config.assets
             if a.id in self._streams
         }
