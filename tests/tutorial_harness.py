@@ -94,6 +94,7 @@ class _Runner:
     def run_once(self, block: Block, text: str) -> tuple[int, str]:
         run = subprocess.run(
             self._command(block, text), cwd=self.workdir, env=self.env, capture_output=True,
+            stdin=subprocess.DEVNULL,  # a prompt (apt-get's "continue?") fails the block, never hangs
             timeout=float(block.directives.get("timeout", _BLOCK_TIMEOUT)),
         )  # fmt: skip
         return run.returncode, (run.stdout + run.stderr).decode(errors="replace")
@@ -133,7 +134,8 @@ class _Runner:
         handle = log.open("wb")
         proc = subprocess.Popen(
             self._command(block, _exec_last(text) if block.lang in SHELLS else text),
-            cwd=self.workdir, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
         handle.close()
         self.background[name] = _Background(name, proc, log, block.where)
