@@ -1,12 +1,13 @@
 """Every block of every tutorial in docs/tutorials/ runs, in order, against real servers.
 
-The reader's machine is a scratch directory. A tutorial that installs edge-agent itself
-(``python3 -m venv ~/edge-agent`` and ``pip install 'edge-agent[...]'``) runs that for real
+The reader's machine is a scratch directory. Each tutorial installs edge-agent itself
+(``python3 -m venv ~/edge-agent`` and ``pip install 'edge-agent[...]'``); that runs for real
 with HOME in a scratch directory and PIP_NO_INDEX/PIP_FIND_LINKS on a wheelhouse of this
 checkout and its dependencies (on PyPI the name edge-agent belongs to an unrelated project),
-and all its later blocks use that venv; one venv is shared by these tutorials, in reading
-order, as a reader's would be. The other tutorials get a venv that sees this checkout's test
-environment (plus whatever the tutorial installs into it, e.g. its driver plugin).
+and all later blocks use that venv, plus whatever the tutorial installs into it (its driver
+plugin). After the tutorial the venv must hold this checkout's edge-agent, not an editable
+one, and every requirement of the extras it installed. One venv is shared by the tutorials,
+in reading order, as a reader's would be; each also runs alone, creating it.
 Mosquitto and InfluxDB 1.x come from the fixtures, with ports swapped for free ones
 (tests/tutorial_harness.py).
 Blocks marked ``root`` run for real when the test runs as root, as CI does, with systemd as
@@ -33,7 +34,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,40 +62,16 @@ TUTORIALS = sorted(
 _PIP_INSTALL = re.compile(r"""^\s*pip install ['"]?edge-agent(?:\[(?P<extras>[\w,\s-]+)\])?['"]?\s*$""", re.M)
 
 
-@pytest.fixture(scope="module")
-def reader_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv that sees this checkout's environment but installs into itself.
-
-    A .pth file adds the test environment's site-packages (edge-agent editable, pytest, ...),
-    so a ``pip install`` in a tutorial lands in this venv only and the environment running
-    the tests is left alone. Console scripts point at this venv's Python so installed
-    plugins are seen.
-    """
-    venv = tmp_path_factory.mktemp("reader") / "venv"
-    import venv as venv_module
-
-    venv_module.create(venv, with_pip=False)
-    site = next(venv.glob("lib/python*/site-packages"))
-    (site / "_edge_agent_tests.pth").write_text(
-        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n", encoding="utf-8"
-    )
-    scripts = {"edge-agent": "-m edge_agent.cli", "pip": "-m pip", "pytest": "-m pytest"}
-    for name, module in scripts.items():
-        script = venv / "bin" / name
-        script.write_text(f'#!/bin/sh\nexec "{venv}/bin/python" {module} "$@"\n', encoding="utf-8")
-        script.chmod(0o755)
-    return venv
-
-
 def _installed_extras(tutorial: Path) -> set[str] | None:
-    """The extras a tutorial's own ``pip install edge-agent[...]`` installs, or None if it
-    installs no edge-agent itself (its blocks then run in ``reader_venv``)."""
+    """The extras a tutorial's own ``pip install edge-agent[...]`` installs, or None if the
+    reader never installs edge-agent (as root, the deploy tutorial's releases do not count)."""
     found: set[str] | None = None
     for block in read_blocks(tutorial):
         if block.lang not in {"bash", "sh", "shell"} or "root" in block.directives:
             continue
         for m in _PIP_INSTALL.finditer(block.text):
-            found = found or set()
+            if found is None:
+                found = set()
             found.update(e.strip() for e in (m.group("extras") or "").split(",") if e.strip())
     return found
 
@@ -103,12 +79,14 @@ def _installed_extras(tutorial: Path) -> set[str] | None:
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This checkout's wheel and every dependency's (those of the extras the tutorials install
-    included): the reader's package index. Built, or taken from pip's cache, once."""
+    included), and setuptools for the plugin tutorial's editable install: the reader's package
+    index. Built, or taken from pip's cache, once."""
     extras = sorted(set().union(*(_installed_extras(t) or set() for t in TUTORIALS)))
     wheels = tmp_path_factory.mktemp("wheelhouse")
     spec = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(wheels), spec],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(wheels),
+         spec, "setuptools"],
         check=True, timeout=600,
     )  # fmt: skip
     assert list(wheels.glob("edge_agent-*.whl")), "pip wheel built no edge-agent wheel"
@@ -286,16 +264,15 @@ def _host(tutorial: Path) -> Callable[[Path], contextlib.AbstractContextManager[
     return hosts[tutorial.stem]
 
 
-def _reader(tutorial: Path, reader_venv: Path, request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
-    """The venv the tutorial's blocks run in, and their environment."""
+def _reader(tutorial: Path, wheelhouse: Path, reader_home: Path) -> tuple[Path, dict[str, str]]:
+    """The reader's venv ~/edge-agent, which the tutorial creates and installs into itself from
+    the wheelhouse (the reader's package index), and the environment of its blocks: that
+    venv active, as in the reader's terminals."""
     if _installed_extras(tutorial) is None:
-        return reader_venv, _env(reader_venv)
-    # the tutorial installs edge-agent into ~/edge-agent itself, from the wheelhouse
-    home: Path = request.getfixturevalue("reader_home")
-    venv = home / "edge-agent"
+        pytest.fail(f"{tutorial.name} never installs edge-agent: a reader starting there could not follow it")
+    venv = reader_home / "edge-agent"
     env = _env(venv)
-    wheels = request.getfixturevalue("wheelhouse")
-    env.update(HOME=str(home), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels))
+    env.update(HOME=str(reader_home), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse))
     return venv, env
 
 
@@ -303,10 +280,14 @@ def _reader(tutorial: Path, reader_venv: Path, request: pytest.FixtureRequest) -
 @pytest.mark.servers
 @pytest.mark.parametrize("tutorial", TUTORIALS, ids=lambda p: p.stem)
 def test_tutorial_runs(
-    tutorial: Path, reader_venv: Path, ports: dict[int, int], tmp_path: Path, request: pytest.FixtureRequest
+    tutorial: Path,
+    wheelhouse: Path,
+    reader_home: Path,
+    ports: dict[int, int],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    extras = _installed_extras(tutorial)
-    venv, env = _reader(tutorial, reader_venv, request)
+    venv, env = _reader(tutorial, wheelhouse, reader_home)
     as_root: list[str] | None = None
     systemd: PrivateSystemd | None = None
     with contextlib.ExitStack() as stack:
@@ -349,8 +330,7 @@ def test_tutorial_runs(
             + "; ".join(outcome.pending_failed)
             + (f"; not reached: {', '.join(outcome.not_reached)}" if outcome.not_reached else "")
         )
-    if extras is not None:
-        _check_install(venv, extras)
+    _check_install(venv, _installed_extras(tutorial) or set())
 
 
 def test_every_block_is_run() -> None:
@@ -370,9 +350,10 @@ def test_installs_are_recognised() -> None:
     """The tutorials that install edge-agent themselves are the ones the test gives a fresh
     reader's venv: a changed install line must not silently fall back to the test's venv."""
     assert _installed_extras(ROOT / "docs/tutorials/monitor-your-first-machine.md") == set()
+    assert _installed_extras(ROOT / "docs/tutorials/write-a-driver-plugin.md") == {"testing"}
     assert _installed_extras(ROOT / "docs/tutorials/evaluate-a-project-and-a-programme.md") == {"evaluate"}
-    # the deploy tutorial installs as root, into release venvs of its own
-    assert _installed_extras(ROOT / "docs/tutorials/deploy-on-a-gateway.md") is None
+    # the rehearsal's venv; the root blocks' release venvs are the gateway's, not the reader's
+    assert _installed_extras(ROOT / "docs/tutorials/deploy-on-a-gateway.md") == set()
 
 
 def test_every_tutorial_states_time_and_what_you_learn() -> None:
@@ -390,11 +371,11 @@ def _mini(tmp_path: Path, body: str) -> Path:
 
 @pytest.mark.slow  # installs edge-agent as the tutorial does, unless test_tutorial_runs did
 def test_a_broken_block_fails_the_harness(
-    reader_venv: Path, ports: dict[int, int], tmp_path: Path, request: pytest.FixtureRequest
+    wheelhouse: Path, reader_home: Path, ports: dict[int, int], tmp_path: Path
 ) -> None:
     """'Monitor your first machine' with a typo a reader could make: the harness fails at that block."""
     source = ROOT / "docs" / "tutorials" / "monitor-your-first-machine.md"
-    venv, env = _reader(source, reader_venv, request)
+    venv, env = _reader(source, wheelhouse, reader_home)
     tutorial = source.read_text(encoding="utf-8")
     broken = tutorial.replace("  kpi_interval: 10s", "  kpi_intervall: 10s")
     assert broken != tutorial, "the line this test breaks is gone from the tutorial"
