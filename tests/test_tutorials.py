@@ -297,12 +297,13 @@ def test_tutorial_runs(
                 pytest.fail(f"{tutorial.name}: its root blocks must run in CI, but {why}")
             if why is None:
                 host = _host(tutorial)
-                if host is gateway_host:
-                    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=request.getfixturevalue("release_wheelhouse"))
+                # root's login PATH (sudo -i): the host's python3 and tools, not the reader's venv
+                root_env = [f"PATH={ROOT_PATH}"]
+                if host is gateway_host:  # the releases 0.1.0 and 0.2.0, for the gateway only
+                    root_env.append(f"PIP_FIND_LINKS={request.getfixturevalue('release_wheelhouse')}")
                     shutil.copytree(ROOT / "deploy", tmp_path / "work" / "deploy")  # the reader's checkout
                 systemd = stack.enter_context(host(tmp_path / "host"))
-                # root's login PATH (sudo -i): the host's python3 and tools, not the reader's venv
-                as_root = [*systemd.nsenter(wd=tmp_path / "work"), "env", f"PATH={ROOT_PATH}"]
+                as_root = [*systemd.nsenter(wd=tmp_path / "work"), "env", *root_env]
         workdir = tmp_path / "work"
         workdir.mkdir(exist_ok=True)
         try:
