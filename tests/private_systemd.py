@@ -142,6 +142,12 @@ class PrivateSystemd:
         net = ["-n"] if self.private_network else []
         return ["nsenter", "-t", str(self.pid), "-m", "-p", *net, *([f"--wd={wd}"] if wd else []), "--"]
 
+    def network(self) -> list[str]:
+        """The prefix that runs a command, as the invoking user otherwise would, in the private
+        network only (no PID namespace, so nsenter execs the command and signals reach it)."""
+        assert self.private_network, "this systemd shares the host's network"
+        return ["nsenter", "-t", str(self.pid), "-n", "--"]
+
     def run(self, *command: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """A command inside the namespaces (``systemctl``, ``journalctl``, ...)."""
         return subprocess.run([*self.nsenter(), *command], capture_output=True, text=True, timeout=timeout)

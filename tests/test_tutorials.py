@@ -17,8 +17,10 @@ PID 1 of private PID and mount namespaces (tests/private_systemd.py):
   tutorial installed is removed afterwards;
 - ``sudo apt-get install mosquitto ... influxdb`` (already installed here, so apt-get only
   confirms it) and ``sudo systemctl enable --now mosquitto influxdb``: the host's Debian units,
-  run by the private systemd on a private network with empty state directories, then asked
-  whether they answer. The tutorial's later blocks use the fixtures' servers.
+  run by the private systemd on a private network with empty state directories. Every other
+  block of that tutorial then runs in that network (``nsenter -n``), so the agent, ingest and
+  the queries use these servers on their default ports, as on the reader's computer; without
+  root, the fixtures' servers stand in for them.
 A block marked ``pending`` needs a feature that is not merged yet: while it fails the test
 is reported as XFAIL with the pending blocks listed; once it passes the test fails until the
 marker is removed. A deliberately broken block shows the harness fails.
@@ -283,13 +285,14 @@ def test_tutorial_runs(
     tutorial: Path,
     wheelhouse: Path,
     reader_home: Path,
-    ports: dict[int, int],
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     venv, env = _reader(tutorial, wheelhouse, reader_home)
     as_root: list[str] | None = None
     systemd: PrivateSystemd | None = None
+    in_network: list[str] | None = None  # where the reader's own servers run, if root blocks started them
+    ports: dict[int, int] = {}
     with contextlib.ExitStack() as stack:
         if _needs_root(tutorial):
             why = systemd_unavailable()
@@ -304,6 +307,10 @@ def test_tutorial_runs(
                     shutil.copytree(ROOT / "deploy", tmp_path / "work" / "deploy")  # the reader's checkout
                 systemd = stack.enter_context(host(tmp_path / "host"))
                 as_root = [*systemd.nsenter(wd=tmp_path / "work"), "env", *root_env]
+                if systemd.private_network:  # every block talks to the servers the tutorial started
+                    in_network = systemd.network()
+        if in_network is None:  # the fixtures' servers, on free ports, stand in for the reader's
+            ports = request.getfixturevalue("ports")
         workdir = tmp_path / "work"
         workdir.mkdir(exist_ok=True)
         try:
@@ -314,6 +321,7 @@ def test_tutorial_runs(
                 ports=ports,
                 python=str(venv / "bin" / "python"),
                 root=as_root,
+                prefix=in_network,
             )
         except TutorialError as exc:
             if systemd is None:
