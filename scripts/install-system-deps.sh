@@ -19,6 +19,11 @@ command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)    # the report's P
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v useradd >/dev/null 2>&1 || need+=(passwd)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+# the first-machine tutorial's own line, run as root: sudo apt-get install mosquitto
+# mosquitto-clients influxdb influxdb-client (all present, so apt-get only confirms them)
+command -v sudo >/dev/null 2>&1 || need+=(sudo)
+command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v influx >/dev/null 2>&1 || need+=(influxdb-client)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

@@ -21,9 +21,10 @@ Keys (values may be quoted; a bare key is a flag):
 - ``timeout=SECONDS``: how long the block (or a background command's ``ready``) may take.
 - ``fixture="..."``: the block sets up a server that the test's fixtures provide instead
   (e.g. ``apt-get install mosquitto``). It is not run; the reason is reported.
-- ``root="..."``: the block changes the host as root (a user, /opt, a systemd unit). It runs
-  when the test can act as the gateway (root, with a private systemd: tests/private_systemd.py);
-  otherwise it is reported as skipped with the reason.
+- ``root="..."``: the block changes the host as root (a user, /opt, a systemd unit, a Debian
+  package), or talks to what such a block started. It runs when the test can act as that host
+  (root, with a private systemd: tests/private_systemd.py); otherwise it is reported as
+  skipped with the reason (under CI=true the test fails instead).
 - ``pending="#14 status page"``: the block needs a feature that is not merged yet. It is run;
   when it fails, the test reports it as pending (xfail); when it passes, the test fails so
   the marker gets removed.

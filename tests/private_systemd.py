@@ -6,6 +6,12 @@ namespace, with a private mount namespace, its own tmpfs on /run and a scratch
 /etc/systemd/system; users, /opt, /etc and /var/lib are the host's, as on a gateway. It knows
 only empty standard targets and journald (volatile journal, no /dev/log socket), so nothing of
 the host's starts. Commands reach it with ``nsenter`` (:meth:`nsenter`, :meth:`run`).
+
+For a tutorial that installs system services (``systemctl enable --now mosquitto influxdb``),
+``host_units`` makes the host's own unit files of those services known to it, ``scratch_dirs``
+lays an empty tmpfs over their state directories (so the host's data is neither read nor
+changed), and ``private_network`` gives the namespace its own loopback, so the services
+listen on their default ports without meeting anything else on this machine.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import signal
 import subprocess
 import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 SYSTEMD = Path("/lib/systemd/systemd")
+HOST_UNITS = Path("/lib/systemd/system")
 TOOLS = ("systemctl", "journalctl")
 
 # Only the units below exist for this systemd (SYSTEMD_UNIT_PATH is exclusive, no generators):
@@ -35,13 +43,14 @@ _BOOT = textwrap.dedent(
     units=/run/edge-agent-test/units
     mkdir -p "$units" /run/edge-agent-test/etc-systemd /run/edge-agent-test/none /run/systemd/journald.conf.d
     mount --bind /run/edge-agent-test/etc-systemd /etc/systemd/system
-    for name in sysinit basic sockets shutdown multi-user network-online time-sync; do
+    for name in sysinit basic sockets shutdown multi-user network network-online time-sync; do
       printf '[Unit]\\nDescription=%s (empty: edge-agent test)\\n' "$name" > "$units/$name.target"
     done
     printf '[Unit]\\nDescription=edge-agent test\\nRequires=systemd-journald.service\\n' \\
       > "$units/edge-agent-test.target"
     cp /lib/systemd/system/systemd-journald.service /lib/systemd/system/systemd-journald.socket "$units/"
     printf '[Journal]\\nStorage=volatile\\n' > /run/systemd/journald.conf.d/edge-agent-test.conf
+    {extra}
     export container=other SYSTEMD_UNIT_PATH="/etc/systemd/system:$units"
     export SYSTEMD_GENERATOR_PATH=/run/edge-agent-test/none
     export SYSTEMD_ENVIRONMENT_GENERATOR_PATH=/run/edge-agent-test/none
@@ -65,8 +74,21 @@ def systemd_unavailable() -> str | None:
 class PrivateSystemd:
     """Start with :meth:`start`, run commands with :meth:`run` or :meth:`nsenter`, end with :meth:`stop`."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        host_units: Sequence[str] = (),
+        scratch_dirs: Mapping[str, str] | None = None,
+        private_network: bool = False,
+    ) -> None:
+        """``host_units``: unit file names under /lib/systemd/system to make available (not
+        enabled); ``scratch_dirs``: existing directory → owner (``user:group``) to hide under
+        an empty tmpfs; ``private_network``: a network namespace with only loopback."""
         self.workdir = workdir
+        self.host_units = tuple(host_units)
+        self.scratch_dirs = dict(scratch_dirs or {})
+        self.private_network = private_network
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "systemd.log"
@@ -74,10 +96,11 @@ class PrivateSystemd:
     def start(self, timeout: float = 30.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         script = self.workdir / "boot-systemd.sh"
-        script.write_text(_BOOT.format(systemd=SYSTEMD), encoding="utf-8")
+        script.write_text(_BOOT.format(systemd=SYSTEMD, extra=self._extra_boot()), encoding="utf-8")
+        net = ["--net"] if self.private_network else []
         with self.log.open("wb") as log:
             self._proc = subprocess.Popen(
-                ["unshare", "--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private",
+                ["unshare", "--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private", *net,
                  "--kill-child", "bash", str(script)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
@@ -97,10 +120,33 @@ class PrivateSystemd:
         self.stop()
         raise RuntimeError(f"systemd did not come up in {timeout:.0f} s: {self.log.read_text()[-2000:]}")
 
+    def _extra_boot(self) -> str:
+        """Boot lines for the options: loopback up, tmpfs over state dirs, host unit files."""
+        lines: list[str] = []
+        if self.private_network:
+            lines.append(f"{shutil.which('ip') or '/usr/sbin/ip'} link set lo up")
+        for path, owner in self.scratch_dirs.items():
+            if not Path(path).is_dir():
+                raise RuntimeError(f"{path} does not exist: install the package that owns it first")
+            lines.append(f"mount -t tmpfs -o mode=0755 tmpfs {path} && chown {owner} {path}")
+        for name in self.host_units:
+            unit = HOST_UNITS / name
+            if not unit.is_file():
+                raise RuntimeError(f"{unit} does not exist: install the package that ships it first")
+            lines.append(f'cp {unit} "$units/"')
+        return "\n    ".join(lines)
+
     def nsenter(self, wd: Path | None = None) -> list[str]:
         """The prefix that runs a command in the namespaces (entering one resets the working
         directory to /: ``wd`` sets it)."""
-        return ["nsenter", "-t", str(self.pid), "-m", "-p", *([f"--wd={wd}"] if wd else []), "--"]
+        net = ["-n"] if self.private_network else []
+        return ["nsenter", "-t", str(self.pid), "-m", "-p", *net, *([f"--wd={wd}"] if wd else []), "--"]
+
+    def network(self) -> list[str]:
+        """The prefix that runs a command, as the invoking user otherwise would, in the private
+        network only (no PID namespace, so nsenter execs the command and signals reach it)."""
+        assert self.private_network, "this systemd shares the host's network"
+        return ["nsenter", "-t", str(self.pid), "-n", "--"]
 
     def run(self, *command: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """A command inside the namespaces (``systemctl``, ``journalctl``, ...)."""

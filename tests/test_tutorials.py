@@ -1,12 +1,26 @@
 """Every block of every tutorial in docs/tutorials/ runs, in order, against real servers.
 
-The reader's machine is a scratch directory with its own venv (this checkout's edge-agent,
-plus whatever the tutorial installs into it, e.g. its driver plugin), Mosquitto and
-InfluxDB 1.x from the fixtures, and ports swapped for free ones (tests/tutorial_harness.py).
-Blocks marked ``root`` (the gateway install: a user, /opt, /etc, a systemd unit, journald)
-run for real when the test runs as root, as CI does: systemd runs as PID 1 of private PID and
-mount namespaces (tests/private_systemd.py), ``pip install "edge-agent==$V"`` resolves to
-wheels of this checkout, and everything the tutorial installed is removed afterwards.
+The reader's machine is a scratch directory. Each tutorial installs edge-agent itself
+(``python3 -m venv ~/edge-agent`` and ``pip install 'edge-agent[...]'``); that runs for real
+with HOME in a scratch directory and PIP_NO_INDEX/PIP_FIND_LINKS on a wheelhouse of this
+checkout and its dependencies (on PyPI the name edge-agent belongs to an unrelated project),
+and all later blocks use that venv, plus whatever the tutorial installs into it (its driver
+plugin). After the tutorial the venv must hold this checkout's edge-agent, not an editable
+one, and every requirement of the extras it installed. One venv is shared by the tutorials,
+in reading order, as a reader's would be; each also runs alone, creating it.
+Mosquitto and InfluxDB 1.x come from the fixtures, with ports swapped for free ones
+(tests/tutorial_harness.py).
+Blocks marked ``root`` run for real when the test runs as root, as CI does, with systemd as
+PID 1 of private PID and mount namespaces (tests/private_systemd.py):
+- the gateway install (a user, /opt, /etc, a systemd unit, journald), where
+  ``pip install "edge-agent==$V"`` resolves to wheels of this checkout, and everything the
+  tutorial installed is removed afterwards;
+- ``sudo apt-get install mosquitto ... influxdb`` (already installed here, so apt-get only
+  confirms it) and ``sudo systemctl enable --now mosquitto influxdb``: the host's Debian units,
+  run by the private systemd on a private network with empty state directories. Every other
+  block of that tutorial then runs in that network (``nsenter -n``), so the agent, ingest and
+  the queries use these servers on their default ports, as on the reader's computer; without
+  root, the fixtures' servers stand in for them.
 A block marked ``pending`` needs a feature that is not merged yet: while it fails the test
 is reported as XFAIL with the pending blocks listed; once it passes the test fails until the
 marker is removed. A deliberately broken block shows the harness fails.
@@ -15,14 +29,15 @@ marker is removed. A deliberately broken block shows the harness fails.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,32 +49,94 @@ from tutorial_harness import TutorialError, run_tutorial
 from edge_agent.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-TUTORIALS = sorted(p for p in (ROOT / "docs" / "tutorials").glob("*.md") if p.name != "README.md")
+# Reading order: the first tutorial creates the reader's venv, later ones add to it.
+READING_ORDER = [
+    "monitor-your-first-machine",
+    "write-a-driver-plugin",
+    "evaluate-a-project-and-a-programme",
+    "deploy-on-a-gateway",
+]
+TUTORIALS = sorted(
+    (p for p in (ROOT / "docs" / "tutorials").glob("*.md") if p.name != "README.md"),
+    key=lambda p: (READING_ORDER.index(p.stem) if p.stem in READING_ORDER else len(READING_ORDER), p.name),
+)
+# `pip install edge-agent` or `pip install 'edge-agent[x,y]'` run by the reader (not as root)
+_PIP_INSTALL = re.compile(r"""^\s*pip install ['"]?edge-agent(?:\[(?P<extras>[\w,\s-]+)\])?['"]?\s*$""", re.M)
+
+
+def _installed_extras(tutorial: Path) -> set[str] | None:
+    """The extras a tutorial's own ``pip install edge-agent[...]`` installs, or None if the
+    reader never installs edge-agent (as root, the deploy tutorial's releases do not count)."""
+    found: set[str] | None = None
+    for block in read_blocks(tutorial):
+        if block.lang not in {"bash", "sh", "shell"} or "root" in block.directives:
+            continue
+        for m in _PIP_INSTALL.finditer(block.text):
+            if found is None:
+                found = set()
+            found.update(e.strip() for e in (m.group("extras") or "").split(",") if e.strip())
+    return found
 
 
 @pytest.fixture(scope="module")
-def reader_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv that sees this checkout's environment but installs into itself.
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's wheel and every dependency's (those of the extras the tutorials install
+    included), and setuptools for the plugin tutorial's editable install: the reader's package
+    index. Built, or taken from pip's cache, once."""
+    extras = sorted(set().union(*(_installed_extras(t) or set() for t in TUTORIALS)))
+    wheels = tmp_path_factory.mktemp("wheelhouse")
+    spec = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(wheels),
+         spec, "setuptools"],
+        check=True, timeout=600,
+    )  # fmt: skip
+    assert list(wheels.glob("edge_agent-*.whl")), "pip wheel built no edge-agent wheel"
+    return wheels
 
-    A .pth file adds the test environment's site-packages (edge-agent editable, pytest, ...),
-    so a ``pip install`` in a tutorial lands in this venv only and the environment running
-    the tests is left alone. Console scripts point at this venv's Python so installed
-    plugins are seen.
-    """
-    venv = tmp_path_factory.mktemp("reader") / "venv"
-    import venv as venv_module
 
-    venv_module.create(venv, with_pip=False)
-    site = next(venv.glob("lib/python*/site-packages"))
-    (site / "_edge_agent_tests.pth").write_text(
-        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n", encoding="utf-8"
-    )
-    scripts = {"edge-agent": "-m edge_agent.cli", "pip": "-m pip", "pytest": "-m pytest"}
-    for name, module in scripts.items():
-        script = venv / "bin" / name
-        script.write_text(f'#!/bin/sh\nexec "{venv}/bin/python" {module} "$@"\n', encoding="utf-8")
-        script.chmod(0o755)
-    return venv
+@pytest.fixture(scope="module")
+def reader_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reader's HOME, shared by the tutorials that install edge-agent: the first creates
+    ``~/edge-agent`` and installs into it, the later ones find it there, as a reader would."""
+    return tmp_path_factory.mktemp("reader-home")
+
+
+_PROBE = """
+import edge_agent, importlib.metadata as md, json
+d = md.distribution("edge-agent")
+names = sorted(x.metadata["Name"].lower() for x in md.distributions())
+out = {"file": edge_agent.__file__, "version": d.version, "requires": d.requires or [], "installed": names}
+print(json.dumps(out))
+"""
+
+
+def _dist(req: str) -> str:
+    """The normalised distribution name a requirement string starts with."""
+    m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+    assert m, req
+    return re.sub(r"[-_.]+", "-", m.group(0)).lower()
+
+
+def _check_install(venv: Path, extras: set[str]) -> None:
+    """The venv the tutorial made holds this checkout's edge-agent as a wheel install (not the
+    unrelated PyPI project, not an editable checkout) and every requirement of its extras."""
+    run = subprocess.run(  # in the venv's directory: `python -c` puts the working directory on sys.path
+        [str(venv / "bin" / "python"), "-c", _PROBE],
+        cwd=venv, env=_env(venv), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, f"the tutorial's venv {venv} has no working edge-agent:\n{run.stderr[-2000:]}"
+    got = json.loads(run.stdout)
+    assert Path(got["file"]).is_relative_to(venv), f"edge_agent imported from {got['file']}, not from {venv}"
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8"), re.M)
+    assert version and got["version"] == version.group(1), (got["version"], "this checkout's version")
+    installed = {_dist(n) for n in got["installed"]}
+    for extra in sorted(extras):
+        wanted = [r for r in got["requires"] if re.search(rf"""extra\s*==\s*['"]{extra}['"]""", r)]
+        assert wanted, f"edge-agent declares no requirement for the extra [{extra}]"
+        for req in wanted:
+            name = _dist(req)
+            assert name in installed, f"[{extra}] requires {req!r}, but {name} is not in {venv}"
 
 
 def _env(venv: Path) -> dict[str, str]:
@@ -96,14 +173,13 @@ def _needs_root(tutorial: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def release_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This checkout as releases 0.1.0 and 0.2.0, with every dependency, for the tutorial's
-    ``pip install "edge-agent==$V"`` with PIP_NO_INDEX: on PyPI the name edge-agent belongs to
-    an unrelated project, and the test must install what it tests."""
-    wheels = tmp_path_factory.mktemp("wheelhouse")
-    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(wheels)]
-    subprocess.run([*pip, str(ROOT)], check=True, timeout=600)
-    newer = tmp_path_factory.mktemp("release-0.2.0") / "src"
+def release_wheelhouse(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """PIP_FIND_LINKS for the deploy tutorial's ``pip install "edge-agent==$V"``: the wheelhouse
+    (this checkout as 0.1.0, with every dependency) and this checkout again as release 0.2.0,
+    with PIP_NO_INDEX: on PyPI the name edge-agent belongs to an unrelated project, and the
+    test must install what it tests."""
+    release = tmp_path_factory.mktemp("release-0.2.0")
+    newer = release / "src"
     shutil.copytree(
         ROOT,
         newer,
@@ -113,8 +189,13 @@ def release_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text = (newer / name).read_text(encoding="utf-8")
         assert "0.1.0" in text, f"{name}: the version to bump is gone"
         (newer / name).write_text(text.replace("0.1.0", "0.2.0"), encoding="utf-8")
-    subprocess.run([*pip, "--no-deps", str(newer)], check=True, timeout=600)
-    return wheels
+    wheels = release / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+         "-w", str(wheels), str(newer)],
+        check=True, timeout=600,
+    )  # fmt: skip
+    return f"{wheelhouse} {wheels}"
 
 
 def _user_exists(name: str) -> bool:
@@ -133,6 +214,28 @@ def _remove_gateway_install() -> None:
             path.unlink()
         elif path.is_dir():
             shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def services_host(workdir: Path) -> Iterator[PrivateSystemd]:
+    """This machine as the reader's computer for ``apt-get install`` and ``systemctl enable
+    --now mosquitto influxdb``: the Debian packages' own units, run by a private systemd on a
+    private network (their default ports meet nothing else here) over empty state dirs."""
+    systemd = PrivateSystemd(
+        workdir,
+        host_units=("mosquitto.service", "influxdb.service"),
+        scratch_dirs={
+            "/var/lib/mosquitto": "mosquitto:mosquitto",
+            "/var/log/mosquitto": "mosquitto:mosquitto",
+            "/var/lib/influxdb": "influxdb:influxdb",
+        },
+        private_network=True,
+    )
+    try:
+        systemd.start()
+        yield systemd
+    finally:
+        systemd.stop()
 
 
 @contextlib.contextmanager
@@ -155,27 +258,59 @@ def gateway_host(workdir: Path) -> Iterator[PrivateSystemd]:
         _remove_gateway_install()
 
 
+def _host(tutorial: Path) -> Callable[[Path], contextlib.AbstractContextManager[PrivateSystemd]]:
+    """What a tutorial's root blocks need the host to be."""
+    hosts = {"deploy-on-a-gateway": gateway_host, "monitor-your-first-machine": services_host}
+    if tutorial.stem not in hosts:
+        pytest.fail(f"{tutorial.name} has root blocks: say in test_tutorials._host what host they need")
+    return hosts[tutorial.stem]
+
+
+def _reader(tutorial: Path, wheelhouse: Path, reader_home: Path) -> tuple[Path, dict[str, str]]:
+    """The reader's venv ~/edge-agent, which the tutorial creates and installs into itself from
+    the wheelhouse (the reader's package index), and the environment of its blocks: that
+    venv active, as in the reader's terminals."""
+    if _installed_extras(tutorial) is None:
+        pytest.fail(f"{tutorial.name} never installs edge-agent: a reader starting there could not follow it")
+    venv = reader_home / "edge-agent"
+    env = _env(venv)
+    env.update(HOME=str(reader_home), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse))
+    return venv, env
+
+
 @pytest.mark.slow
 @pytest.mark.servers
 @pytest.mark.parametrize("tutorial", TUTORIALS, ids=lambda p: p.stem)
 def test_tutorial_runs(
-    tutorial: Path, reader_venv: Path, ports: dict[int, int], tmp_path: Path, request: pytest.FixtureRequest
+    tutorial: Path,
+    wheelhouse: Path,
+    reader_home: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    env = _env(reader_venv)
+    venv, env = _reader(tutorial, wheelhouse, reader_home)
     as_root: list[str] | None = None
     systemd: PrivateSystemd | None = None
+    in_network: list[str] | None = None  # where the reader's own servers run, if root blocks started them
+    ports: dict[int, int] = {}
     with contextlib.ExitStack() as stack:
         if _needs_root(tutorial):
             why = systemd_unavailable()
             if why is not None and os.environ.get("CI") == "true":
                 pytest.fail(f"{tutorial.name}: its root blocks must run in CI, but {why}")
             if why is None:
-                wheels = request.getfixturevalue("release_wheelhouse")
-                systemd = stack.enter_context(gateway_host(tmp_path / "host"))
-                # root's login PATH (sudo -i): the gateway's python3 and tools, not the reader's venv
-                as_root = [*systemd.nsenter(wd=tmp_path / "work"), "env", f"PATH={ROOT_PATH}"]
-                env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels))
-                shutil.copytree(ROOT / "deploy", tmp_path / "work" / "deploy")  # the reader's checkout
+                host = _host(tutorial)
+                # root's login PATH (sudo -i): the host's python3 and tools, not the reader's venv
+                root_env = [f"PATH={ROOT_PATH}"]
+                if host is gateway_host:  # the releases 0.1.0 and 0.2.0, for the gateway only
+                    root_env.append(f"PIP_FIND_LINKS={request.getfixturevalue('release_wheelhouse')}")
+                    shutil.copytree(ROOT / "deploy", tmp_path / "work" / "deploy")  # the reader's checkout
+                systemd = stack.enter_context(host(tmp_path / "host"))
+                as_root = [*systemd.nsenter(wd=tmp_path / "work"), "env", *root_env]
+                if systemd.private_network:  # every block talks to the servers the tutorial started
+                    in_network = systemd.network()
+        if in_network is None:  # the fixtures' servers, on free ports, stand in for the reader's
+            ports = request.getfixturevalue("ports")
         workdir = tmp_path / "work"
         workdir.mkdir(exist_ok=True)
         try:
@@ -184,8 +319,9 @@ def test_tutorial_runs(
                 workdir,
                 env=env,
                 ports=ports,
-                python=str(reader_venv / "bin" / "python"),
+                python=str(venv / "bin" / "python"),
                 root=as_root,
+                prefix=in_network,
             )
         except TutorialError as exc:
             if systemd is None:
@@ -203,6 +339,30 @@ def test_tutorial_runs(
             + "; ".join(outcome.pending_failed)
             + (f"; not reached: {', '.join(outcome.not_reached)}" if outcome.not_reached else "")
         )
+    _check_install(venv, _installed_extras(tutorial) or set())
+
+
+def test_every_block_is_run() -> None:
+    """No block is left to a fixture or skipped: every command a reader types is run
+    (``root`` blocks are run by test_tutorial_runs where the host allows, always in CI)."""
+    left = [
+        f"{b.where} ({k}={b.directives[k]})"
+        for t in TUTORIALS
+        for b in read_blocks(t)
+        for k in ("fixture", "skip")
+        if k in b.directives
+    ]
+    assert not left, "tutorial blocks that no test runs:\n" + "\n".join(left)
+
+
+def test_installs_are_recognised() -> None:
+    """The tutorials that install edge-agent themselves are the ones the test gives a fresh
+    reader's venv: a changed install line must not silently fall back to the test's venv."""
+    assert _installed_extras(ROOT / "docs/tutorials/monitor-your-first-machine.md") == set()
+    assert _installed_extras(ROOT / "docs/tutorials/write-a-driver-plugin.md") == {"testing"}
+    assert _installed_extras(ROOT / "docs/tutorials/evaluate-a-project-and-a-programme.md") == {"evaluate"}
+    # the rehearsal's venv; the root blocks' release venvs are the gateway's, not the reader's
+    assert _installed_extras(ROOT / "docs/tutorials/deploy-on-a-gateway.md") == set()
 
 
 def test_every_tutorial_states_time_and_what_you_learn() -> None:
@@ -218,9 +378,14 @@ def _mini(tmp_path: Path, body: str) -> Path:
     return path
 
 
-def test_a_broken_block_fails_the_harness(reader_venv: Path, ports: dict[int, int], tmp_path: Path) -> None:
+@pytest.mark.slow  # installs edge-agent as the tutorial does, unless test_tutorial_runs did
+def test_a_broken_block_fails_the_harness(
+    wheelhouse: Path, reader_home: Path, ports: dict[int, int], tmp_path: Path
+) -> None:
     """'Monitor your first machine' with a typo a reader could make: the harness fails at that block."""
-    tutorial = (ROOT / "docs" / "tutorials" / "monitor-your-first-machine.md").read_text(encoding="utf-8")
+    source = ROOT / "docs" / "tutorials" / "monitor-your-first-machine.md"
+    venv, env = _reader(source, wheelhouse, reader_home)
+    tutorial = source.read_text(encoding="utf-8")
     broken = tutorial.replace("  kpi_interval: 10s", "  kpi_intervall: 10s")
     assert broken != tutorial, "the line this test breaks is gone from the tutorial"
     path = tmp_path / "broken.md"
@@ -228,9 +393,7 @@ def test_a_broken_block_fails_the_harness(reader_venv: Path, ports: dict[int, in
     work = tmp_path / "work"
     work.mkdir()
     with pytest.raises(TutorialError) as info:
-        run_tutorial(
-            path, work, env=_env(reader_venv), ports=ports, python=str(reader_venv / "bin" / "python")
-        )
+        run_tutorial(path, work, env=env, ports=ports, python=str(venv / "bin" / "python"))
     message = str(info.value)
     assert "block failed" in message and "edge-agent validate first-machine.yaml" in message, message
     assert "kpi_intervall" in message, message  # the validator's own words reach the report

@@ -71,10 +71,17 @@ class _Background:
 
 class _Runner:
     def __init__(
-        self, workdir: Path, env: dict[str, str], ports: dict[int, int], python: str, root: list[str]
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        ports: dict[int, int],
+        python: str,
+        root: list[str],
+        prefix: list[str],
     ) -> None:
         self.workdir = workdir
         self.root = root
+        self.prefix = prefix
         self.env = env
         self.ports = ports
         self.python = python
@@ -86,7 +93,7 @@ class _Runner:
         return text
 
     def _command(self, block: Block, text: str) -> list[str]:
-        prefix = self.root if "root" in block.directives else []
+        prefix = self.root if "root" in block.directives else self.prefix
         if block.lang in SHELLS:
             return [*prefix, "bash", "-euo", "pipefail", "-c", text]
         return [*prefix, self.python, "-c", text]
@@ -94,6 +101,7 @@ class _Runner:
     def run_once(self, block: Block, text: str) -> tuple[int, str]:
         run = subprocess.run(
             self._command(block, text), cwd=self.workdir, env=self.env, capture_output=True,
+            stdin=subprocess.DEVNULL,  # a prompt (apt-get's "continue?") fails the block, never hangs
             timeout=float(block.directives.get("timeout", _BLOCK_TIMEOUT)),
         )  # fmt: skip
         return run.returncode, (run.stdout + run.stderr).decode(errors="replace")
@@ -133,7 +141,8 @@ class _Runner:
         handle = log.open("wb")
         proc = subprocess.Popen(
             self._command(block, _exec_last(text) if block.lang in SHELLS else text),
-            cwd=self.workdir, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
         handle.close()
         self.background[name] = _Background(name, proc, log, block.where)
@@ -208,16 +217,19 @@ def run_tutorial(
     ports: dict[int, int],
     python: str,
     root: list[str] | None = None,
+    prefix: list[str] | None = None,
 ) -> Outcome:
     """Run every block of one tutorial; raise TutorialError at the first failing block.
 
     A failing ``pending`` block does not raise: it and everything after it are reported as
     pending (the feature is not merged yet), so the caller can xfail with the list. Blocks
     marked ``root`` run behind the command prefix ``root`` (e.g. ``nsenter`` into a private
-    systemd's namespaces); without one they are reported as skipped.
+    systemd's namespaces); without one they are reported as skipped. The other blocks run
+    behind ``prefix``, if given (e.g. ``nsenter -n`` into the network where root blocks
+    started the tutorial's servers).
     """
     out = Outcome()
-    runner = _Runner(workdir, env, ports, python, root or [])
+    runner = _Runner(workdir, env, ports, python, root or [], prefix or [])
     started = time.monotonic()
     blocks = read_blocks(path)
     try:
