@@ -91,7 +91,9 @@ class _Scaling:
             return cls(np.ones(0), np.zeros(0), True)
         scale = np.array([t.scale for t in tags], dtype=np.float64)
         offset = np.array([t.offset for t in tags], dtype=np.float64)
-        return cls(scale, offset, bool(np.all(scale == 1.0) and np.all(offset == 0.0)))
+        if np.all(scale == 1.0) and np.all(offset == 0.0):
+            return cls(np.ones(0), np.zeros(0), True)  # 16 bytes a tag not kept for nothing
+        return cls(scale, offset, False)
 
     def apply(self, raw: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return raw if self.identity else raw * self.scale + self.offset

@@ -16,13 +16,17 @@ __all__ = [
     "TABLE_ORDER",
     "Plan",
     "Request",
+    "SpanTable",
     "TagSpan",
     "build_plan",
     "split_request",
 ]
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
 
 from edge_agent.drivers.modbus.config import BIT_TABLES, RegisterTable
 
@@ -43,6 +47,39 @@ class TagSpan:
     @property
     def end(self) -> int:
         return self.start + self.count
+
+
+class SpanTable(Sequence[TagSpan]):
+    """Every tag's span as three small columns, a :class:`TagSpan` built on access.
+
+    A driver keeps its spans for the rare request split and for ``validate --plan``: as
+    objects they cost ~120 bytes a tag (6 MB at 50,000 tags), as columns 5 bytes.
+    """
+
+    __slots__ = ("_count", "_start", "_table")
+
+    def __init__(self, spans: Iterable[TagSpan]) -> None:
+        rows = [(TABLE_ORDER.index(s.table), s.start, s.count) for s in spans]
+        columns = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        if columns.size and (columns[:, 1:].min() < 0 or columns[:, 1:].max() > 0xFFFF):
+            raise ValueError("a tag span lies outside the 16-bit Modbus address space")
+        self._table = columns[:, 0].astype(np.uint8)
+        self._start = columns[:, 1].astype(np.uint16)
+        self._count = columns[:, 2].astype(np.uint16)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @overload
+    def __getitem__(self, i: int) -> TagSpan: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[TagSpan]: ...
+    def __getitem__(self, i: int | slice) -> TagSpan | list[TagSpan]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        return TagSpan(i, TABLE_ORDER[self._table[i]], int(self._start[i]), int(self._count[i]))
 
 
 @dataclass(frozen=True, slots=True)
