@@ -18,10 +18,12 @@ the worst case at each limit in a fresh process):
 
 YAML is parsed by yaml-rs (Rust, YAML 1.2): PyYAML's libyaml binding took ~10 s and
 ~450 MB for a 50,000-tag file, yaml-rs ~0.3 s. It holds the document while it builds the
-Python objects, so YAML near the value limit peaks at ~280 MB, above the 200 MB that JSON
-(parsed by ``json``) and every refused input stay under. PyYAML's event stream still maps
-key paths to lines, only when a problem has to be reported and only for files small enough.
-Values that came from ``${VAR}`` and credentials inside URLs are never echoed in an error.
+Python objects: a 50,000-tag plant peaks at ~180 MB as YAML (~145 MB as JSON, parsed by
+``json``), and only the densest YAML near the value limit goes above 200 MB (~240 MB); its
+allocator is told to return the document's memory when it is freed (config.yaml_parser).
+PyYAML's event stream still maps key paths to lines, only when a problem has to be reported
+and only for files small enough. Values that came from ``${VAR}`` and credentials inside URLs
+are never echoed in an error.
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-import yaml_rs
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from edge_agent.config.model import AgentConfig, build_config_model
 from edge_agent.config.redact import redact_urls
 from edge_agent.config.shape import MAX_ASSETS, MAX_DEVICES, MAX_KEYS, MAX_TAGS, ShapeError, check_shape
+from edge_agent.config.yaml_parser import yaml_rs
 from edge_agent.errors import ConfigError, ConfigProblem
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -67,7 +69,7 @@ _JSON_START = re.compile(r"\s*\{")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a 50,000-tag plant is 6 MB of YAML, 9 MB of indented JSON
 #: Values, by an upper bound counted before parsing (_node_bound): a 50,000-tag plant is
 #: ~730,000 as JSON and ~785,000 as YAML. The densest file at the limit peaks at ~170 MB as JSON
-#: and ~270 MB as YAML (yaml-rs holds the document while it builds the Python objects).
+#: and ~240 MB as YAML (yaml-rs holds the document while it builds the Python objects).
 MAX_NODES = 850_000
 #: YAML events that aliases may replay: configs share a few small blocks, never more.
 MAX_ALIAS_EVENTS = 100_000
