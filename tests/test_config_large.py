@@ -109,3 +109,31 @@ def test_tags_given_the_same_keys_share_one_fields_set_and_copies_stay_apart() -
     assert b.model_fields_set == {"name", "asset", "role", "unit", "address"}
     assert changed.scale == 2.0 and b.scale == 1.0
     assert config.assets[0].model_fields_set == {"id", "site", "area", "line", "rated_power_kw"}
+
+
+def test_repeated_names_and_equal_asset_settings_are_one_object() -> None:
+    """An asset id in each of its tags, a site in each asset and equal thresholds and state
+    codes are held once (a 50,000-tag plant repeats them thousands of times)."""
+    text = """
+assets:
+  - {id: m1, site: s, area: a, line: l, rated_power_kw: 10, states: {idle_below_kw: 3}}
+  - {id: m2, site: s, area: a, line: l, rated_power_kw: 10, states: {idle_below_kw: 3}}
+  - {id: m3, site: s, area: a, line: l, rated_power_kw: 10, states: {idle_below_kw: 4},
+     state_codes: {7: producing}}
+devices:
+  - name: d
+    driver: modbus
+    host: h
+    tags:
+      - {name: t1, asset: m1, address: 0}
+      - {name: t2, asset: m1, address: 1}
+"""
+    config = parse_config(text)
+    m1, m2, m3 = config.assets
+    assert m1.site is m2.site is m3.site and m1.line is m3.line
+    assert m1.states is m2.states and m1.states.idle_below_kw == 3
+    assert m3.states.idle_below_kw == 4  # unequal values stay apart
+    assert m1.state_codes is m2.state_codes and m1.state_codes["3"] == "producing"
+    assert m3.state_codes == {"7": "producing"}
+    t1, t2 = config.devices[0].tags
+    assert t1.asset is t2.asset is m1.id
