@@ -56,6 +56,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from edge_agent.config.compact import compact_models
 from edge_agent.config.model import AgentConfig, build_config_model
 from edge_agent.config.redact import redact_urls
 from edge_agent.config.shape import MAX_ASSETS, MAX_DEVICES, MAX_KEYS, MAX_TAGS, ShapeError, check_shape
@@ -418,7 +419,9 @@ def parse_config(text: str, *, file: str = "<config>", command: Command = "run")
     if len(text) > MAX_CONFIG_BYTES:
         raise _problem(file, _too_big(len(text.encode("utf-8", "surrogatepass"))))
     with _gc_paused():
-        return _parse(text, file, command)
+        config = _parse(text, file, command)
+    _compact(config)  # the parsed document is freed now (config.compact)
+    return config
 
 
 @contextlib.contextmanager
@@ -471,6 +474,16 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
         raise ConfigError(file, _by_line(problems))
     config._env_refs = subs.written
     return config
+
+
+def _compact(config: AgentConfig) -> None:
+    """Assets and tags rebuilt in fresh memory, now that the document is freed; the config is
+    not handed out yet, so its lists may still be replaced."""
+    copies: dict[Any, Any] = {}
+    config.__dict__["assets"] = compact_models(config.assets, copies)
+    for dev in config.devices:
+        if dev.tags and all(isinstance(t, BaseModel) for t in dev.tags):
+            dev.__dict__["tags"] = compact_models(dev.tags, copies)
 
 
 def _too_big(n: int) -> str:

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from edge_agent.config.compact import prime_shared_keys
+
 Role = Literal[
     "power",
     "energy_counter",
@@ -110,6 +112,11 @@ class StrictModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        prime_shared_keys(cls)  # before any instance: see edge_agent.config.compact
 
     def model_post_init(self, context: Any, /) -> None:
         given = self.__pydantic_fields_set__
