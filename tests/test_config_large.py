@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from edge_agent.config import load_config, parse_config
+from edge_agent.drivers.modbus import ModbusTagConfig
 from edge_agent.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -137,3 +139,19 @@ devices:
     assert m3.state_codes == {"7": "producing"}
     t1, t2 = config.devices[0].tags
     assert t1.asset is t2.asset is m1.id
+
+
+def test_loaded_tags_are_rebuilt_smaller_and_stay_equal() -> None:
+    """The loader rebuilds tags with key-sharing instance dicts (edge_agent.config.compact):
+    each equals, dumps, copies and hashes as the model pydantic builds from the same keys."""
+    config = parse_config(_tags_yaml(50, {7: "kWh"}))
+    for tag in config.devices[0].tags:
+        built = ModbusTagConfig.model_validate(tag.model_dump(exclude_unset=True))
+        assert tag == built and built == tag and hash(tag) == hash(built)
+        assert tag.model_dump() == built.model_dump() and repr(tag) == repr(built)
+        assert tag.model_fields_set == built.model_fields_set
+        assert sys.getsizeof(tag.__dict__) < sys.getsizeof(built.__dict__)  # 216 vs 464 bytes
+    t7 = config.devices[0].tags[7]
+    assert t7.unit == "kWh" and t7.model_copy(update={"unit": "kW"}).unit == "kW" and t7.unit == "kWh"
+    with pytest.raises(ValidationError):
+        t7.unit = "kW"  # type: ignore[misc]  # still frozen

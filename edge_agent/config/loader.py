@@ -477,13 +477,12 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
 
 
 def _compact(config: AgentConfig) -> None:
-    """Assets and tags rebuilt in fresh memory, now that the document is freed; the config is
-    not handed out yet, so its lists may still be replaced."""
-    copies: dict[Any, Any] = {}
-    config.__dict__["assets"] = compact_models(config.assets, copies)
+    """Assets and tags rebuilt smaller, now that the document is freed (config.compact); the
+    config is not handed out yet, so its lists may still be replaced."""
+    config.__dict__["assets"] = compact_models(config.assets)
     for dev in config.devices:
         if dev.tags and all(isinstance(t, BaseModel) for t in dev.tags):
-            dev.__dict__["tags"] = compact_models(dev.tags, copies)
+            dev.__dict__["tags"] = compact_models(dev.tags)
 
 
 def _too_big(n: int) -> str:
