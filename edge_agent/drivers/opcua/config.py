@@ -105,6 +105,9 @@ class TagAcquisition:
     deadband: Deadband | None
 
 
+_ACQUISITIONS: dict[TagAcquisition, TagAcquisition] = {}
+
+
 class OpcUaSecurity(StrictModel):
     """Message security and the application instance certificate that goes with it."""
 
@@ -207,10 +210,14 @@ class OpcUaDeviceConfig(DeviceConfig):
         sampling = tag.sampling_interval
         if sampling is None and group is not None:
             sampling = group.sampling_interval
-        return TagAcquisition(
+        acq = TagAcquisition(
             mode=mode,
             publishing_interval=publishing,
             sampling_interval=publishing if sampling is None else sampling,
             queue_size=tag.queue_size or (group.queue_size if group else 1),
             deadband=tag.deadband or (group.deadband if group else None),
         )
+        # a driver keeps one per tag, and a device's tags mostly share a few: keep one of each
+        if len(_ACQUISITIONS) >= 4096:
+            _ACQUISITIONS.clear()
+        return _ACQUISITIONS.setdefault(acq, acq)
