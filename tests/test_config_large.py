@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from edge_agent.config import load_config, parse_config
+from edge_agent.config.types import ROLE_UNITS
 from edge_agent.drivers.modbus import ModbusTagConfig
 from edge_agent.errors import ConfigError
 
@@ -154,4 +155,25 @@ def test_loaded_tags_are_rebuilt_smaller_and_stay_equal() -> None:
     t7 = config.devices[0].tags[7]
     assert t7.unit == "kWh" and t7.model_copy(update={"unit": "kW"}).unit == "kW" and t7.unit == "kWh"
     with pytest.raises(ValidationError):
-        t7.unit = "kW"  # type: ignore[misc]  # still frozen
+        t7.unit = "kW"  # still frozen
+
+
+def test_each_tags_own_checks_run_once_on_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic re-runs a model's "after" checks on every instance a containing model takes
+    as is; the loader's whole-file pass tells the tags' checks they ran in their chunk."""
+    import edge_agent.config.model as model
+
+    class Counting(dict[str, frozenset[str]]):
+        looked_up = 0
+
+        def __getitem__(self, role: str) -> frozenset[str]:
+            Counting.looked_up += 1
+            return super().__getitem__(role)
+
+    monkeypatch.setattr(model, "ROLE_UNITS", Counting(ROLE_UNITS))
+    parse_config(_tags_yaml(300, {}))
+    assert Counting.looked_up == 300  # TagConfig._unit_fits_role, once a tag
+    Counting.looked_up = 0
+    with pytest.raises(ConfigError):  # with a problem in a chunk, all is checked again in full
+        parse_config(_tags_yaml(300, {5: "furlongs"}))
+    assert Counting.looked_up == 2 * 299

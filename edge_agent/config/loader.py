@@ -60,6 +60,7 @@ from edge_agent.config.compact import compact_models
 from edge_agent.config.model import AgentConfig, build_config_model
 from edge_agent.config.redact import redact_urls
 from edge_agent.config.shape import MAX_ASSETS, MAX_DEVICES, MAX_KEYS, MAX_TAGS, ShapeError, check_shape
+from edge_agent.config.types import ITEMS_CHECKED
 from edge_agent.config.yaml_parser import yaml_rs
 from edge_agent.errors import ConfigError, ConfigProblem
 
@@ -384,6 +385,16 @@ def _validate_in_chunks(
     return problems, False
 
 
+def _all_tags_built(data: dict[Any, Any]) -> bool:
+    devices = data.get("devices")
+    return isinstance(devices, list) and all(
+        isinstance(dev, dict)
+        and isinstance(dev.get("tags", []), list)
+        and all(isinstance(t, BaseModel) for t in dev.get("tags", []))
+        for dev in devices
+    )
+
+
 def _item_type(model: Any, field: str) -> Any:
     """``X`` of a ``list[X]`` field when X is a model (a plugin's tags may be anything else)."""
     info = getattr(model, "model_fields", {}).get(field)
@@ -462,7 +473,11 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
         problems.append(ConfigProblem("", None, "... stopped here: the rest of the file is not checked yet"))
         raise ConfigError(file, _by_line(problems))
     try:
-        config = model.model_validate(data)
+        # When every tag is a model built in its chunk, its own checks ran: pydantic need not
+        # run them again. Raw tags (a chunk with problems, a plugin's tag type the chunks do
+        # not know) are checked in full: device checks rely on them.
+        checked = not found and _all_tags_built(data)
+        config = model.model_validate(data, context={ITEMS_CHECKED: True} if checked else None)
     except ValidationError as exc:
         for problem in _problems(exc, data, lines, subs):  # items of a chunk with problems, again
             if problem not in problems:

@@ -28,12 +28,22 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     create_model,
     model_validator,
 )
 
 from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, SparkplugConfig
-from edge_agent.config.types import ROLE_UNITS, STATE_NAMES, Role, Seconds, StateName, StrictModel, Unit
+from edge_agent.config.types import (
+    ROLE_UNITS,
+    STATE_NAMES,
+    Role,
+    Seconds,
+    StateName,
+    StrictModel,
+    Unit,
+    checked_before,
+)
 
 _ID = r"^[A-Za-z0-9_.-]+$"
 
@@ -142,7 +152,9 @@ class TagConfig(StrictModel):
     writable: bool = False
 
     @model_validator(mode="after")
-    def _unit_fits_role(self) -> TagConfig:
+    def _unit_fits_role(self, info: ValidationInfo) -> TagConfig:
+        if checked_before(info):
+            return self
         allowed = ROLE_UNITS[self.role]
         if self.unit not in allowed:
             raise ValueError(
@@ -152,7 +164,9 @@ class TagConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _counter_fields(self) -> TagConfig:
+    def _counter_fields(self, info: ValidationInfo) -> TagConfig:
+        if checked_before(info):
+            return self
         counter_only = (self.max_rate_per_s, self.resolution, self.counter_lag)
         if not self.is_counter and any(x is not None for x in counter_only):
             raise ValueError(

@@ -11,6 +11,7 @@ __all__ = [
     "StateName",
     "StrictModel",
     "Unit",
+    "checked_before",
     "parse_bytes",
     "parse_seconds",
 ]
@@ -18,7 +19,7 @@ __all__ = [
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 from edge_agent.config.compact import prime_shared_keys
 
@@ -95,6 +96,18 @@ def parse_bytes(value: object) -> object:
 
 Seconds = Annotated[float, BeforeValidator(parse_seconds)]
 ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
+
+
+#: Validation context the loader sets when it assembles the whole config from tags it
+#: validated (in chunks) already.
+ITEMS_CHECKED = "edge_agent.items_checked"
+
+
+def checked_before(info: ValidationInfo) -> bool:
+    """Whether an item's ``mode="after"`` checks ran already: pydantic runs them again on every
+    instance a containing model takes as is (~0.5 s of CPU for 50,000 tags)."""
+    context = info.context
+    return isinstance(context, dict) and context.get(ITEMS_CHECKED) is True
 
 
 #: One shared ``model_fields_set`` per distinct set of keys written in the file (see StrictModel).
