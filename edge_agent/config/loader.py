@@ -377,7 +377,8 @@ def _validate_in_chunks(
         adapter = TypeAdapter(list[item_type])  # type: ignore[valid-type]
         for start in range(0, len(items), _CHUNK):
             try:
-                items[start : start + _CHUNK] = adapter.validate_python(items[start : start + _CHUNK])
+                built = adapter.validate_python(items[start : start + _CHUNK])
+                items[start : start + _CHUNK] = compact_models(built)  # smaller: config.compact
             except ValidationError as exc:
                 problems.extend(_problems(exc, data, lines, subs, shift=(*where, start)))
                 if len(problems) >= MAX_PROBLEMS:
@@ -430,9 +431,7 @@ def parse_config(text: str, *, file: str = "<config>", command: Command = "run")
     if len(text) > MAX_CONFIG_BYTES:
         raise _problem(file, _too_big(len(text.encode("utf-8", "surrogatepass"))))
     with _gc_paused():
-        config = _parse(text, file, command)
-    _compact(config)  # the parsed document is freed now (config.compact)
-    return config
+        return _parse(text, file, command)
 
 
 @contextlib.contextmanager
@@ -489,15 +488,6 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
         raise ConfigError(file, _by_line(problems))
     config._env_refs = subs.written
     return config
-
-
-def _compact(config: AgentConfig) -> None:
-    """Assets and tags rebuilt smaller, now that the document is freed (config.compact); the
-    config is not handed out yet, so its lists may still be replaced."""
-    config.__dict__["assets"] = compact_models(config.assets)
-    for dev in config.devices:
-        if dev.tags and all(isinstance(t, BaseModel) for t in dev.tags):
-            dev.__dict__["tags"] = compact_models(dev.tags)
 
 
 def _too_big(n: int) -> str:
