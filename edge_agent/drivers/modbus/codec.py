@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.batch import Quality, SampleBatch
-from edge_agent.drivers.modbus.config import BIT_TABLES, INTEGER_TYPES, ModbusTagConfig
+from edge_agent.drivers.modbus.config import BIT_TABLES, BYTE_ORDERS, INTEGER_TYPES, ModbusTagConfig
 from edge_agent.drivers.modbus.image import RegisterImage
 
 _WIRE: dict[str, str] = {
@@ -208,9 +208,12 @@ class Decoder:
             shift = np.array([_register_bit(t) for t in tags], dtype=np.uint16)
             return _Group(source, out, first, pos, scaling, shift=shift)
         nbytes = 2 * tags[0].register_count
-        rows = np.stack(
-            [2 * f + byte_permutation(nbytes, *t.swaps) for f, t in zip(first, tags, strict=True)]
-        )
+        orders = np.array([t.byte_order for t in tags])
+        rows = np.empty((len(tags), nbytes), dtype=np.intp)
+        for order in np.unique(orders).tolist():  # a few byte orders serve every tag
+            rows[orders == order] = 2 * first[orders == order, None] + byte_permutation(
+                nbytes, *BYTE_ORDERS[order]
+            )
         return _Group(source, out, rows, pos, scaling, wire=wire)
 
     def tag_bad(self, image: RegisterImage) -> npt.NDArray[np.bool_]:
