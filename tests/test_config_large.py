@@ -4,6 +4,7 @@ and the same line-numbered problems; a 50,000-tag file validates in seconds."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,9 @@ import yaml
 from pydantic import ValidationError
 
 from edge_agent.config import load_config, parse_config
+from edge_agent.config.loader import _as_json
 from edge_agent.config.types import ROLE_UNITS
+from edge_agent.config.yaml_parser import yaml_rs
 from edge_agent.drivers.modbus import ModbusTagConfig
 from edge_agent.errors import ConfigError
 
@@ -177,3 +180,32 @@ def test_each_tags_own_checks_run_once_on_load(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ConfigError):  # with a problem in a chunk, all is checked again in full
         parse_config(_tags_yaml(300, {5: "furlongs"}))
     assert Counting.looked_up == 2 * 299
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1e400", math.inf), ("-1.5E+400", -math.inf), (".NaN", math.nan), ("1" + "0" * 310 + ".0", math.inf)],
+)
+def test_yaml_values_json_has_not_keep_the_yaml_tree(value: str, expected: float) -> None:
+    """A YAML tree is rebuilt through JSON (edge_agent.config.loader._as_json) only when JSON
+    holds every value: orjson would write these floats as null."""
+    text = _tags_yaml(2, {}).replace("address: 0}", f"address: 0, scale: {value}}}")
+    assert _as_json(yaml_rs.loads(text), text) is None
+    scale = parse_config(text).devices[0].tags[0].scale
+    assert scale == expected or (math.isnan(expected) and math.isnan(scale))
+
+
+def test_yaml_with_json_values_only_is_rebuilt_through_json() -> None:
+    plain = _tags_yaml(3, {})
+    assert _as_json(yaml_rs.loads(plain), plain) is not None
+    for other in (
+        "  - {id: m2, site: s, area: a, line: l, rated_power_kw: 10, description: 2026-01-01}",
+        "  - {id: m2, site: s, area: a, line: l, rated_power_kw: 10, state_codes: {2: producing}}",
+    ):
+        text = plain.replace("devices:", other + "\ndevices:")  # a date, an integer key
+        assert _as_json(yaml_rs.loads(text), text) is None
+    text = plain.replace(
+        "devices:",
+        "  - {id: m2, site: s, area: a, line: l, rated_power_kw: 10, state_codes: {2: producing}}\ndevices:",
+    )
+    assert parse_config(text).assets[1].state_codes == {"2": "producing"}
