@@ -4,14 +4,20 @@ and the same line-numbered problems; a 50,000-tag file validates in seconds."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from edge_agent.config import load_config, parse_config
+from edge_agent.config.loader import _as_json
+from edge_agent.config.types import ROLE_UNITS
+from edge_agent.config.yaml_parser import yaml_rs
+from edge_agent.drivers.modbus import ModbusTagConfig
 from edge_agent.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -95,3 +101,111 @@ def test_duplicate_keys_and_merge_keys_are_refused_with_what_to_do(tmp_path: Pat
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "merge keys" in str(info.value)
+
+
+def test_tags_given_the_same_keys_share_one_fields_set_and_copies_stay_apart() -> None:
+    """A set per tag was 0.7 kB, 35 MB for 50,000 tags; sharing must not let one tag's
+    ``model_copy(update=...)`` show up in another's ``model_fields_set``."""
+    config = parse_config(_tags_yaml(3, {}))
+    a, b, c = config.devices[0].tags
+    assert a.model_fields_set == {"name", "asset", "role", "unit", "address"}
+    assert a.model_fields_set is b.model_fields_set is c.model_fields_set
+    changed = a.model_copy(update={"scale": 2.0})
+    assert changed.model_fields_set == {"name", "asset", "role", "unit", "address", "scale"}
+    assert b.model_fields_set == {"name", "asset", "role", "unit", "address"}
+    assert changed.scale == 2.0 and b.scale == 1.0
+    assert config.assets[0].model_fields_set == {"id", "site", "area", "line", "rated_power_kw"}
+
+
+def test_repeated_names_and_equal_asset_settings_are_one_object() -> None:
+    """An asset id in each of its tags, a site in each asset and equal thresholds and state
+    codes are held once (a 50,000-tag plant repeats them thousands of times)."""
+    text = """
+assets:
+  - {id: m1, site: s, area: a, line: l, rated_power_kw: 10, states: {idle_below_kw: 3}}
+  - {id: m2, site: s, area: a, line: l, rated_power_kw: 10, states: {idle_below_kw: 3}}
+  - {id: m3, site: s, area: a, line: l, rated_power_kw: 10, states: {idle_below_kw: 4},
+     state_codes: {7: producing}}
+devices:
+  - name: d
+    driver: modbus
+    host: h
+    tags:
+      - {name: t1, asset: m1, address: 0}
+      - {name: t2, asset: m1, address: 1}
+"""
+    config = parse_config(text)
+    m1, m2, m3 = config.assets
+    assert m1.site is m2.site is m3.site and m1.line is m3.line
+    assert m1.states is m2.states and m1.states.idle_below_kw == 3
+    assert m3.states.idle_below_kw == 4  # unequal values stay apart
+    assert m1.state_codes is m2.state_codes and m1.state_codes["3"] == "producing"
+    assert m3.state_codes == {"7": "producing"}
+    t1, t2 = config.devices[0].tags
+    assert t1.asset is t2.asset is m1.id
+
+
+def test_loaded_tags_are_rebuilt_smaller_and_stay_equal() -> None:
+    """The loader rebuilds tags with key-sharing instance dicts (edge_agent.config.compact):
+    each equals, dumps, copies and hashes as the model pydantic builds from the same keys."""
+    config = parse_config(_tags_yaml(50, {7: "kWh"}))
+    for tag in config.devices[0].tags:
+        built = ModbusTagConfig.model_validate(tag.model_dump(exclude_unset=True))
+        assert tag == built and built == tag and hash(tag) == hash(built)
+        assert tag.model_dump() == built.model_dump() and repr(tag) == repr(built)
+        assert tag.model_fields_set == built.model_fields_set
+        assert sys.getsizeof(tag.__dict__) < sys.getsizeof(built.__dict__)  # 216 vs 464 bytes
+    t7 = config.devices[0].tags[7]
+    assert t7.unit == "kWh" and t7.model_copy(update={"unit": "kW"}).unit == "kW" and t7.unit == "kWh"
+    with pytest.raises(ValidationError):
+        t7.unit = "kW"  # still frozen
+
+
+def test_each_tags_own_checks_run_once_on_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic re-runs a model's "after" checks on every instance a containing model takes
+    as is; the loader's whole-file pass tells the tags' checks they ran in their chunk."""
+    import edge_agent.config.model as model
+
+    class Counting(dict[str, frozenset[str]]):
+        looked_up = 0
+
+        def __getitem__(self, role: str) -> frozenset[str]:
+            Counting.looked_up += 1
+            return super().__getitem__(role)
+
+    monkeypatch.setattr(model, "ROLE_UNITS", Counting(ROLE_UNITS))
+    parse_config(_tags_yaml(300, {}))
+    assert Counting.looked_up == 300  # TagConfig._unit_fits_role, once a tag
+    Counting.looked_up = 0
+    with pytest.raises(ConfigError):  # with a problem in a chunk, all is checked again in full
+        parse_config(_tags_yaml(300, {5: "furlongs"}))
+    assert Counting.looked_up == 2 * 299
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1e400", math.inf), ("-1.5E+400", -math.inf), (".NaN", math.nan), ("1" + "0" * 310 + ".0", math.inf)],
+)
+def test_yaml_values_json_has_not_keep_the_yaml_tree(value: str, expected: float) -> None:
+    """A YAML tree is rebuilt through JSON (edge_agent.config.loader._as_json) only when JSON
+    holds every value: orjson would write these floats as null."""
+    text = _tags_yaml(2, {}).replace("address: 0}", f"address: 0, scale: {value}}}")
+    assert _as_json(yaml_rs.loads(text), text) is None
+    scale = parse_config(text).devices[0].tags[0].scale
+    assert scale == expected or (math.isnan(expected) and math.isnan(scale))
+
+
+def test_yaml_with_json_values_only_is_rebuilt_through_json() -> None:
+    plain = _tags_yaml(3, {})
+    assert _as_json(yaml_rs.loads(plain), plain) is not None
+    for other in (
+        "  - {id: m2, site: s, area: a, line: l, rated_power_kw: 10, description: 2026-01-01}",
+        "  - {id: m2, site: s, area: a, line: l, rated_power_kw: 10, state_codes: {2: producing}}",
+    ):
+        text = plain.replace("devices:", other + "\ndevices:")  # a date, an integer key
+        assert _as_json(yaml_rs.loads(text), text) is None
+    text = plain.replace(
+        "devices:",
+        "  - {id: m2, site: s, area: a, line: l, rated_power_kw: 10, state_codes: {2: producing}}\ndevices:",
+    )
+    assert parse_config(text).assets[1].state_codes == {"2": "producing"}

@@ -12,6 +12,7 @@ from edge_agent.drivers.modbus import (
     ModbusDeviceConfig,
     ModbusDriver,
     Request,
+    SpanTable,
     TagSpan,
     build_plan,
     split_request,
@@ -188,11 +189,13 @@ def test_plan_covers_every_tag_exactly_once_within_limits(case: tuple[list[TagSp
 def test_recursive_splits_still_cover_every_tag_once(case: tuple[list[TagSpan], int, int, int]) -> None:
     tags, max_registers, max_bits, max_gap = case
     plan = build_plan(tags, max_registers=max_registers, max_bits=max_bits, max_gap=max_gap)
+    table = SpanTable(tags)  # the columns a driver keeps give back the very same spans
+    assert len(table) == len(tags) and list(table) == tags and table[-1:] == tags[-1:]
     leaves: list[Request] = []
     todo = list(plan.requests)
     while todo:
         r = todo.pop()
-        halves = split_request(r, tags)
+        halves = split_request(r, table)
         if halves is None:
             assert len({(tags[t].start, tags[t].end) for t in r.tags}) == 1
             leaves.append(r)

@@ -101,10 +101,12 @@ def test_acquisition_merges_tag_over_group_over_device() -> None:
             tag(name="grouped", node_id="i=2", group="fast"),
             tag(name="override", node_id="i=3", group="fast", queue_size=9, sampling_interval="10ms"),
             tag(name="sub", node_id="i=4", mode="subscribe"),
+            tag(name="grouped2", node_id="i=5", group="fast"),
         ],
         groups={"fast": {"publishing_interval": "200ms", "queue_size": 3, "deadband": {"value": 0.5}}},
     )
-    plain, grouped, override, sub = (cfg.acquisition(t) for t in cfg.tags)
+    plain, grouped, override, sub, grouped2 = (cfg.acquisition(t) for t in cfg.tags)
+    assert grouped2 is grouped  # equal settings: one object however many tags share them
     assert plain.mode == "poll"
     assert (grouped.mode, grouped.publishing_interval, grouped.sampling_interval) == ("subscribe", 0.2, 0.2)
     assert grouped.queue_size == 3 and grouped.deadband is not None and grouped.deadband.value == 0.5
@@ -112,7 +114,7 @@ def test_acquisition_merges_tag_over_group_over_device() -> None:
     assert (sub.mode, sub.publishing_interval, sub.queue_size) == ("subscribe", 1.0, 1)
     assert isinstance(cfg.address(cfg.tags[0]), NodeAddress)
     driver = OpcUaDriver(cfg)
-    assert "subscription @ 200 ms publishing: 2 monitored item(s)" in driver.describe_plan()
+    assert "subscription @ 200 ms publishing: 3 monitored item(s)" in driver.describe_plan()
 
 
 def test_yaml_errors_carry_the_line_and_password_comes_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,10 +18,12 @@ the worst case at each limit in a fresh process):
 
 YAML is parsed by yaml-rs (Rust, YAML 1.2): PyYAML's libyaml binding took ~10 s and
 ~450 MB for a 50,000-tag file, yaml-rs ~0.3 s. It holds the document while it builds the
-Python objects, so YAML near the value limit peaks at ~280 MB, above the 200 MB that JSON
-(parsed by ``json``) and every refused input stay under. PyYAML's event stream still maps
-key paths to lines, only when a problem has to be reported and only for files small enough.
-Values that came from ``${VAR}`` and credentials inside URLs are never echoed in an error.
+Python objects: a 50,000-tag plant peaks at ~180 MB as YAML (~145 MB as JSON, parsed by
+``json``), and only the densest YAML near the value limit goes above 200 MB (~240 MB); its
+allocator is told to return the document's memory when it is freed (config.yaml_parser).
+PyYAML's event stream still maps key paths to lines, only when a problem has to be reported
+and only for files small enough. Values that came from ``${VAR}`` and credentials inside URLs
+are never echoed in an error.
 """
 
 from __future__ import annotations
@@ -51,13 +53,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import orjson
 import yaml
-import yaml_rs
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from edge_agent.config.compact import compact_models
 from edge_agent.config.model import AgentConfig, build_config_model
 from edge_agent.config.redact import redact_urls
 from edge_agent.config.shape import MAX_ASSETS, MAX_DEVICES, MAX_KEYS, MAX_TAGS, ShapeError, check_shape
+from edge_agent.config.types import ITEMS_CHECKED
+from edge_agent.config.yaml_parser import yaml_rs
 from edge_agent.errors import ConfigError, ConfigProblem
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -67,7 +72,7 @@ _JSON_START = re.compile(r"\s*\{")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a 50,000-tag plant is 6 MB of YAML, 9 MB of indented JSON
 #: Values, by an upper bound counted before parsing (_node_bound): a 50,000-tag plant is
 #: ~730,000 as JSON and ~785,000 as YAML. The densest file at the limit peaks at ~170 MB as JSON
-#: and ~270 MB as YAML (yaml-rs holds the document while it builds the Python objects).
+#: and ~240 MB as YAML (yaml-rs holds the document while it builds the Python objects).
 MAX_NODES = 850_000
 #: YAML events that aliases may replay: configs share a few small blocks, never more.
 MAX_ALIAS_EVENTS = 100_000
@@ -103,9 +108,10 @@ class _LineIndex:
     """The 1-based line of every key and list item, worked out only when a problem is reported:
     composing PyYAML's node tree costs ~10x the parse, which a 50,000-tag file would feel."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, parsed_as_json: bool = False) -> None:
         self._text = text
         self._lines: dict[PathKey, int] | None = None
+        self.parsed_as_json = parsed_as_json  # by ``json``, not yaml-rs
 
     def get(self, path: PathKey) -> int | None:
         if self._lines is None:
@@ -187,7 +193,7 @@ def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
         if _node_bound(text, json_=True) > MAX_NODES:
             raise _too_many(file)
         try:
-            return json.loads(text), _LineIndex(text)
+            return json.loads(text), _LineIndex(text, parsed_as_json=True)
         except (ValueError, RecursionError):
             pass  # YAML flow style, or broken: the YAML parser decides and reports
     if _node_bound(text) > MAX_NODES:
@@ -201,6 +207,37 @@ def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
     if isinstance(data, list) and len(data) > 1 and re.search(r"^---", text, re.MULTILINE):
         raise _problem(file, "holds several YAML documents ('---'); a config file is one document")
     return data, _LineIndex(text)
+
+
+#: Text that may hold a float JSON has not (orjson writes NaN and ±inf as null): an exponent
+#: of 3 digits (a cheap search first, names like "line100" pass the second), 300 digits in a
+#: row; and .nan, .inf, !!float, found by plain substring search.
+_EXPONENT = re.compile(r"e[+-]?[0-9]{3}")
+_NUMBER_EXPONENT = re.compile(r"[0-9.]e[+-]?[0-9]{3}")
+_LONG_NUMBER = re.compile(r"[0-9]{300}")
+
+
+def _maybe_not_finite(text: str) -> bool:
+    low = text.lower()
+    if ".nan" in low or ".inf" in low or "!!float" in low:
+        return True
+    if _EXPONENT.search(low) and _NUMBER_EXPONENT.search(low):
+        return True
+    return _LONG_NUMBER.search(text) is not None
+
+
+def _as_json(data: Any, text: str) -> bytes | None:
+    """The YAML tree as JSON when it holds only JSON values, for orjson to rebuild: its tree
+    shares the keys and is built after the YAML one is freed. A 50,000-tag YAML otherwise left
+    ~15 MB (0.3 kB a tag) more of its tree's memory behind; the round trip costs ~0.08 s. Dates,
+    non-text keys, integers beyond 64 bits and anything that might be a non-finite float keep
+    the YAML tree (None)."""
+    if _maybe_not_finite(text):
+        return None
+    try:
+        return orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:  # orjson.JSONEncodeError: a value or key JSON has not
+        return None
 
 
 def _too_many(file: str) -> ConfigError:
@@ -373,12 +410,23 @@ def _validate_in_chunks(
         adapter = TypeAdapter(list[item_type])  # type: ignore[valid-type]
         for start in range(0, len(items), _CHUNK):
             try:
-                items[start : start + _CHUNK] = adapter.validate_python(items[start : start + _CHUNK])
+                built = adapter.validate_python(items[start : start + _CHUNK])
+                items[start : start + _CHUNK] = compact_models(built)  # smaller: config.compact
             except ValidationError as exc:
                 problems.extend(_problems(exc, data, lines, subs, shift=(*where, start)))
                 if len(problems) >= MAX_PROBLEMS:
                     return problems, True
     return problems, False
+
+
+def _all_tags_built(data: dict[Any, Any]) -> bool:
+    devices = data.get("devices")
+    return isinstance(devices, list) and all(
+        isinstance(dev, dict)
+        and isinstance(dev.get("tags", []), list)
+        and all(isinstance(t, BaseModel) for t in dev.get("tags", []))
+        for dev in devices
+    )
 
 
 def _item_type(model: Any, field: str) -> Any:
@@ -443,6 +491,10 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
         check_shape(data)
     except ShapeError as exc:
         raise ConfigError(file, [ConfigProblem(_dotted(exc.path), lines.get(exc.path), str(exc))]) from None
+    encoded = None if lines.parsed_as_json else _as_json(data, text)
+    if encoded is not None:  # the same tree, rebuilt by orjson once the YAML one is freed
+        del data
+        data = orjson.loads(encoded)
     if command == "ingest":
         data = {"assets": [], "devices": [], **data}
     problems: list[ConfigProblem] = []
@@ -457,7 +509,11 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
         problems.append(ConfigProblem("", None, "... stopped here: the rest of the file is not checked yet"))
         raise ConfigError(file, _by_line(problems))
     try:
-        config = model.model_validate(data)
+        # When every tag is a model built in its chunk, its own checks ran: pydantic need not
+        # run them again. Raw tags (a chunk with problems, a plugin's tag type the chunks do
+        # not know) are checked in full: device checks rely on them.
+        checked = not found and _all_tags_built(data)
+        config = model.model_validate(data, context={ITEMS_CHECKED: True} if checked else None)
     except ValidationError as exc:
         for problem in _problems(exc, data, lines, subs):  # items of a chunk with problems, again
             if problem not in problems:

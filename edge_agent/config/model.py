@@ -19,14 +19,48 @@ __all__ = [
 ]
 
 import ipaddress
+import sys
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, PrivateAttr, SecretStr, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
 
 from edge_agent.config.sinks import BufferConfig, InfluxConfig, MqttConfig, SparkplugConfig
-from edge_agent.config.types import ROLE_UNITS, STATE_NAMES, Role, Seconds, StateName, StrictModel, Unit
+from edge_agent.config.types import (
+    ROLE_UNITS,
+    STATE_NAMES,
+    Role,
+    Seconds,
+    StateName,
+    StrictModel,
+    Unit,
+    checked_before,
+)
 
 _ID = r"^[A-Za-z0-9_.-]+$"
+
+#: A name many models repeat (an asset id in each of its tags, a site in each asset): one
+#: string object for all, not one per line of the file (~50 bytes each).
+Shared = Annotated[str, AfterValidator(sys.intern)]
+
+#: Equal per-asset values, shared: a plant's assets mostly carry the same thresholds and
+#: state codes, ~1 kB an asset when each has its own. Config values are never mutated.
+_SHARED_VALUES: dict[object, Any] = {}
+_MAX_SHARED = 4096
+
+
+def _share(value: Any, key: object) -> Any:
+    if len(_SHARED_VALUES) >= _MAX_SHARED:  # distinct values are few; never grow without bound
+        _SHARED_VALUES.clear()
+    return _SHARED_VALUES.setdefault(key, value)
 
 
 class StateThresholds(StrictModel):
@@ -59,23 +93,31 @@ def _state_code_keys(value: object) -> object:
     return value
 
 
-StateCodes = Annotated[dict[str, StateName], BeforeValidator(_state_code_keys)]
+def _shared_codes(codes: dict[str, StateName]) -> dict[str, StateName]:
+    return _share(codes, ("state_codes", *codes.items()))  # type: ignore[no-any-return]
+
+
+def _shared_thresholds(th: StateThresholds) -> StateThresholds:
+    return _share(th, th)  # type: ignore[no-any-return]
+
+
+StateCodes = Annotated[dict[str, StateName], BeforeValidator(_state_code_keys), AfterValidator(_shared_codes)]
 
 
 class AssetConfig(StrictModel):
     """A machine or meter, placed in the ISA-95 hierarchy (site/area/line/asset)."""
 
-    id: str = Field(pattern=_ID)
-    site: str = Field(pattern=_ID)
-    area: str = Field(pattern=_ID)
-    line: str = Field(pattern=_ID)
+    id: Shared = Field(pattern=_ID)
+    site: Shared = Field(pattern=_ID)
+    area: Shared = Field(pattern=_ID)
+    line: Shared = Field(pattern=_ID)
     kind: Literal["machine", "compressor", "meter"] = "machine"
     description: str = ""
     rated_power_kw: float = Field(gt=0, description="upper bound used to tell counter rollover from reset")
     ideal_cycle_time_s: float | None = Field(None, gt=0)
-    states: StateThresholds = StateThresholds()
+    states: Annotated[StateThresholds, AfterValidator(_shared_thresholds)] = StateThresholds()
     state_codes: StateCodes = Field(
-        default_factory=lambda: {str(i): n for i, n in enumerate(STATE_NAMES)},
+        default_factory=lambda: _shared_codes({str(i): n for i, n in enumerate(STATE_NAMES)}),
         description="PLC state value (number or string) -> off/idle/setup/producing/fault; "
         "default 0 off, 1 idle, 2 setup, 3 producing, 4 fault",
     )
@@ -85,7 +127,7 @@ class TagConfig(StrictModel):
     """What every driver's tag has in common: a name, an asset, a semantic role and a unit."""
 
     name: str = Field(pattern=_ID)
-    asset: str = Field(pattern=_ID)
+    asset: Shared = Field(pattern=_ID)
     role: Role = "generic"
     unit: Unit = "1"
     scale: float = 1.0
@@ -110,7 +152,9 @@ class TagConfig(StrictModel):
     writable: bool = False
 
     @model_validator(mode="after")
-    def _unit_fits_role(self) -> TagConfig:
+    def _unit_fits_role(self, info: ValidationInfo) -> TagConfig:
+        if checked_before(info):
+            return self
         allowed = ROLE_UNITS[self.role]
         if self.unit not in allowed:
             raise ValueError(
@@ -120,7 +164,9 @@ class TagConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _counter_fields(self) -> TagConfig:
+    def _counter_fields(self, info: ValidationInfo) -> TagConfig:
+        if checked_before(info):
+            return self
         counter_only = (self.max_rate_per_s, self.resolution, self.counter_lag)
         if not self.is_counter and any(x is not None for x in counter_only):
             raise ValueError(

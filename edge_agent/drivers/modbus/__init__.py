@@ -8,7 +8,7 @@ transport modules are importable for tests and tools but are not needed to use t
 from edge_agent.drivers.modbus.config import ModbusDeviceConfig, ModbusTagConfig
 from edge_agent.drivers.modbus.driver import ModbusDriver
 from edge_agent.drivers.modbus.exceptions import describe_code
-from edge_agent.drivers.modbus.planner import Plan, Request, TagSpan, build_plan, split_request
+from edge_agent.drivers.modbus.planner import Plan, Request, SpanTable, TagSpan, build_plan, split_request
 
 __all__ = [
     "ModbusDeviceConfig",
@@ -16,6 +16,7 @@ __all__ = [
     "ModbusTagConfig",
     "Plan",
     "Request",
+    "SpanTable",
     "TagSpan",
     "build_plan",
     "describe_code",

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.batch import Quality, SampleBatch
-from edge_agent.drivers.modbus.config import BIT_TABLES, INTEGER_TYPES, ModbusTagConfig
+from edge_agent.drivers.modbus.config import BIT_TABLES, BYTE_ORDERS, INTEGER_TYPES, ModbusTagConfig
 from edge_agent.drivers.modbus.image import RegisterImage
 
 _WIRE: dict[str, str] = {
@@ -91,7 +91,9 @@ class _Scaling:
             return cls(np.ones(0), np.zeros(0), True)
         scale = np.array([t.scale for t in tags], dtype=np.float64)
         offset = np.array([t.offset for t in tags], dtype=np.float64)
-        return cls(scale, offset, bool(np.all(scale == 1.0) and np.all(offset == 0.0)))
+        if np.all(scale == 1.0) and np.all(offset == 0.0):
+            return cls(np.ones(0), np.zeros(0), True)  # 16 bytes a tag not kept for nothing
+        return cls(scale, offset, False)
 
     def apply(self, raw: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return raw if self.identity else raw * self.scale + self.offset
@@ -206,9 +208,12 @@ class Decoder:
             shift = np.array([_register_bit(t) for t in tags], dtype=np.uint16)
             return _Group(source, out, first, pos, scaling, shift=shift)
         nbytes = 2 * tags[0].register_count
-        rows = np.stack(
-            [2 * f + byte_permutation(nbytes, *t.swaps) for f, t in zip(first, tags, strict=True)]
-        )
+        orders = np.array([t.byte_order for t in tags])
+        rows = np.empty((len(tags), nbytes), dtype=np.intp)
+        for order in np.unique(orders).tolist():  # a few byte orders serve every tag
+            rows[orders == order] = 2 * first[orders == order, None] + byte_permutation(
+                nbytes, *BYTE_ORDERS[order]
+            )
         return _Group(source, out, rows, pos, scaling, wire=wire)
 
     def tag_bad(self, image: RegisterImage) -> npt.NDArray[np.bool_]:

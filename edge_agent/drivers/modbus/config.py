@@ -21,10 +21,10 @@ __all__ = [
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 
 from edge_agent.config.model import DeviceConfig, TagConfig
-from edge_agent.config.types import Seconds
+from edge_agent.config.types import Seconds, checked_before
 
 RegisterTable = Literal["coil", "discrete_input", "holding", "input"]
 DataType = Literal[
@@ -85,7 +85,9 @@ class ModbusTagConfig(TagConfig):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> ModbusTagConfig:
+    def _consistent(self, info: ValidationInfo) -> ModbusTagConfig:
+        if checked_before(info):
+            return self
         where = f"tag {self.name!r}"
         if self.table in BIT_TABLES:
             if self.data_type != "bool":

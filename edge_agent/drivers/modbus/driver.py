@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
@@ -27,7 +27,7 @@ from edge_agent.drivers.modbus.config import BIT_TABLES, ModbusDeviceConfig, Mod
 from edge_agent.drivers.modbus.exceptions import GATEWAY_CODES, MALFORMED, SPLIT_CODES, describe_code
 from edge_agent.drivers.modbus.frames import payload_bits, payload_words
 from edge_agent.drivers.modbus.image import RegisterImage
-from edge_agent.drivers.modbus.planner import Request, TagSpan, build_plan, split_request
+from edge_agent.drivers.modbus.planner import Request, SpanTable, TagSpan, build_plan, split_request
 from edge_agent.drivers.modbus.transport import Connection, open_connection, release_connection
 from edge_agent.errors import DeviceConnectError, DeviceExceptionError, DeviceTimeoutError
 
@@ -52,17 +52,18 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
     def __init__(self, config: ModbusDeviceConfig) -> None:
         super().__init__(config)
         base = config.address_base
-        self._tag_list: list[ModbusTagConfig] = list(config.tags)
-        self._by_name = {t.name: t for t in self._tag_list}
-        self._spans = [
-            TagSpan(i, t.table, t.address - base, t.register_count) for i, t in enumerate(self._tag_list)
-        ]
+        # Per-tag state lives in columns (the spans, the decoder's index arrays), not in one
+        # object per tag: the config's tag models are the only per-tag objects a device keeps.
+        self._tag_list: list[ModbusTagConfig] = config.tags
+        spans = [TagSpan(i, t.table, t.address - base, t.register_count) for i, t in enumerate(config.tags)]
         plan = build_plan(
-            self._spans,
+            spans,
             max_registers=config.max_registers_per_request,
             max_bits=config.max_bits_per_request,
             max_gap=config.max_gap,
         )
+        self._spans = SpanTable(spans)
+        del spans
         self._requests: list[Request] = list(plan.requests)  # learned splits replace entries
         self._planned = len(plan.requests)
         self._image = RegisterImage(plan)
@@ -258,8 +259,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
 
     async def write(self, tag_name: str, value: float | int | bool | str) -> None:
         """Write one tag, only if the config marks it ``writable: true``; same codec as reads."""
-        self.check_writable(tag_name)
-        tag = self._by_name[tag_name]
+        tag = cast(ModbusTagConfig, self.check_writable(tag_name))
         op = encode_value(self.name, tag, value)
         conn = self._link()
         client, unit = conn.client, self.config.unit_id

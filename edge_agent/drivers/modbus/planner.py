@@ -16,6 +16,7 @@ __all__ = [
     "TABLE_ORDER",
     "Plan",
     "Request",
+    "SpanTable",
     "TagSpan",
     "build_plan",
     "split_request",
@@ -23,6 +24,10 @@ __all__ = [
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import overload
+
+import numpy as np
 
 from edge_agent.drivers.modbus.config import BIT_TABLES, RegisterTable
 
@@ -43,6 +48,45 @@ class TagSpan:
     @property
     def end(self) -> int:
         return self.start + self.count
+
+
+_TABLE_CODE = {table: code for code, table in enumerate(TABLE_ORDER)}
+_TABLE, _START, _COUNT = attrgetter("table"), attrgetter("start"), attrgetter("count")
+
+
+class SpanTable(Sequence[TagSpan]):
+    """Every tag's span as three small columns, a :class:`TagSpan` built on access.
+
+    A driver keeps its spans for the rare request split and for ``validate --plan``: as
+    objects they cost ~120 bytes a tag (6 MB at 50,000 tags), as columns 5 bytes.
+    """
+
+    __slots__ = ("_count", "_start", "_table")
+
+    def __init__(self, spans: Sequence[TagSpan]) -> None:
+        n = len(spans)  # the columns are filled by C-level maps: 50,000 spans in ~10 ms
+        table = np.fromiter(map(_TABLE_CODE.__getitem__, map(_TABLE, spans)), np.uint8, n)
+        start = np.fromiter(map(_START, spans), np.int64, n)
+        count = np.fromiter(map(_COUNT, spans), np.int64, n)
+        if n and (min(start.min(), count.min()) < 0 or max(start.max(), count.max()) > 0xFFFF):
+            raise ValueError("a tag span lies outside the 16-bit Modbus address space")
+        self._table = table
+        self._start = start.astype(np.uint16)
+        self._count = count.astype(np.uint16)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @overload
+    def __getitem__(self, i: int) -> TagSpan: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[TagSpan]: ...
+    def __getitem__(self, i: int | slice) -> TagSpan | list[TagSpan]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        return TagSpan(i, TABLE_ORDER[self._table[i]], int(self._start[i]), int(self._count[i]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, model_validator
 
 from edge_agent.config.model import DeviceConfig, TagConfig
-from edge_agent.config.types import Seconds, StrictModel
+from edge_agent.config.types import Seconds, StrictModel, checked_before
 from edge_agent.drivers.opcua.addressing import (
     BrowsePathAddress,
     NodeAddress,
@@ -80,7 +80,9 @@ class OpcUaTagConfig(TagConfig):
     deadband: Deadband | None = None
 
     @model_validator(mode="after")
-    def _one_address(self) -> OpcUaTagConfig:
+    def _one_address(self, info: ValidationInfo) -> OpcUaTagConfig:
+        if checked_before(info):
+            return self
         if (self.node_id is None) == (self.browse_path is None):
             raise ValueError(
                 f"tag {self.name!r}: give exactly one of 'node_id' (e.g. 'nsu=urn:plant;s=cnc1.power_kw') "
@@ -103,6 +105,9 @@ class TagAcquisition:
     sampling_interval: float
     queue_size: int
     deadband: Deadband | None
+
+
+_ACQUISITIONS: dict[TagAcquisition, TagAcquisition] = {}
 
 
 class OpcUaSecurity(StrictModel):
@@ -207,10 +212,14 @@ class OpcUaDeviceConfig(DeviceConfig):
         sampling = tag.sampling_interval
         if sampling is None and group is not None:
             sampling = group.sampling_interval
-        return TagAcquisition(
+        acq = TagAcquisition(
             mode=mode,
             publishing_interval=publishing,
             sampling_interval=publishing if sampling is None else sampling,
             queue_size=tag.queue_size or (group.queue_size if group else 1),
             deadband=tag.deadband or (group.deadband if group else None),
         )
+        # a driver keeps one per tag, and a device's tags mostly share a few: keep one of each
+        if len(_ACQUISITIONS) >= 4096:
+            _ACQUISITIONS.clear()
+        return _ACQUISITIONS.setdefault(acq, acq)
