@@ -97,13 +97,18 @@ def test_a_state_change_across_the_restart_leaves_the_downtime_unknown(tmp_path:
     assert unknown == pytest.approx(3.0)
 
 
+def fed(tmp_path: Path) -> tuple[AgentConfig, AnalyticsStateStore, AnalyticsStage]:
+    """The demo config, its state store, and a stage that saw cnc1 for 3 s."""
+    cfg = config(tmp_path)
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])
+    return cfg, AnalyticsStateStore.beside_buffer(cfg), stage
+
+
 def test_missing_damaged_or_older_state_starts_clean_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cfg = config(tmp_path)
-    store = AnalyticsStateStore.beside_buffer(cfg)
-    stage = AnalyticsStage(cfg)
-    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])
+    cfg, store, stage = fed(tmp_path)
     cases = []
     with caplog.at_level("WARNING", logger="edge_agent.agent"):
         cases.append(store.load())  # missing
@@ -124,10 +129,7 @@ def test_missing_damaged_or_older_state_starts_clean_with_one_warning(
 def test_a_tampered_asset_or_a_changed_config_restarts_only_those_assets(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cfg = config(tmp_path)
-    store = AnalyticsStateStore.beside_buffer(cfg)
-    stage = AnalyticsStage(cfg)
-    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])
+    cfg, store, stage = fed(tmp_path)
     store.save(stage.state())
     store.close()
     with sqlite3.connect(store.path) as db:  # a pickle that would run code if loaded blindly

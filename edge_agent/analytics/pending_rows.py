@@ -84,10 +84,23 @@ class PendingRows:
         other roles as they came (the state column may be text), MISSING where a poll
         lacked the role.
         """
-        chunks = self._chunks
-        if not chunks:
+        if not self._chunks:
             return None
+        rows = self._joined()
         self._chunks, self._n = [], 0
+        return rows
+
+    def __getstate__(self) -> tuple[None, dict[str, object]]:
+        """Saved as one chunk: the analytics state is saved every few seconds, and a list of
+        small per-poll arrays pickles many times slower than one array per role."""
+        if len(self._chunks) > 1:
+            self._chunks = [self._joined()]
+        return None, {name: getattr(self, name) for name in self.__slots__}
+
+    def _joined(
+        self,
+    ) -> tuple[npt.NDArray[np.int64], dict[str, np.ndarray], dict[str, npt.NDArray[np.uint8]]]:
+        chunks = self._chunks
         ts = chunks[0][0] if len(chunks) == 1 else np.concatenate([c[0] for c in chunks])
         values: dict[str, np.ndarray] = {}
         quality: dict[str, npt.NDArray[np.uint8]] = {}
