@@ -3,6 +3,7 @@
     python benchmarks/bench_calibration.py            # full grid (~10 seeds × 4 sizes × 2 trends)
     python benchmarks/bench_calibration.py --seeds 3  # quicker
     python benchmarks/bench_calibration.py --json out.json
+    python benchmarks/bench_calibration.py --idle-hours none --idle-hours idle+setup+fault  # paired
 
 Each history is simulated twice (with and without the retrofit), so each case has an exact
 counterfactual saving. Goals (issue #10): 90 % intervals contain the truth in ≥ 85 % of

@@ -1,8 +1,9 @@
-"""Idle hours as an optional driver: the term enters only when it earns its place, `--model`
-and the plan accept it, and a bad column names itself.
+"""Idle hours (switched on without producing) as an optional driver: the term enters only
+when it earns its place, `--model` and the plan accept it, and a bad column names itself.
 
 A machine left idling overnight costs energy no production figure explains; the agent
-measures idle time (``time_idle_s``) and the simulator's history writes it as ``A_idle_h``.
+measures time per state (``time_idle_s`` …) and the simulator's history writes ``A_idle_h``,
+``A_setup_h`` and ``A_fault_h``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> HistoryResult:
 
 def test_cli_idle_hours_flag_and_forced_model(history: HistoryResult, tmp_path: Path) -> None:
     args = ["--csv", str(history.csv_path), "--asset", "imm1", *PERIODS, "--out", str(tmp_path)]
-    code = cli_main([*args, "--idle-hours", "imm1_idle_h", "--model", "production+idle-hours+on"])
+    idle = "imm1_idle_h+imm1_setup_h+imm1_fault_h"
+    code = cli_main([*args, "--idle-hours", idle, "--model", "production+idle-hours+on"])
     assert code in (0, 3)
     doc = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))
     assert doc["model"]["name"] == "production + idle hours + production > 0"

@@ -39,9 +39,9 @@ class Role(StrEnum):
     GOOD_PARTS = "good_parts"
     SCRAP = "scrap"
     IDLE_ENERGY = "idle_energy"
-    #: Hours switched on but waiting (the agent's ``time_idle_s``): an optional driver for a
-    #: machine left idling overnight, which no production figure explains. Only valid when the
-    #: measure does not change idle *time* (an auto-standby measure would hide its own savings).
+    #: Hours switched on without producing (idle + setup + fault; the agent's ``time_*_s``): an
+    #: optional driver for a machine left idling overnight, which no production figure explains.
+    #: Only valid when the measure leaves that time alone (auto-standby would hide its savings).
     IDLE_HOURS = "idle_hours"
 
     @property

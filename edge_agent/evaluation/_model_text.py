@@ -1,7 +1,7 @@
 """``--model`` text: a baseline model written as its terms, e.g. ``production+on+3P-heating``.
 
 Tokens (joined by ``+``): ``mean``, ``production``, ``hours`` (operating hours),
-``idle-hours`` (hours switched on but waiting), ``on`` (an
+``idle-hours`` (hours switched on without producing), ``on`` (an
 extra constant while production > 0), ``day-type`` (a separate weekend value of that
 constant), ``tow`` (168 hour-of-week constants, hourly data), and one temperature shape of
 ``2P``, ``3P-heating``, ``3P-cooling``, ``4P``, ``5P``.

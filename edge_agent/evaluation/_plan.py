@@ -65,7 +65,7 @@ class PlanData(_Strict):
     energy: str | None = None
     production: str | None = None
     operating_hours: str | None = None
-    idle_hours: str | None = None  # optional driver; only if the measure leaves idle time alone
+    idle_hours: str | None = None  # on without producing; only if the measure leaves that time alone
     temperature: str | None = None
     energy_unit: Literal["kWh", "MWh", "therm", "m3"] = "kWh"
     gas_kwh_per_m3: float | None = Field(default=None, gt=0)

@@ -10,6 +10,9 @@ baseline lengths, daily and hourly resolution, single machines and sums, and rep
 - the mean and median error as a share of the true saving (non-zero savings only);
 - the false-claim rate: the share of zero-saving cases where savings were claimed.
 
+The grid can evaluate the same histories with and without an idle-hours channel (hours
+switched on without producing), a paired comparison of what that driver is worth.
+
 ``benchmarks/bench_calibration.py`` runs the full grid; a reduced grid runs in CI.
 """
 
