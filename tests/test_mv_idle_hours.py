@@ -27,6 +27,7 @@ from edge_agent.evaluation import (
 from edge_agent.evaluation._design_gates import significance_gate
 from edge_agent.evaluation._model_text import parse_model_spec
 from edge_agent.evaluation._plan import load_plan, plan_cli_args
+from edge_agent.evaluation.calibration import CaseOutcome, calibration_grid, summaries
 from edge_agent_simulators.history import HistoryResult, generate_history
 
 P, IDLE = Role.PRODUCTION, Role.IDLE_HOURS
@@ -108,3 +109,22 @@ def test_plan_carries_idle_hours(history: HistoryResult) -> None:
     )
     args = plan_cli_args(load_plan(plan_path), plan_path)
     assert args[args.index("--idle-hours") + 1] == "imm1_idle_h"
+
+
+def test_calibration_grid_pairs_the_channel_and_summaries_separate_it() -> None:
+    """The same histories with and without the channel; the table reports each variant."""
+    idle = ("idle", "setup", "fault")
+    cases = calibration_grid(
+        (1,), sizes=(0.0, 0.3), trends=(0.0,), baseline_days=(28,), idle_states=((), idle)
+    )
+    assert len(cases) == 2 * 2 * 2 * 3  # sizes × resolutions × asset sets × variants
+    assert len({c.history for c in cases}) == 2  # one history per size, shared by the variants
+    outcomes = [
+        CaseOutcome(c, truth_kwh=100.0 * c.history.retrofit_size, savings_kwh=30.0 if c.idle_states else 40.0,
+                    u68_kwh=5.0, u90_kwh=8.0, claimed=False, model="m")
+        for c in cases
+    ]  # fmt: skip
+    rows = {r.label: r for r in summaries(outcomes)}
+    assert rows["idle hours idle+setup+fault, all"].mean_error == pytest.approx(0.0)
+    assert rows["no idle hours, daily"].mean_error == pytest.approx(1 / 3)
+    assert rows["no idle hours, all"].n == rows["idle hours idle+setup+fault, hourly"].n * 2 == 12
