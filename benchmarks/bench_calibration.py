@@ -3,6 +3,7 @@
     python benchmarks/bench_calibration.py            # full grid (~10 seeds × 4 sizes × 2 trends)
     python benchmarks/bench_calibration.py --seeds 3  # quicker
     python benchmarks/bench_calibration.py --json out.json
+    python benchmarks/bench_calibration.py --idle-hours none --idle-hours idle+setup+fault  # paired
 
 Each history is simulated twice (with and without the retrofit), so each case has an exact
 counterfactual saving. Goals (issue #10): 90 % intervals contain the truth in ≥ 85 % of
@@ -36,8 +37,18 @@ def main() -> int:
     ap.add_argument("--first-seed", type=int, default=100)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--json", default=None, help="write every case outcome here")
+    ap.add_argument(
+        "--idle-hours",
+        action="append",
+        default=None,
+        metavar="STATES",
+        help="give the evaluator an idle-hours channel: hours in these states, e.g. 'idle' or "
+        "'idle+fault'; 'none' for no channel. Repeat to compare variants on the same histories "
+        "(default: none)",
+    )
     args = ap.parse_args()
-    cases = calibration_grid(range(args.first_seed, args.first_seed + args.seeds))
+    variants = [() if v == "none" else tuple(v.split("+")) for v in (args.idle_hours or ["none"])]
+    cases = calibration_grid(range(args.first_seed, args.first_seed + args.seeds), idle_states=variants)
     t0 = time.perf_counter()
     outcomes = run_calibration(cases, workers=args.workers)
     dt = time.perf_counter() - t0
@@ -54,6 +65,7 @@ def main() -> int:
                         "baseline_days": o.case.baseline_days,
                         "resolution": o.case.resolution.value,
                         "assets": "+".join(o.case.assets),
+                        "idle_hours": "+".join(o.case.idle_states),
                     }
                     for o in outcomes
                 ],

@@ -26,11 +26,16 @@ from .catalog import ASSETS, MACHINES
 from .clock import DAY_S, LocalClock
 from .config import PlantConfig, RetrofitConfig
 from .plant import PlantModel, TickBlock
+from .states import MachineState
 from .truth import AssetTruth, PlantTruth
 
 F64 = npt.NDArray[np.float64]
 
 DEFAULT_START = datetime(2024, 1, 1)  # a Monday; interpreted in the requested time zone
+#: Hours per machine state besides producing (``operating_h``), as the agent publishes them
+#: (``time_idle_s`` …): an evaluator may use idle hours as a driver, since a machine left
+#: idling overnight costs energy that no production figure explains.
+_STATE_HOURS = {s.label: int(s) for s in (MachineState.IDLE, MachineState.SETUP, MachineState.FAULT)}
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ def _columns() -> list[tuple[str, str]]:
                 (f"{a}_material_kg", "%.6f"),
                 (f"{a}_operating_h", "%.6f"),
                 (f"{a}_idle_kwh", "%.6f"),
+                *((f"{a}_{state}_h", "%.6f") for state in _STATE_HOURS),
             ]
         if a == "comp1":
             cols += [("comp1_air_m3", "%.6f"), ("comp1_loaded_h", "%.6f")]
@@ -95,6 +101,8 @@ def _aggregate(blk: TickBlock, per: int) -> dict[str, npt.NDArray[Any]]:
             out[f"{a}_material_kg"] = s(ab.material_g) / 1000.0
             out[f"{a}_operating_h"] = s((ab.state == 3).astype(np.float64)) * dt / 3600.0
             out[f"{a}_idle_kwh"] = s(np.where(ab.state == 1, ab.energy_kwh, 0.0))
+            for state, code in _STATE_HOURS.items():
+                out[f"{a}_{state}_h"] = s((ab.state == code).astype(np.float64)) * dt / 3600.0
         if a == "comp1":
             out["comp1_air_m3"] = s(ab.air_m3min) * dt / 60.0
             out["comp1_loaded_h"] = s(ab.loaded_frac) * dt / 3600.0
@@ -240,7 +248,8 @@ def simulate_history(
         "notes": (
             "Savings = counterfactual (same seed, same production decisions, no retrofit) "
             "minus actual, over the reporting period. Timestamps in history.csv are interval "
-            "ends. operating_h = hours in state producing. Production volume trends upward, so "
+            "ends. operating_h = hours in state producing; idle_h, setup_h and fault_h = hours "
+            "in those states. Production volume trends upward, so "
             "raw before/after totals understate the savings."
         ),
     }

@@ -45,6 +45,7 @@ def test_csv_has_the_documented_columns_and_interval_end_timestamps(runs: dict[s
         expected += [f"{a}_kwh", f"{a}_kvarh"]
         if a in MACHINES:
             expected += [f"{a}_{c}" for c in ("good", "scrap", "material_kg", "operating_h", "idle_kwh")]
+            expected += [f"{a}_{s}_h" for s in ("idle", "setup", "fault")]
         if a == "comp1":
             expected += ["comp1_air_m3", "comp1_loaded_h"]
     assert header == expected
@@ -58,6 +59,10 @@ def test_csv_has_the_documented_columns_and_interval_end_timestamps(runs: dict[s
         assert np.all(cols[f"{m}_good"] == np.round(cols[f"{m}_good"]))
         assert np.all(cols[f"{m}_operating_h"] <= 60 / 3600 + 5e-7)  # printed with 6 decimals
         assert np.all(cols[f"{m}_idle_kwh"] <= cols[f"{m}_kwh"] + 1e-6)
+        # hours in producing, idle, setup and fault never exceed the interval (6 decimals each)
+        on_h = sum(cols[f"{m}_{s}_h"] for s in ("operating", "idle", "setup", "fault"))
+        assert np.all(on_h <= 60 / 3600 + 2e-6)
+        assert np.all((cols[f"{m}_idle_h"] > 0) <= (cols[f"{m}_idle_kwh"] > 0))
 
 
 def test_local_time_zone_offsets_in_timestamps(tmp_path: Path) -> None:
@@ -91,6 +96,9 @@ def test_csv_sums_equal_the_truth_per_period(runs: dict[str, HistoryResult]) -> 
             assert math.fsum(cols[f"{m}_material_kg"][sl]) == pytest.approx(t["material_kg"], abs=tol)
             assert math.fsum(cols[f"{m}_idle_kwh"][sl]) == pytest.approx(t["idle_kwh"], abs=tol)
             assert math.fsum(cols[f"{m}_operating_h"][sl]) == pytest.approx(t["operating_h"], abs=tol)
+            for s in ("idle", "setup", "fault"):
+                hours = t["seconds_by_state"][s] / 3600.0
+                assert math.fsum(cols[f"{m}_{s}_h"][sl]) == pytest.approx(hours, abs=tol)
     subs = cols["cnc1_kwh"] + cols["imm1_kwh"] + cols["comp1_kwh"]
     assert np.all(cols["main_kwh"] > subs)  # main = machines + a positive base load
 

@@ -7,7 +7,9 @@ the data came from. Timestamps are normalised to interval *starts* in UTC nanose
 from __future__ import annotations
 
 __all__ = [
+    "ACTIVITY_ROLES",
     "INDICATOR_ROLES",
+    "LINEAR_ROLES",
     "MODEL_ROLES",
     "Channel",
     "LoadedData",
@@ -37,6 +39,10 @@ class Role(StrEnum):
     GOOD_PARTS = "good_parts"
     SCRAP = "scrap"
     IDLE_ENERGY = "idle_energy"
+    #: Hours switched on without producing (idle + setup + fault; the agent's ``time_*_s``): an
+    #: optional driver for a machine left idling overnight, which no production figure explains.
+    #: Only valid when the measure leaves that time alone (auto-standby would hide its savings).
+    IDLE_HOURS = "idle_hours"
 
     @property
     def extensive(self) -> bool:
@@ -60,6 +66,7 @@ _UNITS = {
     Role.GOOD_PARTS: "parts",
     Role.SCRAP: "parts",
     Role.IDLE_ENERGY: "kWh",
+    Role.IDLE_HOURS: "h",
 }
 _LABELS = {
     Role.ENERGY: "energy",
@@ -69,10 +76,16 @@ _LABELS = {
     Role.GOOD_PARTS: "good parts",
     Role.SCRAP: "scrap",
     Role.IDLE_ENERGY: "idle energy",
+    Role.IDLE_HOURS: "idle hours",
 }
 
 #: Relevant variables a baseline model may use (ISO 50006).
-MODEL_ROLES: tuple[Role, ...] = (Role.PRODUCTION, Role.OPERATING_HOURS, Role.TEMPERATURE)
+MODEL_ROLES: tuple[Role, ...] = (Role.PRODUCTION, Role.OPERATING_HOURS, Role.IDLE_HOURS, Role.TEMPERATURE)
+#: Linear drivers, in the order a model lists them.
+LINEAR_ROLES: tuple[Role, ...] = (Role.PRODUCTION, Role.OPERATING_HOURS, Role.IDLE_HOURS)
+#: Drivers that say whether a bucket is a working one (idle hours do not: a machine left idling
+#: on Friday night idles into an idle Saturday).
+ACTIVITY_ROLES: tuple[Role, ...] = (Role.PRODUCTION, Role.OPERATING_HOURS)
 #: Quantities only used for production-normalised indicators, never for savings.
 INDICATOR_ROLES: tuple[Role, ...] = (Role.GOOD_PARTS, Role.SCRAP, Role.IDLE_ENERGY)
 

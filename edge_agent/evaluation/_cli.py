@@ -46,6 +46,7 @@ _ROLE_OPTIONS = {
     Role.ENERGY: "--energy",
     Role.PRODUCTION: "--production",
     Role.OPERATING_HOURS: "--operating-hours",
+    Role.IDLE_HOURS: "--idle-hours",
     Role.TEMPERATURE: "--temperature",
     Role.GOOD_PARTS: "--good-parts",
     Role.SCRAP: "--scrap",

@@ -18,7 +18,7 @@ __all__ = [
     "significance_gate",
 ]
 
-from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._channels import ACTIVITY_ROLES
 from edge_agent.evaluation._frame import Frame
 from edge_agent.evaluation._gates import Gate
 from edge_agent.evaluation._model import FittedModel
@@ -53,9 +53,7 @@ def _day_types(frame: Frame) -> list[int] | None:
     weekend = frame.weekend
     if weekend is None:
         return None
-    driver = next(
-        (frame.variables[r] for r in (Role.PRODUCTION, Role.OPERATING_HOURS) if r in frame.variables), None
-    )
+    driver = next((frame.variables[r] for r in ACTIVITY_ROLES if r in frame.variables), None)
     if driver is None:
         return None
     on = driver > 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._channels import MODEL_ROLES, Role
 from edge_agent.evaluation._evaluate import EvaluationResult
 from edge_agent.evaluation._provenance import model_equation, provenance_to_dict
 from edge_agent.evaluation._resample import PeriodData
@@ -182,9 +182,7 @@ def write_json(result: EvaluationResult, path: Path) -> None:
 
 def write_series_csv(result: EvaluationResult, path: Path) -> None:
     """One row per bucket of both periods, dropped buckets included (flagged, no model value)."""
-    variables = [
-        r for r in (Role.PRODUCTION, Role.OPERATING_HOURS, Role.TEMPERATURE) if r in result.baseline.channels
-    ]
+    variables = [r for r in MODEL_ROLES if r in result.baseline.channels]
     header = [
         "bucket_start",
         "bucket_end",

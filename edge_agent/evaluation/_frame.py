@@ -79,6 +79,7 @@ class Frame:
         *,
         production: FloatArray | None = None,
         operating_hours: FloatArray | None = None,
+        idle_hours: FloatArray | None = None,
         temperature: FloatArray | None = None,
         start_ns: IntArray | None = None,
         bucket_ns: int = _DAY_NS,
@@ -93,6 +94,8 @@ class Frame:
             variables[Role.PRODUCTION] = np.asarray(production, dtype=np.float64)
         if operating_hours is not None:
             variables[Role.OPERATING_HOURS] = np.asarray(operating_hours, dtype=np.float64)
+        if idle_hours is not None:
+            variables[Role.IDLE_HOURS] = np.asarray(idle_hours, dtype=np.float64)
         basis = None
         if temperature is not None:
             t = np.asarray(temperature, dtype=np.float64)

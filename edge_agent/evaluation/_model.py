@@ -26,11 +26,11 @@ import numpy as np
 from edge_agent.evaluation._absorb import GroupAbsorber
 from edge_agent.evaluation._arrays import BoolArray, FloatArray, IntArray
 from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint, find_balance_points
-from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._channels import ACTIVITY_ROLES, Role
 from edge_agent.evaluation._frame import Frame
 from edge_agent.evaluation._spec import ModelSpec, Shape
 
-_SLOPE_UNITS = {Role.PRODUCTION: "kWh/unit", Role.OPERATING_HOURS: "kWh/h"}
+_SLOPE_UNITS = {Role.PRODUCTION: "kWh/unit", Role.OPERATING_HOURS: "kWh/h", Role.IDLE_HOURS: "kWh/h"}
 
 
 _N_TEMPERATURE_TERMS = {
@@ -434,7 +434,8 @@ def fit_model(
 
 def _working(spec: ModelSpec, frame: Frame) -> BoolArray | None:
     """Buckets in operation by the model's own drivers (its on/off variable, else its first slope)."""
-    role = spec.on_off if spec.on_off is not None else (spec.dense[0] if spec.dense else None)
+    active = [r for r in spec.dense if r in ACTIVITY_ROLES]
+    role = spec.on_off if spec.on_off is not None else (active[0] if active else None)
     return None if role is None else np.asarray(frame.variables[role] > 0, dtype=np.bool_)
 
 

@@ -1,6 +1,7 @@
 """``--model`` text: a baseline model written as its terms, e.g. ``production+on+3P-heating``.
 
-Tokens (joined by ``+``): ``mean``, ``production``, ``hours`` (operating hours), ``on`` (an
+Tokens (joined by ``+``): ``mean``, ``production``, ``hours`` (operating hours),
+``idle-hours`` (hours switched on without producing), ``on`` (an
 extra constant while production > 0), ``day-type`` (a separate weekend value of that
 constant), ``tow`` (168 hour-of-week constants, hourly data), and one temperature shape of
 ``2P``, ``3P-heating``, ``3P-cooling``, ``4P``, ``5P``.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["MODEL_TOKENS", "parse_model_spec"]
 
-from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._channels import ACTIVITY_ROLES, LINEAR_ROLES, Role
 from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._spec import ModelSpec, Shape
 
@@ -21,7 +22,7 @@ _SHAPES = {
     "4p": Shape.FOUR_P,
     "5p": Shape.FIVE_P,
 }
-_DENSE = {"production": Role.PRODUCTION, "hours": Role.OPERATING_HOURS}
+_DENSE = {"production": Role.PRODUCTION, "hours": Role.OPERATING_HOURS, "idle-hours": Role.IDLE_HOURS}
 _FLAGS = ("on", "day-type", "tow", "mean")
 MODEL_TOKENS = (*_DENSE, *_FLAGS[:3], "2P", "3P-heating", "3P-cooling", "4P", "5P")
 
@@ -48,13 +49,14 @@ def parse_model_spec(text: str, option: str = "--model") -> ModelSpec:
     if len(set(dense)) != len(dense):
         raise EvaluationError(f"{option} {text!r}: a term appears twice")
     on = "on" in tokens or "day-type" in tokens
-    if on and not dense:
+    order = [r for r in LINEAR_ROLES if r in dense]
+    active = [r for r in order if r in ACTIVITY_ROLES]
+    if on and not active:
         raise EvaluationError(f"{option} {text!r}: 'on' and 'day-type' need a production or hours term")
-    order = [r for r in (Role.PRODUCTION, Role.OPERATING_HOURS) if r in dense]
     return ModelSpec(
         dense=tuple(order),
         shape=shapes[0] if shapes else Shape.NONE,
         time_of_week="tow" in tokens,
-        on_off=order[0] if on else None,
+        on_off=active[0] if on else None,
         weekend_on="day-type" in tokens,
     )

@@ -65,6 +65,7 @@ class PlanData(_Strict):
     energy: str | None = None
     production: str | None = None
     operating_hours: str | None = None
+    idle_hours: str | None = None  # on without producing; only if the measure leaves that time alone
     temperature: str | None = None
     energy_unit: Literal["kWh", "MWh", "therm", "m3"] = "kWh"
     gas_kwh_per_m3: float | None = Field(default=None, gt=0)
@@ -177,6 +178,7 @@ def plan_cli_args(plan: MvPlan, plan_path: Path) -> list[str]:
         "--energy": d.energy,
         "--production": d.production,
         "--operating-hours": d.operating_hours,
+        "--idle-hours": d.idle_hours,
         "--temperature": d.temperature,
         "--timezone": d.timezone,
         "--model": plan.model,

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.stats import f as f_dist
 
 from edge_agent.evaluation._changepoint import ChangePointBank, NoChangePoint
-from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._channels import ACTIVITY_ROLES, LINEAR_ROLES, Role
 from edge_agent.evaluation._errors import EvaluationError
 from edge_agent.evaluation._frame import Frame
 from edge_agent.evaluation._model import (
@@ -97,16 +97,17 @@ class Selection:
 
 def candidate_specs(frame: Frame) -> list[ModelSpec]:
     """All combinations of the variables present: linear terms × temperature shape × time of week."""
-    linear = [r for r in (Role.PRODUCTION, Role.OPERATING_HOURS) if r in frame.variables]
+    linear = [r for r in LINEAR_ROLES if r in frame.variables]
     dense_sets = [tuple(c) for k in range(len(linear) + 1) for c in itertools.combinations(linear, k)]
+    active = [r for r in ACTIVITY_ROLES if r in frame.variables]
     on_offs: list[tuple[Role | None, bool]] = [(None, False)]
-    if linear:  # only when the baseline has both idle and working buckets
-        on = frame.variables[linear[0]] > 0
+    if active:  # only when the baseline has both idle and working buckets
+        on = frame.variables[active[0]] > 0
         if on.any() and not on.all():
             # Weekend work in the baseline always gets its own constant: even a single short
             # Saturday shift, pooled with weekdays, tilts the production slope (it soaks up the
             # shorter fixed load) and overstates savings once production rises.
-            on_offs.append((linear[0], _weekend_work(frame, on)))
+            on_offs.append((active[0], _weekend_work(frame, on)))
     shapes = list(Shape) if Role.TEMPERATURE in frame.variables else [Shape.NONE]
     tows = [False, True] if frame.hour_of_week is not None else [False]
     return [
@@ -116,7 +117,8 @@ def candidate_specs(frame: Frame) -> list[ModelSpec]:
         for s in shapes
         for o, w in on_offs
         for d in dense_sets
-        if not (o is not None and not d)  # an on/off step alone is a poor man's production term
+        # an on/off step alone is a poor man's production term
+        if not (o is not None and not any(r in ACTIVITY_ROLES for r in d))
     ]
 
 

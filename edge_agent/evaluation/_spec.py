@@ -7,7 +7,7 @@ __all__ = ["ModelSpec", "Shape"]
 from dataclasses import dataclass
 from enum import StrEnum
 
-from edge_agent.evaluation._channels import Role
+from edge_agent.evaluation._channels import ACTIVITY_ROLES, LINEAR_ROLES, Role
 
 
 class Shape(StrEnum):
@@ -33,7 +33,7 @@ class Shape(StrEnum):
 class ModelSpec:
     """A candidate: constant or time-of-week bins, linear terms, and a temperature shape."""
 
-    dense: tuple[Role, ...] = ()  # PRODUCTION and/or OPERATING_HOURS, linear
+    dense: tuple[Role, ...] = ()  # PRODUCTION, OPERATING_HOURS and/or IDLE_HOURS, linear
     shape: Shape = Shape.NONE
     time_of_week: bool = False  # 168 hour-of-week constants instead of one intercept
     #: Extra constant for buckets where this variable is > 0 (a working day, a producing hour):
@@ -45,10 +45,11 @@ class ModelSpec:
     weekend_on: bool = False
 
     def __post_init__(self) -> None:
-        allowed = (Role.PRODUCTION, Role.OPERATING_HOURS)
-        bad = [r for r in (*self.dense, self.on_off) if r is not None and r not in allowed]
+        bad = [r for r in self.dense if r not in LINEAR_ROLES]
         if bad:
-            raise ValueError(f"linear terms must be production or operating hours, not {bad}")
+            raise ValueError(f"linear terms must be production, operating hours or idle hours, not {bad}")
+        if self.on_off is not None and self.on_off not in ACTIVITY_ROLES:
+            raise ValueError(f"the operating constant needs production or operating hours, not {self.on_off}")
         if self.weekend_on and self.on_off is None:
             raise ValueError("a weekend operating constant needs an on/off variable")
 

@@ -10,6 +10,9 @@ baseline lengths, daily and hourly resolution, single machines and sums, and rep
 - the mean and median error as a share of the true saving (non-zero savings only);
 - the false-claim rate: the share of zero-saving cases where savings were claimed.
 
+The grid can evaluate the same histories with and without an idle-hours channel (hours
+switched on without producing), a paired comparison of what that driver is worth.
+
 ``benchmarks/bench_calibration.py`` runs the full grid; a reduced grid runs in CI.
 """
 
@@ -69,6 +72,9 @@ class CalibrationCase:
     baseline_days: int
     resolution: Resolution
     assets: tuple[str, ...]
+    #: Machine states whose hours the evaluator gets as its idle-hours driver (``--idle-hours``),
+    #: e.g. ``("idle",)``; empty: no such channel, as before issue #10's third round.
+    idle_states: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +119,18 @@ def calibration_grid(
     baseline_days: Sequence[int] = (28, 56),
     resolutions: Sequence[Resolution] = (Resolution.DAY, Resolution.HOUR),
     asset_sets: Sequence[tuple[str, ...]] = (("cnc1",), ("imm1",), ("cnc1", "imm1")),
+    idle_states: Sequence[tuple[str, ...]] = ((),),
 ) -> list[CalibrationCase]:
-    """Every combination; each (seed, size, trend) is one simulated history."""
+    """Every combination; each (seed, size, trend) is one simulated history.
+
+    Several ``idle_states`` evaluate the same histories with and without an idle-hours channel:
+    a paired comparison, free of the seeds' luck."""
     longest = max(baseline_days)
     cases = []
     for seed, size, trend in itertools.product(seeds, sizes, trends):
         hist = HistorySpec(seed, size, trend, longest)
-        for b, res, assets in itertools.product(baseline_days, resolutions, asset_sets):
-            cases.append(CalibrationCase(hist, b, res, assets))
+        for b, res, assets, idle in itertools.product(baseline_days, resolutions, asset_sets, idle_states):
+            cases.append(CalibrationCase(hist, b, res, assets, idle))
     return cases
 
 
@@ -136,8 +146,9 @@ def _simulate(spec: HistorySpec) -> SimulatedHistory:
     return simulate_history(days, spec.baseline_days, INTERVAL_S, spec.seed, config=config, retrofit=retrofit)
 
 
-def loaded_data(sim: SimulatedHistory, assets: Sequence[str]) -> LoadedData:
-    """The channels ``--asset A+B`` would load from the history's CSV, without the CSV."""
+def loaded_data(sim: SimulatedHistory, assets: Sequence[str], idle_states: Sequence[str] = ()) -> LoadedData:
+    """The channels ``--asset A+B`` would load from the history's CSV, without the CSV; with
+    ``idle_states``, also ``--idle-hours A_idle_h+B_idle_h`` (hours in those states)."""
     start_ns = np.round((sim.ends_s - sim.interval_s) * 1e9).astype(np.int64)
     step = sim.interval_s * 1_000_000_000
     cols = sim.columns
@@ -151,6 +162,8 @@ def loaded_data(sim: SimulatedHistory, assets: Sequence[str]) -> LoadedData:
         Role.OPERATING_HOURS: total(("operating_h",)),
         Role.TEMPERATURE: np.asarray(cols["outdoor_temp_c"], dtype=np.float64),
     }
+    if idle_states:
+        series[Role.IDLE_HOURS] = total(tuple(f"{s}_h" for s in idle_states))
     channels = {r: Channel(r, f"sim:{r.value}", start_ns, v, step) for r, v in series.items()}
     return LoadedData(channels=channels, timezone=sim.tz, description=f"simulated {'+'.join(assets)}")
 
@@ -163,7 +176,7 @@ def _evaluate_case(case: CalibrationCase, sim: SimulatedHistory) -> CaseOutcome:
         reporting=Period(retrofit, end),
         resolution=case.resolution,
     )
-    result = evaluate(loaded_data(sim, case.assets), options)
+    result = evaluate(loaded_data(sim, case.assets, case.idle_states), options)
     sv = result.savings
     return CaseOutcome(
         case=case,
@@ -220,12 +233,18 @@ def summarise(outcomes: Sequence[CaseOutcome], label: str) -> CalibrationSummary
 
 
 def summaries(outcomes: Sequence[CaseOutcome]) -> list[CalibrationSummary]:
-    """All cases, then per resolution."""
-    out = [summarise(outcomes, "all")]
-    for res in Resolution:
-        sel = [o for o in outcomes if o.case.resolution is res]
-        if sel:
-            out.append(summarise(sel, res.adjective))
+    """All cases, then per resolution; per idle-hours channel first when the grid varies it."""
+    variants = sorted({o.case.idle_states for o in outcomes})
+    out = []
+    for idle in variants:
+        group = [o for o in outcomes if o.case.idle_states == idle]
+        name = "idle hours " + "+".join(idle) if idle else "no idle hours"
+        prefix = "" if len(variants) == 1 else name + ", "
+        out.append(summarise(group, prefix + "all"))
+        for res in Resolution:
+            sel = [o for o in group if o.case.resolution is res]
+            if sel:
+                out.append(summarise(sel, prefix + res.adjective))
     return out
 
 
