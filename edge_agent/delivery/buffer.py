@@ -67,7 +67,9 @@ _ROW_OVERHEAD = 32  # rowid, integers and page slot of one batch row, counted ag
 _BASE_PAGES = 12  # schema, cursors, sequence and quarantine pages of an empty buffer
 _PAGE_FILL = 0.85  # rows fill SQLite's pages to about this share (headers, slack, free lists)
 _ROOM_AGAIN = 0.8  # a full spell ends once stored bytes fall below this share of the cap
-_DECODED_KEEP = 512  # decoded records kept so that every sink shares one decode
+#: Decoded records kept so that every sink shares one decode, at most this many samples
+#: (a record may be one asset's poll or a whole device round).
+_DECODED_SAMPLES = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,7 @@ class SyncBuffer:
         self._page_size = 4096
         self.data_cap = config.max_bytes  # set in open(): what stored rows may use
         self._decoded: OrderedDict[int, SampleBatch] = OrderedDict()
+        self._decoded_samples = 0
         self._io_failing = False
         self._lock = InstanceLock(self.path)
         self._files = [str(self.path) + suffix for suffix in ("", "-wal", "-shm")]
@@ -509,7 +512,7 @@ class SyncBuffer:
             if out and total + samples > max_samples:
                 break
             place = place_from_json(place_text)
-            batch = self._decode(rid, body)
+            batch = self._decode(sink, rid, body)
             if isinstance(place, Placement):
                 out.append(Record(rid, kind, place, batch))
                 parts = 1
@@ -525,15 +528,22 @@ class SyncBuffer:
             total += samples
         return out
 
-    def _decode(self, rid: int, body: bytes) -> SampleBatch:
-        """Decode a record once for all sinks (SampleBatch is immutable, so sharing is safe)."""
+    def _decode(self, sink: str, rid: int, body: bytes) -> SampleBatch:
+        """Decode a record once for all sinks (SampleBatch is immutable, so sharing is safe).
+
+        Kept only while another sink has yet to read it: a record is a whole device round,
+        and keeping rounds no one will ask for again would hold megabytes for nothing.
+        """
         batch = self._decoded.get(rid)
         if batch is None:
-            batch = self._decoded[rid] = decode_batch(body)
-            if len(self._decoded) > _DECODED_KEEP:
-                self._decoded.popitem(last=False)
-        elif all(rid <= c.read for c in self._cursors.values()):
-            del self._decoded[rid]  # the last sink took it
+            batch = decode_batch(body)
+            if any(c.read < rid for s, c in self._cursors.items() if s != sink):
+                self._decoded[rid] = batch
+                self._decoded_samples += sample_count(batch)
+                while self._decoded_samples > _DECODED_SAMPLES and len(self._decoded) > 1:
+                    self._decoded_samples -= sample_count(self._decoded.popitem(last=False)[1])
+        elif all(rid <= c.read for s, c in self._cursors.items() if s != sink):
+            self._decoded_samples -= sample_count(self._decoded.pop(rid))  # this sink is the last to take it
         return batch
 
     def confirm(self, sink: str, ids: Iterable[int], *, quarantined: int = 0) -> None:
