@@ -157,9 +157,6 @@ class StreamingAnalytics:
         del state["spec"]
         return state
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-
     def update(
         self,
         ts_ns: npt.NDArray[np.int64],

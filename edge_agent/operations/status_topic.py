@@ -36,15 +36,9 @@ def _devices_of(config: AgentConfig) -> dict[str, list[str]]:
     return out
 
 
-def asset_status_payload(
-    a: AssetStatus, snap: Snapshot, devices: list[str], down: frozenset[str] | None = None
-) -> dict[str, Any]:
-    """Details beside ``state``: live figures and which of the asset's devices are down.
-
-    ``down``: the snapshot's devices with an error, when the caller already has them.
-    """
-    if down is None:
-        down = devices_down(snap)
+def asset_status_payload(a: AssetStatus, devices: list[str], down: frozenset[str]) -> dict[str, Any]:
+    """Details beside ``state``: live figures and which of the asset's devices are down
+    (``down``: the snapshot's devices with an error, computed once per snapshot)."""
     return {
         "asset": a.id,
         "kw": _finite(a.kw, 3),
@@ -86,7 +80,7 @@ class StatusPublisher:
                 asset = config.asset(a.id)
             except KeyError:  # removed by a reload since the snapshot
                 continue
-            details = asset_status_payload(a, snap, devices.get(a.id, []), down)
+            details = asset_status_payload(a, devices.get(a.id, []), down)
             key = (a.state, tuple(details["devices_down"]))
             last = self._last.get(a.id)
             if last is not None and last[:2] == key and now - last[2] < config.agent.status_interval:

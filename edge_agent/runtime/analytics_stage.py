@@ -237,6 +237,7 @@ class AnalyticsStage:
         }
         self._changed: set[str] = set()  # assets whose stream or held rows changed since saved
         self._totals: dict[str, Totals] = {}  # as of each asset's last booking (see totals())
+        self._stale: set[str] = set()  # booked since their totals were computed
         self._columns: dict[int, _RouteColumns] = {}
         self._held_kpis: dict[str, list[KpiBatch]] = {}  # closed while totals() booked held rows
 
@@ -260,7 +261,8 @@ class AnalyticsStage:
         qualities = {r: quality[n] for n, r in self._pairs(route) if n in values}
         self._changed.add(route.asset.id)
         # an asset's first rows are booked at once, so its state shows right after a start
-        if not pending.append(part.ts, signals, qualities) and route.asset.id in self._totals:
+        booked_before = route.asset.id in self._totals or route.asset.id in self._stale
+        if not pending.append(part.ts, signals, qualities) and booked_before:
             # windows that a totals() call (the status page, every second) closed go out now
             return self._held_kpis.pop(route.asset.id, [])
         return self._book(route.asset.id)
@@ -295,7 +297,7 @@ class AnalyticsStage:
                 )
                 signals["state"] = codes.astype(np.float64)
             closed = stream.update(ts, signals, quality)
-        self._totals[asset_id] = stream.totals
+        self._stale.add(asset_id)  # totals computed when asked (totals()), not per booking
         asset = self._assets[asset_id]  # windows closed earlier by totals() go out first:
         return self._held_kpis.pop(asset_id, []) + [
             KpiBatch(asset, w.window, kpi_batch(asset, w)) for w in closed
@@ -346,6 +348,8 @@ class AnalyticsStage:
                     self._changed.add(asset_id)
                 if asset_id in old._totals:
                     self._totals[asset_id] = old._totals[asset_id]
+                if asset_id in old._stale:
+                    self._stale.add(asset_id)
                 kept.append(asset_id)
             else:
                 restarted.append(asset_id)
@@ -438,6 +442,9 @@ class AnalyticsStage:
         would cost the very per-asset updates that holding saves.
         """
         if not held:  # as of each asset's last booking (kept by _book: no work per call)
+            for a in self._stale:
+                self._totals[a] = self._streams[a].totals
+            self._stale.clear()
             return {a: self._totals.get(a) or s.totals for a, s in self._streams.items()}
         for asset_id in self._pending:
             try:
