@@ -67,9 +67,11 @@ _ROW_OVERHEAD = 32  # rowid, integers and page slot of one batch row, counted ag
 _BASE_PAGES = 12  # schema, cursors, sequence and quarantine pages of an empty buffer
 _PAGE_FILL = 0.85  # rows fill SQLite's pages to about this share (headers, slack, free lists)
 _ROOM_AGAIN = 0.8  # a full spell ends once stored bytes fall below this share of the cap
-#: Decoded records kept so that every sink shares one decode, at most this many samples
-#: (a record may be one asset's poll or a whole device round).
-_DECODED_SAMPLES = 1_000_000
+#: Records kept in memory, as the batches appended (or decoded once), so that sinks keeping up
+#: never decode at all and every other sink shares one decode: at most this many samples
+#: (a record may be one asset's poll or a whole device round). A sink further behind than
+#: this decodes what it reads itself, so a dead sink does not grow the agent.
+_DECODED_SAMPLES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +85,24 @@ class Appended:
 
 
 #: What the runtime submits: a batch with its kind and place in the namespace (or, for a
-#: device round of many assets stored as one record, each asset's place and column count).
-Entry = tuple[Kind, Placement | Segments, SampleBatch]
+#: device round of many assets stored as one record, each asset's place and column count,
+#: and either the round as one batch or its parts, one per asset).
+Entry = tuple[Kind, Placement | Segments, SampleBatch | tuple[SampleBatch, ...]]
+
+
+def _parts(
+    place: Placement | Segments, batch: SampleBatch | tuple[SampleBatch, ...]
+) -> tuple[SampleBatch, ...]:
+    """The batches a record is handed out as: one, or one per asset of a device round."""
+    if isinstance(batch, tuple):
+        return batch
+    if isinstance(place, Placement):
+        return (batch,)
+    names, at, out = list(batch.values), 0, []
+    for _, k in place:
+        out.append(batch.select(names[at : at + k]))
+        at += k
+    return tuple(out)
 
 
 @dataclass(slots=True)
@@ -94,16 +112,25 @@ class _Rows:
     values: list[tuple[Kind, str, int, int, bytes]] = field(default_factory=list)
     at: list[int] = field(default_factory=list)
     early: list[Appended | None] = field(default_factory=list)
+    parts: list[tuple[SampleBatch, ...]] = field(default_factory=list)
 
-    def add(self, row: tuple[Kind, str, int, int, bytes], at: int, early: Appended | None) -> None:
+    def add(
+        self,
+        row: tuple[Kind, str, int, int, bytes],
+        at: int,
+        early: Appended | None,
+        parts: tuple[SampleBatch, ...],
+    ) -> None:
         self.values.append(row)
         self.at.append(at)
         self.early.append(early)
+        self.parts.append(parts)
 
     def clear(self) -> None:
         self.values.clear()
         self.at.clear()
         self.early.clear()
+        self.parts.clear()
 
 
 @dataclass(slots=True)
@@ -152,7 +179,7 @@ class SyncBuffer:
         self._quarantine_cap = min(config.quarantine_max_bytes, config.max_bytes // 8)
         self._page_size = 4096
         self.data_cap = config.max_bytes  # set in open(): what stored rows may use
-        self._decoded: OrderedDict[int, SampleBatch] = OrderedDict()
+        self._decoded: OrderedDict[int, tuple[SampleBatch, ...]] = OrderedDict()
         self._decoded_samples = 0
         self._io_failing = False
         self._lock = InstanceLock(self.path)
@@ -268,20 +295,21 @@ class SyncBuffer:
         out: list[Appended] = []
         rows = _Rows()
         for kind, place, batch in items:
-            samples = sample_count(batch)
+            parts = _parts(place, batch)
+            samples = sum(map(sample_count, parts))
             if samples == 0 or not self.sinks:  # nothing to store, or nothing would ever confirm it
                 out.append(Appended())
                 continue
-            body = encode_batch(batch)
+            body = encode_batch(parts)
             place_text = place_json(place)
             nbytes = len(body) + len(place_text) + _ROW_OVERHEAD
-            outcome = self._admit(nbytes, samples, batch.device, rows, out)
+            outcome = self._admit(nbytes, samples, parts[0].device, rows, out)
             if outcome is not None and outcome.id is None:  # dropped, or full under block
                 out.append(outcome)
                 if outcome.full:
                     break
                 continue
-            rows.add((kind, place_text, samples, nbytes, body), len(out), outcome)
+            rows.add((kind, place_text, samples, nbytes, body), len(out), outcome, parts)
             out.append(Appended())
             self.stats.bytes += nbytes  # provisional, so the next item's room is counted right
         self._insert(rows, out)
@@ -357,6 +385,8 @@ class SyncBuffer:
         first = last - len(rows.values) + 1  # AUTOINCREMENT in one transaction: consecutive ids
         for i, (at, early) in enumerate(zip(rows.at, rows.early, strict=True)):
             out[at] = Appended(id=first + i, evicted_samples=early.evicted_samples if early else 0)
+        for i, (row, parts) in enumerate(zip(rows.values, rows.parts, strict=True)):
+            self._keep(first + i, parts, row[2])  # the sinks read these, not a decode of them
         rows.clear()
         self._keep_inside_cap(nbytes)
 
@@ -512,39 +542,36 @@ class SyncBuffer:
             if out and total + samples > max_samples:
                 break
             place = place_from_json(place_text)
-            batch = self._decode(sink, rid, body)
+            parts = self._parts(sink, rid, place, body)
             if isinstance(place, Placement):
-                out.append(Record(rid, kind, place, batch))
-                parts = 1
+                out.append(Record(rid, kind, place, parts[0]))
             else:  # a device round: one record per asset, all confirmed before the row is
-                names = list(batch.values)
-                at = 0
-                for placement, k in place:
-                    out.append(Record(rid, kind, placement, batch.select(names[at : at + k])))
-                    at += k
-                parts = len(place)
-            cur.pending[rid] = [samples, nbytes, parts, 0]
+                out.extend(Record(rid, kind, p, b) for (p, _), b in zip(place, parts, strict=True))
+            cur.pending[rid] = [samples, nbytes, len(parts), 0]
             cur.read = rid
             total += samples
         return out
 
-    def _decode(self, sink: str, rid: int, body: bytes) -> SampleBatch:
-        """Decode a record once for all sinks (SampleBatch is immutable, so sharing is safe).
-
-        Kept only while another sink has yet to read it: a record is a whole device round,
-        and keeping rounds no one will ask for again would hold megabytes for nothing.
-        """
-        batch = self._decoded.get(rid)
-        if batch is None:
-            batch = decode_batch(body)
+    def _parts(
+        self, sink: str, rid: int, place: Placement | Segments, body: bytes
+    ) -> tuple[SampleBatch, ...]:
+        """A record's batches: as appended while kept in memory, else decoded once for all the
+        sinks still to read it (batches are immutable, so sharing is safe)."""
+        parts = self._decoded.get(rid)
+        if parts is None:
+            parts = _parts(place, decode_batch(body))
             if any(c.read < rid for s, c in self._cursors.items() if s != sink):
-                self._decoded[rid] = batch
-                self._decoded_samples += sample_count(batch)
-                while self._decoded_samples > _DECODED_SAMPLES and len(self._decoded) > 1:
-                    self._decoded_samples -= sample_count(self._decoded.popitem(last=False)[1])
+                self._keep(rid, parts, sum(map(sample_count, parts)))
         elif all(rid <= c.read for s, c in self._cursors.items() if s != sink):
-            self._decoded_samples -= sample_count(self._decoded.pop(rid))  # this sink is the last to take it
-        return batch
+            self._decoded_samples -= sum(map(sample_count, self._decoded.pop(rid)))  # the last reader
+        return parts
+
+    def _keep(self, rid: int, parts: tuple[SampleBatch, ...], samples: int) -> None:
+        """Keep a record's batches for the sinks yet to read it, within ``_DECODED_SAMPLES``."""
+        self._decoded[rid] = parts
+        self._decoded_samples += samples
+        while self._decoded_samples > _DECODED_SAMPLES and self._decoded:
+            self._decoded_samples -= sum(map(sample_count, self._decoded.popitem(last=False)[1]))
 
     def confirm(self, sink: str, ids: Iterable[int], *, quarantined: int = 0) -> None:
         """``ids`` delivered (or, with ``quarantined`` samples, put aside) by ``sink``: one id per
@@ -687,8 +714,8 @@ class DurableBuffer:
                 deadline = loop.time() + self.core.config.block_timeout
             remaining = deadline - loop.time()
             if remaining <= 0:
-                device = items[len(done)][2].device
-                left = sum(sample_count(b) for _, _, b in items[len(done) :])
+                rest = [b for _, place, batch in items[len(done) :] for b in _parts(place, batch)]
+                device, left = rest[0].device, sum(map(sample_count, rest))
                 raise BufferFullError(
                     f"buffer {self.core.path} stayed full ({self.core.stats.bytes} of "
                     f"{self.core.config.max_bytes} bytes) for "

@@ -17,6 +17,9 @@ __all__ = ["decode_batch", "encode_batch"]
 
 import struct
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -32,35 +35,78 @@ _ZLIB = 1
 _COMPRESS_FROM = 1024
 
 
-def encode_batch(batch: SampleBatch) -> bytes:
-    n = len(batch)
-    ts = batch.ts
+def encode_batch(batch: SampleBatch | Sequence[SampleBatch]) -> bytes:
+    """One blob for a batch, or for the parts of one device round (same device and timestamps,
+    disjoint tags) as if they were one batch: a record is a whole round, encoded once."""
+    parts = (batch,) if isinstance(batch, SampleBatch) else batch
+    first = parts[0]
+    n = len(first)
+    ts = first.ts
     deltas = np.empty(n, np.int64)
     if n:
         deltas[0] = ts[0]
         np.subtract(ts[1:], ts[:-1], out=deltas[1:])
-    groups: dict[str, list[np.ndarray]] = {}
-    tags: list[list[Any]] = []
-    for tag, values in batch.values.items():
-        dtype = values.dtype.str
-        groups.setdefault(dtype, []).append(values)
-        tags.append([tag, dtype, tag in batch.status])
-    parts = [deltas.tobytes()]
-    for cols in groups.values():
-        parts.append(
-            np.concatenate(cols).tobytes() if len(cols) > 1 else np.ascontiguousarray(cols[0]).tobytes()
-        )
-    if batch.values:
-        parts.append(np.concatenate(list(batch.quality.values()), dtype=np.uint8).tobytes())
-    status = [batch.status[t] for t in batch.values if t in batch.status]
-    if status:
-        parts.append(np.concatenate(status, dtype=np.uint32).tobytes())
-    header = orjson.dumps({"d": batch.device, "n": n, "c": tags, "g": list(groups)})
-    body = header + b"".join(parts)
+    if len(parts) == 1:
+        names = tuple(first.values)
+        cols = list(first.values.values())
+    else:
+        names = tuple(t for p in parts for t in p.values)
+        cols = [c for p in parts for c in p.values.values()]
+    with_status = tuple(t for p in parts if p.status for t in p.values if t in p.status)
+    dtypes = tuple(map(_DTYPE, cols))
+    layout = _layouts.get((names, dtypes, with_status))
+    if layout is None:
+        layout = _layout(names, dtypes, with_status)
+    out = [deltas.tobytes()]
+    for members in layout.groups:
+        block = cols if members is None else [cols[i] for i in members]
+        out.append(np.concatenate(block).tobytes() if len(block) > 1 else block[0].tobytes())
+    if cols:  # quality in column order, whatever order each part's dict keeps
+        quality = [c for p in parts for c in map(p.quality.__getitem__, p.values)]
+        out.append(np.concatenate(quality, dtype=np.uint8).tobytes())
+    if with_status:
+        status = [p.status[t] for p in parts if p.status for t in p.values if t in p.status]
+        out.append(np.concatenate(status, dtype=np.uint32).tobytes())
+    header = b'{"d":' + orjson.dumps(first.device) + b',"n":' + str(n).encode() + layout.tail
+    body = header + b"".join(out)
     flags = 0
     if len(body) >= _COMPRESS_FROM:
         body, flags = zlib.compress(body, 1), _ZLIB
     return _HEAD.pack(_V2, len(header), flags) + body
+
+
+_DTYPE = attrgetter("dtype")
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How a round of given columns is laid out: the header's end, and each dtype block's
+    columns (None: every column, the common all-float case)."""
+
+    tail: bytes
+    groups: tuple[tuple[int, ...] | None, ...]
+
+
+#: Layouts by (names, dtypes, tags with status): a device polls the same columns round after
+#: round, so the header and grouping are worked out once, not per column per round.
+_layouts: dict[tuple[tuple[str, ...], tuple[np.dtype[Any], ...], tuple[str, ...]], _Layout] = {}
+_LAYOUTS_MAX = 4096
+
+
+def _layout(
+    names: tuple[str, ...], dtypes: tuple[np.dtype[Any], ...], with_status: tuple[str, ...]
+) -> _Layout:
+    groups: dict[str, list[int]] = {}
+    for i, dt in enumerate(dtypes):
+        groups.setdefault(dt.str, []).append(i)
+    has = set(with_status)
+    tags = [[t, dt.str, t in has] for t, dt in zip(names, dtypes, strict=True)]
+    tail = b',"c":' + orjson.dumps(tags) + b',"g":' + orjson.dumps(list(groups)) + b"}"
+    layout = _Layout(tail, tuple(None if len(groups) == 1 else tuple(m) for m in groups.values()))
+    if len(_layouts) >= _LAYOUTS_MAX:
+        _layouts.clear()
+    _layouts[(names, dtypes, with_status)] = layout
+    return layout
 
 
 def decode_batch(blob: bytes) -> SampleBatch:

@@ -3,8 +3,9 @@
 Why not paho here: measured on the gateway benchmark, paho costs ~42 µs of CPU per QoS 1
 message (a message object, a condition variable and a thread hand-over per publish; three
 ``recv`` calls, a reason-code object and a callback per PUBACK), which is most of the agent's
-CPU at thousands of assets. This client writes a whole group of PUBLISH packets with one
-``write`` and parses every PUBACK in a read in one loop: ~2 µs per message. It only
+CPU at thousands of assets. This client writes every PUBLISH packet of one event-loop turn with one
+``write`` (corked: a ``write`` per packet was a ``send`` system call per message, 11 % of the
+agent's CPU at 20 k tags) and parses every PUBACK in a read in one loop: ~2 µs per message. It only
 publishes — no subscriptions, no QoS 2 — and keeps no session: a message whose PUBACK never
 came is failed to the caller when the connection drops, and the durable buffer sends it
 again (at-least-once; consumers overwrite the same points). paho stays where subscriptions
@@ -150,6 +151,7 @@ class MqttPublisher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._ping_due = False
+        self._corked: list[bytes] = []  # packets of this loop turn, written together by _uncork
 
     @property
     def connected(self) -> bool:
@@ -177,6 +179,7 @@ class MqttPublisher:
         self._stopping = True
         wire = self._wire
         if wire is not None and wire.transport is not None and self.connected:
+            self._uncork()  # what was published this turn goes before the DISCONNECT
             wire.transport.write(bytes((_DISCONNECT, 0)))
             wire.transport.close()
         if self._task is not None:
@@ -217,16 +220,29 @@ class MqttPublisher:
             )
         packet = bytes((_PUBLISH | (0x02 if qos else 0) | int(retain),)) + _varint(len(body)) + body
         if not qos:
-            wire.transport.write(packet)
+            self._write(packet)
             if ack is not None:
                 ack(0)
             return
         self._acks[pid] = ack or _ignore
         if self._sent < self.limits.window:
             self._sent += 1
-            wire.transport.write(packet)
+            self._write(packet)
         else:
             self._waiting.append((pid, packet))
+
+    def _write(self, packet: bytes) -> None:
+        """Queue ``packet`` for this loop turn's single write (see the module docstring)."""
+        if not self._corked:
+            asyncio.get_running_loop().call_soon(self._uncork)
+        self._corked.append(packet)
+
+    def _uncork(self) -> None:
+        """Write what this turn queued (a lost connection cleared the queue: see ``_down``)."""
+        packets, self._corked = self._corked, []
+        wire = self._wire
+        if packets and wire is not None and wire.transport is not None:
+            wire.transport.write(b"".join(packets))
 
     def _packet_id(self) -> int:
         for _ in range(65_535):
@@ -363,8 +379,7 @@ class MqttPublisher:
                 pid, packet = self._waiting.popleft()
                 if pid in self._acks:
                     self._sent += 1
-                    assert wire.transport is not None
-                    wire.transport.write(packet)
+                    self._write(packet)
         elif kind == _PINGRESP:
             self._ping_due = False
         elif kind == _CONNACK:
@@ -384,6 +399,7 @@ class MqttPublisher:
         acks = list(self._acks.values())
         self._acks.clear()
         self._waiting.clear()
+        self._corked.clear()
         self._sent = 0
         for ack in acks:
             ack(-1)

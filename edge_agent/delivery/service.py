@@ -16,8 +16,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import numpy as np
-
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig
 from edge_agent.delivery.buffer import DurableBuffer, Entry
@@ -179,17 +177,9 @@ def _same_round(a: SampleBatch, b: SampleBatch) -> bool:
 
 
 def _round_entry(parts: list[Submission]) -> Entry:
-    """One device round's raw parts as one buffer entry: one encode, one row, one decode for
-    every asset instead of one each (the sinks still send one message per asset)."""
+    """One device round's raw parts as one buffer entry: one encode and one row for every asset
+    instead of one each (the sinks still send one message per asset)."""
     if len(parts) == 1:
         return ("raw", placement_of(parts[0].asset), parts[0].batch)
-    values: dict[str, np.ndarray] = {}
-    quality: dict[str, np.ndarray] = {}
-    status: dict[str, np.ndarray] = {}
-    for p in parts:
-        values.update(p.batch.values)
-        quality.update(p.batch.quality)
-        status.update(p.batch.status)
-    first = parts[0].batch
     segments = tuple((placement_of(p.asset), len(p.batch.values)) for p in parts)
-    return ("raw", segments, SampleBatch.trusted(first.device, first.ts, values, quality, status))
+    return ("raw", segments, tuple(p.batch for p in parts))
