@@ -21,6 +21,7 @@ from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import TagConfig
 
 RAW_SUFFIX = "_raw"
+_BAD = np.uint8(Quality.BAD)  # an IntEnum member costs a lookup per use on Python 3.11
 
 
 class EngineeringUnits:
@@ -28,21 +29,30 @@ class EngineeringUnits:
 
     def __init__(self, tags: Iterable[TagConfig]) -> None:
         self._counters = {t.name: (t.scale, t.offset) for t in tags if t.is_counter}
+        # (scale, offset) columns per set of counter names: one slice's names, the same every poll
+        self._plans: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         counters = self._counters
-        names = [n for n in batch.values if n in counters]
+        names = tuple(n for n in batch.values if n in counters)
         if not names:
             return batch
+        plan = self._plans.get(names)
+        if plan is None:
+            pairs = np.array([counters[n] for n in names], dtype=np.float64).reshape(len(names), 2)
+            plan = self._plans[names] = (pairs[:, :1].copy(), pairs[:, 1:].copy())
+        scale, offset = plan
+        raws = [batch.values[n] for n in names]
+        bad = np.array([batch.quality[n] for n in names]) >= _BAD
+        eng = np.array(raws, dtype=np.float64)  # all of the slice's counters in one block
+        eng *= scale
+        eng += offset
+        np.copyto(eng, np.nan, where=bad)
         values = dict(batch.values)
         quality = dict(batch.quality)
         status = dict(batch.status)
-        for name in names:
-            raw = batch.values[name]
-            scale, offset = counters[name]
-            eng = raw.astype(np.float64) * scale + offset
-            eng[batch.quality[name] >= Quality.BAD] = np.nan
-            values[name] = eng
+        for i, (name, raw) in enumerate(zip(names, raws, strict=True)):
+            values[name] = eng[i]
             values[name + RAW_SUFFIX] = raw
             quality[name + RAW_SUFFIX] = batch.quality[name]
             if name in batch.status:

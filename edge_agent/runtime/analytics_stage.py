@@ -186,6 +186,7 @@ class _RouteColumns:
 
     route: AssetRoute
     pairs: tuple[tuple[str, str], ...]  # (tag name, role)
+    states: tuple[str, ...]  # the tags of role state, which may arrive as text
 
 
 class AnalyticsStage:
@@ -241,12 +242,13 @@ class AnalyticsStage:
         self._columns: dict[int, _RouteColumns] = {}
         self._held_kpis: dict[str, list[KpiBatch]] = {}  # closed while totals() booked held rows
 
-    def _pairs(self, route: AssetRoute) -> tuple[tuple[str, str], ...]:
+    def _compiled(self, route: AssetRoute) -> _RouteColumns:
         cached = self._columns.get(id(route))
         if cached is None or cached.route is not route:
-            cached = _RouteColumns(route, tuple(route.roles().items()))
+            pairs = tuple(route.roles().items())
+            cached = _RouteColumns(route, pairs, tuple(n for n, r in pairs if r == "state"))
             self._columns[id(route)] = cached
-        return cached.pairs
+        return cached
 
     def update(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
         """Feed one asset slice (any number of rows); return KPI batches of the windows closed
@@ -255,10 +257,15 @@ class AnalyticsStage:
         if pending is None:
             return []
         values, quality = part.values, part.quality
-        signals = {role: values[name] for name, role in self._pairs(route) if name in values}
+        signals: dict[str, np.ndarray] = {}
+        qualities: dict[str, np.ndarray] = {}
+        for name, role in self._compiled(route).pairs:
+            v = values.get(name)
+            if v is not None:
+                signals[role] = v
+                qualities[role] = quality[name]
         if not signals:
             return []
-        qualities = {r: quality[n] for n, r in self._pairs(route) if n in values}
         self._changed.add(route.asset.id)
         # an asset's first rows are booked at once, so its state shows right after a start
         booked_before = route.asset.id in self._totals or route.asset.id in self._stale
@@ -272,8 +279,10 @@ class AnalyticsStage:
         maps to (0 off … 4 fault), for delivery: payloads carry numbers. A text the asset's
         ``state_codes`` does not map goes out as no value (Bad). Numeric state values are
         delivered as the PLC sent them; a part without text is returned as it is."""
-        texts = [n for n, r in self._pairs(route) if r == "state" and n in part.values]
-        texts = [n for n in texts if part.values[n].dtype.kind in "OUS"]
+        states = self._compiled(route).states
+        if not states:
+            return part
+        texts = [n for n in states if n in part.values and part.values[n].dtype.kind in "OUS"]
         if not texts:
             return part
         codes = self._state_codes[route.asset.id]
