@@ -71,7 +71,19 @@ def sample_count(batch: SampleBatch) -> int:
 
 
 def placement_of(asset: AssetConfig, window: str | None = None) -> Placement:
-    return Placement(site=asset.site, area=asset.area, line=asset.line, asset=asset.id, window=window)
+    """The place of an asset's batches (made once per asset and window: every round asks)."""
+    key = (id(asset), window)
+    hit = _PLACEMENTS.get(key)
+    if hit is not None and hit[0] is asset:
+        return hit[1]
+    place = Placement(site=asset.site, area=asset.area, line=asset.line, asset=asset.id, window=window)
+    if len(_PLACEMENTS) >= _PLACES_MAX:
+        _PLACEMENTS.clear()
+    _PLACEMENTS[key] = (asset, place)  # the asset is kept with it, so its id is not reused
+    return place
+
+
+_PLACEMENTS: dict[tuple[int, str | None], tuple[AssetConfig, Placement]] = {}
 
 
 def place_json(place: Placement | Segments) -> str:
