@@ -305,3 +305,29 @@ async def test_a_device_round_of_many_assets_quarantines_only_the_refused_asset(
         [q] = d.buffer.core.quarantined("influxdb")
         assert q.record.placement.asset == "m1" and "field type conflict" in q.reason
     assert influxdb_server.count(db) == 1 + 2 * 20
+
+
+async def test_kpis_between_the_parts_of_a_device_round_do_not_split_it(tmp_path: Path) -> None:
+    """The runtime hands a round's raw parts with each asset's closed KPI windows in between:
+    the raw parts still make one record (one encode, one row), the KPI batches their own."""
+    cfg = AgentConfig.model_validate(
+        {
+            "assets": [
+                {"id": f"m{i}", "site": "s1", "area": "a1", "line": "l1", "rated_power_kw": 50}
+                for i in range(3)
+            ],
+            "devices": [],
+            "buffer": {"path": str(tmp_path / "b.db"), "flush_timeout": 0.1},
+            "mqtt": {"host": "127.0.0.1", "port": 1},  # never reached: only the buffer is read
+        }
+    )
+    rnd = synthetic_batch("plc1", time.time_ns(), 1, tags=3)
+    kpi = SampleBatch.single("m", rnd.ts[0], {"energy_kwh": 1.5})
+    items = []
+    for i, asset in enumerate(cfg.assets):
+        items.append(Submission("raw", asset, rnd.select([f"t{i}"])))
+        items.append(Submission("kpi", asset, kpi, "60s"))
+    async with Delivery(cfg) as d:
+        await d.submit_many(items)
+        rows = d.buffer.core.db.execute("SELECT kind, samples FROM batches ORDER BY id").fetchall()
+    assert rows == [("raw", 3), ("kpi", 1), ("kpi", 1), ("kpi", 1)]

@@ -130,22 +130,21 @@ class Delivery:
     async def submit_many(self, items: Sequence[Submission]) -> None:
         """Like ``submit`` for many batches at once: one buffer transaction for a device's round."""
         entries: list[Entry] = []
+        kpis: list[Entry] = []  # after the raw rounds, so that KPIs never split a round in two
         round_: list[Submission] = []  # raw parts of one device round, stored as one record
         for it in items:
             if it.kind not in ("raw", "kpi"):
                 raise ValueError(f"submit: kind must be 'raw' or 'kpi', got {it.kind!r}")
-            if it.kind == "raw":
-                if round_ and not _same_round(round_[-1].batch, it.batch):
-                    entries.append(_round_entry(round_))
-                    round_ = []
-                round_.append(it)
+            if it.kind == "kpi":
+                kpis.append((it.kind, placement_of(it.asset, it.window or self._kpi_window), it.batch))
                 continue
-            if round_:
+            if round_ and not _same_round(round_[-1].batch, it.batch):
                 entries.append(_round_entry(round_))
                 round_ = []
-            entries.append((it.kind, placement_of(it.asset, it.window or self._kpi_window), it.batch))
+            round_.append(it)
         if round_:
             entries.append(_round_entry(round_))
+        entries += kpis
         await self.buffer.append_many(entries)
 
     async def flush(self, within: float) -> bool:
