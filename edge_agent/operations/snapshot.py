@@ -22,6 +22,7 @@ __all__ = [
 import datetime as dt
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -192,11 +193,25 @@ class RuntimeView:
         tz = ZoneInfo(self.agent.config.analytics.timezone)
         return dt.datetime.now(tz).date()
 
-    def _asset_statuses(self) -> tuple[AssetStatus, ...]:
+    def asset_states(self) -> dict[str, str]:
+        """Each asset's state (off, idle, …) without building its whole status: the status
+        topic checks every second which of thousands of assets changed."""
+        return {asset_id: t.state.name.lower() for asset_id, t in self._totals().items()}
+
+    def asset_statuses(self, ids: Collection[str]) -> tuple[AssetStatus, ...]:
+        """The full status of some assets only (those the status topic publishes now)."""
+        return self._asset_statuses(set(ids))
+
+    def device_health(self) -> tuple[DeviceHealth, ...]:
+        return self._devices()
+
+    def _asset_statuses(self, only: set[str] | None = None) -> tuple[AssetStatus, ...]:
         today = self._today()
         out = []
         kinds = {a.id: a.kind for a in self.agent.config.assets}
         for asset_id, t in self._totals().items():
+            if only is not None and asset_id not in only:
+                continue
             mem = self._memory(asset_id)
             idle = float(t.energy_by_state_kwh.get("idle", 0.0))
             now = _DayBase(today, t.energy_kwh, idle, t.good_quantity, t.scrap_quantity, t.produced_quantity)

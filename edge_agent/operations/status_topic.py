@@ -16,7 +16,7 @@ import time
 from typing import Any, Protocol
 
 from edge_agent.config import AgentConfig, AssetConfig
-from edge_agent.operations.snapshot import AssetStatus, RuntimeView, Snapshot
+from edge_agent.operations.snapshot import AssetStatus, RuntimeView
 
 
 class StatusTarget(Protocol):
@@ -49,11 +49,6 @@ def asset_status_payload(a: AssetStatus, devices: list[str], down: frozenset[str
     }
 
 
-def devices_down(snap: Snapshot) -> frozenset[str]:
-    """Names of the snapshot's devices that currently have an error."""
-    return frozenset(d.name for d in snap.devices if d.error is not None)
-
-
 class StatusPublisher:
     """Publishes each asset's retained status through ``target`` (Delivery.publish_status)."""
 
@@ -66,27 +61,34 @@ class StatusPublisher:
         self._devices: tuple[AgentConfig, dict[str, list[str]]] | None = None
 
     def publish_changed(self) -> int:
-        """Publish what changed (or went stale); returns how many assets were published."""
-        config = self.view.agent.config
-        snap = self.view.snapshot()
+        """Publish what changed (or went stale); returns how many assets were published.
+
+        Only states and device health are compared each check; the full status (today's
+        kWh, ratios, …) is built for the assets published, not for the whole plant.
+        """
+        view = self.view
+        config = view.agent.config
         if self._devices is None or self._devices[0] is not config:  # a reload brings a new config
             self._devices = (config, _devices_of(config))
         devices = self._devices[1]
         now = time.monotonic()
-        n = 0
-        down = devices_down(snap)
-        for a in snap.assets:
-            try:
-                asset = config.asset(a.id)
-            except KeyError:  # removed by a reload since the snapshot
-                continue
-            details = asset_status_payload(a, devices.get(a.id, []), down)
-            key = (a.state, tuple(details["devices_down"]))
-            last = self._last.get(a.id)
+        down = frozenset(d.name for d in view.device_health() if d.error is not None)
+        due: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for asset_id, state in view.asset_states().items():
+            key = (state, tuple(sorted(n for n in devices.get(asset_id, ()) if n in down)))
+            last = self._last.get(asset_id)
             if last is not None and last[:2] == key and now - last[2] < config.agent.status_interval:
                 continue
+            due[asset_id] = key
+        n = 0
+        for a in view.asset_statuses(due) if due else ():
+            try:
+                asset = config.asset(a.id)
+            except KeyError:  # removed by a reload since the states were read
+                continue
+            details = asset_status_payload(a, devices.get(a.id, []), down)
             self.target.publish_status(asset, a.state, **{k: v for k, v in details.items() if k != "asset"})
-            self._last[a.id] = (*key, now)
+            self._last[a.id] = (a.state, tuple(details["devices_down"]), now)
             n += 1
         self.published += n
         return n
