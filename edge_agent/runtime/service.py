@@ -39,6 +39,8 @@ from edge_agent.runtime.state_store import AnalyticsStateStore
 log = logging.getLogger("edge_agent.agent")
 #: Flush a device's coalesced rows early once they hold this many samples (bounds record size).
 MAX_COALESCED_SAMPLES = 200_000
+#: KPI windows handed to delivery per buffer transaction when the agent stops.
+_STOP_CHUNK = 1000
 
 
 class BatchSink(Protocol):
@@ -211,16 +213,6 @@ class Agent:
         except Exception:  # continuity is a comfort: losing it must not stop the data
             log.exception("could not save the analytics state; KPIs go on, a restart starts afresh")
 
-    async def _submit(
-        self,
-        kind: Literal["raw", "kpi"],
-        asset: AssetConfig,
-        batch: SampleBatch,
-        *,
-        window: str | None = None,
-    ) -> None:
-        await self._submit_all([Submission(kind, asset, batch, window)])
-
     async def _submit_all(self, items: list[Submission]) -> None:
         """Hand ``items`` to the sink in one call where it takes many; a refusal is counted, not raised."""
         if self.sink is None or not items:
@@ -262,8 +254,8 @@ class Agent:
             len(self.config.assets),
             self.linger,
         )
-        for k in self._replay:  # windows closed just before a crash, maybe never handed over
-            await self._submit("kpi", k.asset, k.batch, window=k.window)
+        # windows closed just before a crash, maybe never handed over
+        await self._submit_all([Submission("kpi", k.asset, k.batch, k.window) for k in self._replay])
         self._replay = []
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
@@ -290,8 +282,14 @@ class Agent:
         self._tg = None
         try:
             async with asyncio.timeout(self.config.agent.stop_timeout):
+                # in chunks, one buffer transaction each: a plant is thousands of windows
+                chunk: list[Submission] = []
                 for k in self.analytics.flush():
-                    await self._submit("kpi", k.asset, k.batch, window=k.window)
+                    chunk.append(Submission("kpi", k.asset, k.batch, k.window))
+                    if len(chunk) >= _STOP_CHUNK:
+                        await self._submit_all(chunk)
+                        chunk = []
+                await self._submit_all(chunk)
         except TimeoutError:
             log.warning("stopping: the open KPI windows were not stored within agent.stop_timeout")
         if self.state_store is not None:
