@@ -13,8 +13,9 @@ for a few of them at a time: when a window closes, only the assets whose windows
 written (in one transaction with the windows they closed, replayed after a crash before
 their hand-over, so a window is never lost and an emitted one is never open again in the
 saved state); every ``interval`` seconds the assets changed since the last save are written
-(spaced further when that is big, so saving costs at most 2 % of the time); and everything
-at shutdown. Never per poll.
+(spaced further when that is big, so saving costs at most 2 % of the time; the closing saves
+in between do not postpone it, so a crash loses at most that long of an asset's rows, held
+or booked); and everything at shutdown. Never per poll.
 
 A row whose digest no longer matches its asset's config (tags, thresholds or the analytics
 section changed) is ignored: that asset starts clean, the others continue. A missing,
