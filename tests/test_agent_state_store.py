@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,8 @@ def test_missing_damaged_or_older_state_starts_clean_with_one_warning(
     assert "older agent version" in warnings[1]
     assert "damaged" in warnings[2] and "not a state database" in warnings[2]
     store.save(stage.state())  # the damaged file was replaced by a fresh database
-    assert set(AnalyticsStateStore.beside_buffer(cfg).load()["streams"]) == set(stage.asset_ids)
+    fresh = AnalyticsStateStore.beside_buffer(cfg).load()
+    assert fresh is not None and set(fresh["streams"]) == set(stage.asset_ids)
 
 
 def test_a_tampered_asset_or_a_changed_config_restarts_only_those_assets(
@@ -227,3 +229,29 @@ def test_the_same_config_in_another_key_order_continues(tmp_path: Path) -> None:
     restored = AnalyticsStage(after)
     restored.restore(stage.state())
     assert restored.totals()["cnc1"].raw_counts["energy_counter"] == 100
+
+
+def test_closing_saves_do_not_postpone_the_periodic_save(tmp_path: Path) -> None:
+    """Issue #13: with held rows the assets' slots are staggered, so some asset's window closes
+    every few seconds and is saved alone. Those saves must not restart the periodic clock: it
+    is what saves the rows every other asset received meanwhile (they were lost to a crash)."""
+    cfg = config(tmp_path, hold_rows=15)
+    store = AnalyticsStateStore(tmp_path / "state", interval=0.3)
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])  # cnc1's first rows: booked at once
+    store.save(stage.state())  # a periodic save
+    feed(stage, cfg, [3, 4], [1150, 1200])  # held: only a periodic save writes them
+    assert stage.changed() == {"cnc1"} and not store.due()
+    started = time.monotonic()
+    while time.monotonic() - started < 0.6:  # another asset's window closes every 50 ms
+        store.save(stage.state(assets=["imm1"]), closing=True)
+        if store.due():
+            break
+        time.sleep(0.05)
+    assert store.due(), "closing saves postponed the periodic save"
+    store.save(stage.state(assets=stage.changed()))
+    saved = store.load()
+    assert saved is not None
+    after = AnalyticsStage(cfg)
+    after.restore(saved)  # the held rows are booked, then the restart's gap
+    assert after.totals()["cnc1"].raw_counts["energy_counter"] == 200

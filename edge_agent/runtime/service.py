@@ -187,7 +187,7 @@ class Agent:
             if self.state_store.due():
                 self._save_state(closed, self.analytics.changed())
             elif closed:  # closed windows ride along until delivery has them
-                self._save_state(closed, {k.asset.id for k in closed})
+                self._save_state(closed, {k.asset.id for k in closed}, closing=True)
         await self._submit_all(out)
 
     def _analyse(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
@@ -204,12 +204,16 @@ class Agent:
         finally:
             self.analytics_seconds += time.perf_counter() - started
 
-    def _save_state(self, outbox: list[KpiBatch] | None = None, assets: set[str] | None = None) -> None:
-        """Save ``assets`` (default: every asset, and forget the ones no longer configured)."""
+    def _save_state(
+        self, outbox: list[KpiBatch] | None = None, assets: set[str] | None = None, *, closing: bool = False
+    ) -> None:
+        """Save ``assets`` (default: every asset, and forget the ones no longer configured);
+        ``closing``: only the assets whose windows closed (not the periodic save)."""
         assert self.state_store is not None
         keep = self.analytics.asset_ids if assets is None else None
         try:
-            self.state_store.save(self.analytics.state(outbox, assets=assets), keep_only=keep)
+            state = self.analytics.state(outbox, assets=assets)
+            self.state_store.save(state, keep_only=keep, closing=closing)
         except Exception:  # continuity is a comfort: losing it must not stop the data
             log.exception("could not save the analytics state; KPIs go on, a restart starts afresh")
 

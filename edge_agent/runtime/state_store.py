@@ -13,8 +13,9 @@ for a few of them at a time: when a window closes, only the assets whose windows
 written (in one transaction with the windows they closed, replayed after a crash before
 their hand-over, so a window is never lost and an emitted one is never open again in the
 saved state); every ``interval`` seconds the assets changed since the last save are written
-(spaced further when that is big, so saving costs at most 2 % of the time); and everything
-at shutdown. Never per poll.
+(spaced further when that is big, so saving costs at most 2 % of the time; the closing saves
+in between do not postpone it, so a crash loses at most that long of an asset's rows, held
+or booked); and everything at shutdown. Never per poll.
 
 A row whose digest no longer matches its asset's config (tags, thresholds or the analytics
 section changed) is ignored: that asset starts clean, the others continue. A missing,
@@ -190,14 +191,24 @@ class AnalyticsStateStore:
             )
         return {"streams": streams, "rows": held, "inputs": inputs, "outbox": outbox}
 
-    def save(self, state: dict[str, Any], *, keep_only: Iterable[str] | None = None) -> None:
+    def save(
+        self, state: dict[str, Any], *, keep_only: Iterable[str] | None = None, closing: bool = False
+    ) -> None:
         """Write the assets in ``state`` and replace the outbox, in one transaction.
 
         Assets not in ``state`` keep their saved rows; ``keep_only`` (every asset of the
         config) removes the rows of assets no longer configured.
+
+        ``closing``: only the assets whose windows just closed, with those windows. Such a
+        save leaves the periodic clock alone (:meth:`due`): with held rows the assets' slots
+        are staggered, so some window closes every few seconds, and if each of those saves
+        restarted the clock, the periodic save of every other changed asset never came — a
+        crash then lost up to a hold of their rows (issue #13: a counter restart in those
+        rows was seen, after the restart, as a jump over the whole downtime).
         """
         started = time.monotonic()
-        self._last_save = started  # also after a failure: retry at the next interval
+        if not closing:
+            self._last_save = started  # also after a failure: retry at the next interval
         streams, held, inputs = state["streams"], state.get("rows", {}), state.get("inputs", {})
         items = [
             (asset_id, inputs.get(asset_id, b""), _dumps((stream, held.get(asset_id))))
@@ -233,12 +244,14 @@ class AnalyticsStateStore:
         finally:
             # Periodic saves may cost at most 1/_COST_SHARE of the time: thousands of assets
             # make them big, and continuity must never eat the gateway's CPU.
-            self._spacing = max(self.interval, _COST_SHARE * (time.monotonic() - started))
+            if not closing:
+                self._spacing = max(self.interval, _COST_SHARE * (time.monotonic() - started))
         if self._failing:
             log.info("analytics state saved again to %s", self.path)
         self._failing = False
         self.saves += 1
 
     def due(self) -> bool:
-        """True when the periodic save is due."""
+        """True when the periodic save is due (``interval`` after the last save that was
+        not a ``closing`` one, or longer when those are big)."""
         return time.monotonic() - self._last_save >= self._spacing
