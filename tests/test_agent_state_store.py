@@ -20,7 +20,7 @@ from edge_agent.demo.plant_config import demo_config
 from edge_agent.plugins import driver_registry
 from edge_agent.runtime.analytics_stage import AnalyticsStage
 from edge_agent.runtime.routing import Router
-from edge_agent.runtime.state_store import AnalyticsStateStore
+from edge_agent.runtime.state_store import _PASS_CHUNK, AnalyticsStateStore
 
 NS = 1_000_000_000
 T0 = 1_700_006_400 * NS
@@ -239,19 +239,37 @@ def test_closing_saves_do_not_postpone_the_periodic_save(tmp_path: Path) -> None
     store = AnalyticsStateStore(tmp_path / "state", interval=0.3)
     stage = AnalyticsStage(cfg)
     feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])  # cnc1's first rows: booked at once
-    store.save(stage.state())  # a periodic save
+    store.save(stage.state(assets=store.periodic_chunk(stage.changed)), periodic=True)
     feed(stage, cfg, [3, 4], [1150, 1200])  # held: only a periodic save writes them
     assert stage.changed() == {"cnc1"} and not store.due()
     started = time.monotonic()
     while time.monotonic() - started < 0.6:  # another asset's window closes every 50 ms
-        store.save(stage.state(assets=["imm1"]), closing=True)
+        store.save(stage.state(assets=["imm1"]))
         if store.due():
             break
         time.sleep(0.05)
     assert store.due(), "closing saves postponed the periodic save"
-    store.save(stage.state(assets=stage.changed()))
+    assert store.periodic_chunk(stage.changed) == ["cnc1"]
+    store.save(stage.state(assets=["cnc1"]), periodic=True)
     saved = store.load()
     assert saved is not None
     after = AnalyticsStage(cfg)
     after.restore(saved)  # the held rows are booked, then the restart's gap
     assert after.totals()["cnc1"].raw_counts["energy_counter"] == 200
+
+
+def test_a_periodic_pass_over_many_assets_is_written_in_chunks(tmp_path: Path) -> None:
+    """Pickling thousands of assets at once held the event loop for a second (every device
+    skipped a poll): a pass hands out at most _PASS_CHUNK assets per round, covers every
+    asset that changed, and the next pass waits for the interval."""
+    store = AnalyticsStateStore(tmp_path / "state", interval=0.2)
+    ids = {f"a{i:03}" for i in range(2 * _PASS_CHUNK + 50)}
+    chunks = [store.periodic_chunk(lambda: ids) for _ in range(4)]
+    assert [len(c) for c in chunks] == [_PASS_CHUNK, _PASS_CHUNK, 50, 0]
+    assert sorted(a for c in chunks for a in c) == sorted(ids)
+    assert store.periodic_chunk(lambda: ids) == [], "the next pass waits for the interval"
+    started = time.monotonic()
+    while not store.due():
+        assert time.monotonic() - started < 2, "the next pass never became due"
+        time.sleep(0.02)
+    assert len(store.periodic_chunk(lambda: ids)) == _PASS_CHUNK

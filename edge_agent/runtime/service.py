@@ -184,10 +184,11 @@ class Agent:
             out.extend(Submission("kpi", k.asset, k.batch, k.window) for k in kpis)
         if self.state_store is not None:
             # once per device round, and only the assets that need it: a plant is thousands
-            if self.state_store.due():
-                self._save_state(closed, self.analytics.changed())
-            elif closed:  # closed windows ride along until delivery has them
-                self._save_state(closed, {k.asset.id for k in closed}, closing=True)
+            chunk = self.state_store.periodic_chunk(self.analytics.changed)
+            if chunk:  # closed windows ride along until delivery has them
+                self._save_state(closed, {*chunk, *(k.asset.id for k in closed)}, periodic=True)
+            elif closed:
+                self._save_state(closed, {k.asset.id for k in closed})
         await self._submit_all(out)
 
     def _analyse(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
@@ -205,15 +206,15 @@ class Agent:
             self.analytics_seconds += time.perf_counter() - started
 
     def _save_state(
-        self, outbox: list[KpiBatch] | None = None, assets: set[str] | None = None, *, closing: bool = False
+        self, outbox: list[KpiBatch] | None = None, assets: set[str] | None = None, *, periodic: bool = False
     ) -> None:
         """Save ``assets`` (default: every asset, and forget the ones no longer configured);
-        ``closing``: only the assets whose windows closed (not the periodic save)."""
+        ``periodic``: they include a chunk of the periodic pass."""
         assert self.state_store is not None
         keep = self.analytics.asset_ids if assets is None else None
         try:
             state = self.analytics.state(outbox, assets=assets)
-            self.state_store.save(state, keep_only=keep, closing=closing)
+            self.state_store.save(state, keep_only=keep, periodic=periodic)
         except Exception:  # continuity is a comfort: losing it must not stop the data
             log.exception("could not save the analytics state; KPIs go on, a restart starts afresh")
 
