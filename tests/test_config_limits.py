@@ -27,16 +27,19 @@ from edge_agent.config.loader import (
     MAX_ALIAS_EVENTS,
     MAX_CONFIG_BYTES,
     MAX_NODES,
+    MAX_PARSE_MB,
     MAX_PROBLEMS,
     MAX_TAGS,
+    _node_bound,
 )
+from edge_agent.config.yaml_parser import yaml_rs
+from edge_agent.config.yaml_pieces import estimate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_gateway import agent_config  # the benchmark plant: 10 tags per asset
 
 CPU_S = 2.0
 RSS_MB = 200
-YAML_RSS_MB = 300  # see the module docstring: the densest YAML at MAX_NODES
 
 # The command's fixed start-up (interpreter, imports of the drivers' config models: ~0.5 s of
 # CPU, asyncua most of it) is paid before r0, so CPU is what the input costs; peak RSS counts all.
@@ -79,6 +82,37 @@ def _flow_dicts(n: int) -> str:  # the most objects per value yaml-rs builds: a 
     return "a: [" + ",".join(["{a: 1}"] * (n // 2)) + "]\n"
 
 
+def _flow_pairs(n: int) -> str:  # a one-pair mapping per comma, one flow line: cannot be cut into pieces
+    return "a: [" + ",".join(["a:"] * n) + "]\n"
+
+
+def _unique_keys(n: int) -> str:  # the most memory per counted value: long distinct keys and values
+    return "".join(f"k{i:016d}: v{i:016d}\n" for i in range(n))
+
+
+def _item_mappings(n: int) -> str:  # a block-style one-key mapping per item, each key distinct
+    return "a:\n" + "".join(f"- k{i:08d}: v{i:08d}\n" for i in range(n))
+
+
+def _at_budget(make: Callable[[int], str]) -> str:
+    """The largest ``make(n)`` that MAX_PARSE_MB lets through (its estimate grows about linearly)."""
+    limit = MAX_PARSE_MB * 2**20
+
+    def need(n: int) -> float:
+        return estimate(make(n), limit, yaml_rs.loads)[0]
+
+    small, large = need(20_000), need(40_000)  # both cut into pieces, where it can be
+    n = 20_000 + int((limit - small) / ((large - small) / 20_000))
+    step = max(1, n // 1000)
+    while need(n + step) <= limit:
+        n += step
+    while need(n) > limit:
+        n -= step
+    text = make(n)
+    assert _node_bound(text) <= MAX_NODES and len(text) <= MAX_CONFIG_BYTES, "another limit refuses it first"
+    return text
+
+
 def _empty_tags(n: int) -> str:  # each tag misses its 5 required keys: 5 n problems for pydantic
     return "assets: []\ndevices: [{name: d, driver: modbus, host: h, tags: [" + ",".join(["{}"] * n) + "]}]\n"
 
@@ -96,13 +130,25 @@ def _alias_fanout(events: int) -> str:  # one anchor of 300 values, referenced u
 
 # name, file name, text, expected exit code, what the output must say, RSS ceiling
 CASES: list[tuple[str, str, Callable[[], str], int, str, int]] = [
+    # #14's densest YAML (240 MB): its bound now counts the '{' of each mapping
+    ("dense YAML at MAX_NODES", "c.yaml", lambda: _flow_dicts(MAX_NODES - 50), 2, "MAX_NODES", RSS_MB),
+    ("flow-style mappings at MAX_PARSE_MB", "c.yaml", lambda: _at_budget(_flow_pairs), 2, "MAX_KEYS", RSS_MB),
+    ("distinct long keys at MAX_PARSE_MB", "c.yaml", lambda: _at_budget(_unique_keys), 2, "MAX_KEYS", RSS_MB),
     (
-        "dense YAML at MAX_NODES",
+        "block-style mappings at MAX_PARSE_MB",
         "c.yaml",
-        lambda: _flow_dicts(MAX_NODES - 50),
+        lambda: _at_budget(_item_mappings),
         2,
         "MAX_KEYS",
-        YAML_RSS_MB,
+        RSS_MB,
+    ),
+    (
+        "dense YAML over MAX_PARSE_MB",
+        "c.yaml",
+        lambda: _flow_dicts(MAX_NODES // 2),
+        2,
+        "MAX_PARSE_MB",
+        RSS_MB,
     ),
     (
         "dense YAML over MAX_NODES",

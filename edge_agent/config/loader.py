@@ -36,6 +36,7 @@ __all__ = [
     "MAX_DEVICES",
     "MAX_KEYS",
     "MAX_NODES",
+    "MAX_PARSE_MB",
     "MAX_PROBLEMS",
     "MAX_TAGS",
     "load_config",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -63,6 +65,7 @@ from edge_agent.config.redact import redact_urls
 from edge_agent.config.shape import MAX_ASSETS, MAX_DEVICES, MAX_KEYS, MAX_TAGS, ShapeError, check_shape
 from edge_agent.config.types import ITEMS_CHECKED
 from edge_agent.config.yaml_parser import yaml_rs
+from edge_agent.config.yaml_pieces import PieceError, estimate, parse_in_pieces
 from edge_agent.errors import ConfigError, ConfigProblem
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -74,6 +77,11 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a 50,000-tag plant is 6 MB of YAML, 9 MB 
 #: ~730,000 as JSON and ~785,000 as YAML. The densest file at the limit peaks at ~170 MB as JSON
 #: and ~240 MB as YAML (yaml-rs holds the document while it builds the Python objects).
 MAX_NODES = 850_000
+#: Memory, in MB, that parsing a YAML file may take by the estimate of config.yaml_pieces (the
+#: Python objects of the whole file and yaml-rs's document of its largest piece): a 50,000-tag
+#: plant in block style is estimated at ~83 MB and takes ~65 MB. The costliest files below the
+#: limit peak at ~185 MB in all, start-up (~85 MB) included (tests/test_config_limits.py).
+MAX_PARSE_MB = 90
 #: YAML events that aliases may replay: configs share a few small blocks, never more.
 MAX_ALIAS_EVENTS = 100_000
 #: Problems listed in one error; a file with more says how many more (a wrong key copied into
@@ -95,13 +103,14 @@ def _problem(file: str, message: str, line: int | None = None) -> ConfigError:
 
 
 def _node_bound(text: str, *, json_: bool = False) -> int:
-    """An upper bound on the values of a text before aliases, counted in C without parsing.
+    """A bound on the values of a text before aliases, counted in C without parsing.
 
-    In YAML every value but the first is opened by a line break, a comma, a colon or a dash;
-    in JSON by a comma, a colon or a '[' (line breaks there are only layout)."""
+    In YAML every value but the first is opened by a line break or one of ``,:-[{?!`` (an
+    implied null, as in ``{a}``, is not counted: config.yaml_pieces budgets its memory); in
+    JSON by a comma, a colon or a '[' (line breaks there are only layout)."""
     if json_:
         return 1 + text.count(",") + text.count(":") + text.count("[")
-    return 1 + text.count("\n") + text.count(",") + text.count(":") + text.count("-")
+    return sum(text.count(mark) for mark in "\n,:-[{?!") + 1
 
 
 class _LineIndex:
@@ -194,12 +203,16 @@ def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
             raise _too_many(file)
         try:
             return json.loads(text), _LineIndex(text, parsed_as_json=True)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            raise _problem(
+                file, "nested too deeply (beyond Python's recursion limit); a config never nests that deep"
+            ) from None
+        except ValueError:
             pass  # YAML flow style, or broken: the YAML parser decides and reports
     if _node_bound(text) > MAX_NODES:
         raise _too_many(file)
     try:
-        data = yaml_rs.loads(text, alias_limits=_ALIASES, parse_datetime=True)
+        data = _parse_yaml(text, file)
     except ValueError as exc:  # yaml_rs.YAMLDecodeError, or a value it cannot read
         raise _yaml_rs_problem(file, exc) from None
     except (RecursionError, TypeError, OverflowError, MemoryError) as exc:
@@ -207,6 +220,36 @@ def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
     if isinstance(data, list) and len(data) > 1 and re.search(r"^---", text, re.MULTILINE):
         raise _problem(file, "holds several YAML documents ('---'); a config file is one document")
     return data, _LineIndex(text)
+
+
+def _parse_yaml(text: str, file: str) -> Any:
+    """yaml-rs's value of the text, in pieces when it can be cut (config.yaml_pieces), refused
+    before parsing when its estimated cost is over MAX_PARSE_MB."""
+    load = functools.partial(yaml_rs.loads, alias_limits=_ALIASES, parse_datetime=True)
+    need, plan, whole = estimate(text, MAX_PARSE_MB * 2**20, load)
+    if need > MAX_PARSE_MB * 2**20:
+        raise _too_costly(file, need)
+    if plan is None:
+        return load(text)
+    try:
+        return parse_in_pieces(text, plan, load)
+    except PieceError as exc:  # the partial objects go with it: the whole file may need the room
+        failed, from_parser = str(exc), exc.from_parser
+    if whole <= MAX_PARSE_MB * 2**20:
+        return load(text)  # whole: its own error, or a value the pieces could not join
+    if from_parser:
+        raise ValueError(failed)
+    raise _too_costly(file, whole, f" (it cannot be read in pieces: {failed})")
+
+
+def _too_costly(file: str, need: float, why: str = "") -> ConfigError:
+    return _problem(
+        file,
+        f"reading this file would take about {need / 2**20:.0f} MB, more than the {MAX_PARSE_MB} MB "
+        f"a config may take{why} (limit MAX_PARSE_MB; a 50,000-tag plant in block style takes about 82). "
+        "Flow style ({...}, [...]) costs the most per value, block style the least: write large "
+        "lists in block style, check that this is the config file, or split the plant over several agents",
+    )
 
 
 #: Text that may hold a float JSON has not (orjson writes NaN and ±inf as null): an exponent
