@@ -99,7 +99,7 @@ def _at_budget(make: Callable[[int], str]) -> str:
     limit = MAX_PARSE_MB * 2**20
 
     def need(n: int) -> float:
-        return estimate(make(n), limit, yaml_rs.loads)[0]
+        return estimate(make(n), limit, yaml_rs.loads).need
 
     small, large = need(20_000), need(40_000)  # both cut into pieces, where it can be
     n = 20_000 + int((limit - small) / ((large - small) / 20_000))

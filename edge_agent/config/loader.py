@@ -209,8 +209,6 @@ def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
             ) from None
         except ValueError:
             pass  # YAML flow style, or broken: the YAML parser decides and reports
-    if _node_bound(text) > MAX_NODES:
-        raise _too_many(file)
     try:
         data = _parse_yaml(text, file)
     except ValueError as exc:  # yaml_rs.YAMLDecodeError, or a value it cannot read
@@ -226,20 +224,22 @@ def _parse_yaml(text: str, file: str) -> Any:
     """yaml-rs's value of the text, in pieces when it can be cut (config.yaml_pieces), refused
     before parsing when its estimated cost is over MAX_PARSE_MB."""
     load = functools.partial(yaml_rs.loads, alias_limits=_ALIASES, parse_datetime=True)
-    need, plan, whole = estimate(text, MAX_PARSE_MB * 2**20, load)
-    if need > MAX_PARSE_MB * 2**20:
-        raise _too_costly(file, need)
-    if plan is None:
+    cost = estimate(text, MAX_PARSE_MB * 2**20, load)
+    if cost.values > MAX_NODES:
+        raise _too_many(file)
+    if cost.need > MAX_PARSE_MB * 2**20:
+        raise _too_costly(file, cost.need)
+    if cost.plan is None:
         return load(text)
     try:
-        return parse_in_pieces(text, plan, load)
+        return parse_in_pieces(text, cost.plan, load)
     except PieceError as exc:  # the partial objects go with it: the whole file may need the room
         failed, from_parser = str(exc), exc.from_parser
-    if whole <= MAX_PARSE_MB * 2**20:
+    if cost.whole <= MAX_PARSE_MB * 2**20:
         return load(text)  # whole: its own error, or a value the pieces could not join
     if from_parser:
         raise ValueError(failed)
-    raise _too_costly(file, whole, f" (it cannot be read in pieces: {failed})")
+    raise _too_costly(file, cost.whole, f" (it cannot be read in pieces: {failed})")
 
 
 def _too_costly(file: str, need: float, why: str = "") -> ConfigError:

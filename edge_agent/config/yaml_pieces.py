@@ -15,13 +15,22 @@ flow style pays as if every item were a mapping, since ``[a:, b:]`` makes one pe
 
 from __future__ import annotations
 
-__all__ = ["PIECE_CHARS", "Load", "PieceError", "estimate", "parse_cost", "parse_in_pieces", "plan_pieces"]
+__all__ = [
+    "PIECE_CHARS",
+    "Estimate",
+    "Load",
+    "PieceError",
+    "estimate",
+    "parse_cost",
+    "parse_in_pieces",
+    "plan_pieces",
+]
 
 import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Characters of text per piece: the document of one piece takes at most ~2 MB.
 PIECE_CHARS = 16 * 1024
@@ -65,12 +74,15 @@ def _counts(text: str, start: int, end: int) -> tuple[int, int]:
 def parse_cost(text: str, start: int = 0, end: int | None = None) -> tuple[float, float]:
     """(Python objects and text, yaml-rs's document) in bytes that parsing text[start:end] takes
     at most, for the shapes measured."""
-    end = len(text) if end is None else end
+    return _cost(text, start, len(text) if end is None else end)[1:]
+
+
+def _cost(text: str, start: int, end: int) -> tuple[int, float, float]:
     values, collections = _counts(text, start, end)
     chars = end - start
     python = _PY_NODE * values + _PY_COLLECTION * collections + _PY_CHAR * chars
     document = _DOC_NODE * values + _DOC_COLLECTION * collections + _DOC_CHAR * chars
-    return python, document
+    return values, python, document
 
 
 class PieceError(ValueError):
@@ -82,47 +94,49 @@ class PieceError(ValueError):
         super().__init__(message)
 
 
-# A plan: ("piece", start, end, dash) is parsed by yaml-rs (``dash``: a position in it whose
-# '-' reads as a space: the item's content is indented past it); ("seq", parts) joins lists
-# and ("item", plan) items; ("map", parts) joins mappings and ("key", start, end, dash, plan)
-# entries whose key line is text[start:end].
+# A plan: ("piece", start, end, blank) is parsed by yaml-rs (``blank``: where an item's content
+# starts on its first line, which reads as spaces up to there: the '-' of the item and of any
+# item it is the first content of); ("seq", parts) joins lists and ("item", plan) items;
+# ("map", parts) joins mappings and ("key", start, end, blank, plan) entries whose key line
+# is text[start:end].
 Plan = tuple[Any, ...]
 
 
 Load = Callable[[str], Any]
 
 
-def _piece_text(text: str, start: int, end: int, dash: int | None) -> str:
-    if dash is None:
+def _piece_text(text: str, start: int, end: int, blank: int | None) -> str:
+    if blank is None:
         return text[start:end]
-    return text[start:dash] + " " + text[dash + 1 : end]
+    return " " * (blank - start) + text[blank:end]
 
 
 @dataclass
 class _Planner:
     text: str
     load: Load
-    largest: int  # the document cost of the largest piece, bytes: at least _PIECE_DOCUMENT
+    largest: float  # the document cost of the largest piece, bytes: at least _PIECE_DOCUMENT
 
-    def piece(self, start: int, end: int, dash: int | None) -> Plan:
+    def piece(self, start: int, end: int, blank: int | None) -> Plan:
         if end - start > PIECE_CHARS:  # smaller ones are bounded by _PIECE_DOCUMENT, not counted
-            self.largest = max(self.largest, int(parse_cost(self.text, start, end)[1]))
-        return ("piece", start, end, dash)
+            self.largest = max(self.largest, parse_cost(self.text, start, end)[1])
+        return ("piece", start, end, blank)
 
-    def node(self, start: int, end: int, indent: int, dash: int | None, depth: int) -> Plan:
+    def node(self, start: int, end: int, indent: int, blank: int | None, depth: int) -> Plan:
         """The plan for the block node in text[start:end] whose entries sit at ``indent``."""
         text = self.text
         if end - start <= PIECE_CHARS or depth > _MAX_SPLIT_DEPTH:
-            return self.piece(start, end, dash)
-        if dash is not None:  # the first entry is on the item's line, after its '-'
+            return self.piece(start, end, blank)
+        if blank is not None:  # the first entry is on the item's line, after its '-'
             first = start + indent
         else:
             found = _SIGNIFICANT.match(text, start, end)
             if found is None or len(found.group(1)) != indent:
-                return self.piece(start, end, dash)
+                return self.piece(start, end, blank)
             first = found.end()
+            start = first - indent  # blank and comment lines before it are left out
         if not _BLOCK_ENTRY.match(text, first, end):  # a scalar, a flow collection: one piece
-            return self.piece(start, end, dash)
+            return self.piece(start, end, blank)
         is_seq = text.startswith("-", first) and text[first + 1 : first + 2] in (" ", "\t", "\n", "\r")
         spaces = " " * indent
         if is_seq:
@@ -134,28 +148,30 @@ class _Planner:
         cuts = itertools.chain((m.start() + 1 for m in boundary.finditer(text, first, end)), (end,))
         for cut in cuts:
             if cut - group > PIECE_CHARS and child > group:
-                parts.append(self.piece(group, child, _within(dash, group, child)))
+                parts.append(self.piece(group, child, _within(blank, group, child)))
                 group = child
             if cut - child > PIECE_CHARS:
-                parts.append(self.child(child, cut, indent, is_seq, _within(dash, child, cut), depth))
+                parts.append(self.child(child, cut, indent, is_seq, _within(blank, child, cut), depth))
                 group = cut
             child = cut
         if child > group:
-            parts.append(self.piece(group, child, _within(dash, group, child)))
+            parts.append(self.piece(group, child, _within(blank, group, child)))
+        if len(parts) == 1 and parts[0][0] == "piece":  # not cut after all
+            return parts[0]
         return ("seq" if is_seq else "map", parts)
 
-    def key_alone(self, start: int, end: int, dash: int | None) -> bool:
+    def key_alone(self, start: int, end: int, blank: int | None) -> bool:
         """Whether text[start:end] is a key with nothing after it: its value is the block below."""
         colon = self.text.rfind(":", start, end)
         if colon < 0 or not _LINE_REST.match(self.text, colon + 1, end) or end - start > 4096:
             return False
         try:
-            entry = self.load(_piece_text(self.text, start, end, dash))
+            entry = self.load(_piece_text(self.text, start, end, blank))
         except ValueError:
             return False
         return isinstance(entry, dict) and len(entry) == 1 and None in entry.values()
 
-    def child(self, start: int, end: int, indent: int, is_seq: bool, dash: int | None, depth: int) -> Plan:
+    def child(self, start: int, end: int, indent: int, is_seq: bool, blank: int | None, depth: int) -> Plan:
         """A child larger than a piece: its value is planned on its own when it is a block node."""
         text = self.text
         line_end = text.find("\n", start, end)
@@ -166,22 +182,22 @@ class _Planner:
             while text.startswith(" ", content) and content < line_end:
                 content += 1
             if content < line_end and text[content] not in "#\r\t":  # the content starts on this line
-                return ("item", self.node(start, end, content - start, item, depth + 1))
+                return ("item", self.node(start, end, content - start, content, depth + 1))
             found = _SIGNIFICANT.match(text, line_end + 1, end) if line_end < end else None
             if found is None or len(found.group(1)) <= indent:
-                return self.piece(start, end, dash)
+                return self.piece(start, end, blank)
             return ("item", self.node(line_end + 1, end, len(found.group(1)), None, depth + 1))
-        if line_end >= end or not self.key_alone(start, line_end, dash):
-            return self.piece(start, end, dash)
+        if line_end >= end or not self.key_alone(start, line_end, blank):
+            return self.piece(start, end, blank)
         found = _SIGNIFICANT.match(text, line_end + 1, end)
         if found is None:
-            return self.piece(start, end, dash)
+            return self.piece(start, end, blank)
         value_indent = len(found.group(1))
         same_level_seq = value_indent == indent and text.startswith("- ", found.end())
         if value_indent <= indent and not same_level_seq:
-            return self.piece(start, end, dash)
+            return self.piece(start, end, blank)
         value = self.node(line_end + 1, end, value_indent, None, depth + 1)
-        return ("key", start, line_end, dash, value)
+        return ("key", start, line_end, blank, value)
 
 
 def _has_alias(text: str) -> bool:
@@ -200,13 +216,14 @@ def _has_document_marks(text: str) -> bool:
     return text.startswith(_DOCUMENT_MARKS) or any("\n" + mark in text for mark in _DOCUMENT_MARKS)
 
 
-def _within(dash: int | None, start: int, end: int) -> int | None:
-    return dash if dash is not None and start <= dash < end else None
+def _within(blank: int | None, start: int, end: int) -> int | None:
+    return blank if blank is not None and start < blank <= end else None
 
 
-def plan_pieces(text: str, load: Load) -> tuple[Plan, int] | None:
+def plan_pieces(text: str, load: Load, document: float | None = None) -> tuple[Plan, float] | None:
     """How to parse text in pieces and the document cost of its largest piece, or None when it
-    cannot be cut (aliases, document markers, directives) or is no larger than one piece."""
+    cannot be cut (aliases, document markers, directives) or is no larger than one piece.
+    ``document``: the whole text's, when counted already."""
     if len(text) <= PIECE_CHARS or _has_alias(text) or _has_document_marks(text):
         return None
     found = _SIGNIFICANT.match(text)
@@ -214,18 +231,26 @@ def plan_pieces(text: str, load: Load) -> tuple[Plan, int] | None:
         return None
     planner = _Planner(text, load, _PIECE_DOCUMENT)
     plan = planner.node(0, len(text), len(found.group(1)), None, 0)
+    if plan[0] == "piece":  # one piece after all: parsed whole
+        return None
     return plan, planner.largest
 
 
-def estimate(text: str, limit: float, load: Load) -> tuple[float, Plan | None, float]:
-    """(bytes parsing the text takes at most, the plan to parse it in pieces or None, bytes it
-    takes parsed whole). Above ``limit`` for the Python objects alone, it is not planned;
-    ``load`` (yaml-rs's loads) reads the lines of keys whose values are planned apart."""
-    python, document = parse_cost(text)
-    planned = plan_pieces(text, load) if python <= limit else None
+class Estimate(NamedTuple):
+    values: int  # a bound on the values, as counted by _counts
+    need: float  # bytes the parse takes at most: in pieces when ``plan``, else whole
+    whole: float  # bytes it takes parsed whole
+    plan: Plan | None  # how to parse it in pieces
+
+
+def estimate(text: str, limit: float, load: Load) -> Estimate:
+    """What parsing the text takes, and how. Above ``limit`` for the Python objects alone it is
+    not planned; ``load`` (yaml-rs's loads) reads the lines of keys whose values are planned apart."""
+    values, python, document = _cost(text, 0, len(text))
+    planned = plan_pieces(text, load, document) if python <= limit else None
     if planned is None:
-        return python + document, None, python + document
-    return python + planned[1], planned[0], python + document
+        return Estimate(values, python + document, python + document, None)
+    return Estimate(values, python + planned[1], python + document, planned[0])
 
 
 def parse_in_pieces(text: str, plan: Plan, load: Load) -> Any:
@@ -237,9 +262,9 @@ def parse_in_pieces(text: str, plan: Plan, load: Load) -> Any:
     def line_of(pos: int) -> int:
         return text.count("\n", 0, pos) + 1
 
-    def parse(start: int, end: int, dash: int | None) -> Any:
+    def parse(start: int, end: int, blank: int | None) -> Any:
         try:
-            return load(_piece_text(text, start, end, dash))
+            return load(_piece_text(text, start, end, blank))
         except ValueError as exc:
             first = line_of(start)
             message = re.sub(r"at line (\d+)", lambda m: f"at line {int(m.group(1)) + first - 1}", str(exc))
