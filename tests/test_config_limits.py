@@ -6,10 +6,13 @@ most expensive file a limit lets through (or the first one it refuses), measured
 process: CPU from getrusage after the command's fixed start-up, peak RSS from the child's own
 VmHWM (ru_maxrss of a forked child starts at the forking pytest's size).
 
-Measured on the 2-core CI box (load ~5): refused inputs 0.1-1.2 s and 85-240 MB; a 50,000-tag
-plant 0.7-0.9 s, 145 MB as JSON and 180 MB as YAML. The densest YAML at the value limit (a
-mapping per two values) still peaks at ~240 MB: yaml-rs holds the whole document (~0.25 KB a
-value) while it builds the Python objects; it is held to 300 MB so that a regression still fails.
+Measured on the 2-core box (load 1-2, start-up ~85 MB included): refused inputs 0.01-0.9 s and
+84-180 MB; a 50,000-tag plant 0.7-1.4 s, 130 MB as JSON and 155 MB as YAML (block style, or
+each tag a flow-style line). The costliest YAML that MAX_PARSE_MB lets through, found by
+growing each dense shape up to the estimate's limit: 166 MB for one-pair flow mappings, 174 MB
+for one-key block mappings, 184 MB for 13 MB of distinct 17-character keys and values (#14
+measured 240 MB for the densest YAML at MAX_NODES, and a '{a}' per four characters reached
+385 MB: YAML is now parsed in pieces and budgeted before it is, config.yaml_pieces).
 """
 
 from __future__ import annotations
@@ -142,6 +145,23 @@ CASES: list[tuple[str, str, Callable[[], str], int, str, int]] = [
         "MAX_KEYS",
         RSS_MB,
     ),
+    # the pre-scan itself: no regular expression may keep state per line or entry skipped
+    (
+        "blank lines at MAX_NODES",
+        "c.yaml",
+        lambda: "\n" * (MAX_NODES - 100) + "a: 1\n",
+        2,
+        "MAX_PARSE_MB",
+        RSS_MB,
+    ),
+    (
+        "a flow line of MAX_NODES / 2 keys",
+        "c.yaml",
+        lambda: "a: {" + ",".join(f"k{i}" for i in range(MAX_NODES // 2 - 100)) + "}\n",
+        2,
+        "MAX_PARSE_MB",
+        RSS_MB,
+    ),
     (
         "dense YAML over MAX_PARSE_MB",
         "c.yaml",
@@ -232,19 +252,22 @@ def test_worst_input_at_each_limit(
     assert rss < rss_mb, f"{name}: {rss:.0f} MB peak RSS"
 
 
-def _block_yaml(node: Any, indent: str = "") -> str:
-    """Block-style YAML as a person writes it (PyYAML's emitter takes 7 s for 50,000 tags)."""
+def _block_yaml(node: Any, indent: str = "", flow_leaves: bool = False) -> str:
+    """Block-style YAML as a person writes it (PyYAML's emitter takes 7 s for 50,000 tags);
+    ``flow_leaves``: a mapping of scalars on one line in flow style, as PyYAML writes by default."""
     if isinstance(node, dict):
+        if flow_leaves and node and not any(isinstance(v, dict | list) for v in node.values()):
+            return indent + "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in node.items()) + "}\n"
         out = ""
         for k, v in node.items():
             if isinstance(v, dict | list) and v:
-                out += f"{indent}{k}:\n{_block_yaml(v, indent + '  ')}"
+                out += f"{indent}{k}:\n{_block_yaml(v, indent + '  ', flow_leaves)}"
             else:
                 out += f"{indent}{k}: {json.dumps(v)}\n"
         return out
     out = ""
     for item in node:
-        body = _block_yaml(item, indent + "  ")
+        body = _block_yaml(item, indent + "  ", flow_leaves)
         out += f"{indent}- {body[len(indent) + 2 :]}"
     return out
 
@@ -255,6 +278,7 @@ def plant_50k(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     doc = agent_config(50_000, 5020, 1883, where, True, 1.0)
     files = {
         "yaml": _block_yaml(doc),
+        "flow.yaml": _block_yaml(doc, flow_leaves=True),  # each tag a '{...}' line
         "json": json.dumps(doc, indent=1),  # the largest form: indented JSON, 9 MB
     }
     paths = {}
@@ -267,7 +291,7 @@ def plant_50k(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.slow
 def test_a_50k_tag_plant_validates_in_under_2s_and_200mb(plant_50k: dict[str, Path]) -> None:
     held = {}
-    for kind in ("yaml", "json"):
+    for kind in ("yaml", "flow.yaml", "json"):
         code, cpu, rss, held[kind], out = measure_held(plant_50k[kind])
         size = plant_50k[kind].stat().st_size / 2**20
         print(

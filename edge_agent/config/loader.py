@@ -10,6 +10,9 @@ the worst case at each limit in a fresh process):
 
 - at most ``MAX_CONFIG_BYTES``, UTF-8 text;
 - at most ``MAX_NODES`` values by a cheap upper bound counted before parsing;
+- YAML: at most ``MAX_PARSE_MB`` of memory for the parse, by an estimate counted before it
+  (config.yaml_pieces): the densest YAML the value bound let through (a '{a}' mapping per four
+  characters) peaked at 385 MB;
 - aliases may replay at most ``MAX_ALIAS_EVENTS`` YAML events (a 324-byte alias bomb
   otherwise expands to billions of nodes);
 - at most ``MAX_TAGS`` tags, ``MAX_DEVICES`` devices, ``MAX_ASSETS`` assets and ``MAX_KEYS``
@@ -17,10 +20,12 @@ the worst case at each limit in a fresh process):
   is validated; assets and tags are validated in chunks, up to ``MAX_PROBLEMS`` problems.
 
 YAML is parsed by yaml-rs (Rust, YAML 1.2): PyYAML's libyaml binding took ~10 s and
-~450 MB for a 50,000-tag file, yaml-rs ~0.3 s. It holds the document while it builds the
-Python objects: a 50,000-tag plant peaks at ~180 MB as YAML (~145 MB as JSON, parsed by
-``json``), and only the densest YAML near the value limit goes above 200 MB (~240 MB); its
-allocator is told to return the document's memory when it is freed (config.yaml_parser).
+~450 MB for a 50,000-tag file, yaml-rs ~0.3 s. It holds a document of its own (~40 % of a
+parse) while it builds the Python objects, so block-style YAML is parsed in pieces of 16 kB
+(config.yaml_pieces): a 50,000-tag plant peaks at ~155 MB as YAML in block or flow-leaf style
+(180 MB parsed whole), ~130 MB as JSON (parsed by ``json``), and the costliest YAML below the
+limits at ~185 MB; its allocator is told to return the document's memory when it is freed
+(config.yaml_parser).
 PyYAML's event stream still maps key paths to lines, only when a problem has to be reported
 and only for files small enough. Values that came from ``${VAR}`` and credentials inside URLs
 are never echoed in an error.
@@ -74,8 +79,8 @@ _JSON_START = re.compile(r"\s*\{")
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a 50,000-tag plant is 6 MB of YAML, 9 MB of indented JSON
 #: Values, by an upper bound counted before parsing (_node_bound): a 50,000-tag plant is
-#: ~730,000 as JSON and ~785,000 as YAML. The densest file at the limit peaks at ~170 MB as JSON
-#: and ~240 MB as YAML (yaml-rs holds the document while it builds the Python objects).
+#: ~730,000 as JSON and ~785,000 as YAML. The densest JSON at the limit peaks at ~170 MB; YAML
+#: is held to MAX_PARSE_MB as well.
 MAX_NODES = 850_000
 #: Memory, in MB, that parsing a YAML file may take by the estimate of config.yaml_pieces (the
 #: Python objects of the whole file and yaml-rs's document of its largest piece): a 50,000-tag
