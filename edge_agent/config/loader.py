@@ -55,6 +55,7 @@ import gc
 import json
 import os
 import re
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,9 @@ _MAX_MESSAGE = 400
 #: Above this many nodes a problem is reported by its key path alone: finding lines with PyYAML
 #: costs ~5 µs and a dict entry a node, too much for a large file.
 MAX_LINE_INDEX_NODES = 300_000
+#: ... or above this many bytes of text (as Python holds it: 4 a character beyond U+FFFF): PyYAML
+#: holds a scalar several times over (one 16 MB string took validate from 146 to 227 MB).
+MAX_LINE_INDEX_BYTES = 4 * 2**20
 MAX_DEPTH = 64
 # libyaml's parser when present, for the line index of small files
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -130,7 +134,8 @@ class _LineIndex:
     def get(self, path: PathKey) -> int | None:
         if self._lines is None:
             self._lines = {}
-            if _node_bound(self._text) <= MAX_LINE_INDEX_NODES:
+            small = sys.getsizeof(self._text) <= MAX_LINE_INDEX_BYTES
+            if small and _node_bound(self._text) <= MAX_LINE_INDEX_NODES:
                 self._lines = _key_lines(self._text)
         return self._lines.get(path)
 
@@ -266,6 +271,7 @@ _LONG_NUMBER = re.compile(r"[0-9]{300}")
 
 
 def _maybe_not_finite(text: str) -> bool:
+    """Called before parsing: its lowercase copy of the text then costs nothing at the peak."""
     low = text.lower()
     if ".nan" in low or ".inf" in low or "!!float" in low:
         return True
@@ -274,13 +280,13 @@ def _maybe_not_finite(text: str) -> bool:
     return _LONG_NUMBER.search(text) is not None
 
 
-def _as_json(data: Any, text: str) -> bytes | None:
+def _as_json(data: Any, text: str, maybe_not_finite: bool | None = None) -> bytes | None:
     """The YAML tree as JSON when it holds only JSON values, for orjson to rebuild: its tree
     shares the keys and is built after the YAML one is freed. A 50,000-tag YAML otherwise left
     ~15 MB (0.3 kB a tag) more of its tree's memory behind; the round trip costs ~0.08 s. Dates,
     non-text keys, integers beyond 64 bits and anything that might be a non-finite float keep
     the YAML tree (None)."""
-    if _maybe_not_finite(text):
+    if _maybe_not_finite(text) if maybe_not_finite is None else maybe_not_finite:
         return None
     try:
         return orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME)
@@ -446,7 +452,10 @@ def _validate_in_chunks(
     lists: list[tuple[PathKey, list[Any], Any]] = []
     if isinstance(data.get("assets"), list):
         lists.append((("assets",), data["assets"], _item_type(model, "assets")))
-    for i, dev in enumerate(data.get("devices") or ()):
+    devices = data.get("devices")
+    for i, dev in enumerate(
+        devices if isinstance(devices, list) else ()
+    ):  # 'devices: true' is the model's to report
         name = dev.get("driver") if isinstance(dev, dict) else None
         driver = registry.get(name) if isinstance(name, str) else None
         if driver is not None and isinstance(dev.get("tags"), list):
@@ -531,6 +540,7 @@ def _gc_paused() -> Iterator[None]:
 def _parse(text: str, file: str, command: Command) -> AgentConfig:
     from edge_agent.plugins import driver_registry
 
+    maybe_not_finite = _maybe_not_finite(text)
     data, lines = _compose(text, file)
     if not isinstance(data, dict):
         wanted = "'mqtt' and 'influxdb'" if command == "ingest" else "'assets' and 'devices'"
@@ -539,7 +549,7 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
         check_shape(data)
     except ShapeError as exc:
         raise ConfigError(file, [ConfigProblem(_dotted(exc.path), lines.get(exc.path), str(exc))]) from None
-    encoded = None if lines.parsed_as_json else _as_json(data, text)
+    encoded = None if lines.parsed_as_json else _as_json(data, text, maybe_not_finite)
     if encoded is not None:  # the same tree, rebuilt by orjson once the YAML one is freed
         del data
         data = orjson.loads(encoded)
