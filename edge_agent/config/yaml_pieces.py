@@ -80,7 +80,7 @@ def _counts(text: str, start: int, end: int, flow_lines: bool = True) -> tuple[i
     A value is opened by a line break, ``:``, ``-``, ``,``, ``[``, ``{``, ``?`` or ``!``; a
     collection by ``{``, ``[``, ``?``, ``!`` or ``,`` (any flow item may be a one-pair mapping),
     a key with nothing after it, or a ``-`` item. The commas of a line that is one flow mapping
-    of plain scalars (``- {name: t1, address: 3}``) separate its entries: they open no collection
+    of scalars (``- {name: t1, unit: 'kW'}``) separate its entries: they open no collection
     (such a line is that mapping, or the content of a string); finding those lines costs 0.2 s
     for 6 MB, so ``flow_lines=False`` leaves them out (an upper bound still)."""
 
@@ -252,10 +252,9 @@ def _within(blank: int | None, start: int, end: int) -> int | None:
     return blank if blank is not None and start < blank <= end else None
 
 
-def plan_pieces(text: str, load: Load, document: float | None = None) -> tuple[Plan, float] | None:
+def plan_pieces(text: str, load: Load) -> tuple[Plan, float] | None:
     """How to parse text in pieces and the document cost of its largest piece, or None when it
-    cannot be cut (aliases, document markers, directives) or is no larger than one piece.
-    ``document``: the whole text's, when counted already."""
+    cannot be cut (aliases, document markers, directives) or is no larger than one piece."""
     if len(text) <= PIECE_CHARS or _has_alias(text) or _has_document_marks(text):
         return None
     found = _SIGNIFICANT.search(text)
@@ -280,7 +279,7 @@ def estimate(text: str, limit: float, load: Load) -> Estimate:
     not planned; ``load`` (yaml-rs's loads) reads the lines of keys whose values are planned apart."""
     for flow_lines in (False, True):  # flow mappings counted closer only where it matters: 0.2 s
         values, python, document = _cost(text, 0, len(text), flow_lines)
-        planned = plan_pieces(text, load, document) if python <= limit else None
+        planned = plan_pieces(text, load) if python <= limit else None
         need = python + (document if planned is None else planned[1])
         if need <= limit or "{" not in text:
             break
