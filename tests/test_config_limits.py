@@ -6,8 +6,8 @@ most expensive file a limit lets through (or the first one it refuses), measured
 process: CPU from getrusage after the command's fixed start-up, peak RSS from the child's own
 VmHWM (ru_maxrss of a forked child starts at the forking pytest's size).
 
-Measured on the 2-core box (load 1-2, start-up ~85 MB included): refused inputs 0.01-0.9 s and
-84-180 MB; a 50,000-tag plant 0.7-1.4 s, 130 MB as JSON and 155 MB as YAML (block style, or
+Measured on the 2-core box (load 1-3, start-up ~85 MB included): inputs refused 0.01-0.9 s and
+84-183 MB; a 50,000-tag plant 0.7-1.4 s, 130 MB as JSON and 155 MB as YAML (block style, or
 each tag a flow-style line). The costliest YAML that MAX_PARSE_MB lets through, found by
 growing each dense shape up to the estimate's limit: 166 MB for one-pair flow mappings, 174 MB
 for one-key block mappings, 184 MB for 13 MB of distinct 17-character keys and values (#14
