@@ -6,10 +6,13 @@ most expensive file a limit lets through (or the first one it refuses), measured
 process: CPU from getrusage after the command's fixed start-up, peak RSS from the child's own
 VmHWM (ru_maxrss of a forked child starts at the forking pytest's size).
 
-Measured on the 2-core CI box (load ~5): refused inputs 0.1-1.2 s and 85-240 MB; a 50,000-tag
-plant 0.7-0.9 s, 145 MB as JSON and 180 MB as YAML. The densest YAML at the value limit (a
-mapping per two values) still peaks at ~240 MB: yaml-rs holds the whole document (~0.25 KB a
-value) while it builds the Python objects; it is held to 300 MB so that a regression still fails.
+Measured on the 2-core box (load 1-3, start-up ~85 MB included): inputs refused 0.01-0.9 s and
+84-183 MB; a 50,000-tag plant 0.7-1.4 s, 130 MB as JSON and 155 MB as YAML (block style, or
+each tag a flow-style line). The costliest YAML that MAX_PARSE_MB lets through, found by
+growing each dense shape up to the estimate's limit: 166 MB for one-pair flow mappings, 174 MB
+for one-key block mappings, 184 MB for 13 MB of distinct 17-character keys and values (#14
+measured 240 MB for the densest YAML at MAX_NODES, and a '{a}' per four characters reached
+385 MB: YAML is now parsed in pieces and budgeted before it is, config.yaml_pieces).
 """
 
 from __future__ import annotations
@@ -27,16 +30,19 @@ from edge_agent.config.loader import (
     MAX_ALIAS_EVENTS,
     MAX_CONFIG_BYTES,
     MAX_NODES,
+    MAX_PARSE_MB,
     MAX_PROBLEMS,
     MAX_TAGS,
+    _node_bound,
 )
+from edge_agent.config.yaml_parser import yaml_rs
+from edge_agent.config.yaml_pieces import estimate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_gateway import agent_config  # the benchmark plant: 10 tags per asset
 
 CPU_S = 2.0
 RSS_MB = 200
-YAML_RSS_MB = 300  # see the module docstring: the densest YAML at MAX_NODES
 
 # The command's fixed start-up (interpreter, imports of the drivers' config models: ~0.5 s of
 # CPU, asyncua most of it) is paid before r0, so CPU is what the input costs; peak RSS counts all.
@@ -79,6 +85,37 @@ def _flow_dicts(n: int) -> str:  # the most objects per value yaml-rs builds: a 
     return "a: [" + ",".join(["{a: 1}"] * (n // 2)) + "]\n"
 
 
+def _flow_pairs(n: int) -> str:  # a one-pair mapping per comma, one flow line: cannot be cut into pieces
+    return "a: [" + ",".join(["a:"] * n) + "]\n"
+
+
+def _unique_keys(n: int) -> str:  # the most memory per counted value: long distinct keys and values
+    return "".join(f"k{i:016d}: v{i:016d}\n" for i in range(n))
+
+
+def _item_mappings(n: int) -> str:  # a block-style one-key mapping per item, each key distinct
+    return "a:\n" + "".join(f"- k{i:08d}: v{i:08d}\n" for i in range(n))
+
+
+def _at_budget(make: Callable[[int], str]) -> str:
+    """The largest ``make(n)`` that MAX_PARSE_MB lets through (its estimate grows about linearly)."""
+    limit = MAX_PARSE_MB * 2**20
+
+    def need(n: int) -> float:
+        return estimate(make(n), limit, yaml_rs.loads).need
+
+    small, large = need(20_000), need(40_000)  # both cut into pieces, where it can be
+    n = 20_000 + int((limit - small) / ((large - small) / 20_000))
+    step = max(1, n // 1000)
+    while need(n + step) <= limit:
+        n += step
+    while need(n) > limit:
+        n -= step
+    text = make(n)
+    assert _node_bound(text) <= MAX_NODES and len(text) <= MAX_CONFIG_BYTES, "another limit refuses it first"
+    return text
+
+
 def _empty_tags(n: int) -> str:  # each tag misses its 5 required keys: 5 n problems for pydantic
     return "assets: []\ndevices: [{name: d, driver: modbus, host: h, tags: [" + ",".join(["{}"] * n) + "]}]\n"
 
@@ -96,13 +133,42 @@ def _alias_fanout(events: int) -> str:  # one anchor of 300 values, referenced u
 
 # name, file name, text, expected exit code, what the output must say, RSS ceiling
 CASES: list[tuple[str, str, Callable[[], str], int, str, int]] = [
+    # #14's densest YAML (240 MB): its bound now counts the '{' of each mapping
+    ("dense YAML at MAX_NODES", "c.yaml", lambda: _flow_dicts(MAX_NODES - 50), 2, "MAX_NODES", RSS_MB),
+    ("flow-style mappings at MAX_PARSE_MB", "c.yaml", lambda: _at_budget(_flow_pairs), 2, "MAX_KEYS", RSS_MB),
+    ("distinct long keys at MAX_PARSE_MB", "c.yaml", lambda: _at_budget(_unique_keys), 2, "MAX_KEYS", RSS_MB),
     (
-        "dense YAML at MAX_NODES",
+        "block-style mappings at MAX_PARSE_MB",
         "c.yaml",
-        lambda: _flow_dicts(MAX_NODES - 50),
+        lambda: _at_budget(_item_mappings),
         2,
         "MAX_KEYS",
-        YAML_RSS_MB,
+        RSS_MB,
+    ),
+    # the pre-scan itself: no regular expression may keep state per line or entry skipped
+    (
+        "blank lines at MAX_NODES",
+        "c.yaml",
+        lambda: "\n" * (MAX_NODES - 100) + "a: 1\n",
+        2,
+        "MAX_PARSE_MB",
+        RSS_MB,
+    ),
+    (
+        "a flow line of MAX_NODES / 2 keys",
+        "c.yaml",
+        lambda: "a: {" + ",".join(f"k{i}" for i in range(MAX_NODES // 2 - 100)) + "}\n",
+        2,
+        "MAX_PARSE_MB",
+        RSS_MB,
+    ),
+    (
+        "dense YAML over MAX_PARSE_MB",
+        "c.yaml",
+        lambda: _flow_dicts(MAX_NODES // 2),
+        2,
+        "MAX_PARSE_MB",
+        RSS_MB,
     ),
     (
         "dense YAML over MAX_NODES",
@@ -186,19 +252,22 @@ def test_worst_input_at_each_limit(
     assert rss < rss_mb, f"{name}: {rss:.0f} MB peak RSS"
 
 
-def _block_yaml(node: Any, indent: str = "") -> str:
-    """Block-style YAML as a person writes it (PyYAML's emitter takes 7 s for 50,000 tags)."""
+def _block_yaml(node: Any, indent: str = "", flow_leaves: bool = False) -> str:
+    """Block-style YAML as a person writes it (PyYAML's emitter takes 7 s for 50,000 tags);
+    ``flow_leaves``: a mapping of scalars on one line in flow style, as PyYAML writes by default."""
     if isinstance(node, dict):
+        if flow_leaves and node and not any(isinstance(v, dict | list) for v in node.values()):
+            return indent + "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in node.items()) + "}\n"
         out = ""
         for k, v in node.items():
             if isinstance(v, dict | list) and v:
-                out += f"{indent}{k}:\n{_block_yaml(v, indent + '  ')}"
+                out += f"{indent}{k}:\n{_block_yaml(v, indent + '  ', flow_leaves)}"
             else:
                 out += f"{indent}{k}: {json.dumps(v)}\n"
         return out
     out = ""
     for item in node:
-        body = _block_yaml(item, indent + "  ")
+        body = _block_yaml(item, indent + "  ", flow_leaves)
         out += f"{indent}- {body[len(indent) + 2 :]}"
     return out
 
@@ -209,6 +278,7 @@ def plant_50k(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     doc = agent_config(50_000, 5020, 1883, where, True, 1.0)
     files = {
         "yaml": _block_yaml(doc),
+        "flow.yaml": _block_yaml(doc, flow_leaves=True),  # each tag a '{...}' line
         "json": json.dumps(doc, indent=1),  # the largest form: indented JSON, 9 MB
     }
     paths = {}
@@ -221,7 +291,7 @@ def plant_50k(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.slow
 def test_a_50k_tag_plant_validates_in_under_2s_and_200mb(plant_50k: dict[str, Path]) -> None:
     held = {}
-    for kind in ("yaml", "json"):
+    for kind in ("yaml", "flow.yaml", "json"):
         code, cpu, rss, held[kind], out = measure_held(plant_50k[kind])
         size = plant_50k[kind].stat().st_size / 2**20
         print(

@@ -10,6 +10,9 @@ the worst case at each limit in a fresh process):
 
 - at most ``MAX_CONFIG_BYTES``, UTF-8 text;
 - at most ``MAX_NODES`` values by a cheap upper bound counted before parsing;
+- YAML: at most ``MAX_PARSE_MB`` of memory for the parse, by an estimate counted before it
+  (config.yaml_pieces): the densest YAML the value bound let through (a '{a}' mapping per four
+  characters) peaked at 385 MB;
 - aliases may replay at most ``MAX_ALIAS_EVENTS`` YAML events (a 324-byte alias bomb
   otherwise expands to billions of nodes);
 - at most ``MAX_TAGS`` tags, ``MAX_DEVICES`` devices, ``MAX_ASSETS`` assets and ``MAX_KEYS``
@@ -17,10 +20,12 @@ the worst case at each limit in a fresh process):
   is validated; assets and tags are validated in chunks, up to ``MAX_PROBLEMS`` problems.
 
 YAML is parsed by yaml-rs (Rust, YAML 1.2): PyYAML's libyaml binding took ~10 s and
-~450 MB for a 50,000-tag file, yaml-rs ~0.3 s. It holds the document while it builds the
-Python objects: a 50,000-tag plant peaks at ~180 MB as YAML (~145 MB as JSON, parsed by
-``json``), and only the densest YAML near the value limit goes above 200 MB (~240 MB); its
-allocator is told to return the document's memory when it is freed (config.yaml_parser).
+~450 MB for a 50,000-tag file, yaml-rs ~0.3 s. It holds a document of its own (~40 % of a
+parse) while it builds the Python objects, so block-style YAML is parsed in pieces of 16 kB
+(config.yaml_pieces): a 50,000-tag plant peaks at ~155 MB as YAML in block or flow-leaf style
+(180 MB parsed whole), ~130 MB as JSON (parsed by ``json``), and the costliest YAML below the
+limits at ~185 MB; its allocator is told to return the document's memory when it is freed
+(config.yaml_parser).
 PyYAML's event stream still maps key paths to lines, only when a problem has to be reported
 and only for files small enough. Values that came from ``${VAR}`` and credentials inside URLs
 are never echoed in an error.
@@ -36,6 +41,7 @@ __all__ = [
     "MAX_DEVICES",
     "MAX_KEYS",
     "MAX_NODES",
+    "MAX_PARSE_MB",
     "MAX_PROBLEMS",
     "MAX_TAGS",
     "load_config",
@@ -44,10 +50,12 @@ __all__ = [
 ]
 
 import contextlib
+import functools
 import gc
 import json
 import os
 import re
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +71,7 @@ from edge_agent.config.redact import redact_urls
 from edge_agent.config.shape import MAX_ASSETS, MAX_DEVICES, MAX_KEYS, MAX_TAGS, ShapeError, check_shape
 from edge_agent.config.types import ITEMS_CHECKED
 from edge_agent.config.yaml_parser import yaml_rs
+from edge_agent.config.yaml_pieces import PieceError, estimate, parse_in_pieces
 from edge_agent.errors import ConfigError, ConfigProblem
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -71,9 +80,14 @@ _JSON_START = re.compile(r"\s*\{")
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a 50,000-tag plant is 6 MB of YAML, 9 MB of indented JSON
 #: Values, by an upper bound counted before parsing (_node_bound): a 50,000-tag plant is
-#: ~730,000 as JSON and ~785,000 as YAML. The densest file at the limit peaks at ~170 MB as JSON
-#: and ~240 MB as YAML (yaml-rs holds the document while it builds the Python objects).
+#: ~730,000 as JSON and ~785,000 as YAML. The densest JSON at the limit peaks at ~170 MB; YAML
+#: is held to MAX_PARSE_MB as well.
 MAX_NODES = 850_000
+#: Memory, in MB, that parsing a YAML file may take by the estimate of config.yaml_pieces (the
+#: Python objects of the whole file and yaml-rs's document of its largest piece): a 50,000-tag
+#: plant in block style is estimated at ~83 MB and takes ~65 MB. The costliest files below the
+#: limit peak at ~185 MB in all, start-up (~85 MB) included (tests/test_config_limits.py).
+MAX_PARSE_MB = 90
 #: YAML events that aliases may replay: configs share a few small blocks, never more.
 MAX_ALIAS_EVENTS = 100_000
 #: Problems listed in one error; a file with more says how many more (a wrong key copied into
@@ -83,6 +97,9 @@ _MAX_MESSAGE = 400
 #: Above this many nodes a problem is reported by its key path alone: finding lines with PyYAML
 #: costs ~5 µs and a dict entry a node, too much for a large file.
 MAX_LINE_INDEX_NODES = 300_000
+#: ... or above this many bytes of text (as Python holds it: 4 a character beyond U+FFFF): PyYAML
+#: holds a scalar several times over (one 16 MB string took validate from 146 to 227 MB).
+MAX_LINE_INDEX_BYTES = 4 * 2**20
 MAX_DEPTH = 64
 # libyaml's parser when present, for the line index of small files
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -95,13 +112,14 @@ def _problem(file: str, message: str, line: int | None = None) -> ConfigError:
 
 
 def _node_bound(text: str, *, json_: bool = False) -> int:
-    """An upper bound on the values of a text before aliases, counted in C without parsing.
+    """A bound on the values of a text before aliases, counted in C without parsing.
 
-    In YAML every value but the first is opened by a line break, a comma, a colon or a dash;
-    in JSON by a comma, a colon or a '[' (line breaks there are only layout)."""
+    In YAML every value but the first is opened by a line break or one of ``,:-[{?!`` (an
+    implied null, as in ``{a}``, is not counted: config.yaml_pieces budgets its memory); in
+    JSON by a comma, a colon or a '[' (line breaks there are only layout)."""
     if json_:
         return 1 + text.count(",") + text.count(":") + text.count("[")
-    return 1 + text.count("\n") + text.count(",") + text.count(":") + text.count("-")
+    return sum(text.count(mark) for mark in "\n,:-[{?!") + 1
 
 
 class _LineIndex:
@@ -116,7 +134,8 @@ class _LineIndex:
     def get(self, path: PathKey) -> int | None:
         if self._lines is None:
             self._lines = {}
-            if _node_bound(self._text) <= MAX_LINE_INDEX_NODES:
+            small = sys.getsizeof(self._text) <= MAX_LINE_INDEX_BYTES
+            if small and _node_bound(self._text) <= MAX_LINE_INDEX_NODES:
                 self._lines = _key_lines(self._text)
         return self._lines.get(path)
 
@@ -194,12 +213,14 @@ def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
             raise _too_many(file)
         try:
             return json.loads(text), _LineIndex(text, parsed_as_json=True)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            raise _problem(
+                file, "nested too deeply (beyond Python's recursion limit); a config never nests that deep"
+            ) from None
+        except ValueError:
             pass  # YAML flow style, or broken: the YAML parser decides and reports
-    if _node_bound(text) > MAX_NODES:
-        raise _too_many(file)
     try:
-        data = yaml_rs.loads(text, alias_limits=_ALIASES, parse_datetime=True)
+        data = _parse_yaml(text, file)
     except ValueError as exc:  # yaml_rs.YAMLDecodeError, or a value it cannot read
         raise _yaml_rs_problem(file, exc) from None
     except (RecursionError, TypeError, OverflowError, MemoryError) as exc:
@@ -207,6 +228,38 @@ def _compose(text: str, file: str) -> tuple[Any, _LineIndex]:
     if isinstance(data, list) and len(data) > 1 and re.search(r"^---", text, re.MULTILINE):
         raise _problem(file, "holds several YAML documents ('---'); a config file is one document")
     return data, _LineIndex(text)
+
+
+def _parse_yaml(text: str, file: str) -> Any:
+    """yaml-rs's value of the text, in pieces when it can be cut (config.yaml_pieces), refused
+    before parsing when its estimated cost is over MAX_PARSE_MB."""
+    load = functools.partial(yaml_rs.loads, alias_limits=_ALIASES, parse_datetime=True)
+    cost = estimate(text, MAX_PARSE_MB * 2**20, load)
+    if cost.values > MAX_NODES:
+        raise _too_many(file)
+    if cost.need > MAX_PARSE_MB * 2**20:
+        raise _too_costly(file, cost.need)
+    if cost.plan is None:
+        return load(text)
+    try:
+        return parse_in_pieces(text, cost.plan, load)
+    except PieceError as exc:  # the partial objects go with it: the whole file may need the room
+        failed, from_parser = str(exc), exc.from_parser
+    if cost.whole <= MAX_PARSE_MB * 2**20:
+        return load(text)  # whole: its own error, or a value the pieces could not join
+    if from_parser:
+        raise ValueError(failed)
+    raise _too_costly(file, cost.whole, f" (it cannot be read in pieces: {failed})")
+
+
+def _too_costly(file: str, need: float, why: str = "") -> ConfigError:
+    return _problem(
+        file,
+        f"reading this file would take about {need / 2**20:.0f} MB, more than the {MAX_PARSE_MB} MB "
+        f"a config may take{why} (limit MAX_PARSE_MB; a 50,000-tag plant in block style takes about 82). "
+        "Flow style ({...}, [...]) costs the most per value, block style the least: write large "
+        "lists in block style, check that this is the config file, or split the plant over several agents",
+    )
 
 
 #: Text that may hold a float JSON has not (orjson writes NaN and ±inf as null): an exponent
@@ -218,6 +271,7 @@ _LONG_NUMBER = re.compile(r"[0-9]{300}")
 
 
 def _maybe_not_finite(text: str) -> bool:
+    """Called before parsing: its lowercase copy of the text then costs nothing at the peak."""
     low = text.lower()
     if ".nan" in low or ".inf" in low or "!!float" in low:
         return True
@@ -226,13 +280,13 @@ def _maybe_not_finite(text: str) -> bool:
     return _LONG_NUMBER.search(text) is not None
 
 
-def _as_json(data: Any, text: str) -> bytes | None:
+def _as_json(data: Any, text: str, maybe_not_finite: bool | None = None) -> bytes | None:
     """The YAML tree as JSON when it holds only JSON values, for orjson to rebuild: its tree
     shares the keys and is built after the YAML one is freed. A 50,000-tag YAML otherwise left
     ~15 MB (0.3 kB a tag) more of its tree's memory behind; the round trip costs ~0.08 s. Dates,
     non-text keys, integers beyond 64 bits and anything that might be a non-finite float keep
     the YAML tree (None)."""
-    if _maybe_not_finite(text):
+    if _maybe_not_finite(text) if maybe_not_finite is None else maybe_not_finite:
         return None
     try:
         return orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME)
@@ -398,7 +452,10 @@ def _validate_in_chunks(
     lists: list[tuple[PathKey, list[Any], Any]] = []
     if isinstance(data.get("assets"), list):
         lists.append((("assets",), data["assets"], _item_type(model, "assets")))
-    for i, dev in enumerate(data.get("devices") or ()):
+    devices = data.get("devices")
+    for i, dev in enumerate(
+        devices if isinstance(devices, list) else ()
+    ):  # 'devices: true' is the model's to report
         name = dev.get("driver") if isinstance(dev, dict) else None
         driver = registry.get(name) if isinstance(name, str) else None
         if driver is not None and isinstance(dev.get("tags"), list):
@@ -483,6 +540,7 @@ def _gc_paused() -> Iterator[None]:
 def _parse(text: str, file: str, command: Command) -> AgentConfig:
     from edge_agent.plugins import driver_registry
 
+    maybe_not_finite = _maybe_not_finite(text)
     data, lines = _compose(text, file)
     if not isinstance(data, dict):
         wanted = "'mqtt' and 'influxdb'" if command == "ingest" else "'assets' and 'devices'"
@@ -491,7 +549,7 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
         check_shape(data)
     except ShapeError as exc:
         raise ConfigError(file, [ConfigProblem(_dotted(exc.path), lines.get(exc.path), str(exc))]) from None
-    encoded = None if lines.parsed_as_json else _as_json(data, text)
+    encoded = None if lines.parsed_as_json else _as_json(data, text, maybe_not_finite)
     if encoded is not None:  # the same tree, rebuilt by orjson once the YAML one is freed
         del data
         data = orjson.loads(encoded)
