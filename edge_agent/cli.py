@@ -6,6 +6,7 @@ __all__ = ["main"]
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +38,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.logs import setup_logging
     from edge_agent.operations.run import run_operated
 
+    # Start-up builds millions of objects that live as long as the agent: the cyclic collector
+    # would walk them again and again (a second at 50,000 tags). run_operated freezes them
+    # once started and turns it back on.
+    gc.disable()
     config = load_config(args.config)
     setup_logging(args.log_level or config.agent.log_level, fmt=args.log_format)
     asyncio.run(run_operated(config, args.config))

@@ -11,6 +11,7 @@ __all__ = ["run_operated"]
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -34,6 +35,25 @@ def _loops_alive(view: RuntimeView) -> str | None:
     return f"loop(s) {', '.join(dead)} not running" if dead else None
 
 
+def _settle_garbage_collector() -> None:
+    """Keep Python's cyclic garbage collector from stalling the polls.
+
+    A plant's config, drivers and analytics state are millions of objects that live as long
+    as the agent. Left in the collector's oldest generation, each full collection walked all
+    of them: at 50,000 tags, 0.15-0.7 s with the event loop stopped, every few seconds, and
+    every device skipped polls. They are frozen after start-up (never scanned again), and
+    collections are made rarer; the hot path makes little cyclic garbage.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_THRESHOLDS[0], _GC_THRESHOLDS[1], _GC_THRESHOLDS[2])
+    gc.enable()  # `edge-agent run` starts with it off
+
+
+#: Allocations before a young collection, and young (then middle) collections per older one.
+_GC_THRESHOLDS = (50_000, 20, 20)
+
+
 async def run_operated(config: AgentConfig, config_file: str | Path) -> None:
     """Run until SIGINT/SIGTERM; SIGHUP re-reads ``config_file``."""
     from edge_agent.delivery import Delivery
@@ -48,6 +68,7 @@ async def run_operated(config: AgentConfig, config_file: str | Path) -> None:
     try:
         async with Delivery(config) as delivery:
             agent = Agent(config, sink=delivery)
+            _settle_garbage_collector()
             view = RuntimeView(agent, delivery, str(config_file))
             async with contextlib.AsyncExitStack() as stack:
                 if config.status_page.enabled:
@@ -93,4 +114,6 @@ async def _reloads(agent: Agent, view: RuntimeView, path: str | Path, hup: async
         log.info("SIGHUP: re-reading %s", path)
         plan = await reload_from_file(agent, path)
         view.reloads += plan is not None
+        if plan is not None:  # the new config's objects live as long as the old ones did
+            _settle_garbage_collector()
         view.last_reload = "applied: " + plan.summary() if plan is not None else "refused (see log)"
