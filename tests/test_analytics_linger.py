@@ -219,3 +219,25 @@ def test_windows_closed_by_totals_every_second_still_go_out_on_time() -> None:
     live = f"{round(config.analytics.kpi_interval)}s"
     assert [k.window for k in out].count(live) >= [k.window for k in want].count(live) - 1 > 0
     assert _by_key(out + list(stage.flush())).keys() == _by_key(want + list(direct.flush())).keys()
+
+
+def test_first_rows_are_booked_at_once_only_up_to_a_budget_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small plant shows every asset's state right after a start; a large one books at most
+    FIRST_BOOKINGS_PER_S assets' first rows per second (booking 5,000 at once held the first
+    data back by seconds), the others at their slot — and nothing booked early or late differs."""
+    import edge_agent.runtime.analytics_stage as stage_module
+
+    monkeypatch.setattr(stage_module, "FIRST_BOOKINGS_PER_S", 3)
+    config = parse_config(_config(5))
+    router = Router(config)
+    stage, direct = _held(config), AnalyticsStage(config, linger_s=0)
+    polls = _polls(5, 120)
+    for route, part in router.split(polls[0]):
+        stage.update(route, part)
+        direct.update(route, part)
+    booked = {a for a, t in stage.totals(held=False).items() if t.last_ts_ns is not None}
+    assert len(booked) == 3, booked
+    got, want = _by_key(_run(stage, router, polls[1:])), _by_key(_run(direct, router, polls[1:]))
+    assert got.keys() == want.keys()
+    for key, kpis in want.items():
+        np.testing.assert_allclose(list(got[key].values()), list(kpis.values()), rtol=1e-9, equal_nan=True)
