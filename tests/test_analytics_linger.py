@@ -221,7 +221,9 @@ def test_windows_closed_by_totals_every_second_still_go_out_on_time() -> None:
     assert _by_key(out + list(stage.flush())).keys() == _by_key(want + list(direct.flush())).keys()
 
 
-def test_first_rows_are_booked_at_once_only_up_to_a_budget_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_first_rows_are_booked_at_once_only_up_to_a_budget_per_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A small plant shows every asset's state right after a start; a large one books at most
     FIRST_BOOKINGS_PER_S assets' first rows per second (booking 5,000 at once held the first
     data back by seconds), the others at their slot — and nothing booked early or late differs."""
