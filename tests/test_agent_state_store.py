@@ -3,6 +3,7 @@ the file is missing, damaged, tampered with or from another config (issue #12)."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import sqlite3
@@ -273,3 +274,41 @@ def test_a_periodic_pass_over_many_assets_is_written_in_chunks(tmp_path: Path) -
         assert time.monotonic() - started < 2, "the next pass never became due"
         time.sleep(0.02)
     assert len(store.periodic_chunk(lambda: ids)) == _PASS_CHUNK
+
+
+async def test_windows_not_handed_over_within_stop_timeout_are_handed_over_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """At 5,000 assets the stop's flush outlasts stop_timeout. What a slow delivery has not
+    taken by then is saved as the outbox and handed over first thing at the next start: the
+    windows handed over across the two runs are every window the stop produced."""
+    from edge_agent.runtime.service import Agent, Submission
+
+    cfg = config(tmp_path, hold_rows=15)
+    cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"stop_timeout": 0.3})})
+    taken: list[tuple[str, str, int]] = []
+
+    class SlowDelivery:
+        async def submit_many(self, items: list[Submission]) -> None:
+            await asyncio.sleep(0.2)  # one chunk fits in the stop's time, not two
+            taken.extend((it.asset.id, it.window or "", int(it.batch.ts[0])) for it in items)
+
+    agent = Agent(cfg, sink=SlowDelivery(), persist_state=True)  # type: ignore[arg-type]
+    twin = AnalyticsStage(cfg)  # fed the same: what the stop's flush produces, in order
+    for stage in (agent.analytics, twin):
+        feed(stage, cfg, [float(t) for t in range(200)], [1000 + 50 * t for t in range(200)])
+    produced = [(k.asset.id, k.window, int(k.batch.ts[0])) for k in twin.flush()]
+    import edge_agent.runtime.service as service
+
+    chunk = service._STOP_CHUNK
+    service._STOP_CHUNK = 2  # several chunks from one asset
+    try:
+        await agent._close_analytics()
+    finally:
+        service._STOP_CHUNK = chunk
+    first = list(taken)
+    assert first, "nothing was handed over within stop_timeout"
+    restarted = Agent(cfg, sink=SlowDelivery(), persist_state=True)  # type: ignore[arg-type]
+    replay = [(k.asset.id, k.window, int(k.batch.ts[0])) for k in restarted._replay]
+    assert replay, "the windows not handed over were not saved"
+    assert first + replay == produced[: len(first) + len(replay)], "a window was lost or doubled"

@@ -285,22 +285,36 @@ class Agent:
                     left,
                 )
         self._tg = None
-        try:
-            async with asyncio.timeout(self.config.agent.stop_timeout):
-                # in chunks, one buffer transaction each: a plant is thousands of windows
-                chunk: list[Submission] = []
-                for k in self.analytics.flush():
-                    chunk.append(Submission("kpi", k.asset, k.batch, k.window))
-                    if len(chunk) >= _STOP_CHUNK:
-                        await self._submit_all(chunk)
-                        chunk = []
-                await self._submit_all(chunk)
-        except TimeoutError:
-            log.warning("stopping: the open KPI windows were not stored within agent.stop_timeout")
-        if self.state_store is not None:
-            self._save_state()
-            self.state_store.close()
+        await self._close_analytics()
         log.info("agent %r stopped", self.config.agent.name)
+
+    async def _close_analytics(self) -> None:
+        """At the stop: held rows booked, open windows as they stand, handed to delivery in
+        chunks (one buffer transaction each: a plant is thousands of windows), then the state
+        saved. Windows not handed over within ``stop_timeout`` go into the saved state's
+        outbox and are handed over at the next start; assets not reached keep their held rows
+        and open windows in the saved state."""
+        chunk: list[KpiBatch] = []
+        limit = self.config.agent.stop_timeout
+        try:
+            async with asyncio.timeout(limit):
+                for k in self.analytics.flush():
+                    chunk.append(k)
+                    if len(chunk) >= _STOP_CHUNK:
+                        await self._submit_all([Submission("kpi", c.asset, c.batch, c.window) for c in chunk])
+                        chunk = []
+                await self._submit_all([Submission("kpi", c.asset, c.batch, c.window) for c in chunk])
+                chunk = []
+        except TimeoutError:
+            log.warning(
+                "stopping: the open KPI windows were not all handed to delivery within "
+                "agent.stop_timeout=%gs; the rest are saved with the analytics state and published "
+                "after the next start (raise stop_timeout to publish them at the stop)",
+                limit,
+            )
+        if self.state_store is not None:
+            self._save_state(chunk)
+            self.state_store.close()
 
 
 class _Deferred(Driver[DeviceConfig]):
