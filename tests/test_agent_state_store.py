@@ -243,8 +243,11 @@ def test_closing_saves_do_not_postpone_the_periodic_save(tmp_path: Path) -> None
     store.save(stage.state(assets=store.periodic_chunk(stage.changed)), periodic=True)
     feed(stage, cfg, [3, 4], [1150, 1200])  # held: only a periodic save writes them
     assert stage.changed() == {"cnc1"} and not store.due()
+    # another asset's window closes every 50 ms; the periodic save is due 0.3 s after the last
+    # one, or 50 times its duration (its cost share) when that is longer: on a loaded machine
+    # maybe a second. Before the fix each closing save restarted the clock: never due.
     started = time.monotonic()
-    while time.monotonic() - started < 0.6:  # another asset's window closes every 50 ms
+    while time.monotonic() - started < 10.0:
         store.save(stage.state(assets=["imm1"]))
         if store.due():
             break
