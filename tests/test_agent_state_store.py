@@ -136,7 +136,7 @@ def test_a_tampered_asset_or_a_changed_config_restarts_only_those_assets(
     store.save(stage.state())
     store.close()
     with sqlite3.connect(store.path) as db:  # a pickle that would run code if loaded blindly
-        db.execute("UPDATE asset SET state = ? WHERE id = 'cnc1'", (pickle.dumps(os.system),))
+        db.execute("UPDATE asset SET stream = ? WHERE id = 'cnc1'", (pickle.dumps(os.system),))
     with caplog.at_level("WARNING", logger="edge_agent.agent"):
         saved = AnalyticsStateStore.beside_buffer(cfg).load()
     assert saved is not None
@@ -315,3 +315,37 @@ async def test_windows_not_handed_over_within_stop_timeout_are_handed_over_at_th
     replay = [(k.asset.id, k.window, int(k.batch.ts[0])) for k in restarted._replay]
     assert replay, "the windows not handed over were not saved"
     assert first + replay == produced[: len(first) + len(replay)], "a window was lost or doubled"
+
+
+def test_between_bookings_a_save_writes_the_held_rows_only_and_restores_the_same(tmp_path: Path) -> None:
+    """A stream changes only when its rows are booked (once a hold): the saves in between write
+    an asset's held rows alone, and what they restore is what a full save restores. A row
+    never written (a fresh file) is reported, and the next save brings its stream."""
+    cfg = config(tmp_path, hold_rows=15)
+    store = AnalyticsStateStore(tmp_path / "state")
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])  # booked at once: the stream changed
+    first = stage.state(assets=stage.changed())
+    assert set(first["streams"]) == {"cnc1"}
+    store.save(first)
+    feed(stage, cfg, [3, 4], [1150, 1200])  # held, not booked: the stream is the same
+    between = stage.state(assets=stage.changed())
+    assert between["streams"] == {} and set(between["rows"]) == {"cnc1"}
+    store.save(between)
+    saved = store.load()
+    assert saved is not None and set(saved["streams"]) == {"cnc1"}
+    after = AnalyticsStage(cfg)
+    after.restore(saved)
+    assert after.totals()["cnc1"].raw_counts["energy_counter"] == 200  # the held rows came back
+
+    fresh = AnalyticsStateStore(tmp_path / "fresh")
+    feed(stage, cfg, [5], [1250])
+    fresh.save(stage.state(assets=stage.changed()))  # rows only, but no stream row yet
+    assert fresh.missing_streams == {"cnc1"}
+    feed(stage, cfg, [6], [1300])
+    again = stage.state(assets=stage.changed(), streams_of=fresh.missing_streams)
+    assert set(again["streams"]) == {"cnc1"}
+    fresh.save(again)
+    assert fresh.missing_streams == set()
+    reloaded = fresh.load()
+    assert reloaded is not None and set(reloaded["streams"]) == {"cnc1"}

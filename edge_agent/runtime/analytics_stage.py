@@ -241,6 +241,7 @@ class AnalyticsStage:
             if a.id in self._streams
         }
         self._changed: set[str] = set()  # assets whose stream or held rows changed since saved
+        self._unsaved: set[str] = set(self._streams)  # assets whose stream changed since saved
         self._totals: dict[str, Totals] = {}  # as of each asset's last booking (see totals())
         self._stale: set[str] = set()  # booked since their totals were computed
         self._columns: dict[int, _RouteColumns] = {}
@@ -321,6 +322,7 @@ class AnalyticsStage:
                 )
                 signals["state"] = codes.astype(np.float64)
             closed = stream.update(ts, signals, quality)
+            self._unsaved.add(asset_id)
         self._stale.add(asset_id)  # totals computed when asked (totals()), not per booking
         asset = self._assets[asset_id]  # windows closed earlier by totals() go out first:
         return self._held_kpis.pop(asset_id, []) + [
@@ -345,6 +347,7 @@ class AnalyticsStage:
         yield from self.drain()
         for asset_id, stream in self._streams.items():
             asset = self._assets[asset_id]
+            self._unsaved.add(asset_id)
             try:
                 closed = stream.flush()
             except Exception:
@@ -387,28 +390,39 @@ class AnalyticsStage:
                 continue  # generic tags only: nothing was computed
             yield from self._book(asset_id)
             asset = self._assets[asset_id]
+            self._unsaved.add(asset_id)
             for w in self._streams[asset_id].flush():
                 yield KpiBatch(asset, w.window, kpi_batch(asset, w))
 
     def state(
-        self, outbox: list[KpiBatch] | None = None, *, assets: Iterable[str] | None = None
+        self,
+        outbox: list[KpiBatch] | None = None,
+        *,
+        assets: Iterable[str] | None = None,
+        streams_of: Iterable[str] = (),
     ) -> dict[str, Any]:
         """What to persist to continue after a restart (see runtime/state_store.py): each
-        asset's stream, its held rows and config digest, and the windows closed but not yet
-        handed out.
+        asset's held rows and config digest, its stream if it changed since it was last in a
+        state (a stream changes only when rows are booked, once a hold), and the windows
+        closed but not yet handed out.
 
         ``assets``: only these (the ones whose windows just closed, or :meth:`changed`);
-        default every asset. ``outbox``: windows just closed and not yet handed to delivery.
+        default every asset, each with its stream. ``streams_of``: assets whose stream goes in
+        even if unchanged (the store lost it). ``outbox``: windows just closed and not yet
+        handed to delivery.
         They are saved with the state that closed them, so a crash before the hand-over
         replays them instead of losing them (a replayed window is identical: delivery
         overwrites it).
         """
         ids = list(self._streams) if assets is None else [a for a in assets if a in self._streams]
         self._changed.difference_update(ids)
+        wanted = set(streams_of)
+        with_stream = ids if assets is None else [a for a in ids if a in self._unsaved or a in wanted]
+        self._unsaved.difference_update(with_stream)
         pending = [(k.asset.id, k.window, k.batch) for k in outbox or []]
         held = [(k.asset.id, k.window, k.batch) for ks in self._held_kpis.values() for k in ks]
         return {
-            "streams": {a: self._streams[a] for a in ids},
+            "streams": {a: self._streams[a] for a in with_stream},
             "rows": {a: self._pending[a] for a in ids},
             "inputs": {a: self._inputs[a] for a in ids},
             "outbox": pending + held,

@@ -213,7 +213,7 @@ class Agent:
         assert self.state_store is not None
         keep = self.analytics.asset_ids if assets is None else None
         try:
-            state = self.analytics.state(outbox, assets=assets)
+            state = self.analytics.state(outbox, assets=assets, streams_of=self.state_store.missing_streams)
             self.state_store.save(state, keep_only=keep, periodic=periodic)
         except Exception:  # continuity is a comfort: losing it must not stop the data
             log.exception("could not save the analytics state; KPIs go on, a restart starts afresh")

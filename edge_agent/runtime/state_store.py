@@ -6,8 +6,10 @@ down (booked in the ``unknown`` state — unattributed — with the gap counted)
 windows continue, so a window reported twice is always the fuller one.
 
 The file ``<buffer>.analytics-state`` is a small SQLite database with one row per asset
-(its :class:`StreamingAnalytics` and held rows, pickled, with a digest of the config inputs
-they were built from) and the outbox of KPI windows closed but not yet handed to delivery.
+(its :class:`StreamingAnalytics` and its held rows, pickled apart: a stream changes only when
+its rows are booked, once a hold, so the saves in between write only the held rows; with a
+digest of the config inputs they were built from) and the outbox of KPI windows closed but
+not yet handed to delivery.
 Saving is per asset, because a plant's state is thousands of assets and a window closes
 for a few of them at a time: when a window closes, only the assets whose windows closed are
 written (in one transaction with the windows they closed, replayed after a crash before
@@ -44,12 +46,13 @@ from edge_agent.config import AgentConfig
 
 log = logging.getLogger("edge_agent.agent")
 
-_FORMAT = "edge-agent analytics state v3"  # v3: SQLite, one row per asset
+_FORMAT = "edge-agent analytics state v4"  # v3: SQLite, one row per asset; v4: stream and rows apart
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _ALLOWED = ("edge_agent.", "numpy", "builtins", "collections", "datetime", "zoneinfo", "copyreg")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS asset (id TEXT PRIMARY KEY, inputs BLOB NOT NULL, state BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS asset (id TEXT PRIMARY KEY, inputs BLOB NOT NULL, stream BLOB NOT NULL, "
+    "rows BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, item BLOB NOT NULL)",
 )
 
@@ -100,6 +103,9 @@ class AnalyticsStateStore:
         self._pass_cost = 0.0  # seconds its chunks took so far
         self._failing = False
         self.saves = 0
+        #: Assets whose rows a save could not update because their stream was never written
+        #: (a fresh file): the next save of them must include their stream.
+        self.missing_streams: set[str] = set()
 
     @classmethod
     def beside_buffer(cls, config: AgentConfig) -> AnalyticsStateStore:
@@ -161,7 +167,7 @@ class AnalyticsStateStore:
             return None
         try:
             db = self._open()
-            rows = db.execute("SELECT id, inputs, state FROM asset").fetchall()
+            rows = db.execute("SELECT id, inputs, stream, rows FROM asset").fetchall()
             outbox_rows = db.execute("SELECT item FROM outbox ORDER BY seq").fetchall()
         except (_Damaged, sqlite3.DatabaseError, OSError) as exc:
             log.warning(
@@ -176,9 +182,9 @@ class AnalyticsStateStore:
         held: dict[str, Any] = {}
         inputs: dict[str, bytes] = {}
         damaged: list[str] = []
-        for asset_id, digest, blob in rows:
+        for asset_id, digest, stream_blob, rows_blob in rows:
             try:
-                streams[asset_id], held[asset_id] = _loads(blob)
+                streams[asset_id], held[asset_id] = _loads(stream_blob), _loads(rows_blob)
             except Exception:  # truncated, bit rot, tampering: this asset starts clean
                 damaged.append(asset_id)
                 continue
@@ -214,6 +220,9 @@ class AnalyticsStateStore:
     ) -> None:
         """Write the assets in ``state`` and replace the outbox, in one transaction.
 
+        ``state["rows"]`` may name assets absent from ``state["streams"]``: their stream is
+        unchanged since it was saved, and only their held rows are written (one whose stream
+        was never written, as in a fresh file, is put in :attr:`missing_streams`).
         Assets not in ``state`` keep their saved rows; ``keep_only`` (every asset of the
         config) removes the rows of assets no longer configured. ``periodic``: a chunk of
         the periodic pass (:meth:`periodic_chunk`), whose cost spaces the next pass. Other
@@ -227,9 +236,12 @@ class AnalyticsStateStore:
         started = time.monotonic()
         streams, held, inputs = state["streams"], state.get("rows", {}), state.get("inputs", {})
         items = [
-            (asset_id, inputs.get(asset_id, b""), _dumps((stream, held.get(asset_id))))
+            (asset_id, inputs.get(asset_id, b""), _dumps(stream), _dumps(held.get(asset_id)))
             for asset_id, stream in streams.items()
         ]
+        # an asset whose stream has not changed since it was saved: its held rows only
+        rows_only = [(_dumps(rows), asset_id) for asset_id, rows in held.items() if asset_id not in streams]
+        missing: list[str] = []
         outbox = [(_dumps(item),) for item in state.get("outbox", [])]
         try:
             try:
@@ -239,7 +251,10 @@ class AnalyticsStateStore:
                 db = self._open()
             with db:
                 db.execute("BEGIN")
-                db.executemany("INSERT OR REPLACE INTO asset VALUES (?, ?, ?)", items)
+                db.executemany("INSERT OR REPLACE INTO asset VALUES (?, ?, ?, ?)", items)
+                for blob, asset_id in rows_only:
+                    if db.execute("UPDATE asset SET rows = ? WHERE id = ?", (blob, asset_id)).rowcount == 0:
+                        missing.append(asset_id)
                 db.execute("DELETE FROM outbox")
                 db.executemany("INSERT INTO outbox (item) VALUES (?)", outbox)
                 if keep_only is not None:
@@ -264,6 +279,8 @@ class AnalyticsStateStore:
                 self._pass_cost += time.monotonic() - started
                 if not self._pass:  # the pass is complete
                     self._spacing = max(self.interval, _COST_SHARE * self._pass_cost)
+        self.missing_streams.difference_update(streams)
+        self.missing_streams.update(missing)
         if self._failing:
             log.info("analytics state saved again to %s", self.path)
         self._failing = False
