@@ -44,6 +44,7 @@ def _settle_garbage_collector() -> None:
     every device skipped polls. They are frozen after start-up (never scanned again), and
     collections are made rarer; the hot path makes little cyclic garbage.
     """
+    gc.unfreeze()  # after a reload: what the old config left in cycles is collected once
     gc.collect()
     gc.freeze()
     gc.set_threshold(_GC_THRESHOLDS[0], _GC_THRESHOLDS[1], _GC_THRESHOLDS[2])
