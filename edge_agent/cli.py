@@ -42,9 +42,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # would walk them again and again (a second at 50,000 tags). run_operated freezes them
     # once started and turns it back on.
     gc.disable()
-    config = load_config(args.config)
-    setup_logging(args.log_level or config.agent.log_level, fmt=args.log_format)
-    asyncio.run(run_operated(config, args.config))
+    try:
+        config = load_config(args.config)
+        setup_logging(args.log_level or config.agent.log_level, fmt=args.log_format)
+        asyncio.run(run_operated(config, args.config))
+    finally:
+        gc.enable()  # also when the config is refused (main() may run inside another program)
     return EXIT_OK
 
 

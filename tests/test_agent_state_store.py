@@ -280,7 +280,7 @@ def test_a_periodic_pass_over_many_assets_is_written_in_chunks(tmp_path: Path) -
 
 
 async def test_windows_not_handed_over_within_stop_timeout_are_handed_over_at_the_next_start(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At 5,000 assets the stop's flush outlasts stop_timeout. What a slow delivery has not
     taken by then is saved as the outbox and handed over first thing at the next start: the
@@ -303,12 +303,8 @@ async def test_windows_not_handed_over_within_stop_timeout_are_handed_over_at_th
     produced = [(k.asset.id, k.window, int(k.batch.ts[0])) for k in twin.flush()]
     import edge_agent.runtime.service as service
 
-    chunk = service._STOP_CHUNK
-    service._STOP_CHUNK = 2  # several chunks from one asset
-    try:
-        await agent._close_analytics()
-    finally:
-        service._STOP_CHUNK = chunk
+    monkeypatch.setattr(service, "_STOP_CHUNK", 2)  # several chunks from one asset
+    await agent._close_analytics()
     first = list(taken)
     assert first, "nothing was handed over within stop_timeout"
     restarted = Agent(cfg, sink=SlowDelivery(), persist_state=True)  # type: ignore[arg-type]

@@ -57,9 +57,9 @@ def _config(assets: int) -> str:
     )
 
 
-def _polls(assets: int, seconds: int) -> list[SampleBatch]:
+def _polls(assets: int, seconds: int, seed: int = 5) -> list[SampleBatch]:
     """A device polled every second: states cycle, counters count, one failed poll (Bad row)."""
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     wh = np.full(assets, 1000, np.int64)
     parts = np.zeros(assets, np.int64)
     out = []
@@ -221,24 +221,25 @@ def test_windows_closed_by_totals_every_second_still_go_out_on_time() -> None:
     assert _by_key(out + list(stage.flush())).keys() == _by_key(want + list(direct.flush())).keys()
 
 
+@pytest.mark.parametrize(("seed", "budget"), [(1, 0), (2, 1), (3, 3), (4, 4), (5, 5), (6, 3)])
 def test_first_rows_are_booked_at_once_only_up_to_a_budget_per_second(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, seed: int, budget: int
 ) -> None:
     """A small plant shows every asset's state right after a start; a large one books at most
     FIRST_BOOKINGS_PER_S assets' first rows per second (booking 5,000 at once held the first
     data back by seconds), the others at their slot — and nothing booked early or late differs."""
     import edge_agent.runtime.analytics_stage as stage_module
 
-    monkeypatch.setattr(stage_module, "FIRST_BOOKINGS_PER_S", 3)
+    monkeypatch.setattr(stage_module, "FIRST_BOOKINGS_PER_S", budget)
     config = parse_config(_config(5))
     router = Router(config)
     stage, direct = _held(config), AnalyticsStage(config, linger_s=0)
-    polls = _polls(5, 120)
+    polls = _polls(5, 300, seed)
     for route, part in router.split(polls[0]):
         stage.update(route, part)
         direct.update(route, part)
     booked = {a for a, t in stage.totals(held=False).items() if t.last_ts_ns is not None}
-    assert len(booked) == 3, booked
+    assert len(booked) == budget, booked
     got, want = _by_key(_run(stage, router, polls[1:])), _by_key(_run(direct, router, polls[1:]))
     assert got.keys() == want.keys()
     for key, kpis in want.items():

@@ -71,7 +71,7 @@ _ROOM_AGAIN = 0.8  # a full spell ends once stored bytes fall below this share o
 #: never decode at all and every other sink shares one decode: at most this many samples
 #: (a record may be one asset's poll or a whole device round). A sink further behind than
 #: this decodes what it reads itself, so a dead sink does not grow the agent.
-_DECODED_SAMPLES = 100_000
+_KEPT_SAMPLES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +179,8 @@ class SyncBuffer:
         self._quarantine_cap = min(config.quarantine_max_bytes, config.max_bytes // 8)
         self._page_size = 4096
         self.data_cap = config.max_bytes  # set in open(): what stored rows may use
-        self._decoded: OrderedDict[int, tuple[SampleBatch, ...]] = OrderedDict()
-        self._decoded_samples = 0
+        self._kept: OrderedDict[int, tuple[SampleBatch, ...]] = OrderedDict()
+        self._kept_samples = 0
         self._io_failing = False
         self._lock = InstanceLock(self.path)
         self._files = [str(self.path) + suffix for suffix in ("", "-wal", "-shm")]
@@ -542,7 +542,7 @@ class SyncBuffer:
             if out and total + samples > max_samples:
                 break
             place = place_from_json(place_text)
-            parts = self._parts(sink, rid, place, body)
+            parts = self._batches_of(sink, rid, place, body)
             if isinstance(place, Placement):
                 out.append(Record(rid, kind, place, parts[0]))
             else:  # a device round: one record per asset, all confirmed before the row is
@@ -552,26 +552,26 @@ class SyncBuffer:
             total += samples
         return out
 
-    def _parts(
+    def _batches_of(
         self, sink: str, rid: int, place: Placement | Segments, body: bytes
     ) -> tuple[SampleBatch, ...]:
         """A record's batches: as appended while kept in memory, else decoded once for all the
         sinks still to read it (batches are immutable, so sharing is safe)."""
-        parts = self._decoded.get(rid)
+        parts = self._kept.get(rid)
         if parts is None:
             parts = _parts(place, decode_batch(body))
             if any(c.read < rid for s, c in self._cursors.items() if s != sink):
                 self._keep(rid, parts, sum(map(sample_count, parts)))
         elif all(rid <= c.read for s, c in self._cursors.items() if s != sink):
-            self._decoded_samples -= sum(map(sample_count, self._decoded.pop(rid)))  # the last reader
+            self._kept_samples -= sum(map(sample_count, self._kept.pop(rid)))  # the last reader
         return parts
 
     def _keep(self, rid: int, parts: tuple[SampleBatch, ...], samples: int) -> None:
-        """Keep a record's batches for the sinks yet to read it, within ``_DECODED_SAMPLES``."""
-        self._decoded[rid] = parts
-        self._decoded_samples += samples
-        while self._decoded_samples > _DECODED_SAMPLES and self._decoded:
-            self._decoded_samples -= sum(map(sample_count, self._decoded.popitem(last=False)[1]))
+        """Keep a record's batches for the sinks yet to read it, within ``_KEPT_SAMPLES``."""
+        self._kept[rid] = parts
+        self._kept_samples += samples
+        while self._kept_samples > _KEPT_SAMPLES and self._kept:
+            self._kept_samples -= sum(map(sample_count, self._kept.popitem(last=False)[1]))
 
     def confirm(self, sink: str, ids: Iterable[int], *, quarantined: int = 0) -> None:
         """``ids`` delivered (or, with ``quarantined`` samples, put aside) by ``sink``: one id per

@@ -181,7 +181,7 @@ class Agent:
             closed.extend(kpis)
             raw = self.analytics.numeric_states(route, part)  # a PLC's text states as codes
             out.append(Submission("raw", route.asset, to_units(raw)))
-            out.extend(Submission("kpi", k.asset, k.batch, k.window) for k in kpis)
+            out += _submissions(kpis)
         if self.state_store is not None:
             # once per device round, and only the assets that need it: a plant is thousands
             chunk = self.state_store.periodic_chunk(self.analytics.changed)
@@ -260,7 +260,7 @@ class Agent:
             self.linger,
         )
         # windows closed just before a crash, maybe never handed over
-        await self._submit_all([Submission("kpi", k.asset, k.batch, k.window) for k in self._replay])
+        await self._submit_all(_submissions(self._replay))
         self._replay = []
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
@@ -301,9 +301,9 @@ class Agent:
                 for k in self.analytics.flush():
                     chunk.append(k)
                     if len(chunk) >= _STOP_CHUNK:
-                        await self._submit_all([Submission("kpi", c.asset, c.batch, c.window) for c in chunk])
+                        await self._submit_all(_submissions(chunk))
                         chunk = []
-                await self._submit_all([Submission("kpi", c.asset, c.batch, c.window) for c in chunk])
+                await self._submit_all(_submissions(chunk))
                 chunk = []
         except TimeoutError:
             log.warning(
@@ -315,6 +315,11 @@ class Agent:
         if self.state_store is not None:
             self._save_state(chunk)
             self.state_store.close()
+
+
+def _submissions(kpis: list[KpiBatch]) -> list[Submission]:
+    """Closed KPI windows as what delivery takes."""
+    return [Submission("kpi", k.asset, k.batch, k.window) for k in kpis]
 
 
 class _Deferred(Driver[DeviceConfig]):
