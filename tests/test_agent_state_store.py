@@ -345,3 +345,51 @@ def test_between_bookings_a_save_writes_the_held_rows_only_and_restores_the_same
     assert fresh.missing_streams == set()
     reloaded = fresh.load()
     assert reloaded is not None and set(reloaded["streams"]) == {"cnc1"}
+
+
+def test_a_stream_saved_midway_continues_exactly_in_this_and_the_previous_format(tmp_path: Path) -> None:
+    """The open windows are saved packed into one set of arrays; a stream saved by the
+    previous version (a dict of per-window sums) still loads. Either way, the windows that
+    close afterwards are exactly those of a stream never saved."""
+    cfg = config(tmp_path)
+    stage = AnalyticsStage(cfg, linger_s=0)
+    stream = stage._streams["cnc1"]
+    rng = np.random.default_rng(3)
+    t, counts = 0.0, 1000
+
+    def batch(n: int) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        nonlocal t, counts
+        ts = T0 + ((t + np.arange(n)) * NS).astype(np.int64)
+        t += n
+        kw = rng.choice([0.0, 4.0, 18.0], n)
+        e = counts + np.cumsum((kw * 10).astype(np.int64))
+        counts = int(e[-1])
+        sig = {"power": kw, "energy_counter": e, "state": rng.choice([0.0, 1.0, 3.0], n)}
+        return ts, sig, {r: np.zeros(n, np.uint8) for r in sig}
+
+    for _ in range(40):
+        stream.update(*batch(int(rng.integers(1, 20))))
+    assert any(op.start.size for op in stream._open.values())
+    now_format = pickle.loads(pickle.dumps(stream, protocol=pickle.HIGHEST_PROTOCOL))
+    old_format = type(stream).__new__(type(stream))
+    old_state = {k: v for k, v in stream.__dict__.items() if k != "spec"}  # as the last version saved it
+    old_format.__setstate__(pickle.loads(pickle.dumps(old_state)))
+    for s in (now_format, old_format):
+        s.spec = stream.spec
+    rest = [batch(int(rng.integers(1, 20))) for _ in range(200)]
+    want: list[Any] = []
+    got: dict[int, list[Any]] = {0: [], 1: []}
+    for b in rest:
+        want += stream.update(*b)
+        for i, s in enumerate((now_format, old_format)):
+            got[i] += s.update(*b)
+    want += stream.flush()
+    for i, s in enumerate((now_format, old_format)):
+        got[i] += s.flush()
+        assert [(w.window, w.start_ns, list(w.kpis)) for w in got[i]] == [
+            (w.window, w.start_ns, list(w.kpis)) for w in want
+        ]
+        np.testing.assert_array_equal(  # exactly equal, NaN where NaN
+            [[*w.kpis.values(), w.coverage] for w in got[i]], [[*w.kpis.values(), w.coverage] for w in want]
+        )
+    assert len({w.window for w in want}) >= 3

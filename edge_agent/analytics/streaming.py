@@ -14,6 +14,7 @@ __all__ = ["StreamingAnalytics"]
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +62,22 @@ class _Sums:
     def empty(cls) -> _Sums:
         """No windows: one shared, read-only instance (sums are never written in place)."""
         return _NO_SUMS
+
+    def __reduce__(self) -> tuple[type[_Sums], tuple[_I, _I, _F, _U, _F]]:
+        """Pickled as its five arrays (a dataclass's generic reduce costs twice as much)."""
+        return _Sums, (self.start, self.end, self.f, self.u, self.m)
+
+    @staticmethod
+    def pack(sums: list[_Sums]) -> tuple[list[int], _Sums]:
+        """Several sets of windows as one (and their sizes): one array per field to pickle."""
+        return [s.start.size for s in sums], _Sums(
+            *(np.concatenate([getattr(s, a) for s in sums]) for a in ("start", "end", "f", "u", "m"))
+        )
+
+    def unpack(self, sizes: list[int]) -> list[_Sums]:
+        """The sets :meth:`pack` joined (views: sums are never written in place)."""
+        edges = np.cumsum([0, *sizes]).tolist()
+        return [self.take(slice(a, b)) for a, b in pairwise(edges)]
 
     def take(self, sel: slice | npt.NDArray[np.bool_]) -> _Sums:
         return _Sums(self.start[sel], self.end[sel], self.f[sel], self.u[sel], self.m[sel])
@@ -155,7 +172,16 @@ class StreamingAnalytics:
         digest). Pickling the spec was a third of every state save."""
         state = dict(self.__dict__)
         del state["spec"]
+        names = list(self._open)  # every window scheme's open sums as one set of arrays
+        state["_open"] = (names, *_Sums.pack([self._open[n] for n in names]))
         return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        packed = state["_open"]
+        if isinstance(packed, tuple):  # else saved by an earlier version: a dict of sums
+            names, sizes, sums = packed
+            state["_open"] = dict(zip(names, sums.unpack(sizes), strict=True))
+        self.__dict__.update(state)
 
     def update(
         self,
