@@ -223,7 +223,7 @@ class AnalyticsConfig(StrictModel):
     shift_start_hours: list[int] = Field(default_factory=lambda: [6, 14, 22])
     timezone: str = Field("UTC", description="IANA zone for shift and day windows, e.g. Europe/Berlin")
     hold_rows: Seconds = Field(
-        30.0,
+        60.0,
         ge=0,
         description="hold each asset's rows this long and book them in one update (less CPU with "
         "many assets; KPIs up to this much later); at most kpi_interval, 0 books every batch. "
