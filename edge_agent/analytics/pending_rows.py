@@ -206,35 +206,54 @@ class PendingRows:
         self._ts, self._q, self._cols, self._cap = ts, q, cols, cap
 
     def __getstate__(self) -> tuple[Any, ...]:
-        """Only the rows held, one array per role and the quality matrix: saved with the
-        analytics state every few seconds, so it is kept to a few arrays."""
+        """Only the rows held, as one byte string (columns, then the quality matrix): saved
+        with the analytics state every few seconds, where pickling a few arrays per asset was
+        most of the cost. Text states (object columns) are saved as arrays."""
         head = (self.asset, self.roles, tuple(d.str for d in self._dtypes), self.linger_ns, self._offset_ns)
-        if not self._n:
-            return (*head, self._slot, None, (), None)
+        n = self._n
+        if not n:
+            return (*head, self._slot, 0, b"")
         ts, values, _ = self._rows()
-        return (*head, self._slot, ts, tuple(values.values()), self._q[: self._n])
+        cols = list(values.values())
+        q = self._q[:n]
+        if any(c.dtype.kind == "O" for c in cols):
+            return (*head, self._slot, n, (ts, cols, q))
+        return (*head, self._slot, n, b"".join([ts.tobytes(), *(c.tobytes() for c in cols), q.tobytes()]))
 
     def __setstate__(self, state: Any) -> None:
         if state[0] is None:  # saved by an earlier version: (None, slots), rows as chunks
             self._from_chunks(state[1])
             return
-        asset, roles, dtypes, linger_ns, offset_ns, slot, ts, cols, q = state
+        asset, roles, dtypes, linger_ns, offset_ns, slot, n, rows = state
         PendingRows.__init__(
             self, asset, dict(zip(roles, map(np.dtype, dtypes), strict=True)), linger_ns, offset_ns
         )
-        if ts is not None and ts.size:
-            self._grow(ts.size)
+        if n:
+            if isinstance(rows, bytes):
+                rows = self._unpacked(rows, n)
+            ts, cols, q = rows
+            self._grow(n)
             assert self._ts is not None
-            self._ts[: ts.size] = ts
+            self._ts[:n] = ts
             self._cols = [
                 dst.astype(object) if c.dtype.kind == "O" else dst
                 for c, dst in zip(cols, self._cols, strict=True)
             ]
             for dst, c in zip(self._cols, cols, strict=True):
-                dst[: ts.size] = c
-            self._q[: ts.size] = q
-            self._n = self._stored = ts.size
+                dst[:n] = c
+            self._q[:n] = q.reshape(n, len(self.roles))
+            self._n = self._stored = n
         self._slot = slot
+
+    def _unpacked(self, blob: bytes, n: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """The arrays :meth:`__getstate__` joined into ``blob`` (views of it)."""
+        arrays, at = [], 0
+        for dtype in (np.dtype(np.int64), *self._dtypes, np.dtype((np.uint8, len(self.roles)))):
+            arrays.append(np.frombuffer(blob, dtype, n, at))
+            at += n * dtype.itemsize
+        if at != len(blob):
+            raise ValueError(f"asset {self.asset!r}: saved held rows are {len(blob)} bytes, expected {at}")
+        return arrays[0], arrays[1:-1], arrays[-1]
 
     def _from_chunks(self, slots: dict[str, Any]) -> None:
         """Rows saved by an earlier version, as held then (no checks: they passed them once)."""

@@ -106,6 +106,7 @@ class AnalyticsStateStore:
         #: Assets whose rows a save could not update because their stream was never written
         #: (a fresh file): the next save of them must include their stream.
         self.missing_streams: set[str] = set()
+        self._rows_in_file: set[str] = set()  # assets with a row in the file (load, saves)
 
     @classmethod
     def beside_buffer(cls, config: AgentConfig) -> AnalyticsStateStore:
@@ -148,6 +149,7 @@ class AnalyticsStateStore:
     def _discard(self) -> None:
         """Remove a damaged or foreign file (and its WAL) so the next save starts a fresh one."""
         self.close()
+        self._rows_in_file.clear()
         for suffix in ("", "-wal", "-shm"):
             self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
 
@@ -182,6 +184,7 @@ class AnalyticsStateStore:
         held: dict[str, Any] = {}
         inputs: dict[str, bytes] = {}
         damaged: list[str] = []
+        self._rows_in_file = {asset_id for asset_id, *_ in rows}
         for asset_id, digest, stream_blob, rows_blob in rows:
             try:
                 streams[asset_id], held[asset_id] = _loads(stream_blob), _loads(rows_blob)
@@ -239,9 +242,6 @@ class AnalyticsStateStore:
             (asset_id, inputs.get(asset_id, b""), _dumps(stream), _dumps(held.get(asset_id)))
             for asset_id, stream in streams.items()
         ]
-        # an asset whose stream has not changed since it was saved: its held rows only
-        rows_only = [(_dumps(rows), asset_id) for asset_id, rows in held.items() if asset_id not in streams]
-        missing: list[str] = []
         outbox = [(_dumps(item),) for item in state.get("outbox", [])]
         try:
             try:
@@ -249,18 +249,26 @@ class AnalyticsStateStore:
             except _Damaged:
                 self._discard()
                 db = self._open()
+            # an asset whose stream has not changed since it was saved: its held rows only (an
+            # UPDATE of its row, which only a row in the file can take)
+            in_file = self._rows_in_file
+            rows_only = [
+                (_dumps(rows), asset_id)
+                for asset_id, rows in held.items()
+                if asset_id not in streams and asset_id in in_file
+            ]
+            missing = [a for a in held if a not in streams and a not in in_file]
             with db:
                 db.execute("BEGIN")
                 db.executemany("INSERT OR REPLACE INTO asset VALUES (?, ?, ?, ?)", items)
-                for blob, asset_id in rows_only:
-                    if db.execute("UPDATE asset SET rows = ? WHERE id = ?", (blob, asset_id)).rowcount == 0:
-                        missing.append(asset_id)
+                db.executemany("UPDATE asset SET rows = ? WHERE id = ?", rows_only)
                 db.execute("DELETE FROM outbox")
                 db.executemany("INSERT INTO outbox (item) VALUES (?)", outbox)
                 if keep_only is not None:
                     keep = set(keep_only)
                     gone = [(a,) for (a,) in db.execute("SELECT id FROM asset") if a not in keep]
                     db.executemany("DELETE FROM asset WHERE id = ?", gone)
+                    in_file.difference_update(a for (a,) in gone)
         except (sqlite3.Error, OSError, _Damaged) as exc:
             if not self._failing:
                 log.warning(
@@ -279,6 +287,7 @@ class AnalyticsStateStore:
                 self._pass_cost += time.monotonic() - started
                 if not self._pass:  # the pass is complete
                     self._spacing = max(self.interval, _COST_SHARE * self._pass_cost)
+        in_file.update(streams)
         self.missing_streams.difference_update(streams)
         self.missing_streams.update(missing)
         if self._failing:
