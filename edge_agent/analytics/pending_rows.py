@@ -10,11 +10,13 @@ Each asset's slot boundaries are shifted by its own offset, so the assets of a p
 spread evenly over the linger instead of all at once (a burst would stall the event loop
 for the whole plant's analytics at every boundary).
 
-Rows are copied into one preallocated column per role (and one quality matrix) as they
-arrive. Keeping each poll's arrays instead cost about 1.4 kB of small Python objects per
-asset and poll (4 kB per tag over a 30-s hold at 1 s), and joining them again for every
-periodic state save was the largest part of saving. A PLC's state values (numbers or text)
-are stored as they came and mapped to state codes by the caller, once per slot.
+A poll's arrays are kept as they came (a device round appends to hundreds of assets, so
+per-append numpy work would be the cost) and copied, eight polls at a time, into one
+preallocated column per role and one quality matrix. Keeping every poll's arrays for the
+whole hold cost about 1.4 kB of small Python objects per asset and poll (4 kB per tag over
+a 30-s hold at 1 s), and joining them again for every periodic state save was most of
+saving's cost; the columns are saved as one byte string. A PLC's state values (numbers or
+text) are stored as they came and mapped to state codes by the caller, once per slot.
 """
 
 from __future__ import annotations
