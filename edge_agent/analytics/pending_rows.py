@@ -231,20 +231,12 @@ class PendingRows:
             self, asset, dict(zip(roles, map(np.dtype, dtypes), strict=True)), linger_ns, offset_ns
         )
         if n:
-            if isinstance(rows, bytes):
-                rows = self._unpacked(rows, n)
-            ts, cols, q = rows
-            self._grow(n)
-            assert self._ts is not None
-            self._ts[:n] = ts
-            self._cols = [
-                dst.astype(object) if c.dtype.kind == "O" else dst
-                for c, dst in zip(cols, self._cols, strict=True)
-            ]
-            for dst, c in zip(self._cols, cols, strict=True):
-                dst[:n] = c
-            self._q[:n] = q.reshape(n, len(self.roles))
-            self._n = self._stored = n
+            ts, cols, q = self._unpacked(rows, n) if isinstance(rows, bytes) else rows
+            q = q.reshape(n, len(self.roles))
+            values = dict(zip(self.roles, cols, strict=True))
+            self._chunks = [(ts, values, {r: q[:, j] for j, r in enumerate(self.roles)})]
+            self._n = n
+            self._compact()  # copied, like any poll: the views of the pickle are not kept
         self._slot = slot
 
     def _unpacked(self, blob: bytes, n: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
