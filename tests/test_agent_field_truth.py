@@ -63,11 +63,18 @@ STATES = ("off", "idle", "setup", "producing", "fault")
 CNC_CODES = {"off": 0, "idle": 1, "setup": 7, "producing": 2, "fault": 9}
 NS = 1_000_000_000
 COUNT_KWH = 0.0001
+#: the counters compared exactly (parts); a reading is matched to the publish it shows by these
+PART_COUNTERS = ("good_parts", "scrap_parts")
+#: a sample is stamped when its poll's last answer arrived; a poll's earlier requests (its
+#: first register blocks) were answered at most this long before
+POLL_TAKES_NS = 200_000_000
 
 
 @dataclass
 class Run:
     truths: list[tuple[int, simulators.PlantTruth]] = field(default_factory=list)
+    #: the part counters as served with each truth (same order): what a reading's value shows
+    served: list[dict[str, int]] = field(default_factory=list)
     kpi: dict[tuple[str, str, int], list[dict[str, float | None]]] = field(default_factory=dict)
     raw: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=lambda: defaultdict(list))
     events: dict[str, int] = field(default_factory=dict)
@@ -204,8 +211,13 @@ async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: Mosqui
         freeze = sim.opcua_freeze("main.outdoor_temp_c")  # a subscribed node that never changes
         r.frozen_temp = float(sim.snapshot().value("main", "outdoor_temp_c"))
 
-        r.truths.append((time.time_ns(), sim.truth()))
-        sim.on_publish.append(lambda ns, truth: r.truths.append((ns, truth)))
+        def record(ns: int, truth: simulators.PlantTruth) -> None:
+            r.truths.append((ns, truth))
+            snap = sim.snapshot()
+            r.served.append({k: int(v) for k, v in snap.values.items() if k.endswith(PART_COUNTERS)})
+
+        record(time.time_ns(), sim.truth())
+        sim.on_publish.append(record)
         listener = Listener(mosquitto_server, f"{prefix}/#", r)
         agent_log = tmp / "agent.log"
         proc = start_agent(cfg_path, agent_log)
@@ -281,9 +293,37 @@ async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: Mosqui
 # ---- the truth for the agent's intervals ----------------------------------------------------------
 def truth_at(r: Run, t_ns: int) -> simulators.PlantTruth:
     """The plant as served at ``t_ns``: the latest recorded truth at or before it."""
+    return r.truths[_served_index(r, t_ns)][1]
+
+
+def _served_index(r: Run, t_ns: int) -> int:
     times = [t for t, _ in r.truths]
-    i = int(np.searchsorted(times, t_ns, side="right")) - 1
-    return r.truths[max(i, 0)][1]
+    return max(int(np.searchsorted(times, t_ns, side="right")) - 1, 0)
+
+
+def truth_of_reading(r: Run, asset: str, ts: int) -> simulators.PlantTruth:
+    """The truth a reading of ``asset`` stamped ``ts`` shows.
+
+    A poll is stamped when its last answer arrived (edge_agent/drivers/modbus/README.md), so a
+    value read by one of its earlier requests may predate a publish (a shot) just before the
+    stamp. Such a reading still shows the earlier part counts; it is matched to the latest
+    publish served within the poll's duration before ``ts`` whose part counters equal the
+    reading's, else the truth at ``ts``.
+    """
+    i = _served_index(r, ts)
+    row = next((row for t, row in r.raw[asset] if t == ts), None)
+    name = TRUTH_OF.get(asset, asset)
+    shown = (
+        {}
+        if row is None
+        else {f"{name}.{k}": v for k, (v, q) in row.items() if k in PART_COUNTERS and q == 0}
+    )
+    for j in range(i, -1, -1):
+        if j < i and r.truths[j + 1][0] < ts - POLL_TAKES_NS:
+            break  # record j was no longer served within the poll
+        if all(r.served[j].get(k) == int(v) for k, v in shown.items()):
+            return r.truths[j][1]
+    return r.truths[i][1]
 
 
 def figures(t: AssetTruth) -> dict[str, float]:
@@ -302,9 +342,10 @@ TRUTH_OF = {"imm1m": "imm1"}  # imm1 read twice: polled over Modbus as asset imm
 
 
 def between(r: Run, asset: str, a: int, b: int) -> dict[str, float]:
+    """The truth between two readings of ``asset`` (each as its value shows it)."""
     name = TRUTH_OF.get(asset, asset)
     b = max(a, b)  # an empty span is nothing
-    return figures(truth_at(r, b)[name].minus(truth_at(r, a)[name]))
+    return figures(truth_of_reading(r, asset, b)[name].minus(truth_of_reading(r, asset, a)[name]))
 
 
 def minus(x: dict[str, float], y: dict[str, float]) -> dict[str, float]:
