@@ -328,7 +328,8 @@ class Bench:
         if a.profile is not None and counted:  # the agent's phases only; figures then include py-spy's cost
             out = a.profile / f"{phase.name}-{phase.tags}.txt"
             spy_exe = str(Path(sys.executable).with_name("py-spy"))
-            cmd = [spy_exe, "record", "--pid", str(pid), "--duration", str(int(a.window)), "--rate", "50"]
+            cmd = [spy_exe, "record", "--pid", str(pid), "--duration", str(int(a.window))]
+            cmd += ["--rate", str(a.profile_rate)]
             spy = subprocess.Popen(
                 [*cmd, "--nonblocking", "--format", "raw", "-o", str(out)], stdout=subprocess.DEVNULL
             )
@@ -503,6 +504,7 @@ def main() -> None:
     ap.add_argument(
         "--profile", type=Path, help="record a py-spy profile (collapsed stacks) of each agent phase here"
     )
+    ap.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second (default 50)")
     ap.add_argument("--config-format", choices=["yaml", "json"], default="yaml", help="of the agent's config")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = ap.parse_args()

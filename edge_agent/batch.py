@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +80,42 @@ def now_ns() -> int:
 
 
 _SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
+
+#: columns of one dtype, stacked: (their names, a 2-D array with one row per column)
+_Packed = tuple[tuple[str, ...], tuple[tuple[tuple[str, ...], np.ndarray], ...]]
+
+
+def _pack(columns: Mapping[str, np.ndarray]) -> _Packed:
+    """The columns (1-D, equal length) grouped by dtype, each group as one array, and their order."""
+    names = tuple(columns)
+    if not names:
+        return names, ()
+    if len(set(map(_DTYPE, columns.values()))) == 1:  # the common case: C-level, no loop
+        return names, ((names, _rows(list(columns.values()))),)
+    groups: dict[np.dtype[Any], list[str]] = {}
+    for name, col in columns.items():
+        groups.setdefault(col.dtype, []).append(name)
+    return names, tuple((tuple(g), _rows([columns[n] for n in g])) for g in groups.values())
+
+
+def _rows(cols: list[np.ndarray]) -> np.ndarray:
+    """Equal-length columns of one dtype as the rows of one array (concatenate: a third of
+    np.stack's cost; it makes a non-native byte order native, so the dtype is set back)."""
+    return np.concatenate(cols).astype(cols[0].dtype, copy=False).reshape(len(cols), cols[0].size)
+
+
+def _unpacked(packed: _Packed) -> dict[str, np.ndarray]:
+    order, groups = packed
+    by_name = {n: rows[i] for names, rows in groups for i, n in enumerate(names)}
+    return {n: by_name[n] for n in order}
+
+
+def _unpack(
+    device: str, ts: npt.NDArray[np.int64], values: _Packed, quality: _Packed, status: _Packed
+) -> SampleBatch:
+    """A batch :meth:`SampleBatch.__reduce__` packed (its columns are views of the group arrays)."""
+    return SampleBatch.trusted(device, ts, _unpacked(values), _unpacked(quality), _unpacked(status))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +152,12 @@ class SampleBatch:
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as one 2-D array per dtype, not one array per column: the analytics state
+        pickles every KPI window closed (27 one-row columns), and column by column that cost
+        ~107 µs a window. Batches pickled column by column still load."""
+        return _unpack, (self.device, self.ts, _pack(self.values), _pack(self.quality), _pack(self.status))
 
     def select(self, tags: Iterable[str]) -> SampleBatch:
         """The same rows for ``tags`` only (all present), sharing the arrays.

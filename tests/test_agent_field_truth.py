@@ -59,6 +59,8 @@ MAX_GAP_S = 5.0  # the bundled configs' value
 #: analytics.hold_rows of the agent under test: the default unless EDGE_AGENT_TEST_HOLD_ROWS sets
 #: it (the result must not depend on the hold; run it with 0, 5 and 30 to check)
 HOLD_ROWS = os.environ.get("EDGE_AGENT_TEST_HOLD_ROWS")
+#: plant seeds, one whole run each (~2 min); EDGE_AGENT_FIELD_SEEDS="2 5 9" runs others
+SEEDS = [int(s) for s in os.environ.get("EDGE_AGENT_FIELD_SEEDS", "2 7").split()]
 STATES = ("off", "idle", "setup", "producing", "fault")
 CNC_CODES = {"off": 0, "idle": 1, "setup": 7, "producing": 2, "fault": 9}
 NS = 1_000_000_000
@@ -189,16 +191,21 @@ def start_agent(path: Path, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def run(tmp_path_factory: pytest.TempPathFactory, mosquitto_server: MosquittoServer) -> Run:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=SEEDS, ids=[f"seed{s}" for s in SEEDS])
+async def run(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    mosquitto_server: MosquittoServer,
+) -> Run:
+    seed: int = request.param
     tmp = tmp_path_factory.mktemp("field")
     r = Run()
     prefix = f"field{time.time_ns()}"
     codes = {"cnc1": CNC_CODES}
     # skip the quiet start of the demo schedule: production from the first seconds
-    start = PlantModel(seed=2, time_scale=TIME_SCALE).schedule_start + 3600
+    start = PlantModel(seed=seed, time_scale=TIME_SCALE).schedule_start + 3600
     async with simulators.Simulator(
-        seed=2, time_scale=TIME_SCALE, modbus_port=0, opcua_port=0, state_codes=codes, schedule_start=start
+        seed=seed, time_scale=TIME_SCALE, modbus_port=0, opcua_port=0, state_codes=codes, schedule_start=start
     ) as sim:
         raw_cfg = agent_config(sim, tmp, mosquitto_server, prefix)
         r.rated = {a["id"]: float(a["rated_power_kw"]) for a in raw_cfg["assets"]}

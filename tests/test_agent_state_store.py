@@ -347,6 +347,52 @@ def test_between_bookings_a_save_writes_the_held_rows_only_and_restores_the_same
     assert reloaded is not None and set(reloaded["streams"]) == {"cnc1"}
 
 
+def test_a_file_of_the_previous_layout_is_migrated_and_continues(tmp_path: Path) -> None:
+    """The previous version (v4) kept the held rows in the stream's row; opening its file
+    moves them to their own table, once, and the agent continues from it as it would have."""
+    cfg = config(tmp_path, hold_rows=15)
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [0, 1, 2], [1000, 1050, 1100])  # booked at once
+    feed(stage, cfg, [3, 4], [1150, 1200])  # held
+    closed = list(stage.flush())[:2]  # stands in for windows not yet handed over
+    state = stage.state(closed)
+    path = tmp_path / "v4.analytics-state"
+    with sqlite3.connect(path) as db:  # the v4 layout, as that version wrote it
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute(
+            "CREATE TABLE asset (id TEXT PRIMARY KEY, inputs BLOB NOT NULL, stream BLOB NOT NULL, "
+            "rows BLOB NOT NULL)"
+        )
+        db.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY, item BLOB NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('format', 'edge-agent analytics state v4')")
+        db.executemany(
+            "INSERT INTO asset VALUES (?, ?, ?, ?)",
+            [
+                (a, state["inputs"][a], pickle.dumps(stream), pickle.dumps(state["rows"][a]))
+                for a, stream in state["streams"].items()
+            ],
+        )
+        db.executemany("INSERT INTO outbox (item) VALUES (?)", [(pickle.dumps(i),) for i in state["outbox"]])
+    db.close()
+    store = AnalyticsStateStore(path)
+    saved = store.load()
+    assert saved is not None and set(saved["streams"]) == set(state["streams"]) == set(saved["rows"])
+    resumed = AnalyticsStage(cfg)
+    replay = resumed.restore(saved)
+    assert [(k.asset.id, k.window) for k in replay] == [(k.asset.id, k.window) for k in closed]
+    assert resumed.totals()["cnc1"].raw_counts["energy_counter"] == 200  # the held rows came back
+    with sqlite3.connect(path) as db:
+        columns = [c[1] for c in db.execute("PRAGMA table_info(asset)")]
+        fmt = db.execute("SELECT value FROM meta").fetchone()[0]
+        held = db.execute("SELECT count(*) FROM held").fetchone()[0]
+    db.close()
+    assert columns == ["id", "inputs", "stream"] and fmt.endswith("v5") and held == len(state["streams"])
+    # and it goes on in the new layout: a rows-only save, then a load, sees the new rows
+    store.save({"streams": {}, "rows": {"cnc1": state["rows"]["cnc1"]}, "inputs": {}, "outbox": []})
+    again = AnalyticsStateStore(path).load()
+    assert again is not None and set(again["streams"]) == set(state["streams"])
+
+
 def test_a_stream_saved_midway_continues_exactly_in_this_and_the_previous_format(tmp_path: Path) -> None:
     """The open windows are saved packed into one set of arrays; a stream saved by the
     previous version (a dict of per-window sums) still loads. Either way, the windows that
@@ -393,3 +439,64 @@ def test_a_stream_saved_midway_continues_exactly_in_this_and_the_previous_format
             [[*w.kpis.values(), w.coverage] for w in got[i]], [[*w.kpis.values(), w.coverage] for w in want]
         )
     assert len({w.window for w in want}) >= 3
+
+
+#: a SampleBatch pickled by the previous version (column by column): text, NaN, a partial status
+_BATCH_PICKLED_BEFORE = (
+    "eJyNUU1Lw0AQzSYWixYsFPTqRaiXgOjBg1Kw0IOBFCoeJeRj0y00adluhIKiIkULe+vob/Wmk02KGxFxDju7OzNv3pt5rL09m4Yy2aTRkHr+"
+    "kKbCDnwRMpDbV34yHdML9VrB4RPcQFtaEb0F2UqzZDq3vXDCqY13ykchVngxnyRBFseUY0X7vVmgG6T0ZTcDZE0BoI/EfEoxWZqjU1i+vsAA"
+    "2o4lyRm4rnv5iaYOxxAQOOYCJOmCwKR75EJ8YPXvLoV9dEr/AKwhzVhDZc3fMVkrR5QkrcBZpd9Yk2Y7evIM5K4+hSQbi5HPuY+qGh6n4SSd"
+    "CZ6FAsWxLbmZRkVwBY6xgC4JoGBFFCgy7Vf03/3Q30GuS7WAwbUL0ur3ekDxL8NBsL2c93q4hqngsiNN+PFfwtl+pRyFnmvBAz1IqkFsXvSu"
+    "awuwSA6RMzj57+hnNLC/AFvU4o0="
+)
+
+
+def _same_batch(a: SampleBatch, b: SampleBatch) -> None:
+    assert (a.device, a.ts.tolist()) == (b.device, b.ts.tolist())
+    for got, want in ((a.values, b.values), (a.quality, b.quality), (a.status, b.status)):
+        assert list(got) == list(want)  # the tag order too: it is the payload's column order
+        for name, col in want.items():
+            assert got[name].dtype == col.dtype, name
+            assert np.array_equal(got[name], col, equal_nan=col.dtype.kind == "f"), name
+
+
+def test_batches_in_the_outbox_pickle_packed_and_the_previous_format_still_loads() -> None:
+    """The outbox pickles every KPI window closed; packed by dtype they round-trip exactly, and
+    a batch pickled column by column by the previous version loads the same."""
+    import base64
+    import zlib
+
+    old = pickle.loads(zlib.decompress(base64.b64decode(_BATCH_PICKLED_BEFORE)))
+    _same_batch(
+        old,
+        SampleBatch(
+            "dev",
+            np.array([1, 2], np.int64),
+            {"a": np.array([1.5, np.nan]), "n": np.array([3, 4]), "s": np.array(["RUN", "OFF"], object)},
+            {
+                "a": np.array([0, 2], np.uint8),
+                "n": np.array([0, 0], np.uint8),
+                "s": np.array([1, 0], np.uint8),
+            },
+            {"a": np.array([0, 0x103], np.uint32)},
+        ),
+    )
+    rng = np.random.default_rng(7)
+    kinds = [np.float64, np.int64, np.uint32, np.float32, object, ">f4"]
+    for _ in range(50):
+        n = int(rng.integers(0, 5))
+        names = [f"t{i}" for i in rng.permutation(int(rng.integers(0, 12)))]
+        values: dict[str, np.ndarray] = {}
+        for name in names:
+            kind = kinds[int(rng.integers(len(kinds)))]
+            if kind is object:
+                values[name] = np.array([f"s{v}" for v in rng.integers(0, 9, n)], object)
+            else:
+                col = rng.normal(size=n) * 1e3
+                if np.dtype(kind).kind == "f":
+                    col[rng.random(n) < 0.2] = np.nan
+                values[name] = col.astype(kind) if np.dtype(kind).kind == "f" else np.abs(col).astype(kind)
+        quality = {t: rng.integers(0, 4, n).astype(np.uint8) for t in names}
+        status = {t: rng.integers(0, 2**32, n).astype(np.uint32) for t in names if rng.random() < 0.3}
+        batch = SampleBatch("d", np.sort(rng.integers(0, 10**18, n)), values, quality, status)
+        _same_batch(pickle.loads(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)), batch)
