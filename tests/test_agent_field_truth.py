@@ -78,6 +78,8 @@ class Run:
     truths: list[tuple[int, simulators.PlantTruth]] = field(default_factory=list)
     #: the part counters as served with each truth (same order): what a reading's value shows
     served: list[dict[str, int]] = field(default_factory=list)
+    #: readings whose part counts showed a publish before the one current at their stamp
+    earlier: set[tuple[str, int]] = field(default_factory=set)
     kpi: dict[tuple[str, str, int], list[dict[str, float | None]]] = field(default_factory=dict)
     raw: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=lambda: defaultdict(list))
     events: dict[str, int] = field(default_factory=dict)
@@ -340,6 +342,8 @@ def truth_of_reading(r: Run, asset: str, ts: int) -> simulators.PlantTruth:
         if j < i and r.truths[j + 1][0] < ts - POLL_TAKES_NS:
             break  # record j was no longer served within the poll
         if all(r.served[j].get(k) == int(v) for k, v in shown.items()):
+            if j < i:
+                r.earlier.add((asset, ts))
             return r.truths[j][1]
     return r.truths[i][1]
 
@@ -594,6 +598,7 @@ async def test_print_figures(run: Run) -> None:
     # how old each asset's saved state was when the agent was killed (its last row booked or held)
     age = {a: round((run.events["killed"] - t) / NS, 2) for a, (_, t) in run.saved.items()}
     print("saved state age at the kill, s:", age)
+    print("boundary readings that showed an earlier publish than their stamp's:", sorted(run.earlier))
     uptime = os.getloadavg()
     print("\n" + "\n".join(run.figures) + f"\nload average {uptime[0]:.2f} {uptime[1]:.2f} {uptime[2]:.2f}")
     print(json.dumps({k: v / NS for k, v in run.events.items()}))
