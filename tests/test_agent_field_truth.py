@@ -312,12 +312,8 @@ async def run(
 
 
 # ---- the truth for the agent's intervals ----------------------------------------------------------
-def truth_at(r: Run, t_ns: int) -> simulators.PlantTruth:
-    """The plant as served at ``t_ns``: the latest recorded truth at or before it."""
-    return r.truths[_served_index(r, t_ns)][1]
-
-
 def _served_index(r: Run, t_ns: int) -> int:
+    """The truth served at ``t_ns``: the latest recorded at or before it."""
     times = [t for t, _ in r.truths]
     return max(int(np.searchsorted(times, t_ns, side="right")) - 1, 0)
 
@@ -591,6 +587,21 @@ async def test_constant_subscribed_node_holds_in_every_window(run: Run) -> None:
     assert len(full) >= 3
     for row in full:
         assert row["mean_temperature"] == pytest.approx(run.frozen_temp, abs=1e-6)
+
+
+async def test_a_reading_takes_the_truth_its_part_counts_show() -> None:
+    """The matching itself, on a made-up record (the live runs rarely need it): a shot published
+    at 1.0 s, a poll stamped at 1.1 s whose early block still read the count before it."""
+    before, after = object(), object()
+    r = Run()
+    r.truths = [(0, before), (NS, after)]  # type: ignore[list-item]
+    r.served = [{"imm1.good_parts": 10}, {"imm1.good_parts": 14}]
+    r.raw["imm1m"] = [(NS + NS // 10, {"good_parts": (10, 0)}), (NS + NS // 5, {"good_parts": (14, 0)})]
+    r.raw["imm1m"].append((2 * NS, {"good_parts": (10, 0)}))  # too long after the shot: no match
+    assert truth_of_reading(r, "imm1m", NS + NS // 10) is before
+    assert truth_of_reading(r, "imm1m", NS + NS // 5) is after
+    assert truth_of_reading(r, "imm1m", 2 * NS) is after
+    assert r.earlier == {("imm1m", NS + NS // 10)}
 
 
 async def test_print_figures(run: Run) -> None:
