@@ -391,6 +391,9 @@ def test_a_file_of_the_previous_layout_is_migrated_and_continues(tmp_path: Path)
     store.save({"streams": {}, "rows": {"cnc1": state["rows"]["cnc1"]}, "inputs": {}, "outbox": []})
     again = AnalyticsStateStore(path).load()
     assert again is not None and set(again["streams"]) == set(state["streams"])
+    continued = AnalyticsStage(cfg)
+    continued.restore(again)
+    assert continued.totals()["cnc1"].raw_counts["energy_counter"] == 200
 
 
 def test_a_stream_saved_midway_continues_exactly_in_this_and_the_previous_format(tmp_path: Path) -> None:
