@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,30 @@ def influx(influxdb_server: InfluxServer, history: HistoryResult) -> InfluxServe
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 204
+    _wait_until_queryable(influxdb_server, len(lines) // 3)
     return influxdb_server
+
+
+def _wait_until_queryable(server: InfluxServer, rows: int, within: float = 30.0) -> None:
+    """Wait until every written point answers a query (a CI run once read a week short).
+
+    A 204 means influxd accepted the write; the test compares whole periods, so it starts only
+    once the kpi series and the weather both count every row.
+    """
+    queries = {
+        "kpi cnc1": "SELECT COUNT(energy_kwh) FROM kpi WHERE asset='cnc1' AND \"window\"='15m'",
+        "weather": "SELECT COUNT(outdoor_temp_c) FROM weather",
+    }
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for what, q in queries.items():
+            series = server.query(q, DB)
+            counts[what] = int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+        if all(n == rows for n in counts.values()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"influxd answers {counts} points after {within:g} s, {rows} each were written")
 
 
 def _run(out: Path, *args: str) -> tuple[int, dict[str, Any]]:
