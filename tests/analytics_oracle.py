@@ -163,8 +163,14 @@ def reference(
         if "state" in spec.roles and usable("state", k):
             code = float(val["state"][k])
             if code == int(code) and 0 <= code <= int(MachineState.FAULT):
-                # a compressor's load/unload tag cannot say "off": its power can
-                drawn_off = spec.kind == "compressor" and s == int(MachineState.OFF)
+                # a compressor's load/unload tag cannot say "off": its power reading can
+                drawn_off = (
+                    spec.kind == "compressor"
+                    and int(code) == int(MachineState.IDLE)
+                    and th is not None
+                    and usable("power", k)
+                    and float(val["power"][k]) < th.off_below_kw
+                )
                 s = int(MachineState.OFF) if drawn_off else int(code)
                 hint.pop(k, None)  # the PLC's word, not the timer's
         if s is not None:

@@ -56,6 +56,7 @@ _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
 _UNKNOWN = int(MachineState.UNKNOWN)
 _OFF = int(MachineState.OFF)
+_IDLE = int(MachineState.IDLE)
 _STATE_RESUMED = "state"  # in Carry.resumed: the held state ends where the dead agent's data did
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
@@ -348,8 +349,12 @@ def batch_contributions(
         codes, valid = _state_codes(st[0], st[1])
         invalid_state = int(np.count_nonzero(st[1] & ~valid))
         # a compressor's state tag is its load/unload signal, which reads "unload" when the
-        # compressor is switched off: where its power says off, it is off
-        drawn_off = valid & (obs_state == _OFF) if spec.kind == "compressor" else None
+        # compressor is switched off: where it reads unload and the power reading is below
+        # off_below_kw, it is off. The reading, not the debounced power state: that stays off
+        # for min_dwell_s after a start and would book a loaded compressor's energy as off.
+        drawn_off = None
+        if spec.kind == "compressor" and spec.thresholds is not None and pw is not None:
+            drawn_off = valid & (codes == _IDLE) & pw[1] & (pw[0] < spec.thresholds.off_below_kw)
         obs_state[valid] = codes[valid]
         obs_switch[valid] = NO_SWITCH
         if drawn_off is not None:
