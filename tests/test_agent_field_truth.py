@@ -195,15 +195,23 @@ def start_agent(path: Path, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+#: consecutive 5-min slots imm1 must produce from the start: the fault injection waits up to
+#: 43 s of wall time (21.5 min of schedule) for one of its shots
+PRODUCING_SLOTS = 5
+
+
 def production_start(seed: int) -> float:
-    """Past the quiet start of the demo schedule, the first 5-min slot in which imm1 produces:
-    the faults are injected right after one of its shots."""
+    """Past the quiet start of the demo schedule, the first 5-min slot that begins a run of
+    ``PRODUCING_SLOTS`` in which imm1 produces: the faults are injected right after one of its
+    shots (seed 13's first producing slot was a lone one, and no shot came)."""
     model = PlantModel(seed=seed, time_scale=TIME_SCALE)
     t = model.schedule_start + 3600 + np.arange(0.0, 86400.0, SLOT_S)
     states = model.schedule.machine_states(list(model.config.machines).index("imm1"), t)
-    producing = np.flatnonzero(states == int(simulators.MachineState.PRODUCING))
-    assert producing.size, f"seed {seed}: imm1 never produces in a day"
-    return float(t[producing[0]])
+    producing = (states == int(simulators.MachineState.PRODUCING)).astype(np.int64)
+    runs = np.convolve(producing, np.ones(PRODUCING_SLOTS, np.int64), mode="valid")
+    first = np.flatnonzero(runs == PRODUCING_SLOTS)
+    assert first.size, f"seed {seed}: imm1 never produces for {PRODUCING_SLOTS} slots in a row in a day"
+    return float(t[first[0]])
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=SEEDS, ids=[f"seed{s}" for s in SEEDS])
@@ -569,12 +577,24 @@ async def test_poll_and_subscribe_give_the_same_kpis(run: Run) -> None:
 
 
 async def test_no_window_exceeds_rated_power_and_reported_twice_is_fuller(run: Run) -> None:
+    """The energy a window attributes to a state fits its length at rated power. A counter's
+    increment over a gap (the kill's downtime, a PLC restart) is booked at the gap's end as
+    unknown (docs/kpi-definitions.md): that window also holds the gap's energy, and the totals
+    test checks it. Seed 11 once put 0.1118 kWh in a 15 s window of a 25 kW machine."""
     lengths = {"15s": 15.0, "15min": 900.0, "1h": 3600.0}
-    for (asset, window, _), rows in run.kpi.items():
+    for (asset, window, ts), rows in run.kpi.items():
         for row in rows:
             e = row.get("energy_kwh")
             if window in lengths and e is not None:
-                assert e <= run.rated[asset] * lengths[window] / 3600.0 + COUNT_KWH, (asset, window, e)
+                e -= row.get("energy_unknown_kwh") or 0.0
+                assert e <= run.rated[asset] * lengths[window] / 3600.0 + COUNT_KWH, (
+                    asset,
+                    window,
+                    e,
+                    ts,
+                    row,
+                    run.events,
+                )
         if len(rows) > 1:
             first, last = rows[0], rows[-1]
             assert (last.get("coverage") or 0.0) >= (first.get("coverage") or 0.0) - 1e-9
