@@ -37,17 +37,23 @@ def test_another_plcs_codes_map_and_an_unknown_code_is_uncertain_once(
     assert default.translate(ints, np.zeros(2, np.uint8))[0] is ints  # the default: no work
 
 
-def test_a_compressor_that_draws_nothing_is_off_whatever_its_load_flag_says() -> None:
-    spec = AssetSpec(
-        asset="comp1",
-        kind="compressor",
-        rated_power_kw=30.0,
-        thresholds=StateThresholds(off_below_kw=1.0, idle_below_kw=12.0),
-        signals=frozenset({"power", "state"}),
-        max_gap_s=5.0,
-        windows=(FixedWindow("1min", 60),),
+def _compressor(min_dwell_s: float = 0.0) -> StreamingAnalytics:
+    """A compressor with power and its load flag as state tag, one 1-min window."""
+    return StreamingAnalytics(
+        AssetSpec(
+            asset="comp1",
+            kind="compressor",
+            rated_power_kw=30.0,
+            thresholds=StateThresholds(off_below_kw=1.0, idle_below_kw=12.0, min_dwell_s=min_dwell_s),
+            signals=frozenset({"power", "state"}),
+            max_gap_s=5.0,
+            windows=(FixedWindow("1min", 60),),
+        )
     )
-    sa = StreamingAnalytics(spec)
+
+
+def test_a_compressor_that_draws_nothing_is_off_whatever_its_load_flag_says() -> None:
+    sa = _compressor()
     t = T0 + np.arange(7, dtype=np.int64) * NS
     power = np.array([22.0, 22.0, 7.5, 7.5, 0.0, 0.0, 0.0])  # load, unload, then switched off
     flag = np.array([3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # its load flag reads "unload" when off
@@ -62,16 +68,7 @@ def test_a_compressor_that_starts_is_not_off_while_its_power_state_debounces(fla
     """Its debounced power state stays off for min_dwell_s after a start; the reading decides
     off, so none of what it draws once running is booked as off (seeds 8 and 13 of the
     end-to-end truth test booked 0.006-0.007 kWh as off where the truth has none)."""
-    spec = AssetSpec(
-        asset="comp1",
-        kind="compressor",
-        rated_power_kw=30.0,
-        thresholds=StateThresholds(off_below_kw=1.0, idle_below_kw=12.0, min_dwell_s=3.0),
-        signals=frozenset({"power", "state"}),
-        max_gap_s=5.0,
-        windows=(FixedWindow("1min", 60),),
-    )
-    sa = StreamingAnalytics(spec)
+    sa = _compressor(min_dwell_s=3.0)
     t = T0 + np.arange(8, dtype=np.int64) * NS
     on_kw = 22.0 if flag_on == 3.0 else 7.5
     power = np.array([0.0, 0.0, on_kw, on_kw, on_kw, on_kw, on_kw, on_kw])

@@ -6,6 +6,7 @@ import csv
 import json
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -65,30 +66,28 @@ def influx(influxdb_server: InfluxServer, history: HistoryResult) -> InfluxServe
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 204
-    _wait_until_queryable(influxdb_server, len(lines) // 3)
+    _wait_until_queryable(influxdb_server, lines)
     return influxdb_server
 
 
-def _wait_until_queryable(server: InfluxServer, rows: int, within: float = 30.0) -> None:
-    """Wait until every written point answers a query (a CI run once read a week short).
+def _wait_until_queryable(server: InfluxServer, lines: list[str], within: float = 30.0) -> None:
+    """Wait until influxd counts every field value written (a CI run once read a week short).
 
     A 204 means influxd accepted the write; the test compares whole periods, so it starts only
-    once the kpi series and the weather both count every row.
+    once every measurement answers with all of its values.
     """
-    queries = {
-        "kpi cnc1": "SELECT COUNT(energy_kwh) FROM kpi WHERE asset='cnc1' AND \"window\"='15m'",
-        "weather": "SELECT COUNT(outdoor_temp_c) FROM weather",
-    }
+    written: Counter[str] = Counter()
+    for line in lines:
+        measurement, fields = line.split(",", 1)[0], line.split(" ")[1]
+        written[measurement] += fields.count(",") + 1
     counts: dict[str, int] = {}
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        for what, q in queries.items():
-            series = server.query(q, DB)
-            counts[what] = int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
-        if all(n == rows for n in counts.values()):
+        counts = {m: server.count(DB, m) for m in written}
+        if counts == written:
             return
         time.sleep(0.2)
-    raise AssertionError(f"influxd answers {counts} points after {within:g} s, {rows} each were written")
+    raise AssertionError(f"influxd answers {counts} values after {within:g} s; written: {dict(written)}")
 
 
 def _run(out: Path, *args: str) -> tuple[int, dict[str, Any]]:
