@@ -199,15 +199,17 @@ def stage_cost(assets: int, seconds: int, linger_s: float | None) -> tuple[float
     plant = PlantImage(tags)
     dev = config.devices[0]
     names = [t.name for t in dev.tag_configs()]
-    counters = {t.name for t in dev.tag_configs() if t.is_counter}
+    # uint32 registers (counters, the PLC state) are read as integers, the rest as float32
+    integers = {t.name for t in dev.tag_configs() if t.data_type == "uint32"}
     good = np.zeros(1, np.uint8)
     polls = []
     for k in range(seconds):
         plant.tick()
         words = plant.regs[1]
-        f32 = words.view(">f4").astype(np.float64)
+        with np.errstate(invalid="ignore"):  # integer registers seen as float32: unused
+            f32 = words.view(">f4").astype(np.float64)
         u32 = words.view(">u4").astype(np.int64)
-        values = {n: (u32[i : i + 1] if n in counters else f32[i : i + 1]) for i, n in enumerate(names)}
+        values = {n: (u32[i : i + 1] if n in integers else f32[i : i + 1]) for i, n in enumerate(names)}
         polls.append(SampleBatch(dev.name, np.array([(DAY0 + k) * NS]), values, dict.fromkeys(names, good)))
     t_split = t_update = 0.0
     for b in polls:

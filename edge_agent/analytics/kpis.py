@@ -70,8 +70,9 @@ def part_quantities(pq: _Q | None, gq: _Q | None, sq: _Q | None) -> tuple[_Q | N
 
 
 def _div(a: _F, b: _F) -> _F:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
+    """a/b, NaN where b is 0 (called inside :func:`compute_kpis`'s one errstate: entering one
+    costs more than the division of a few windows)."""
+    return np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
 
 
 def kpi_names(spec: AssetSpec) -> tuple[str, ...]:
@@ -101,6 +102,19 @@ def compute_kpis(
     ``pru`` and ``scales`` (per window) override the spec's ideal cycle time and counter
     scales, so windows of many assets that differ only in those share one call.
     """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _compute(spec, f, u, m, length_s, pru, scales)
+
+
+def _compute(
+    spec: AssetSpec,
+    f: _F,
+    u: npt.NDArray[np.uint64],
+    m: _F,
+    length_s: _F,
+    pru: _F | None,
+    scales: Mapping[str, _F] | None,
+) -> dict[str, _F]:
     roles = spec.roles
     out: dict[str, _F] = {}
 
@@ -132,13 +146,12 @@ def compute_kpis(
             out[f"energy_{name}_kwh"] = by_state[:, i]
         out["idle_share"] = _div(by_state[:, MachineState.IDLE], energy)
         per_h = 3600.0 / spec.demand_block_s
-        with np.errstate(invalid="ignore"):
-            out["peak_demand_kw"] = np.where(
-                np.isfinite(m[:, PEAK_BLOCK_KWH]), m[:, PEAK_BLOCK_KWH] * per_h, np.nan
-            )
-            out["peak_demand_rolling_kw"] = np.where(
-                np.isfinite(m[:, PEAK_ROLLING_KWH]), m[:, PEAK_ROLLING_KWH] * per_h, np.nan
-            )
+        out["peak_demand_kw"] = np.where(
+            np.isfinite(m[:, PEAK_BLOCK_KWH]), m[:, PEAK_BLOCK_KWH] * per_h, np.nan
+        )
+        out["peak_demand_rolling_kw"] = np.where(
+            np.isfinite(m[:, PEAK_ROLLING_KWH]), m[:, PEAK_ROLLING_KWH] * per_h, np.nan
+        )
         if spec.emission_factor is not None:
             out["co2e_kg"] = f[:, CO2_KG]
     pbt: _F | None = None

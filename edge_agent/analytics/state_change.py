@@ -49,6 +49,8 @@ from __future__ import annotations
 __all__ = ["NO_SWITCH", "TimeBase", "split_interval", "time_base_at", "time_base_terms"]
 
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -106,6 +108,15 @@ def time_base_at(sxx: _F64, sxy: _F64, syy: _F64, sw: _F64, x_before: _F64) -> t
     return rho, np.sqrt(np.maximum(var, 0.0))
 
 
+@cache
+def _special() -> tuple[Any, Any]:
+    """scipy's erfcx and ndtr, imported on the first estimated change (scipy is costly to
+    import) and then kept: ``from scipy.special import …`` in the function cost ~20 µs a call."""
+    from scipy.special import erfcx, ndtr
+
+    return erfcx, ndtr
+
+
 def _uniform_posterior_mean(mu: _F64, sd: _F64) -> _F64:
     """Mean of N(mu, sd²) truncated to [0, 1] — the posterior mean of φ under a uniform prior.
 
@@ -113,21 +124,30 @@ def _uniform_posterior_mean(mu: _F64, sd: _F64) -> _F64:
     normal's tail (more than 5 sd) is handled in scaled form (``erfcx``), where the plain
     ratio of two underflowing probabilities would be 0/0.
     """
-    from scipy.special import erfcx, ndtr  # only needed when a change is estimated; costly to import
-
+    erfcx, ndtr = _special()
     flip = mu > 0.5
     m0 = np.where(flip, 1.0 - mu, mu)
     a = -m0 / sd
     b = (1.0 - m0) / sd  # > 0
+    tail = a > 5.0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
         z = np.where(a > 0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))
-        near = m0 + sd * (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / (np.sqrt(2.0 * np.pi) * z)
-        lr = 0.5 * (a * a - b * b)  # log of φ(b)/φ(a), < 0
-        den = erfcx(a / np.sqrt(2.0)) - np.exp(lr) * erfcx(b / np.sqrt(2.0))
-        far = m0 + sd * np.sqrt(2.0 / np.pi) * -np.expm1(lr) / den
-    m = np.where(a > 5.0, far, near)
-    out: _F64 = np.clip(np.where(flip, 1.0 - m, m), 0.0, 1.0)
+        m = m0 + sd * (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / (np.sqrt(2.0 * np.pi) * z)
+        if tail.any():  # rare: only then the scaled form (six more calls on every change)
+            lr = 0.5 * (a * a - b * b)  # log of φ(b)/φ(a), < 0
+            den = erfcx(a / np.sqrt(2.0)) - np.exp(lr) * erfcx(b / np.sqrt(2.0))
+            far = m0 + sd * np.sqrt(2.0 / np.pi) * -np.expm1(lr) / den
+            m = np.where(tail, far, m)
+    out: _F64 = np.minimum(np.maximum(np.where(flip, 1.0 - m, m), 0.0), 1.0)
     return out
+
+
+def _where_solvable(x: float | _F64, solvable: npt.NDArray[np.bool_]) -> _F64:
+    """A per-interval parameter (scalar or array) at the solvable intervals."""
+    if isinstance(x, np.ndarray) and x.ndim:
+        out: _F64 = x[solvable]
+        return out
+    return np.full(int(np.count_nonzero(solvable)), float(x))
 
 
 def split_interval(
@@ -155,12 +175,10 @@ def split_interval(
     with np.errstate(invalid="ignore"):
         solvable = np.isfinite(dp) & (np.abs(dp) * dt_s > resolution_kws)
     if solvable.any():
-        s = np.broadcast_to(np.asarray(scatter, np.float64), dt_ns.shape)[solvable]
-        r = np.broadcast_to(np.asarray(rho, np.float64), dt_ns.shape)[solvable]
-        q = np.broadcast_to(np.asarray(resolution_kws, np.float64), dt_ns.shape)[solvable]
+        s, r, q = (_where_solvable(x, solvable) for x in (scatter, rho, resolution_kws))
         e = energy_kws[solvable]
         # device time a change interval covers (length-biased), within the bounds of ρ
-        d = dt_s[solvable] * np.clip(r + s * s / r, 0.5, 2.0)
+        d = dt_s[solvable] * np.minimum(np.maximum(r + s * s / r, 0.5), 2.0)
         lever = dp[solvable] * d
         mu = (e - p1_kw[solvable] * d) / lever
         sd = np.maximum(np.sqrt((s * e) ** 2 + q * q / 6.0) / np.abs(lever), 1e-12)
@@ -173,5 +191,5 @@ def split_interval(
     w = w0 + p1_kw * (1.0 - frac)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(np.isfinite(w) & (w > 0), w0 / w, frac)
-    out: _F64 = np.clip(share, 0.0, 1.0)
+    out: _F64 = np.minimum(np.maximum(share, 0.0), 1.0)
     return tau, out

@@ -224,10 +224,10 @@ class StreamingAnalytics:
         cuts = sorted_unique(np.concatenate([np.array([lo_all, latest + 1], np.int64), *b_of.values()]))
         booked = book(cuts, res.spans, res.fpoints, res.upoints)
         self._add_totals(booked)
-        out: list[WindowKpis] = []
+        closed: list[tuple[str, _Sums]] = []
         for w in self.spec.windows:
-            out.extend(self._advance_window(w, b_of[w.name], booked, cands, limit))
-        return out
+            closed.extend(self._advance_window(w, b_of[w.name], booked, cands, limit))
+        return self._kpis(closed)
 
     def flush(self) -> list[WindowKpis]:
         """KPIs of the windows still open, as they stand (partial windows have low coverage).
@@ -238,15 +238,16 @@ class StreamingAnalytics:
         held = self._reorder.drain() if self._reorder is not None else None
         if held is not None:
             out.extend(self._update(held.ts, held.signals, held.quality))
+        open_: list[tuple[str, _Sums]] = []
         for w in self.spec.windows:
             op = self._open[w.name]
             if isinstance(w, RollingWindow):
                 roll = self._rolling[w.name]
-                for i in range(op.start.size):
-                    out.extend(self._emit_rolling(w, roll, op.take(slice(0, i + 1))))
+                ends = range(1, op.start.size + 1)
+                open_.extend(self._rolling_sums(w, roll, op.take(slice(0, i))) for i in ends)
             else:
-                out.extend(self._emit(w.name, op))
-        return out
+                open_.append((w.name, op))
+        return out + self._kpis(open_)
 
     @property
     def totals(self) -> Totals:
@@ -351,7 +352,9 @@ class StreamingAnalytics:
         booked: Booked,
         cands: Candidates | None,
         limit: int,
-    ) -> list[WindowKpis]:
+    ) -> list[tuple[str, _Sums]]:
+        """Book this batch into ``w``'s windows; return the sums of those it closed (oldest
+        first; a rolling window's, one per closed bucket)."""
         op = self._open[w.name]
         lo = int(b[0])
         f, u, m = window_sums(booked, b)
@@ -384,12 +387,12 @@ class StreamingAnalytics:
         self._open[w.name] = allw.take(slice(k, None))
         closed = allw.take(slice(0, k))
         if not isinstance(w, RollingWindow):
-            return self._emit(w.name, closed)
+            return [(w.name, closed)]
         roll = self._rolling[w.name]
-        out: list[WindowKpis] = []
+        out: list[tuple[str, _Sums]] = []
         for j in range(closed.start.size):
             roll.buckets = roll.buckets.then(closed.take(slice(j, j + 1)))
-            out.extend(self._emit_rolling(w, roll, _Sums.empty()))
+            out.append(self._rolling_sums(w, roll, _Sums.empty()))
             end = int(closed.end[j])
             horizon = end + w.step_s * _NS - w.length_s * _NS  # next window's start
             roll.buckets = roll.buckets.take(slice(int(roll.buckets.start.searchsorted(horizon)), None))
@@ -397,11 +400,11 @@ class StreamingAnalytics:
                 roll.blocks.popleft()
         return out
 
-    def _emit_rolling(self, w: RollingWindow, roll: _Rolling, extra: _Sums) -> list[WindowKpis]:
+    def _rolling_sums(self, w: RollingWindow, roll: _Rolling, extra: _Sums) -> tuple[str, _Sums]:
         """The rolling window ending at the last bucket (closed buckets, then ``extra``)."""
         parts = [p for p in (roll.buckets, extra) if p.start.size]
         if not parts:
-            return []
+            return w.name, _Sums.empty()
         end = int(parts[-1].end[-1])
         start = end - w.length_s * _NS
         f, u, m = empty_sums(1)
@@ -414,29 +417,37 @@ class StreamingAnalytics:
         blocks = [v for e, v in roll.blocks if e - self._block_ns >= start and e <= end]
         if blocks:
             m[0, PEAK_BLOCK_KWH] = max(blocks)
-        one = _Sums(np.array([start]), np.array([end]), f, u, m)
-        return self._emit(w.name, one)
+        return w.name, _Sums(np.array([start]), np.array([end]), f, u, m)
 
-    def _emit(self, name: str, s: _Sums) -> list[WindowKpis]:
-        if not s.start.size:
+    def _kpis(self, closed: list[tuple[str, _Sums]]) -> list[WindowKpis]:
+        """KPIs of the windows in ``closed`` (in that order), the ones with data only: one
+        vectorised pass for all of them, since a pass costs about the same for one window or
+        many and an update closes several (the live window, a rolling bucket, …)."""
+        parts = [(name, s) for name, s in closed if s.start.size]
+        if not parts:
             return []
+        names = [name for name, s in parts for _ in range(s.start.size)]
+        s = _Sums.pack([p for _, p in parts])[1] if len(parts) > 1 else parts[0][1]
         sel = _emittable(s.f)
-        if not sel.any():
+        if not sel.all():
+            s = s.take(sel)
+            names = [n for n, keep in zip(names, sel.tolist(), strict=True) if keep]
+        if not names:
             return []
-        s = s.take(sel)
         length = (s.end - s.start) / 1e9
         k = compute_kpis(self.spec, s.f, s.u, s.m, length)
         cov = s.f[:, self._cov_col] / length if self._cov_col is not None else np.zeros(length.size)
         keys = list(k)
         cols = [k[n].tolist() for n in keys]
+        starts, ends, covs = s.start.tolist(), s.end.tolist(), cov.tolist()
         return [
             WindowKpis(
                 asset=self.spec.asset,
                 window=name,
-                start_ns=int(s.start[i]),
-                end_ns=int(s.end[i]),
+                start_ns=starts[i],
+                end_ns=ends[i],
                 kpis=dict(zip(keys, (c[i] for c in cols), strict=True)),
-                coverage=float(cov[i]),
+                coverage=covs[i],
             )
-            for i in range(s.start.size)
+            for i, name in enumerate(names)
         ]
