@@ -44,6 +44,7 @@ from edge_agent.analytics.state_codes import StateCodeMap
 from edge_agent.analytics.windows import WindowSpec
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.config import AgentConfig, AnalyticsConfig, AssetConfig, TagConfig
+from edge_agent.delivery.units import RAW_SUFFIX
 from edge_agent.runtime.routing import AssetRoute
 
 log = logging.getLogger("edge_agent.analytics")
@@ -189,7 +190,9 @@ class _RouteColumns:
     """Which columns of a route's batches feed which role (compiled once per route)."""
 
     route: AssetRoute
-    pairs: tuple[tuple[str, str], ...]  # (tag name, role)
+    # (column, tag name, role): a counter is read from its exact count (``<tag>_raw``) in a
+    # batch already in engineering units, from the tag's own column in a batch as polled
+    pairs: tuple[tuple[str, str, str], ...]
     states: tuple[str, ...]  # the tags of role state, which may arrive as text
 
 
@@ -251,8 +254,9 @@ class AnalyticsStage:
     def _compiled(self, route: AssetRoute) -> _RouteColumns:
         cached = self._columns.get(id(route))
         if cached is None or cached.route is not route:
-            pairs = tuple(route.roles().items())
-            cached = _RouteColumns(route, pairs, tuple(n for n, r in pairs if r == "state"))
+            counters = {t.name for t in route.tags if t.is_counter}
+            pairs = tuple((n + RAW_SUFFIX if n in counters else n, n, r) for n, r in route.roles().items())
+            cached = _RouteColumns(route, pairs, tuple(n for _, n, r in pairs if r == "state"))
             self._columns[id(route)] = cached
         return cached
 
@@ -265,11 +269,13 @@ class AnalyticsStage:
         values, quality = part.values, part.quality
         signals: dict[str, np.ndarray] = {}
         qualities: dict[str, np.ndarray] = {}
-        for name, role in self._compiled(route).pairs:
-            v = values.get(name)
+        for column, name, role in self._compiled(route).pairs:
+            if column not in values:
+                column = name
+            v = values.get(column)
             if v is not None:
                 signals[role] = v
-                qualities[role] = quality[name]
+                qualities[role] = quality[column]
         if not signals:
             return []
         self._changed.add(route.asset.id)

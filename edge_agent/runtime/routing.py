@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig, TagConfig
+from edge_agent.delivery.units import RAW_SUFFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +23,14 @@ class AssetRoute:
 
     asset: AssetConfig
     tags: tuple[TagConfig, ...]
-    names: tuple[str, ...] = field(init=False)  # the tags' names, looked up on every batch
+    # the columns of this asset a batch may hold, looked up on every batch: the tags, and
+    # each counter's exact count once the batch is in engineering units (delivery/units.py)
+    names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "names", tuple(t.name for t in self.tags))
+        names = [t.name for t in self.tags]
+        names += [t.name + RAW_SUFFIX for t in self.tags if t.is_counter]
+        object.__setattr__(self, "names", tuple(names))
 
     def roles(self) -> dict[str, str]:
         """Tag name → role, for the analytics-relevant (non-generic) tags."""
@@ -48,7 +53,8 @@ class Router:
         return self._routes.get(device, [])
 
     def split(self, batch: SampleBatch) -> Iterator[tuple[AssetRoute, SampleBatch]]:
-        """Per-asset views of a device batch; arrays are shared, never copied."""
+        """Per-asset views of a device batch, as polled or in engineering units (then with each
+        counter's ``_raw`` column); arrays are shared, never copied."""
         values = batch.values
         for route in self.routes(batch.device):
             names = [n for n in route.names if n in values]
