@@ -141,15 +141,14 @@ def kpi_batch(asset: AssetConfig, w: WindowKpis) -> SampleBatch:
     again later (after a flush at shutdown) lands on the same point and overwrites it.
     """
     q = Quality.GOOD if w.coverage >= GOOD_COVERAGE else Quality.UNCERTAIN if w.coverage > 0 else Quality.BAD
-    values = {name: np.asarray([v], dtype=np.float64) for name, v in w.kpis.items()}
-    values["coverage"] = np.asarray([w.coverage], dtype=np.float64)
-    quality = {
-        name: np.asarray([Quality.MISSING if np.isnan(v[0]) else q], dtype=np.uint8)
-        for name, v in values.items()
-    }
-    return SampleBatch(
-        device=asset.id, ts=np.asarray([w.start_ns], dtype=np.int64), values=values, quality=quality
-    )
+    names = [*w.kpis, "coverage"]
+    # one array for all KPIs and one for their qualities, each column a one-row view of them:
+    # a window carries ~40 KPIs, and two small arrays per KPI were most of this call's cost
+    column = np.fromiter((*w.kpis.values(), w.coverage), np.float64, len(names))
+    codes = np.where(np.isnan(column), np.uint8(Quality.MISSING), np.uint8(q)).astype(np.uint8)
+    values = {name: column[i : i + 1] for i, name in enumerate(names)}
+    quality = {name: codes[i : i + 1] for i, name in enumerate(names)}
+    return SampleBatch.trusted(asset.id, np.asarray([w.start_ns], dtype=np.int64), values, quality)
 
 
 def _reorder_window(poll_intervals: list[float]) -> float:
