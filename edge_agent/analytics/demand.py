@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = ["Candidates", "DemandTracker"]
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,17 +59,24 @@ class DemandTracker:
         self._ok = np.zeros(0, np.bool_)
         self._cum0 = np.zeros(0, np.float64)
         self._total = 0.0
-        # counter history: booking instants and the cumulative raw count after each
-        self._tb = np.zeros(0, np.int64)
-        self._cum = np.zeros(0, np.uint64)
-        self._base = np.uint64(0)
+        # counter history, on the sample instants: the raw count booked at or before each
+        # instant, relative to ``_base`` (all booked before the first); a count is booked at a
+        # sample instant of the energy signal, so one array of instants serves both the
+        # candidates and the counts. ``_seed`` is False at an instant that only holds a booking.
+        self._seed = np.zeros(0, np.bool_)
+        self._cum: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(0, np.uint32)
+        self._base = 0
 
     def add_samples(self, t: _I64) -> None:
-        """Usable sample instants of the energy signal (candidate seeds)."""
+        """Usable sample instants of the energy signal (candidate seeds), after those before."""
         if t.size:
             if self._first is None:
                 self._first = int(t[0])
             self._samples = np.concatenate((self._samples, t))
+            if self.scale is not None:  # nothing booked at them yet
+                last = self._cum[-1:] if self._cum.size else np.zeros(1, self._cum.dtype)
+                self._cum = np.concatenate((self._cum, np.repeat(last, t.size)))
+                self._seed = np.concatenate((self._seed, np.ones(t.size, np.bool_)))
 
     def add_power(self, t0: _I64, t1: _I64, v0: _F64, v1: _F64, ok: npt.NDArray[np.bool_]) -> None:
         """Consecutive power spans (kW); spans with ``ok`` False are gaps worth nothing."""
@@ -85,12 +93,30 @@ class DemandTracker:
         self._ok = np.concatenate((self._ok, ok))
 
     def add_counts(self, tb: _I64, delta: npt.NDArray[np.uint64]) -> None:
-        """Counter increments booked at instants ``tb`` (non-decreasing)."""
+        """Counter increments booked at instants ``tb`` (non-decreasing): sample instants
+        (added before), else kept as instants that are no candidate."""
         if not tb.size:
             return
-        last = self._cum[-1] if self._cum.size else self._base
-        self._cum = np.concatenate((self._cum, last + np.cumsum(delta, dtype=np.uint64)))
-        self._tb = np.concatenate((self._tb, tb))
+        s = self._samples
+        i = np.searchsorted(s, tb)
+        absent = i >= s.size
+        absent[~absent] = s[i[~absent]] != tb[~absent]
+        if absent.any():  # not expected (counts are booked at samples), but kept exact
+            self._insert(np.unique(tb[absent]))
+            i = np.searchsorted(self._samples, tb)
+        booked = np.zeros(self._samples.size, np.uint64)
+        np.add.at(booked, i, delta.astype(np.uint64, copy=False))
+        cum = self._cum + np.cumsum(booked, dtype=np.uint64)
+        # 4 bytes an instant while the history's counts fit (almost always: 2³² counts in 15 min)
+        self._cum = cum.astype(np.uint32) if cum[-1] < 2**32 else cum
+
+    def _insert(self, t: _I64) -> None:
+        """Instants that hold a booking but are no candidate, in time order among the others."""
+        at = np.searchsorted(self._samples, t)
+        before = np.concatenate((np.zeros(1, self._cum.dtype), self._cum))[at]  # booked up to them
+        self._samples = np.insert(self._samples, at, t)
+        self._cum = np.insert(self._cum, at, before)
+        self._seed = np.insert(self._seed, at, False)
 
     def _energy_power(self, x: _I64) -> _F64:
         i = np.searchsorted(self._t1, x, side="left")
@@ -107,9 +133,11 @@ class DemandTracker:
         return out
 
     def _count(self, x: _I64) -> npt.NDArray[np.uint64]:
-        j = np.searchsorted(self._tb, x, side="left")
-        before = np.concatenate(([self._base], self._cum))
-        return before[j]
+        """Raw count booked before each ``x``, relative to ``_base``."""
+        j = np.searchsorted(self._samples, x, side="left")
+        before = np.concatenate((np.zeros(1, np.uint64), self._cum.astype(np.uint64, copy=False)))
+        out: npt.NDArray[np.uint64] = before[j]
+        return out
 
     def advance(self, determined: int | None) -> Candidates:
         """Evaluate every candidate in ``(previous determined, determined]``."""
@@ -121,6 +149,8 @@ class DemandTracker:
         if self._det is not None:
             lo = max(lo, self._det)
         s = self._samples  # sorted: take only the seeds that land in (lo, determined]
+        if self.scale is not None and not self._seed.all():
+            s = s[self._seed]
         near = s[s.searchsorted(lo, side="right") : s.searchsorted(determined, side="right")]
         early = s[s.searchsorted(lo - L, side="right") : s.searchsorted(determined - L, side="right")]
         blocks = np.arange((lo // L + 1) * L, determined + 1, L, dtype=np.int64)
@@ -134,13 +164,30 @@ class DemandTracker:
         return Candidates(e, kwh, e % L == 0)
 
     def _trim(self, keep_from: int) -> None:
-        self._samples = self._samples[self._samples.searchsorted(keep_from, side="right") :]
+        """Forget what no later candidate needs: every later one evaluates instants after
+        ``keep_from`` (a count booked at or before it is in ``_base``)."""
+        k = int(self._samples.searchsorted(keep_from, side="right"))
+        if k and self.scale is not None:
+            dropped = int(self._cum[k - 1])
+            self._base += dropped
+            cum = self._cum[k:] - self._cum.dtype.type(dropped)
+            self._cum = cum.astype(np.uint32) if cum.size and cum[-1] < 2**32 else cum
+            self._seed = self._seed[k:]
+        self._samples = self._samples[k:]
         i = int(self._t1.searchsorted(keep_from, side="right"))
         if i:
             self._t0, self._t1, self._ok = self._t0[i:], self._t1[i:], self._ok[i:]
             self._v0, self._v1, self._cum0 = self._v0[i:], self._v1[i:], self._cum0[i:]
-        j = int(self._tb.searchsorted(keep_from, side="left"))
-        if j:
-            self._base = self._cum[j - 1]
-            self._tb = self._tb[j:]
-            self._cum = self._cum[j:]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A tracker saved before its counts moved onto the sample instants (booking instants
+        ``_tb`` and counts ``_cum`` after each) is converted: the same counts at every instant."""
+        if "_tb" in state:
+            tb, cum, base = state.pop("_tb"), state["_cum"], int(state["_base"])
+            samples = state["_samples"]
+            instants = np.union1d(samples, tb).astype(np.int64)
+            after = np.concatenate(([np.uint64(base)], cum.astype(np.uint64)))
+            at = after[np.searchsorted(tb, instants, side="right")] - np.uint64(base)
+            state["_samples"], state["_cum"], state["_base"] = instants, at, base
+            state["_seed"] = np.isin(instants, samples)
+        self.__dict__.update(state)

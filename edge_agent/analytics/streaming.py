@@ -82,10 +82,13 @@ class _Sums:
     def take(self, sel: slice | npt.NDArray[np.bool_]) -> _Sums:
         return _Sums(self.start[sel], self.end[sel], self.f[sel], self.u[sel], self.m[sel])
 
+    def copy(self) -> _Sums:
+        """The same windows in arrays of their own: a slice kept between updates would keep the
+        whole batch's arrays alive (and a view costs its own header besides)."""
+        return _Sums(self.start.copy(), self.end.copy(), self.f.copy(), self.u.copy(), self.m.copy())
+
     def then(self, other: _Sums) -> _Sums:
-        """These windows followed by ``other``'s, as one set of arrays."""
-        if not self.start.size:
-            return other
+        """These windows followed by ``other``'s, in new arrays (neither's are kept alive)."""
         return _Sums(
             np.concatenate((self.start, other.start)),
             np.concatenate((self.end, other.end)),
@@ -384,18 +387,19 @@ class StreamingAnalytics:
         k = int(allw.end.searchsorted(limit, side="right"))
         if k:
             self._closed_until[w.name] = int(allw.end[k - 1])
-        self._open[w.name] = allw.take(slice(k, None))
+        self._open[w.name] = allw.take(slice(k, None)).copy()  # kept: see _Sums.copy
         closed = allw.take(slice(0, k))
         if not isinstance(w, RollingWindow):
             return [(w.name, closed)]
         roll = self._rolling[w.name]
         out: list[tuple[str, _Sums]] = []
         for j in range(closed.start.size):
-            roll.buckets = roll.buckets.then(closed.take(slice(j, j + 1)))
-            out.append(self._rolling_sums(w, roll, _Sums.empty()))
             end = int(closed.end[j])
+            # the buckets this window holds: the ones from its start on, and the one just closed
+            keep = int(roll.buckets.start.searchsorted(end - w.length_s * _NS))
+            roll.buckets = roll.buckets.take(slice(keep, None)).then(closed.take(slice(j, j + 1)))
+            out.append(self._rolling_sums(w, roll, _Sums.empty()))
             horizon = end + w.step_s * _NS - w.length_s * _NS  # next window's start
-            roll.buckets = roll.buckets.take(slice(int(roll.buckets.start.searchsorted(horizon)), None))
             while roll.blocks and roll.blocks[0][0] - self._block_ns < horizon:
                 roll.blocks.popleft()
         return out
