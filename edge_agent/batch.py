@@ -280,35 +280,44 @@ class SampleBatch:
         """Mark NaN/±Inf values Bad: a device's NaN means "no value", never a good number.
 
         Their status says ``nonfinite``, so they stay distinguishable from a lost link.
-        The common all-finite batch costs one ``isfinite`` over all float columns and no copy.
+        The common all-finite batch costs one concatenation and one ``isfinite`` over all
+        columns, and no copy: numpy promotes a mix of integer and float columns to float
+        (integers are finite at any size), and a text column makes the mix text, checked
+        column by column below. A batch whose only non-finite cells are already Bad is
+        returned as it is.
         """
+        cols = list(self.values.values())
+        if not cols:
+            return self
+        try:
+            every = np.concatenate(cols) if len(cols) > 1 else cols[0]
+        except TypeError:  # dtypes numpy cannot promote together (e.g. a datetime column)
+            every = None
+        if every is not None and (
+            every.dtype.kind in "biu" or (every.dtype.kind == "f" and np.isfinite(every).all())
+        ):
+            return self
         names = [t for t, a in self.values.items() if a.dtype.kind == "f"]
         if not names:
             return self
         floats = [self.values[t] for t in names]
-        nonfinite = ~np.isfinite(np.concatenate(floats) if len(floats) > 1 else floats[0])
-        if not nonfinite.any():
-            return self  # one vectorised check for the whole batch, not one per column
         n = len(self)
+        quality = [self.quality[t] for t in names]
+        hit = ~np.isfinite(np.concatenate(floats)) & (np.concatenate(quality) < Quality.BAD)
+        if not hit.any():
+            return self
         fixed: dict[str, npt.NDArray[np.uint8]] = {}
         causes: dict[str, npt.NDArray[np.uint32]] = {}
-        for col in np.unique(np.flatnonzero(nonfinite) // n).tolist():  # only the columns hit
+        for col in np.unique(np.flatnonzero(hit) // n).tolist():  # only the columns hit
             tag = names[col]
-            q = self.quality[tag]
-            hit = nonfinite[col * n : (col + 1) * n] & (q < Quality.BAD)
-            if hit.any():
-                fixed[tag] = np.where(hit, np.uint8(Quality.BAD), q)
-                old = self.status.get(tag)
-                base = old if old is not None else np.zeros(n, np.uint32)
-                causes[tag] = np.where(hit, np.uint32(Cause.NONFINITE), base)
-        if not fixed:
-            return self
-        return SampleBatch(
-            device=self.device,
-            ts=self.ts,
-            values=self.values,
-            quality={**self.quality, **fixed},
-            status={**self.status, **causes},
+            rows = hit[col * n : (col + 1) * n]
+            fixed[tag] = np.where(rows, np.uint8(Quality.BAD), quality[col])
+            old = self.status.get(tag)
+            base = old if old is not None else np.zeros(n, np.uint32)
+            causes[tag] = np.where(rows, np.uint32(Cause.NONFINITE), base)
+        # element-wise of this batch's checked columns: no need for the constructor's checks
+        return SampleBatch.trusted(
+            self.device, self.ts, self.values, {**self.quality, **fixed}, {**self.status, **causes}
         )
 
     def good(self, tag: str) -> npt.NDArray[np.bool_]:

@@ -12,7 +12,7 @@ import pytest
 from modbus_cases.harness import PlantServer, free_port, serve
 from pymodbus.client import AsyncModbusTcpClient
 
-from edge_agent.batch import Quality
+from edge_agent.batch import Cause, Quality, SampleBatch
 from edge_agent.drivers.modbus import ModbusDeviceConfig, ModbusDriver, describe_code
 from edge_agent.errors import (
     DeviceConnectError,
@@ -292,3 +292,44 @@ async def test_gateway_exceptions_fail_the_whole_poll(code: int, error: type[Exc
             with pytest.raises(error, match=f"gateway replied 0x{code:02X}"):
                 await drv.read()
     assert len(drv.requests) == 1  # not mistaken for a bad address: nothing was split
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_driver_marks_every_nonfinite_float_itself_as_the_runtime_would(seed: int) -> None:
+    """``marks_nonfinite``: the runtime skips its own check of Modbus batches, so the driver's
+    marking must equal it for every tag, float32/float64 in any byte order, beside integer tags
+    and a refused register (Bad for its own reason, status the exception code)."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(0, 2**16, 120).astype(np.int64)
+    kinds = ["float32", "float32", "uint32", "int16"]
+    tags = []
+    for a in range(0, 120, 4):
+        dt = "float64" if a >= 80 else kinds[(a // 4) % 4]
+        order = "ABCD" if dt == "int16" else str(rng.choice(["ABCD", "CDAB"]))
+        tags.append(tag(f"t{a}", a, data_type=dt, byte_order=order))
+        n = {"float32": 2, "float64": 4}.get(dt, 0)
+        if n and rng.random() < 0.4:  # exponent all ones in every word: NaN whatever the order
+            words[a : a + n] |= 0x7F80 if n == 2 else 0x7FF0
+            if n == 2 and order == "ABCD" and rng.random() < 0.4:
+                words[a : a + 2] = [int(rng.choice([0x7F80, 0xFF80])), 0]  # +Inf or -Inf
+    refused = 4 * int(rng.integers(0, 20))
+    async with serve({1: {"holding": {0: words.tolist()}}}) as srv:
+        srv.faults[1].refuse[("holding", refused)] = 2
+        drv = ModbusDriver(device(srv.port, tags))
+        async with drv:
+            batch = await drv.read()
+    assert ModbusDriver.marks_nonfinite
+    # the runtime's reference: the same batch with only the refused tag's marking
+    marked = {t for t, s in batch.status.items() if s[0] == Cause.NONFINITE}
+    plain_quality = {t: np.zeros(1, np.uint8) if t in marked else q for t, q in batch.quality.items()}
+    plain_status = {t: s for t, s in batch.status.items() if t not in marked}
+    plain = SampleBatch.trusted(batch.device, batch.ts, batch.values, plain_quality, plain_status)
+    want = plain.with_nonfinite_bad()
+    hits = 0
+    for t in batch.tags:
+        assert batch.quality[t][0] == want.quality[t][0], t
+        assert int(batch.status.get(t, [0])[0]) == int(want.status.get(t, [0])[0]), t
+        v = batch.values[t][0]
+        hits += batch.values[t].dtype.kind == "f" and not math.isfinite(v) and t != f"t{refused}"
+    assert hits >= 3  # the case is not vacuous
+    assert int(batch.status[f"t{refused}"][0]) == 2 and batch.quality[f"t{refused}"][0] == Quality.BAD

@@ -93,3 +93,26 @@ def test_nonfinite_marking_over_many_columns_hits_exactly_the_usable_nonfinite_c
             assert (out.status[tag][expect_hit] == Cause.NONFINITE).all()
         else:
             assert tag not in out.status
+
+
+def test_nonfinite_check_over_mixed_columns_leaves_text_integer_and_time_columns_alone() -> None:
+    """The fast check concatenates every column; text, datetimes and huge integers must neither
+    break it nor hide a NaN beside them, and a clean mixed batch is returned uncopied."""
+    ts = np.arange(2, dtype=np.int64)
+    good = np.zeros(2, np.uint8)
+    cols: dict[str, np.ndarray] = {
+        "f": np.asarray([1.5, 2.5]),
+        "big": np.asarray([2**64 - 1, 0], dtype=np.uint64),
+        "neg": np.asarray([-(2**63), 5], dtype=np.int64),
+        "text": np.asarray(["run", "nan"]),
+        "when": np.asarray(["2026-01-01", "2026-01-02"], dtype="datetime64[D]"),
+    }
+    clean = SampleBatch("d", ts, cols, dict.fromkeys(cols, good))
+    assert clean.with_nonfinite_bad() is clean
+    for others in (["text"], ["when"], ["big", "neg"], ["text", "when", "big"]):
+        names = ["f", *others]
+        values = {n: cols[n] for n in names} | {"f": np.asarray([np.nan, np.inf])}
+        out = SampleBatch("d", ts, values, dict.fromkeys(names, good)).with_nonfinite_bad()
+        assert out.quality["f"].tolist() == [Quality.BAD, Quality.BAD], others
+        assert out.status["f"].tolist() == [Cause.NONFINITE] * 2
+        assert all(out.quality[n].tolist() == [0, 0] for n in others) and set(out.status) == {"f"}

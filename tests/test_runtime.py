@@ -301,3 +301,60 @@ async def test_rows_of_a_device_removed_by_a_reload_are_dropped_not_crashing_pro
     await agent._handle(SampleBatch.single("removed-dev", now_ns(), {"v": 1.0}))  # no KeyError
     await agent._handle(SampleBatch.single("dev1", now_ns(), {"v": 1.0}))
     assert got == ["dev1"]
+
+
+class NanDriver(ScriptedDriver):
+    """Reads alternate a NaN and a number: a plugin that leaves marking to the runtime."""
+
+    def __init__(self, config: ScriptedConfig) -> None:
+        super().__init__(config, [])
+
+    async def read(self) -> SampleBatch:
+        self.value += 1
+        return SampleBatch.single(self.name, now_ns(), {"v": np.nan if self.value % 2 else 1.0})
+
+
+class NanMarkingDriver(NanDriver):
+    """Declares that it marks non-finite values itself (here falsely): the runtime takes its word."""
+
+    marks_nonfinite = True
+
+
+@pytest.mark.parametrize(("cls", "checked"), [(NanDriver, True), (NanMarkingDriver, False)])
+async def test_the_runtime_marks_a_plugins_nan_bad_unless_the_driver_says_it_does(
+    cls: type[NanDriver], checked: bool
+) -> None:
+    from edge_agent.config import AssetConfig, build_config_model
+    from edge_agent.runtime.service import Agent
+
+    got: list[SampleBatch] = []
+    enough = asyncio.Event()
+
+    class Collect:
+        async def submit(
+            self, kind: str, asset: AssetConfig, batch: SampleBatch, *, window: str | None = None
+        ) -> None:
+            if kind == "raw":
+                got.append(batch)
+                if sum(map(len, got)) >= 6:
+                    enough.set()
+
+    config = build_config_model([ScriptedConfig]).model_validate(
+        {
+            "assets": [{"id": "a1", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10}],
+            "buffer": {"linger": 0.0},
+            "devices": [_config().model_dump()],
+        }
+    )
+    agent = Agent(config, sink=Collect(), drivers={"scripted": cls}, persist_state=False)  # type: ignore[dict-item]
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    await asyncio.wait_for(enough.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    values = np.concatenate([b.values["v"] for b in got])
+    quality = np.concatenate([b.quality["v"] for b in got])
+    nan = np.isnan(values)
+    assert nan.any() and (~nan).any()
+    assert (quality[~nan] == Quality.GOOD).all()
+    assert (quality[nan] == (Quality.BAD if checked else Quality.GOOD)).all()

@@ -31,6 +31,10 @@ class Driver(abc.ABC, Generic[C]):
     """
 
     config_model: ClassVar[type[DeviceConfig]]
+    #: True if :meth:`read` already marks every NaN/±Inf float Bad with status ``nonfinite``
+    #: (``Cause.NONFINITE``). The runtime then skips its own check of each batch, which costs
+    #: ~0.1 µs a column; leave it False unless the driver does so for every tag.
+    marks_nonfinite: ClassVar[bool] = False
 
     def __init__(self, config: C) -> None:
         self.config = config

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 __all__ = ["AssetRoute", "Router"]
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
 
 from edge_agent.batch import SampleBatch
 from edge_agent.config import AgentConfig, AssetConfig, TagConfig
@@ -26,11 +28,15 @@ class AssetRoute:
     # the columns of this asset a batch may hold, looked up on every batch: the tags, and
     # each counter's exact count once the batch is in engineering units (delivery/units.py)
     names: tuple[str, ...] = field(init=False)
+    # those columns of a mapping in one C call (KeyError if one is absent)
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tags]
         names += [t.name + RAW_SUFFIX for t in self.tags if t.is_counter]
         object.__setattr__(self, "names", tuple(names))
+        get = itemgetter(*names)
+        object.__setattr__(self, "pick", get if len(names) > 1 else lambda m: (get(m),))
 
     def roles(self) -> dict[str, str]:
         """Tag name → role, for the analytics-relevant (non-generic) tags."""
@@ -54,9 +60,35 @@ class Router:
 
     def split(self, batch: SampleBatch) -> Iterator[tuple[AssetRoute, SampleBatch]]:
         """Per-asset views of a device batch, as polled or in engineering units (then with each
-        counter's ``_raw`` column); arrays are shared, never copied."""
-        values = batch.values
-        for route in self.routes(batch.device):
-            names = [n for n in route.names if n in values]
-            if names:
-                yield route, batch.select(names)
+        counter's ``_raw`` column); arrays are shared, never copied.
+
+        A batch that holds every column of an asset (a Modbus round in engineering units) is
+        cut with one C-level lookup per mapping; one missing some (a batch as polled, an OPC UA
+        batch of the changed values) falls back to a name-by-name selection.
+        """
+        device, ts, values, quality, status = (
+            batch.device,
+            batch.ts,
+            batch.values,
+            batch.quality,
+            batch.status,
+        )
+        for route in self.routes(device):
+            try:
+                cols = route.pick(values)
+            except KeyError:
+                some = [n for n in route.names if n in values]
+                if some:
+                    yield route, batch.select(some)
+                continue
+            names = route.names
+            yield (
+                route,
+                SampleBatch.trusted(
+                    device,
+                    ts,
+                    dict(zip(names, cols, strict=True)),
+                    dict(zip(names, route.pick(quality), strict=True)),
+                    {n: status[n] for n in names if n in status} if status else {},
+                ),
+            )

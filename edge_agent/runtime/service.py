@@ -116,6 +116,8 @@ class Agent:
         self.tasks: dict[str, asyncio.Task[None]] = {}  # device name -> poll task, while running
         self.started = asyncio.Event()  # set once every poll task exists
         self._tg: asyncio.TaskGroup | None = None
+        # devices whose driver marks NaN/±Inf Bad itself (Driver.marks_nonfinite)
+        self._marks_nonfinite: dict[str, bool] = {}
         self.pollers = [self.make_poller(dev) for dev in config.devices if dev.enabled]
         self.stats = RuntimeStats(devices={p.name: p.stats for p in self.pollers}, queue=self.queue.stats)
         self._pending: dict[str, _Pending] = {}
@@ -123,7 +125,10 @@ class Agent:
 
     def make_poller(self, dev: DeviceConfig) -> DevicePoller:
         """A poller for ``dev`` on the agent's shared links, limiter and observers (run and reload)."""
-        driver = _create(self.registry[dev.driver], dev, self.links)
+        cls = self.registry[dev.driver]
+        # a registry entry may be any factory; only an explicit True skips the runtime's check
+        self._marks_nonfinite[dev.name] = getattr(cls, "marks_nonfinite", False) is True
+        driver = _create(cls, dev, self.links)
         return DevicePoller(driver, self._offer, limiter=self.limiter, on_poll=self._on_poll)
 
     def start_poller(self, poller: DevicePoller) -> None:
@@ -167,7 +172,8 @@ class Agent:
 
     async def _handle(self, batch: SampleBatch) -> None:
         """One device's coalesced rows: analytics per asset, failures contained; one submit for all."""
-        batch = batch.with_nonfinite_bad()
+        if not self._marks_nonfinite.get(batch.device, False):
+            batch = batch.with_nonfinite_bad()
         for obs in self.batch_observers:
             obs(batch)
         to_units = self.units.get(batch.device)

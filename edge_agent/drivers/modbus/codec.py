@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.batch import Quality, SampleBatch
+from edge_agent.batch import Cause, Quality, SampleBatch
 from edge_agent.drivers.modbus.config import BIT_TABLES, BYTE_ORDERS, INTEGER_TYPES, ModbusTagConfig
 from edge_agent.drivers.modbus.image import RegisterImage
 
@@ -45,7 +45,8 @@ def _frozen_row(value: int, dtype: Any) -> npt.NDArray[Any]:
 
 _GOOD_ROW = _frozen_row(Quality.GOOD, np.uint8)
 _BAD_ROW = _frozen_row(Quality.BAD, np.uint8)
-_NO_STATUS = _frozen_row(0, np.uint32)
+_NONFINITE_STATUS = _frozen_row(Cause.NONFINITE, np.uint32)
+_NO_TAGS = np.empty(0, np.intp)
 
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
@@ -236,6 +237,20 @@ class Decoder:
             status[self._bit_tags] = image.bit_status[self._bit_pos]
         return status
 
+    def _nonfinite(self, outs: list[np.ndarray], bad: npt.NDArray[np.bool_]) -> IntArray:
+        """Tags read whole whose float value is NaN or ±Inf: a device's NaN means "no value".
+
+        Marked here with one ``isfinite`` per float vector, so the runtime need not check the
+        batch column by column (``Driver.marks_nonfinite``).
+        """
+        hit = [
+            members[~np.isfinite(vec)]
+            for vec, members in zip(outs, self._kind_members, strict=True)
+            if vec.dtype.kind == "f"
+        ]
+        tags = np.concatenate(hit) if len(hit) > 1 else hit[0] if hit else _NO_TAGS
+        return tags[~bad[tags]] if tags.size else tags
+
     def decode(self, image: RegisterImage, ts_ns: int) -> SampleBatch:
         """One row: analog tags as float64 (NaN when Bad), counters as exact integers (0 when Bad).
 
@@ -247,6 +262,7 @@ class Decoder:
             for g in self._groups:
                 outs[g.slot][g.pos] = g.scaling.apply(g.raw(image, wire_bytes))
         bad = self.tag_bad(image)
+        nonfinite = self._nonfinite(outs, bad)
         any_bad = bool(bad.any())
         rows: list[np.ndarray] = []
         for vec, members, fill in zip(outs, self._kind_members, self._kind_fill, strict=True):
@@ -255,21 +271,18 @@ class Decoder:
             rows.extend(vec.reshape(-1, 1))
         values = dict(zip(self.names, self._config_order(rows), strict=True))
         quality: Mapping[str, npt.NDArray[np.uint8]] = self._all_good
-        status: dict[str, npt.NDArray[np.uint32]] = {}
-        if any_bad:
+        status: dict[str, npt.NDArray[np.uint32]] = {}  # only the tags with something to say
+        if any_bad or nonfinite.size:
             codes = self._status(image)
             quality = dict(self._all_good)
-            status = dict.fromkeys(self.names, _NO_STATUS)
             for i in np.flatnonzero(bad).tolist():
                 quality[self.names[i]] = _BAD_ROW
                 status[self.names[i]] = codes[i : i + 1]
-        return SampleBatch(
-            device=self.device,
-            ts=np.array([ts_ns], dtype=np.int64),
-            values=values,
-            quality=quality,
-            status=status,
-        )
+            for i in nonfinite.tolist():
+                quality[self.names[i]] = _BAD_ROW
+                status[self.names[i]] = _NONFINITE_STATUS
+        # one row per column by construction: the constructor's checks cost ~0.1 µs a tag
+        return SampleBatch.trusted(self.device, np.array([ts_ns], dtype=np.int64), values, quality, status)
 
 
 @dataclass(frozen=True, slots=True)

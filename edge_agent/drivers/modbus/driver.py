@@ -48,6 +48,7 @@ class ModbusDriver(Driver[ModbusDeviceConfig]):
     """Reads one Modbus unit (TCP, RTU over TCP or serial) with the fewest requests per poll."""
 
     config_model: ClassVar[type[DeviceConfig]] = ModbusDeviceConfig
+    marks_nonfinite: ClassVar[bool] = True  # the decoder does, per float vector
 
     def __init__(self, config: ModbusDeviceConfig) -> None:
         super().__init__(config)
