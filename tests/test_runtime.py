@@ -146,6 +146,39 @@ def test_broken_plugin_names_itself() -> None:
         load_drivers(eps)
 
 
+def test_only_the_drivers_a_config_names_are_loaded_and_a_broken_unused_one_does_no_harm() -> None:
+    eps = [
+        EntryPoint("modbus", "edge_agent.drivers.modbus:ModbusDriver", "edge_agent.drivers"),
+        EntryPoint("acme", "acme_missing_module:Driver", "edge_agent.drivers"),
+    ]
+    from edge_agent.drivers.modbus import ModbusDriver
+
+    assert load_drivers(eps, only={"modbus"}) == {"modbus": ModbusDriver}
+    with pytest.raises(PluginError, match=r"'acme'.*failed to import"):
+        load_drivers(eps, only={"modbus", "acme"})
+    # a name nothing provides loads them all, so the config error can list what is installed
+    with pytest.raises(PluginError, match=r"'acme'.*failed to import"):
+        load_drivers(eps, only={"siemens"})
+    twice = [*eps, EntryPoint("acme", "other:Driver", "edge_agent.drivers")]
+    with pytest.raises(PluginError, match="two driver plugins are named 'acme'"):
+        load_drivers(twice, only={"modbus"})  # a clash is found without importing either
+
+
+def test_an_unknown_driver_name_lists_the_installed_ones() -> None:
+    from edge_agent.config import parse_config
+    from edge_agent.errors import ConfigError
+
+    text = """
+assets: [{id: a1, site: s, area: a, line: l, rated_power_kw: 10}]
+devices:
+  - {name: d1, driver: modbus, host: 127.0.0.1, tags: [{name: p, asset: a1, address: 0}]}
+  - {name: d2, driver: siemens, tags: []}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, file="plant.yaml")
+    assert "siemens" in str(info.value) and "opcua" in str(info.value) and "modbus" in str(info.value)
+
+
 def test_committed_plant_sim_config_matches_the_simulator_catalogue() -> None:
     assert PLANT_SIM_CONFIG.read_text(encoding="utf-8") == render_plant_sim_config(), (
         "configs/plant-sim.yaml is stale: run python -m edge_agent.demo.write_config"

@@ -559,7 +559,7 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
     subs = _Substituted()
     if "${" in text:  # walking a 50,000-tag tree for nothing costs most of a second
         data = _substitute(data, (), problems, lines, subs)
-    registry = driver_registry()
+    registry = driver_registry(_drivers_named(data))
     model = build_config_model([d.config_model for d in registry.values()])
     found, stopped = _validate_in_chunks(data, model, registry, lines, subs)
     problems.extend(found)
@@ -583,6 +583,20 @@ def _parse(text: str, file: str, command: Command) -> AgentConfig:
         raise ConfigError(file, _by_line(problems))
     config._env_refs = subs.written
     return config
+
+
+def _drivers_named(data: dict[str, Any]) -> frozenset[str] | None:
+    """The drivers the devices name, so only those are imported; None (all) when the devices
+    are not a list of mappings with a driver name each (the validation then says what is wrong)."""
+    devices = data.get("devices")
+    if not isinstance(devices, list) or not devices:
+        return None
+    names = set()
+    for dev in devices:
+        if not isinstance(dev, dict) or not isinstance(dev.get("driver"), str):
+            return None
+        names.add(dev["driver"])
+    return frozenset(names)
 
 
 def _too_big(n: int) -> str:

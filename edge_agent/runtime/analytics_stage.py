@@ -160,16 +160,41 @@ def _reorder_window(poll_intervals: list[float]) -> float:
     return 0.0 if len(poll_intervals) <= 1 else 2.0 * max(poll_intervals)
 
 
-def _digest(asset: AssetConfig, tags: list[TagConfig], analytics: AnalyticsConfig, reorder_s: float) -> bytes:
-    """What an asset's stream is built from, as a digest; key order does not matter (a config
-    written back by a YAML dumper that sorts keys is the same config)."""
-    doc = [
-        asset.model_dump(mode="json"),
-        [t.model_dump(mode="json") for t in tags],
-        analytics.model_dump(mode="json"),
-        reorder_s,
-    ]
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).digest()
+class _InputDigests:
+    """What each asset's stream is built from, as a digest, worked out when first asked (a
+    restart, a reload, a save): all 5,000 of a 50,000-tag plant took 0.5 s of start-up.
+
+    Key order does not matter (a config written back by a YAML dumper that sorts keys is the
+    same config). The text hashed is ``json.dumps([asset, tags, analytics, reorder_s],
+    sort_keys=True)``, as saved states have it, with the analytics part written once.
+    """
+
+    def __init__(
+        self, sources: dict[str, tuple[AssetConfig, list[TagConfig], float]], analytics: AnalyticsConfig
+    ) -> None:
+        self._sources = sources
+        self._analytics = json.dumps(analytics.model_dump(mode="json"), sort_keys=True)
+        self._done: dict[str, bytes] = {}
+
+    def __getitem__(self, asset_id: str) -> bytes:
+        digest = self._done.get(asset_id)
+        if digest is None:
+            asset, tags, reorder_s = self._sources[asset_id]
+            parts = (
+                json.dumps(asset.model_dump(mode="json"), sort_keys=True),
+                json.dumps([t.model_dump(mode="json") for t in tags], sort_keys=True),
+                self._analytics,
+                json.dumps(reorder_s),
+            )
+            text = "[" + ", ".join(parts) + "]"
+            digest = self._done[asset_id] = hashlib.sha256(text.encode()).digest()
+        return digest
+
+    def get(self, asset_id: str) -> bytes | None:
+        return self[asset_id] if asset_id in self._sources else None
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        return ((a, self[a]) for a in self._sources)
 
 
 def _dtypes(spec: AssetSpec) -> dict[str, np.dtype[np.generic]]:
@@ -232,16 +257,14 @@ class AnalyticsStage:
             self._pending[a.id] = PendingRows(a.id, _dtypes(spec), linger_ns, offset_ns=linger_ns * i // n)
         # What each asset's stream was built from, so a reload or a restart keeps only streams
         # whose inputs match (a digest, saved with the state).
-        self._inputs = {
-            a.id: _digest(
-                a,
-                tags_by_asset.get(a.id, []),
-                config.analytics,
-                _reorder_window(intervals.get(a.id, [])),
-            )
-            for a in config.assets
-            if a.id in self._streams
-        }
+        self._inputs = _InputDigests(
+            {
+                a.id: (a, tags_by_asset.get(a.id, []), _reorder_window(intervals.get(a.id, [])))
+                for a in config.assets
+                if a.id in self._streams
+            },
+            config.analytics,
+        )
         self._changed: set[str] = set()  # assets whose stream or held rows changed since saved
         self._unsaved: set[str] = set(self._streams)  # assets whose stream changed since saved
         self._totals: dict[str, Totals] = {}  # as of each asset's last booking (see totals())

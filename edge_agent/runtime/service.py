@@ -29,6 +29,7 @@ from edge_agent.delivery.units import EngineeringUnits
 from edge_agent.drivers.base import Driver
 from edge_agent.drivers.links import LinkHub
 from edge_agent.errors import EdgeAgentError
+from edge_agent.plugins import driver_registry
 from edge_agent.retry import Backoff
 from edge_agent.runtime.analytics_stage import AnalyticsStage, KpiBatch
 from edge_agent.runtime.poller import DevicePoller, PollerStats, PollObserver
@@ -91,9 +92,9 @@ class Agent:
         drivers: dict[str, type[Driver[Any]]] | None = None,
         persist_state: bool = True,
     ) -> None:
-        from edge_agent.plugins import driver_registry
-
-        self.registry = drivers if drivers is not None else driver_registry()
+        # the drivers the config uses (a reload that adds another loads it then, make_poller)
+        self._discover = drivers is None
+        self.registry = dict(drivers) if drivers is not None else self._drivers_of(config)
         self.config = config
         self.sink = sink
         self.router = Router(config)
@@ -125,11 +126,17 @@ class Agent:
 
     def make_poller(self, dev: DeviceConfig) -> DevicePoller:
         """A poller for ``dev`` on the agent's shared links, limiter and observers (run and reload)."""
+        if dev.driver not in self.registry and self._discover:
+            self.registry.update(driver_registry(frozenset({dev.driver})))
         cls = self.registry[dev.driver]
         # a registry entry may be any factory; only an explicit True skips the runtime's check
         self._marks_nonfinite[dev.name] = getattr(cls, "marks_nonfinite", False) is True
         driver = _create(cls, dev, self.links)
         return DevicePoller(driver, self._offer, limiter=self.limiter, on_poll=self._on_poll)
+
+    @staticmethod
+    def _drivers_of(config: AgentConfig) -> dict[str, type[Driver[Any]]]:
+        return dict(driver_registry(frozenset(d.driver for d in config.devices) or None))
 
     def start_poller(self, poller: DevicePoller) -> None:
         """Start one poll task inside the running agent's task group (used by run and by reload)."""
