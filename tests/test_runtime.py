@@ -391,3 +391,59 @@ async def test_the_runtime_marks_a_plugins_nan_bad_unless_the_driver_says_it_doe
     assert nan.any() and (~nan).any()
     assert (quality[~nan] == Quality.GOOD).all()
     assert (quality[nan] == (Quality.BAD if checked else Quality.GOOD)).all()
+
+
+async def test_a_long_analytics_round_yields_so_other_devices_keep_their_cadence() -> None:
+    """Acquisition apart from processing: a device round of many assets whose analytics take
+    a whole second must not hold the event loop, or every other device skips polls."""
+    import time
+
+    from edge_agent.config import AssetConfig, build_config_model
+    from edge_agent.runtime.service import Agent
+
+    class Collect:
+        async def submit(
+            self, kind: str, asset: AssetConfig, batch: SampleBatch, *, window: str | None = None
+        ) -> None:
+            pass
+
+    class WideDriver(ScriptedDriver):
+        """One value per asset, like a PLC serving a whole line."""
+
+        async def read(self) -> SampleBatch:
+            return SampleBatch.single(self.name, now_ns(), {t.name: 1.0 for t in self.config.tags})
+
+    n = 100
+    wide = ScriptedConfig(
+        name="line", poll_interval=0.5, tags=[TagConfig(name=f"v{i}", asset=f"a{i}") for i in range(n)]
+    )
+    fast = _config("fast", interval=0.05)
+    config = build_config_model([ScriptedConfig]).model_validate(
+        {
+            "assets": [
+                {"id": f"a{i}", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10} for i in range(n)
+            ],
+            "buffer": {"linger": 0.0},
+            "devices": [wide.model_dump(), fast.model_dump()],
+        }
+    )
+    drivers = {"scripted": lambda c: (WideDriver if c.name == "line" else ScriptedDriver)(c, [])}
+    agent = Agent(config, sink=Collect(), drivers=drivers, persist_state=False)  # type: ignore[dict-item]
+    busy = 0.0
+
+    def slow_update(route: object, part: SampleBatch) -> list[object]:
+        nonlocal busy
+        time.sleep(0.005)  # 5 ms of CPU-bound analytics per asset: 0.5 s a round of the line
+        busy += 0.005
+        return []
+
+    agent.analytics.update = slow_update  # type: ignore[assignment,method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    await asyncio.sleep(2.5)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    stats = {p.name: p.stats for p in agent.pollers}
+    assert busy >= 1.0  # the loop really was busy most of the time
+    assert stats["fast"].polls >= 35  # 2.5 s at 0.05 s, start-up aside
+    assert stats["fast"].skipped_polls <= 2, stats["fast"]

@@ -96,12 +96,14 @@ async def apply_config(agent: Agent, new: AgentConfig) -> ReloadPlan:
     analytics = AnalyticsStage(new)
     router = Router(new)
     await cancel_and_wait([t for t in (agent.tasks.pop(name, None) for name in stop) if t is not None])
-    # Batches are routed and analysed with the new tables from here on (no await in between,
-    # so the processing task never updates the old stage after its state was adopted).
-    _, restarted = analytics.adopt(agent.analytics)
-    previous = agent.analytics
-    agent.config, agent.router, agent.analytics = new, router, analytics
-    agent.units = engineering_units(new)
+    # Batches are routed and analysed with the new tables from here on: the swap waits for
+    # the round being processed (which yields to the pollers midway), and has no await
+    # itself, so the processing task never updates the old stage after its state was adopted.
+    async with agent.round_lock:
+        _, restarted = analytics.adopt(agent.analytics)
+        previous = agent.analytics
+        agent.config, agent.router, agent.analytics = new, router, analytics
+        agent.units = engineering_units(new)
     agent.pollers = [p for p in agent.pollers if p.name not in stop] + fresh
     for name in stop:
         agent.stats.devices.pop(name, None)

@@ -40,6 +40,10 @@ from edge_agent.runtime.state_store import AnalyticsStateStore
 log = logging.getLogger("edge_agent.agent")
 #: Flush a device's coalesced rows early once they hold this many samples (bounds record size).
 MAX_COALESCED_SAMPLES = 200_000
+#: Processing gives the event loop a turn at least this often (s). One device round of a
+#: large plant is 1,000 assets and up to a second of analytics; held that long, the loop
+#: could not serve the pollers' request/answer turns, and every device skipped polls.
+YIELD_EVERY_S = 0.002
 #: KPI windows handed to delivery per buffer transaction when the agent stops.
 _STOP_CHUNK = 1000
 
@@ -117,6 +121,9 @@ class Agent:
         self.tasks: dict[str, asyncio.Task[None]] = {}  # device name -> poll task, while running
         self.started = asyncio.Event()  # set once every poll task exists
         self._tg: asyncio.TaskGroup | None = None
+        #: Held while a device round is processed: it yields to the pollers between assets,
+        #: and a reload swaps the router and analytics only between rounds.
+        self.round_lock = asyncio.Lock()
         # devices whose driver marks NaN/±Inf Bad itself (Driver.marks_nonfinite)
         self._marks_nonfinite: dict[str, bool] = {}
         self.pollers = [self.make_poller(dev) for dev in config.devices if dev.enabled]
@@ -170,7 +177,8 @@ class Agent:
                 p.samples += len(b) * len(b.values)
             closing = self.queue.closed and not batches
             for device in [d for d, p in self._pending.items() if closing or self._due(p, now)]:
-                await self._handle(SampleBatch.concat(self._pending.pop(device).batches))
+                async with self.round_lock:
+                    await self._handle(SampleBatch.concat(self._pending.pop(device).batches))
             if closing:
                 return
 
@@ -189,9 +197,13 @@ class Agent:
             return
         out: list[Submission] = []
         closed: list[KpiBatch] = []
+        turn = time.perf_counter()
         # in engineering units once for the whole round (each counter's exact count beside
         # it, which the analytics read): per asset it cost three times as much
         for route, part in self.router.split(to_units(batch)):
+            if time.perf_counter() - turn > YIELD_EVERY_S:  # the pollers' turn (round_lock held)
+                await asyncio.sleep(0)
+                turn = time.perf_counter()
             kpis = self._analyse(route, part)
             closed.extend(kpis)
             raw = self.analytics.numeric_states(route, part)  # a PLC's text states as codes

@@ -92,8 +92,9 @@ def _dumps(obj: object) -> bytes:
 
 #: Periodic saves are spaced so that pickling takes at most 1/50 (2 %) of the time.
 _COST_SHARE = 50
-#: Assets a periodic pass writes per device round (about 40 ms of pickling).
-_PASS_CHUNK = 200
+#: Assets a periodic pass writes per device round (about 10 ms of pickling: the round
+#: holds the event loop meanwhile, and the pollers wait for their turn).
+_PASS_CHUNK = 50
 
 
 class _Damaged(Exception):
