@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from edge_agent.batch import Cause, Quality, SampleBatch, cause_of, describe_status
 from edge_agent.config import TagConfig
@@ -116,3 +117,47 @@ def test_nonfinite_check_over_mixed_columns_leaves_text_integer_and_time_columns
         assert out.quality["f"].tolist() == [Quality.BAD, Quality.BAD], others
         assert out.status["f"].tolist() == [Cause.NONFINITE] * 2
         assert all(out.quality[n].tolist() == [0, 0] for n in others) and set(out.status) == {"f"}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_every_counter_of_a_wide_batch_is_converted_as_it_would_be_alone(seed: int) -> None:
+    """The round's counters go through units in one block: each must equal value × scale +
+    offset of its own column (NaN where Bad), keep its exact count and its status beside it."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5))
+    tags, values, quality, status = [], {}, {}, {}
+    for i in range(int(rng.integers(2, 30))):
+        counter = rng.random() < 0.6
+        scale, offset = float(rng.choice([0.001, 0.1, 1.0, 2.5])), float(rng.choice([0.0, -3.0, 10.0]))
+        if counter:  # a driver hands counters over as exact integers, signed or not
+            tags.append(
+                TagConfig(
+                    name=f"c{i}", asset="m1", role="part_counter", unit="parts", scale=scale, offset=offset
+                )
+            )
+            dtype = np.uint64 if rng.random() < 0.3 else np.int64
+            values[f"c{i}"] = rng.integers(0, 2**31, n).astype(dtype)
+        else:
+            tags.append(TagConfig(name=f"a{i}", asset="m1", role="generic"))
+            values[f"a{i}"] = rng.random(n)
+        name = tags[-1].name
+        quality[name] = rng.choice([0, 0, 1, 2], n).astype(np.uint8)
+        if rng.random() < 0.3:
+            status[name] = rng.integers(0, 5, n).astype(np.uint32)
+    batch = SampleBatch("d", np.arange(n, dtype=np.int64), values, quality, status)
+    out = EngineeringUnits(tags)(batch)
+    for t in tags:
+        if not t.is_counter:
+            assert out.values[t.name] is batch.values[t.name]
+            continue
+        raw = batch.values[t.name]
+        want = np.where(
+            batch.quality[t.name] >= Quality.BAD, np.nan, raw.astype(np.float64) * t.scale + t.offset
+        )
+        np.testing.assert_array_equal(out.values[t.name], want)
+        assert out.values[t.name + "_raw"] is raw
+        assert out.quality[t.name + "_raw"] is batch.quality[t.name]
+        if t.name in status:
+            assert out.status[t.name + "_raw"] is status[t.name]
+        else:
+            assert t.name + "_raw" not in out.status

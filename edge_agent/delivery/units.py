@@ -13,7 +13,9 @@ from __future__ import annotations
 
 __all__ = ["RAW_SUFFIX", "EngineeringUnits"]
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -29,32 +31,62 @@ class EngineeringUnits:
 
     def __init__(self, tags: Iterable[TagConfig]) -> None:
         self._counters = {t.name: (t.scale, t.offset) for t in tags if t.is_counter}
-        # (scale, offset) columns per set of counter names: one slice's names, the same every poll
-        self._plans: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        # per set of column names (a device polls the same ones every round): the plan
+        self._plans: dict[tuple[str, ...], _Plan | None] = {}
+
+    def _plan(self, columns: tuple[str, ...]) -> _Plan | None:
+        """The counters among ``columns`` (None: none), worked out once per set of names."""
+        if columns in self._plans:
+            return self._plans[columns]
+        counters = self._counters
+        names = tuple(n for n in columns if n in counters)
+        plan = None
+        if names:
+            pairs = np.array([counters[n] for n in names], dtype=np.float64).reshape(len(names), 2)
+            raw_names = tuple(n + RAW_SUFFIX for n in names)
+            plan = _Plan(names, raw_names, _getter(names), pairs[:, :1].copy(), pairs[:, 1:].copy())
+        if len(self._plans) >= _PLANS_MAX:
+            self._plans.clear()
+        self._plans[columns] = plan
+        return plan
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
-        counters = self._counters
-        names = tuple(n for n in batch.values if n in counters)
-        if not names:
-            return batch
-        plan = self._plans.get(names)
+        plan = self._plan(tuple(batch.values))
         if plan is None:
-            pairs = np.array([counters[n] for n in names], dtype=np.float64).reshape(len(names), 2)
-            plan = self._plans[names] = (pairs[:, :1].copy(), pairs[:, 1:].copy())
-        scale, offset = plan
-        raws = [batch.values[n] for n in names]
-        bad = np.array([batch.quality[n] for n in names]) >= _BAD
-        eng = np.array(raws, dtype=np.float64)  # all of the slice's counters in one block
-        eng *= scale
-        eng += offset
-        np.copyto(eng, np.nan, where=bad)
+            return batch
+        n, k = len(batch), len(plan.names)
+        raws = plan.pick(batch.values)
+        codes = plan.pick(batch.quality)
+        # all of the round's counters in one block: one concatenate, not one array per counter
+        eng = np.concatenate(raws).astype(np.float64).reshape(k, n)
+        eng *= plan.scale
+        eng += plan.offset
+        np.copyto(eng, np.nan, where=np.concatenate(codes).reshape(k, n) >= _BAD)
         values = dict(batch.values)
+        values.update(zip(plan.names, eng, strict=True))
+        values.update(zip(plan.raw_names, raws, strict=True))
         quality = dict(batch.quality)
+        quality.update(zip(plan.raw_names, codes, strict=True))
         status = dict(batch.status)
-        for i, (name, raw) in enumerate(zip(names, raws, strict=True)):
-            values[name] = eng[i]
-            values[name + RAW_SUFFIX] = raw
-            quality[name + RAW_SUFFIX] = batch.quality[name]
-            if name in batch.status:
-                status[name + RAW_SUFFIX] = batch.status[name]
+        counters = self._counters
+        status.update({t + RAW_SUFFIX: s for t, s in batch.status.items() if t in counters})
         return SampleBatch.trusted(batch.device, batch.ts, values, quality, status)  # element-wise of batch
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The counters among a batch's columns, their ``_raw`` names, and (scale, offset) columns."""
+
+    names: tuple[str, ...]
+    raw_names: tuple[str, ...]
+    pick: Callable[[Mapping[str, np.ndarray]], tuple[np.ndarray, ...]]
+    scale: np.ndarray
+    offset: np.ndarray
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, np.ndarray]], tuple[np.ndarray, ...]]:
+    get = itemgetter(*names)
+    return get if len(names) > 1 else lambda m: (get(m),)
+
+
+_PLANS_MAX = 4096
