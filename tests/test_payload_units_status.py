@@ -161,3 +161,26 @@ def test_every_counter_of_a_wide_batch_is_converted_as_it_would_be_alone(seed: i
             assert out.status[t.name + "_raw"] is status[t.name]
         else:
             assert t.name + "_raw" not in out.status
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_message_with_shared_quality_rows_encodes_as_the_checked_path_does(seed: int) -> None:
+    """A driver shares one read-only Good row (and one Bad row) among many tags, and the
+    encoder makes each one's list once: the JSON must equal the column-by-column checked form."""
+    from edge_agent.delivery.payload import _checked_columns, _dump
+
+    rng = np.random.default_rng(seed)
+    good, bad, uncertain = (np.full(1, c, np.uint8) for c in (Quality.GOOD, Quality.BAD, Quality.UNCERTAIN))
+    values, quality = {}, {}
+    for i in range(int(rng.integers(1, 25))):
+        code = [good, good, good, bad, uncertain][int(rng.integers(0, 5))]
+        v = float(rng.normal()) if code is not bad else float("nan")
+        values[f"t{i}"] = (
+            np.asarray([int(v * 100)]) if rng.random() < 0.3 and code is not bad else np.asarray([v])
+        )
+        quality[f"t{i}"] = code
+    batch = SampleBatch.trusted("d", np.asarray([5], np.int64), values, quality)
+    got = json.loads(encode_payload("raw", PLACE, batch))
+    want = json.loads(_dump("raw", PLACE, batch, *_checked_columns(batch)))
+    assert got == want
+    assert all(got["values"][t] == [None] for t in values if quality[t] is bad)

@@ -104,10 +104,17 @@ def encode_payload(kind: Kind, place: Placement, batch: SampleBatch) -> bytes:
     """
     values: dict[str, list[Any]] = {}
     quality: dict[str, list[int]] = {}
+    codes = batch.quality
+    seen_codes: Any = None  # a driver shares one read-only all-Good row among its healthy tags:
+    q: list[int] = []  # its list is made once per message, not once per tag
+    flagged = False
     for tag, arr in batch.values.items():
         col = arr.tolist()
-        q = batch.quality[tag].tolist()
-        if any(q):
+        code_arr = codes[tag]
+        if code_arr is not seen_codes:
+            seen_codes, q = code_arr, code_arr.tolist()
+            flagged = any(q)
+        if flagged:
             for i, code in enumerate(q):
                 if code >= Quality.BAD:
                     col[i] = None
