@@ -98,9 +98,21 @@ def _parts(
         return batch
     if isinstance(place, Placement):
         return (batch,)
-    names, at, out = list(batch.values), 0, []
+    # slices of the decoded round's columns (kept in record order by the codec), C-level
+    names, cols, codes = list(batch.values), list(batch.values.values()), list(batch.quality.values())
+    status = batch.status
+    at, out = 0, []
     for _, k in place:
-        out.append(batch.select(names[at : at + k]))
+        part = names[at : at + k]
+        out.append(
+            SampleBatch.trusted(
+                batch.device,
+                batch.ts,
+                dict(zip(part, cols[at : at + k], strict=True)),
+                dict(zip(part, codes[at : at + k], strict=True)),
+                {n: status[n] for n in part if n in status} if status else {},
+            )
+        )
         at += k
     return tuple(out)
 

@@ -17,9 +17,9 @@ __all__ = ["decode_batch", "encode_batch"]
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -117,39 +117,71 @@ def decode_batch(blob: bytes) -> SampleBatch:
         raise ValueError(f"buffer blob has magic {magic!r}, expected {_V2!r}: not written by edge-agent")
     _, hlen, flags = _HEAD.unpack_from(blob)
     raw = zlib.decompress(blob[_HEAD.size :]) if flags & _ZLIB else blob[_HEAD.size :]
-    header = orjson.loads(raw[:hlen])
+    head = raw[:hlen]
+    cut = head.find(b',"c":')  # cannot occur inside the JSON-encoded device name before it
+    header = orjson.loads(head[:cut] + b"}") if cut > 0 else orjson.loads(head)
     n: int = header["n"]
-    tags: list[list[Any]] = header["c"]
+    layout = _read_layout(head[cut:]) if cut > 0 else _parse_layout(header)
     pos = hlen
     # Read-only views of the blob's bytes, no copies: batches are immutable and every sink
     # shares this one decode.
     deltas = np.frombuffer(raw, np.int64, n, pos)
     ts = deltas if n <= 1 else np.cumsum(deltas, dtype=np.int64)
     pos += 8 * n
-    blocks: dict[str, np.ndarray] = {}
-    for dtype_str in header["g"]:
-        dtype = np.dtype(dtype_str)
-        k = sum(1 for t in tags if t[1] == dtype_str)
-        blocks[dtype_str] = np.frombuffer(raw, dtype, k * n, pos).reshape(k, n)
+    by_name: dict[str, np.ndarray] = {}
+    for dtype, members in layout.groups:
+        k = len(members)
+        by_name.update(zip(members, np.frombuffer(raw, dtype, k * n, pos).reshape(k, n), strict=True))
         pos += k * n * dtype.itemsize
-    qual = np.frombuffer(raw, np.uint8, len(tags) * n, pos).reshape(len(tags), n)
-    pos += len(tags) * n
-    with_status = sum(1 for t in tags if t[2])
-    stat = np.frombuffer(raw, np.uint32, with_status * n, pos).reshape(with_status, n)
-    values: dict[str, np.ndarray] = {}
-    quality: dict[str, np.ndarray] = {}
-    status: dict[str, np.ndarray] = {}
-    row = dict.fromkeys(blocks, 0)
-    s = 0
-    for i, (tag, dtype_str, has_status) in enumerate(tags):
-        values[tag] = blocks[dtype_str][row[dtype_str]]
-        row[dtype_str] += 1
-        quality[tag] = qual[i]
-        if has_status:
-            status[tag] = stat[s]
-            s += 1
+    names = layout.names
+    qual = np.frombuffer(raw, np.uint8, len(names) * n, pos).reshape(len(names), n)
+    pos += len(names) * n
+    stat = np.frombuffer(raw, np.uint32, len(layout.with_status) * n, pos).reshape(len(layout.with_status), n)
+    # each dtype group's rows in column order, by C-level zips (a per-tag loop cost ~0.5 µs a
+    # tag on the replay path, which drains a backlog after an outage)
+    values = by_name if layout.pick is None else dict(zip(names, layout.pick(by_name), strict=True))
+    quality = dict(zip(names, qual, strict=True))
+    status = dict(zip(layout.with_status, stat, strict=True))
     # every column is a view of n cells by construction: no need for the constructor's checks
     return SampleBatch.trusted(header["d"], ts, values, quality, status)
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadLayout:
+    """A blob's columns as the header lists them: names in order, each dtype group's members,
+    the tags with status, and how to put the groups' columns back in order (None: one group)."""
+
+    names: tuple[str, ...]
+    groups: tuple[tuple[np.dtype[Any], tuple[str, ...]], ...]
+    with_status: tuple[str, ...]
+    pick: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, ...]] | None
+
+
+def _parse_layout(header: dict[str, Any]) -> _ReadLayout:
+    tags: list[list[Any]] = header["c"]
+    names = tuple(t[0] for t in tags)
+    groups = tuple((np.dtype(g), tuple(t[0] for t in tags if t[1] == g)) for g in header["g"])
+    pick = None
+    if len(groups) > 1:
+        get = itemgetter(*names)
+        pick = get if len(names) > 1 else lambda m: (get(m),)
+    return _ReadLayout(names, groups, tuple(t[0] for t in tags if t[2]), pick)
+
+
+#: Layouts read, by the header's column part: a device's rounds repeat it, and parsing the
+#: JSON of 10,000 columns cost 6 ms a record when a backlog is replayed.
+_read_layouts: dict[bytes, _ReadLayout] = {}
+_READ_LAYOUTS_MAX = 256
+
+
+def _read_layout(tail: bytes) -> _ReadLayout:
+    layout = _read_layouts.get(tail)
+    if layout is None:
+        layout = _parse_layout(orjson.loads(b"{" + tail[1:]))
+        if len(_read_layouts) >= _READ_LAYOUTS_MAX:
+            _read_layouts.clear()
+        _read_layouts[tail] = layout
+    return layout
 
 
 def _decode_v1(blob: bytes) -> SampleBatch:
