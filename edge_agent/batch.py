@@ -8,11 +8,11 @@ samples columnar means no per-sample Python objects on the hot path.
 
 from __future__ import annotations
 
-__all__ = ["Cause", "Quality", "SampleBatch", "cause_of", "describe_status", "now_ns"]
+__all__ = ["Cause", "Quality", "SampleBatch", "cause_of", "column_picker", "describe_status", "now_ns"]
 
 import operator
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -122,6 +122,15 @@ def _concat_columns(parts: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarr
     return _unpacked((order, groups))
 
 
+def column_picker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The values of ``names`` in a mapping, as a tuple, in one C call (KeyError if one is
+    absent): ``operator.itemgetter`` that returns a tuple for one name too."""
+    if not names:
+        return lambda m: ()
+    get = operator.itemgetter(*names)
+    return get if len(names) > 1 else lambda m: (get(m),)
+
+
 def _unpacked(packed: _Packed) -> dict[str, np.ndarray]:
     """Columns as views of their group's rows, in the original order (zip and itemgetter: C-level)."""
     order, groups = packed
@@ -130,9 +139,7 @@ def _unpacked(packed: _Packed) -> dict[str, np.ndarray]:
     by_name: dict[str, np.ndarray] = {}
     for names, rows in groups:
         by_name.update(zip(names, rows, strict=True))
-    if len(order) <= 1:
-        return {n: by_name[n] for n in order}
-    return dict(zip(order, operator.itemgetter(*order)(by_name), strict=True))
+    return dict(zip(order, column_picker(order)(by_name), strict=True))
 
 
 def _unpack(
@@ -191,12 +198,19 @@ class SampleBatch:
         a second.
         """
         names = list(tags)
+        return self.part(names, [self.values[n] for n in names], [self.quality[n] for n in names])
+
+    def part(
+        self, names: Sequence[str], values: Iterable[np.ndarray], quality: Iterable[np.ndarray]
+    ) -> SampleBatch:
+        """The same rows for ``names``, given their columns of this batch in that order (an
+        asset's slice of a device round): dicts built by C-level zips, status looked up."""
         status = self.status
         return SampleBatch.trusted(
             self.device,
             self.ts,
-            {n: self.values[n] for n in names},
-            {n: self.quality[n] for n in names},
+            dict(zip(names, values, strict=True)),
+            dict(zip(names, quality, strict=True)),
             {n: status[n] for n in names if n in status} if status else {},
         )
 

@@ -100,19 +100,9 @@ def _parts(
         return (batch,)
     # slices of the decoded round's columns (kept in record order by the codec), C-level
     names, cols, codes = list(batch.values), list(batch.values.values()), list(batch.quality.values())
-    status = batch.status
     at, out = 0, []
     for _, k in place:
-        part = names[at : at + k]
-        out.append(
-            SampleBatch.trusted(
-                batch.device,
-                batch.ts,
-                dict(zip(part, cols[at : at + k], strict=True)),
-                dict(zip(part, codes[at : at + k], strict=True)),
-                {n: status[n] for n in part if n in status} if status else {},
-            )
-        )
+        out.append(batch.part(names[at : at + k], cols[at : at + k], codes[at : at + k]))
         at += k
     return tuple(out)
 

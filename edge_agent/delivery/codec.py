@@ -19,13 +19,13 @@ import struct
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
-from edge_agent.batch import SampleBatch
+from edge_agent.batch import SampleBatch, column_picker
 
 _V1 = b"EAB1"
 _V2 = b"EAB2"
@@ -161,10 +161,7 @@ def _parse_layout(header: dict[str, Any]) -> _ReadLayout:
     tags: list[list[Any]] = header["c"]
     names = tuple(t[0] for t in tags)
     groups = tuple((np.dtype(g), tuple(t[0] for t in tags if t[1] == g)) for g in header["g"])
-    pick = None
-    if len(groups) > 1:
-        get = itemgetter(*names)
-        pick = get if len(names) > 1 else lambda m: (get(m),)
+    pick = column_picker(names) if len(groups) > 1 else None
     return _ReadLayout(names, groups, tuple(t[0] for t in tags if t[2]), pick)
 
 

@@ -15,11 +15,10 @@ __all__ = ["RAW_SUFFIX", "EngineeringUnits"]
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from operator import itemgetter
 
 import numpy as np
 
-from edge_agent.batch import Quality, SampleBatch
+from edge_agent.batch import Quality, SampleBatch, column_picker
 from edge_agent.config import TagConfig
 
 RAW_SUFFIX = "_raw"
@@ -44,7 +43,7 @@ class EngineeringUnits:
         if names:
             pairs = np.array([counters[n] for n in names], dtype=np.float64).reshape(len(names), 2)
             raw_names = tuple(n + RAW_SUFFIX for n in names)
-            plan = _Plan(names, raw_names, _getter(names), pairs[:, :1].copy(), pairs[:, 1:].copy())
+            plan = _Plan(names, raw_names, column_picker(names), pairs[:, :1].copy(), pairs[:, 1:].copy())
         if len(self._plans) >= _PLANS_MAX:
             self._plans.clear()
         self._plans[columns] = plan
@@ -82,11 +81,6 @@ class _Plan:
     pick: Callable[[Mapping[str, np.ndarray]], tuple[np.ndarray, ...]]
     scale: np.ndarray
     offset: np.ndarray
-
-
-def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, np.ndarray]], tuple[np.ndarray, ...]]:
-    get = itemgetter(*names)
-    return get if len(names) > 1 else lambda m: (get(m),)
 
 
 _PLANS_MAX = 4096

@@ -11,10 +11,9 @@ __all__ = ["AssetRoute", "Router"]
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
-from edge_agent.batch import SampleBatch
+from edge_agent.batch import SampleBatch, column_picker
 from edge_agent.config import AgentConfig, AssetConfig, TagConfig
 from edge_agent.delivery.units import RAW_SUFFIX
 
@@ -35,8 +34,7 @@ class AssetRoute:
         names = [t.name for t in self.tags]
         names += [t.name + RAW_SUFFIX for t in self.tags if t.is_counter]
         object.__setattr__(self, "names", tuple(names))
-        get = itemgetter(*names)
-        object.__setattr__(self, "pick", get if len(names) > 1 else lambda m: (get(m),))
+        object.__setattr__(self, "pick", column_picker(names))
 
     def roles(self) -> dict[str, str]:
         """Tag name → role, for the analytics-relevant (non-generic) tags."""
@@ -66,14 +64,8 @@ class Router:
         cut with one C-level lookup per mapping; one missing some (a batch as polled, an OPC UA
         batch of the changed values) falls back to a name-by-name selection.
         """
-        device, ts, values, quality, status = (
-            batch.device,
-            batch.ts,
-            batch.values,
-            batch.quality,
-            batch.status,
-        )
-        for route in self.routes(device):
+        values, quality = batch.values, batch.quality
+        for route in self.routes(batch.device):
             try:
                 cols = route.pick(values)
             except KeyError:
@@ -81,14 +73,4 @@ class Router:
                 if some:
                     yield route, batch.select(some)
                 continue
-            names = route.names
-            yield (
-                route,
-                SampleBatch.trusted(
-                    device,
-                    ts,
-                    dict(zip(names, cols, strict=True)),
-                    dict(zip(names, route.pick(quality), strict=True)),
-                    {n: status[n] for n in names if n in status} if status else {},
-                ),
-            )
+            yield route, batch.part(route.names, cols, route.pick(quality))
