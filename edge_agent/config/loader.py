@@ -264,20 +264,24 @@ def _too_costly(file: str, need: float, why: str = "") -> ConfigError:
 
 #: Text that may hold a float JSON has not (orjson writes NaN and ±inf as null): an exponent
 #: of 3 digits (a cheap search first, names like "line100" pass the second), 300 digits in a
-#: row; and .nan, .inf, !!float, found by plain substring search.
-_EXPONENT = re.compile(r"e[+-]?[0-9]{3}")
-_NUMBER_EXPONENT = re.compile(r"[0-9.]e[+-]?[0-9]{3}")
-_LONG_NUMBER = re.compile(r"[0-9]{300}")
+#: row; and .nan, .inf, !!float, found by plain substring search. The text is searched as UTF-8
+#: (whose multi-byte characters hold no ASCII byte) with its digits all made '0' by
+#: bytes.translate: a run of 300 is then a substring search, ~10× faster than sre trying
+#: ``[0-9]{300}`` at every digit (0.1 s for a 50,000-tag plant).
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_EXPONENT = re.compile(rb"e[+-]?000")
+_NUMBER_EXPONENT = re.compile(rb"[0.]e[+-]?000")
+_LONG_NUMBER = b"0" * 300
 
 
 def _maybe_not_finite(text: str) -> bool:
     """Called before parsing: its lowercase copy of the text then costs nothing at the peak."""
-    low = text.lower()
-    if ".nan" in low or ".inf" in low or "!!float" in low:
+    low = text.lower().encode("utf-8", "surrogatepass").translate(_ZERO_DIGITS)
+    if b".nan" in low or b".inf" in low or b"!!float" in low:
         return True
     if _EXPONENT.search(low) and _NUMBER_EXPONENT.search(low):
         return True
-    return _LONG_NUMBER.search(text) is not None
+    return _LONG_NUMBER in low
 
 
 def _as_json(data: Any, text: str, maybe_not_finite: bool | None = None) -> bytes | None:
