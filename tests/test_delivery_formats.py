@@ -31,12 +31,19 @@ def batches(draw: st.DrawFn) -> SampleBatch:
     values: dict[str, np.ndarray] = {}
     quality: dict[str, np.ndarray] = {}
     status: dict[str, np.ndarray] = {}
+    # a plugin's columns may be big-endian, strided views, or codes of a wider integer type
+    dtypes = [np.float64, np.int64, np.uint32, np.float32, np.uint64, ">f4", ">i8", ">u2"]
+    code_types = st.sampled_from([np.uint8, np.uint8, np.int64])
+
+    def column(dtype: object, elements: st.SearchStrategy[int] | None = None) -> np.ndarray:
+        col = draw(hnp.arrays(dtype, n, elements=elements))
+        return np.repeat(col, 2)[::2] if draw(st.booleans()) else col  # strided: not contiguous
+
     for j in range(draw(st.integers(1, 12))):
-        dtype = draw(st.sampled_from([np.float64, np.int64, np.uint32, np.float32, np.uint64]))
-        values[f"t{j}"] = draw(hnp.arrays(dtype, n))
-        quality[f"t{j}"] = draw(hnp.arrays(np.uint8, n, elements=st.integers(0, 3)))
+        values[f"t{j}"] = column(draw(st.sampled_from(dtypes)))
+        quality[f"t{j}"] = column(draw(code_types), st.integers(0, 3))
         if draw(st.booleans()):
-            status[f"t{j}"] = draw(hnp.arrays(np.uint32, n))
+            status[f"t{j}"] = column(draw(st.sampled_from([np.uint32, np.int64])), st.integers(0, 2**31))
     return SampleBatch("dev", ts, values, quality, status)
 
 
