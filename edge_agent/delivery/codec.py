@@ -91,7 +91,7 @@ def _joined(cols: list[np.ndarray], n: int, dtype: np.dtype[Any]) -> bytes:
     if len(cols) == 1:
         return cols[0].astype(dtype, copy=False).tobytes()
     try:
-        raw = b"".join(cols)
+        raw = b"".join(cols)  # type: ignore[arg-type]  # numpy arrays export their buffer
     except (TypeError, BufferError):  # a column that is not contiguous
         raw = b""
     if len(raw) == len(cols) * n * dtype.itemsize:
