@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from edge_agent.batch import SampleBatch, column_picker
+from edge_agent.batch import SampleBatch, column_picker, joined_bytes
 
 _V1 = b"EAB1"
 _V2 = b"EAB2"
@@ -61,13 +61,13 @@ def encode_batch(batch: SampleBatch | Sequence[SampleBatch]) -> bytes:
     out = [deltas.tobytes()]
     for members in layout.groups:
         block = cols if members is None else [cols[i] for i in members]
-        out.append(_joined(block, n, block[0].dtype))
+        out.append(joined_bytes(block, n, block[0].dtype))
     if cols:  # quality in column order, whatever order each part's dict keeps
         quality = list(chain.from_iterable(map(p.quality.__getitem__, p.values) for p in parts))
-        out.append(_joined(quality, n, _UINT8))
+        out.append(joined_bytes(quality, n, _UINT8))
     if with_status:
         status = [p.status[t] for p in parts if p.status for t in p.values if t in p.status]
-        out.append(_joined(status, n, _UINT32))
+        out.append(joined_bytes(status, n, _UINT32))
     header = b'{"d":' + orjson.dumps(first.device) + b',"n":' + str(n).encode() + layout.tail
     body = header + b"".join(out)
     flags = 0
@@ -78,25 +78,6 @@ def encode_batch(batch: SampleBatch | Sequence[SampleBatch]) -> bytes:
 
 _DTYPE = attrgetter("dtype")
 _UINT8, _UINT32 = np.dtype(np.uint8), np.dtype(np.uint32)
-
-
-def _joined(cols: list[np.ndarray], n: int, dtype: np.dtype[Any]) -> bytes:
-    """The bytes of ``cols`` (``n`` values each) one after the other, as ``dtype``.
-
-    bytes.join reads the arrays' buffers directly: for a round of thousands of one-row
-    columns it is ~3.5× faster than np.concatenate (10,000 columns: 0.3 ms, not 1.1). It gives
-    concatenate's bytes when every column is contiguous and of ``dtype``'s size, which a dtype
-    group is by construction; quality or status codes of another width (a plugin's int64
-    codes) or a non-contiguous column take numpy's path, which casts."""
-    if len(cols) == 1:
-        return cols[0].astype(dtype, copy=False).tobytes()
-    try:
-        raw = b"".join(cols)  # type: ignore[arg-type]  # numpy arrays export their buffer
-    except (TypeError, BufferError):  # a column that is not contiguous
-        raw = b""
-    if len(raw) == len(cols) * n * dtype.itemsize:
-        return raw
-    return np.concatenate(cols, dtype=dtype, casting="unsafe").tobytes()
 
 
 @dataclass(frozen=True, slots=True)

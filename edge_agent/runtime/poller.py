@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.batch import Quality, SampleBatch, cause_of, now_ns
+from edge_agent.batch import Quality, SampleBatch, cause_of, joined_bytes, now_ns
 from edge_agent.drivers.base import Driver
 from edge_agent.errors import DeviceConnectError, DriverError
 from edge_agent.retry import Backoff
@@ -34,6 +34,7 @@ BatchHandler = Callable[[SampleBatch], Awaitable[None]]
 PollObserver = Callable[[str, float, bool], None]
 log = logging.getLogger("edge_agent.poller")
 _QUALITY_NAMES = {q: q.name.lower() for q in Quality}
+_CODES = np.dtype(np.uint8)
 
 
 @dataclass(slots=True)
@@ -164,7 +165,8 @@ class DevicePoller:
             counts = last[1]  # the same read-only all-Good mapping as last poll: same counts
         else:
             cols = list(batch.quality.values())
-            counts = np.bincount(np.concatenate(cols), minlength=len(Quality))
+            codes = np.frombuffer(joined_bytes(cols, len(batch), _CODES), np.uint8)
+            counts = np.bincount(codes, minlength=len(Quality))
             # The Modbus codec hands out one read-only mapping of read-only arrays for every
             # all-Good poll; its counts cannot change, so the common case costs O(1) per poll.
             if isinstance(batch.quality, MappingProxyType) and not any(c.flags.writeable for c in cols):
