@@ -447,3 +447,51 @@ async def test_a_long_analytics_round_yields_so_other_devices_keep_their_cadence
     assert busy >= 1.0  # the loop really was busy most of the time
     assert stats["fast"].polls >= 35  # 2.5 s at 0.05 s, start-up aside
     assert stats["fast"].skipped_polls <= 2, stats["fast"]
+
+
+async def test_polls_wait_the_linger_only_when_another_poll_of_the_device_can_join_them() -> None:
+    """A device polled faster than ``buffer.linger`` has its polls joined into one record; one
+    polled no faster goes out at once: its next poll could not join within the linger, and
+    waiting for it only made every sample ``linger`` older."""
+    import time
+
+    from edge_agent.config import AssetConfig, build_config_model
+    from edge_agent.runtime.service import Agent
+
+    linger = 0.25
+    seen: dict[str, list[tuple[int, float]]] = {"slow": [], "fast": []}  # (rows, age in s)
+
+    class Collect:
+        async def submit(
+            self, kind: str, asset: AssetConfig, batch: SampleBatch, *, window: str | None = None
+        ) -> None:
+            if kind == "raw":
+                seen[batch.device].append((len(batch), (time.time_ns() - int(batch.ts[0])) / 1e9))
+
+    slow = _config("slow", interval=0.3)
+    fast = _config("fast", interval=0.05).model_copy(update={"tags": [TagConfig(name="v", asset="a2")]})
+    config = build_config_model([ScriptedConfig]).model_validate(
+        {
+            "assets": [
+                {"id": a, "site": "s", "area": "a", "line": "l", "rated_power_kw": 10} for a in ("a1", "a2")
+            ],
+            "buffer": {"linger": linger},
+            "devices": [slow.model_dump(), fast.model_dump()],
+        }
+    )
+    drivers = {"scripted": lambda c: ScriptedDriver(c, [])}
+    agent = Agent(config, sink=Collect(), drivers=drivers, persist_state=False)  # type: ignore[dict-item]
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    for _ in range(100):  # until each device has several records
+        await asyncio.sleep(0.1)
+        if len(seen["slow"]) >= 6 and len(seen["fast"]) >= 6:
+            break
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    slow_ages = sorted(age for _, age in seen["slow"])
+    assert all(rows == 1 for rows, _ in seen["slow"]), seen["slow"]
+    # waiting the linger made every age at least the linger; now the median is well below it
+    assert slow_ages[len(slow_ages) // 2] < linger / 2, slow_ages
+    fast_rows = [rows for rows, _ in seen["fast"][:-1]]  # the last may be cut short by the stop
+    assert max(fast_rows) >= 3 and sum(fast_rows) / len(fast_rows) >= 2, fast_rows  # joined

@@ -86,7 +86,7 @@ class BufferConfig(StrictModel):
         ge=0,
         description="coalesce each device's polls this long into one buffer record and one MQTT message "
         "per asset (and one analytics call); capped at analytics.kpi_interval. Adds at most this much "
-        "latency to raw data and to KPIs",
+        "latency to raw data and to KPIs; a device polled no faster than this does not wait",
     )
     queue_samples: int = Field(
         2_000_000,

@@ -2,8 +2,9 @@
 
 Acquisition is apart from processing: pollers only ``offer`` their batches to a bounded
 :class:`BatchQueue` and keep their cadence; one processing task coalesces each device's polls
-for up to ``buffer.linger`` seconds (capped at the live KPI window), runs analytics once per
-asset over those rows, and submits one record per asset. So a record, an MQTT message and an
+for up to ``buffer.linger`` seconds (capped at the live KPI window; not at all for a device
+polled no faster than that, whose next poll could not join), runs analytics once per asset
+over those rows, and submits one record per asset. So a record, an MQTT message and an
 analytics call each carry many rows, and raw data and KPIs are at most ``linger`` late.
 
 Failures stay where they happen: a driver's in its poller, an asset's analytics in that
@@ -126,6 +127,9 @@ class Agent:
         self.round_lock = asyncio.Lock()
         # devices whose driver marks NaN/±Inf Bad itself (Driver.marks_nonfinite)
         self._marks_nonfinite: dict[str, bool] = {}
+        #: How long each device's polls wait to be joined (make_poller): the linger, or 0 when
+        #: the device is polled no faster than it (its next poll could not join anyway).
+        self._waits: dict[str, float] = {}
         self.pollers = [self.make_poller(dev) for dev in config.devices if dev.enabled]
         self.stats = RuntimeStats(devices={p.name: p.stats for p in self.pollers}, queue=self.queue.stats)
         self._pending: dict[str, _Pending] = {}
@@ -138,6 +142,9 @@ class Agent:
         cls = self.registry[dev.driver]
         # a registry entry may be any factory; only an explicit True skips the runtime's check
         self._marks_nonfinite[dev.name] = getattr(cls, "marks_nonfinite", False) is True
+        # A device polled every second gained nothing from waiting half a second for a poll
+        # that could not come within it, but the wait: half a second on every sample's age.
+        self._waits[dev.name] = self.linger if dev.poll_interval < self.linger else 0.0
         driver = _create(cls, dev, self.links)
         return DevicePoller(driver, self._offer, limiter=self.limiter, on_poll=self._on_poll)
 
@@ -165,8 +172,8 @@ class Agent:
         """Coalesce, analyse and submit until the queue is closed and drained."""
         loop = asyncio.get_running_loop()
         while True:
-            due = min((p.since for p in self._pending.values()), default=None)
-            timeout = None if due is None else max(0.0, due + self.linger - loop.time())
+            due = min((self._due_at(d, p) for d, p in self._pending.items()), default=None)
+            timeout = None if due is None else max(0.0, due - loop.time())
             batches = await self.queue.take_all(timeout)
             now = loop.time()
             for b in batches:
@@ -176,14 +183,17 @@ class Agent:
                 p.batches.append(b)
                 p.samples += len(b) * len(b.values)
             closing = self.queue.closed and not batches
-            for device in [d for d, p in self._pending.items() if closing or self._due(p, now)]:
+            for device in [d for d, p in self._pending.items() if closing or self._due(d, p, now)]:
                 async with self.round_lock:
                     await self._handle(SampleBatch.concat(self._pending.pop(device).batches))
             if closing:
                 return
 
-    def _due(self, p: _Pending, now: float) -> bool:
-        return now - p.since >= self.linger or p.samples >= MAX_COALESCED_SAMPLES
+    def _due_at(self, device: str, p: _Pending) -> float:
+        return p.since + self._waits.get(device, self.linger)
+
+    def _due(self, device: str, p: _Pending, now: float) -> bool:
+        return now >= self._due_at(device, p) or p.samples >= MAX_COALESCED_SAMPLES
 
     async def _handle(self, batch: SampleBatch) -> None:
         """One device's coalesced rows: analytics per asset, failures contained; one submit for all."""
