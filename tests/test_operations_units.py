@@ -249,3 +249,65 @@ def test_the_running_agent_freezes_its_start_up_objects_and_collects_less_often(
         gc.unfreeze()
         gc.set_threshold(*before)
         gc.enable()
+
+
+async def test_the_status_topic_publishes_every_change_and_skips_unchanged_assets(tmp_path: Path) -> None:
+    """The publisher skips an asset by the identity of its totals (new only when its rows are
+    booked) while its devices' health and the config stay the same objects: a state change, a
+    device going down and back, a reload and staleness must each still publish, and nothing else."""
+    from edge_agent.operations.status_topic import StatusPublisher
+
+    tags = [TagConfig(name=f"p{i}", asset=f"m{i}", role="power", unit="kW") for i in range(3)]
+    dev = HangConfig(name="plc", poll_interval=1.0, tags=tags)
+    states = {"off_below_kw": 1, "idle_below_kw": 5, "hysteresis_kw": 0, "min_dwell_s": 0}
+    cfg = AgentConfig.model_validate(
+        {
+            "agent": {"status_interval": 3600},
+            "assets": [
+                {"id": f"m{i}", "site": "s", "area": "a", "line": "l", "rated_power_kw": 10, "states": states}
+                for i in range(3)
+            ],
+            "analytics": {"hold_rows": 0},
+            "buffer": {"path": str(tmp_path / "buffer.db")},
+            "devices": [],
+        }
+    ).model_copy(update={"devices": [dev]})
+    agent = Agent(cfg, drivers={"hang": HangDriver}, persist_state=False)  # type: ignore[dict-item]
+    view = RuntimeView(agent, None, "cfg.yaml")
+    sent: list[tuple[str, str, tuple[str, ...]]] = []
+
+    class Target:
+        def publish_status(self, asset: Any, state: str, **details: Any) -> None:
+            sent.append((asset.id, state, tuple(details["devices_down"])))
+
+    publisher = StatusPublisher(view, Target())
+    t = time.time_ns()
+
+    async def poll(kw: list[float]) -> None:
+        nonlocal t
+        t += 1_000_000_000
+        await agent._handle(SampleBatch.single("plc", t, {f"p{i}": v for i, v in enumerate(kw)}))
+        view._totals_at = None  # the view's half-second cache, as if a check came later
+
+    def check() -> list[tuple[str, str, tuple[str, ...]]]:
+        sent.clear()
+        publisher.publish_changed()
+        return sorted(sent)
+
+    await poll([0.0, 0.0, 0.0])
+    assert check() == [("m0", "off", ()), ("m1", "off", ()), ("m2", "off", ())]
+    await poll([0.0, 0.0, 0.0])  # booked again (new totals objects), nothing changed
+    assert check() == []
+    assert check() == []  # the same objects: skipped by identity
+    await poll([0.0, 8.0, 0.0])
+    assert check() == [("m1", "producing", ())]
+    poller = agent.pollers[0]
+    poller.stats.down_since, poller.stats.last_error = time.time(), "device 'plc': no answer within 5 s"
+    assert check() == [("m0", "off", ("plc",)), ("m1", "producing", ("plc",)), ("m2", "off", ("plc",))]
+    assert check() == []
+    poller.stats.down_since = None
+    assert check() == [("m0", "off", ()), ("m1", "producing", ()), ("m2", "off", ())]
+    agent.config = cfg.model_copy()  # a reload: compared afresh, unchanged assets stay quiet
+    assert check() == []
+    publisher._last["m2"] = publisher._last["m2"]._replace(when=time.monotonic() - 3601)  # stale
+    assert check() == [("m2", "off", ())]

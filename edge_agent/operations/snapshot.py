@@ -193,10 +193,11 @@ class RuntimeView:
         tz = ZoneInfo(self.agent.config.analytics.timezone)
         return dt.datetime.now(tz).date()
 
-    def asset_states(self) -> dict[str, str]:
-        """Each asset's state (off, idle, …) without building its whole status: the status
-        topic checks every second which of thousands of assets changed."""
-        return {asset_id: t.state.name.lower() for asset_id, t in self._totals().items()}
+    def asset_totals(self) -> dict[str, Totals]:
+        """Each asset's running totals, without building its whole status: the status topic
+        checks every second which of thousands of assets changed. An asset's object is the
+        same until its rows are booked again."""
+        return self._totals()
 
     def asset_statuses(self, ids: Collection[str]) -> tuple[AssetStatus, ...]:
         """The full status of some assets only (those the status topic publishes now)."""
