@@ -45,8 +45,13 @@ def asset_status_payload(a: AssetStatus, devices: list[str], down: frozenset[str
         "kwh_today": _finite(a.kwh_today, 3),
         "idle_share": _finite(a.idle_share, 4),
         "scrap_ratio": _finite(a.scrap_ratio, 4),
-        "devices_down": sorted(n for n in devices if n in down),
+        "devices_down": list(_down_of(devices, down)),
     }
+
+
+def _down_of(devices: list[str], down: frozenset[str]) -> tuple[str, ...]:
+    """Which of an asset's devices are down, in name order."""
+    return tuple(sorted(n for n in devices if n in down))
 
 
 class _Published(NamedTuple):
@@ -79,30 +84,28 @@ class StatusPublisher:
         """
         view = self.view
         config = view.agent.config
-        same_config = self._devices is not None and self._devices[0] is config
-        if not same_config:  # a reload brings a new config
-            self._devices = (config, _devices_of(config))
-        assert self._devices is not None
-        devices = self._devices[1]
+        cached = self._devices
+        same_config = cached is not None and cached[0] is config
+        if cached is None or not same_config:  # a reload brings a new config
+            cached = self._devices = (config, _devices_of(config))
+        devices = cached[1]
         now = time.monotonic()
         down = frozenset(d.name for d in view.device_health() if d.error is not None)
         unchanged = same_config and down == self._down
         self._down = down
         interval = config.agent.status_interval
         totals = view.asset_totals()
-        due: dict[str, tuple[str, tuple[str, ...]]] = {}
+        due: list[str] = []
         for asset_id, t in totals.items():
             last = self._last.get(asset_id)
-            if last is not None and now - last.when < interval:
+            if last is not None and now - last.when < interval:  # else stale or new: due
                 if unchanged and last.totals is t:
                     continue
-                key = (t.state.name.lower(), tuple(sorted(n for n in devices.get(asset_id, ()) if n in down)))
+                key = (t.state.name.lower(), _down_of(devices.get(asset_id, []), down))
                 if (last.state, last.down) == key:
-                    self._last[asset_id] = last._replace(totals=t)
+                    self._last[asset_id] = last._replace(totals=t)  # decided on this object now
                     continue
-            else:
-                key = (t.state.name.lower(), tuple(sorted(n for n in devices.get(asset_id, ()) if n in down)))
-            due[asset_id] = key
+            due.append(asset_id)
         n = 0
         for a in view.asset_statuses(due) if due else ():
             try:
