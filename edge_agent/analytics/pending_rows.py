@@ -179,7 +179,9 @@ class PendingRows:
         rows = self._rows()
         # the returned arrays are views of these: the next slot writes into new ones
         self._ts, self._cols, self._n, self._stored = None, [], 0, 0
-        self._cap = max(_FIRST_CAPACITY, n + n // 4)
+        # the next slot holds about as many: a few rows of slack (a quarter was 1.2 kB an asset
+        # of memory never used; a slot that outgrows it doubles once)
+        self._cap = max(_FIRST_CAPACITY, n + max(2, n // 16))
         return rows
 
     def _rows(self) -> _Rows:
