@@ -11,9 +11,11 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+import pytest
 
 from edge_agent.batch import Quality, SampleBatch
 from edge_agent.drivers.modbus import ModbusDeviceConfig, ModbusDriver
+from edge_agent.drivers.modbus.transport import Connection
 from edge_agent.runtime import DevicePoller
 from edge_agent_simulators import Simulator, register_map
 
@@ -157,3 +159,48 @@ async def test_simulator_drops_and_restart_heal_without_help() -> None:
         assert not [t for t in good_times(rows[asset]) if 0.55 < t < 0.8], f"{asset}: Good while down"
         assert [t for t in good_times(rows[asset]) if t > 1.0], f"{asset} did not recover"
         assert p.stats.healthy
+
+
+async def test_a_cancel_arriving_with_the_answer_stops_the_read_and_the_poller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fault injection: cancel exactly as an answer arrives, the race the restart test hit rarely.
+
+    pymodbus waits for answers with asyncio.wait_for, which on Python 3.11 returns the answer
+    instead of raising when the cancellation lands in the loop iteration the answer does. The
+    hook below cancels from inside the client's receive callback, just before pymodbus resolves
+    the answer, so that iteration is hit every time. Before the fix the read returned its batch
+    and the poller polled on forever (poll()'s TaskGroup, and the test, hung).
+    """
+    victim: list[asyncio.Task[Any]] = []
+    received = Connection._on_packet
+
+    def cancel_on_answer(self: Connection, sending: bool, data: bytes) -> bytes:
+        if not sending and victim:
+            victim.pop().cancel()
+        return received(self, sending, data)
+
+    monkeypatch.setattr(Connection, "_on_packet", cancel_on_answer)
+    async with Simulator(opcua_port=None, seed=7, time_scale=60.0) as sim:
+        assert sim.modbus_port is not None
+        async with ModbusDriver(configs(sim.modbus_port)["main"]) as driver:
+            reader = asyncio.create_task(driver.read())
+            victim.append(reader)
+            await asyncio.wait({reader}, timeout=5.0)
+            assert reader.cancelled(), "the read swallowed its cancellation"
+            after = await driver.read()  # the link is still usable
+            assert all(q[0] == Quality.GOOD for q in after.quality.values())
+
+        driver = ModbusDriver(configs(sim.modbus_port)["main"])
+        polls: list[SampleBatch] = []
+
+        async def handler(batch: SampleBatch) -> None:
+            polls.append(batch)
+            if len(polls) == 3:  # cancel the poller as its 4th answer arrives
+                victim.append(poller)
+
+        poller = asyncio.create_task(DevicePoller(driver, handler).run())
+        done, _ = await asyncio.wait({poller}, timeout=5.0)
+        poller.cancel()
+        await driver.close()
+        assert done and poller.cancelled(), f"the poller polled on after its cancel ({len(polls)} polls)"

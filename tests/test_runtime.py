@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from importlib.metadata import EntryPoint
 from typing import Literal
@@ -495,3 +496,30 @@ async def test_polls_wait_the_linger_only_when_another_poll_of_the_device_can_jo
     assert slow_ages[len(slow_ages) // 2] < linger / 2, slow_ages
     fast_rows = [rows for rows, _ in seen["fast"][:-1]]  # the last may be cut short by the stop
     assert max(fast_rows) >= 3 and sum(fast_rows) / len(fast_rows) >= 2, fast_rows  # joined
+
+
+class CancelSwallowingDriver(ScriptedDriver):
+    """Fault injection: a read that loses its cancellation, as Python 3.11's ``asyncio.wait_for``
+    (inside pymodbus and asyncua) does when the cancel lands as the awaited answer arrives."""
+
+    def __init__(self, config: ScriptedConfig, script: list[str]) -> None:
+        super().__init__(config, script)
+        self.reading = asyncio.Event()
+
+    async def read(self) -> SampleBatch:
+        self.reading.set()
+        # the answer (or the link error) "arrives" with the cancel: wait_for returns it
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(1.0)
+        return await super().read()
+
+
+@pytest.mark.parametrize("answer", ["ok", "drop"])
+async def test_a_poller_stops_when_cancelled_even_if_its_driver_swallowed_the_cancel(answer: str) -> None:
+    driver = CancelSwallowingDriver(_config(), [answer] * 100)
+    task = asyncio.create_task(DevicePoller(driver, _noop, backoff_initial=0.01).run())
+    await driver.reading.wait()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2.0)  # it polled on (and a stop hung) before
+    task.cancel()
+    assert done and task.cancelled(), f"the poller ran on after its cancel ({driver.value} good reads)"

@@ -92,6 +92,10 @@ class DevicePoller:
         self._late = 0  # ticks skipped in the current overrun episode
         self._session_good = False  # the current session read at least once
         self._last_quality: tuple[Mapping[str, np.ndarray], np.ndarray] | None = None
+        # The task running run() and its cancelling() count when run() began (see
+        # _stop_if_cancelled).
+        self._task: asyncio.Task[Any] | None = None
+        self._cancels = 0
 
     @property
     def name(self) -> str:
@@ -99,10 +103,13 @@ class DevicePoller:
 
     async def run(self) -> None:
         """Sessions forever: a session ends on any failure; the next starts after a backoff."""
+        self._task = asyncio.current_task()
+        self._cancels = self._task.cancelling() if self._task is not None else 0
         while True:
             good = await self._session()
             if good:
                 self._backoff.reset()  # the link worked: the next outage starts with a short wait
+            self._stop_if_cancelled()
             self.stats.reconnects += 1
             delay = await self._backoff.wait()
             log.debug("device %r: reconnected after %.2f s", self.name, delay)
@@ -148,7 +155,18 @@ class DevicePoller:
                 self._skipped(missed)
             elif self._late:
                 self._on_time()
+            self._stop_if_cancelled()
             await asyncio.sleep(next_at - now)
+
+    def _stop_if_cancelled(self) -> None:
+        """End the poller if it was cancelled but the driver swallowed the CancelledError.
+
+        Python 3.11's ``asyncio.wait_for`` (inside pymodbus and asyncua) loses a cancellation
+        that arrives as the awaited operation completes; a poller that then polled on would
+        keep whoever cancelled it (a TaskGroup, a stop, a reload) waiting forever.
+        """
+        if self._task is not None and self._task.cancelling() > self._cancels:
+            raise asyncio.CancelledError
 
     def _observe(self, seconds: float, ok: bool) -> None:
         if self.on_poll is not None:

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import serial
 from pymodbus import FramerType
@@ -45,6 +45,32 @@ log = logging.getLogger("edge_agent.drivers.modbus")
 #: presumed half-open and closed, so the runtime reconnects instead of timing out forever.
 SILENCE_LIMIT = 3
 _NEVER = 1 << 30  # pymodbus's own disconnect-on-silence is replaced by SILENCE_LIMIT
+T = TypeVar("T")
+
+
+async def _keeping_cancellation(operation: Awaitable[T]) -> T:
+    """Await a pymodbus operation without losing a cancellation of the calling task.
+
+    pymodbus waits for answers and connects with ``asyncio.wait_for``, which before Python
+    3.12 loses a cancellation that arrives in the loop iteration in which the awaited
+    operation completes (CPython gh-86296): the answer is returned (or the link error
+    raised) and the task runs on as if never cancelled, so a poller polls on and whoever
+    stops it waits forever. A cancellation requested during the await (the task's
+    ``cancelling()`` count went up) that did not come out as CancelledError is raised here.
+    """
+    task = asyncio.current_task()
+    requested = task.cancelling() if task is not None else 0
+    try:
+        result = await operation
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if task is not None and task.cancelling() > requested:
+            raise asyncio.CancelledError from exc
+        raise
+    if task is not None and task.cancelling() > requested:
+        raise asyncio.CancelledError
+    return result
 
 
 def link_key(config: ModbusDeviceConfig) -> tuple[str, ...]:
@@ -172,7 +198,7 @@ class Connection:
         async with self.lock:
             if self.connected:
                 return
-            if not await self.client.connect():
+            if not await _keeping_cancellation(self.client.connect()):
                 timeout = client_internals.connect_timeout(self.client)
                 reason = f"refused, unreachable or port missing (within {timeout:g} s)"
                 if config.transport == "serial":
@@ -209,7 +235,7 @@ class Connection:
             self._in_flight = True
             received = self._received
             try:
-                response = await request()
+                response = await _keeping_cancellation(request())
                 answered_ns = time.time_ns()
             except ConnectionException as exc:
                 raise DeviceConnectError(device, f"{what()}: connection lost ({exc.string})") from exc
