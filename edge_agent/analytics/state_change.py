@@ -49,11 +49,11 @@ from __future__ import annotations
 __all__ = ["NO_SWITCH", "TimeBase", "split_interval", "time_base_at", "time_base_terms"]
 
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from .normal_tails import erfcx, ndtr
 
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
@@ -108,15 +108,6 @@ def time_base_at(sxx: _F64, sxy: _F64, syy: _F64, sw: _F64, x_before: _F64) -> t
     return rho, np.sqrt(np.maximum(var, 0.0))
 
 
-@cache
-def _special() -> tuple[Any, Any]:
-    """scipy's erfcx and ndtr, imported on the first estimated change (scipy is costly to
-    import) and then kept: ``from scipy.special import …`` in the function cost ~20 µs a call."""
-    from scipy.special import erfcx, ndtr
-
-    return erfcx, ndtr
-
-
 def _uniform_posterior_mean(mu: _F64, sd: _F64) -> _F64:
     """Mean of N(mu, sd²) truncated to [0, 1] — the posterior mean of φ under a uniform prior.
 
@@ -124,7 +115,6 @@ def _uniform_posterior_mean(mu: _F64, sd: _F64) -> _F64:
     normal's tail (more than 5 sd) is handled in scaled form (``erfcx``), where the plain
     ratio of two underflowing probabilities would be 0/0.
     """
-    erfcx, ndtr = _special()
     flip = mu > 0.5
     m0 = np.where(flip, 1.0 - mu, mu)
     a = -m0 / sd
