@@ -16,7 +16,7 @@ from edge_agent.errors import MissingExtraError
 
 #: extra name -> the import names it provides (kept in step with pyproject.toml)
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "evaluate": ("matplotlib",),
+    "evaluate": ("matplotlib", "scipy"),
     "demo": ("amqtt",),
     "testing": ("pytest", "pytest_asyncio"),
 }
