@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["erfcx", "ndtr"]
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +25,10 @@ _ASYMPTOTIC_FROM = 10.0
 _TERMS = 16
 
 
-def _each(fn: object, x: _F64) -> _F64:
+def _each(fn: Callable[[float], float], x: _F64) -> _F64:
+    """``fn`` of every element (called on a few values per batch: one per estimated change)."""
     values = np.asarray(x, np.float64)
-    out = np.fromiter(map(fn, values.ravel().tolist()), np.float64, values.size)  # type: ignore[call-overload]
-    return out.reshape(values.shape)
+    return np.fromiter(map(fn, values.ravel().tolist()), np.float64, values.size).reshape(values.shape)
 
 
 def _erfcx_one(x: float) -> float:
