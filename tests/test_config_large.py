@@ -163,7 +163,8 @@ def test_loaded_tags_are_rebuilt_smaller_and_stay_equal() -> None:
 
 def test_each_tags_own_checks_run_once_on_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """pydantic re-runs a model's "after" checks on every instance a containing model takes
-    as is; the loader's whole-file pass tells the tags' checks they ran in their chunk."""
+    as is; in the loader's whole-file pass a device takes the tags built in chunks as they are
+    (DeviceConfig._tags_built_already)."""
     import edge_agent.config.model as model
 
     class Counting(dict[str, frozenset[str]]):

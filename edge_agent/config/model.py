@@ -20,6 +20,7 @@ __all__ = [
 
 import ipaddress
 import sys
+import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -29,7 +30,9 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -152,9 +155,7 @@ class TagConfig(StrictModel):
     writable: bool = False
 
     @model_validator(mode="after")
-    def _unit_fits_role(self, info: ValidationInfo) -> TagConfig:
-        if checked_before(info):
-            return self
+    def _unit_fits_role(self) -> TagConfig:
         allowed = ROLE_UNITS[self.role]
         if self.unit not in allowed:
             raise ValueError(
@@ -164,9 +165,7 @@ class TagConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _counter_fields(self, info: ValidationInfo) -> TagConfig:
-        if checked_before(info):
-            return self
+    def _counter_fields(self) -> TagConfig:
         counter_only = (self.max_rate_per_s, self.resolution, self.counter_lag)
         if not self.is_counter and any(x is not None for x in counter_only):
             raise ValueError(
@@ -198,6 +197,19 @@ class DeviceConfig(StrictModel):
     retries: int = Field(1, ge=0, le=10)
     backoff_max: Seconds = Field(30.0, gt=0)
     tags: list[Any] = Field(default_factory=list)
+
+    @field_validator("tags", mode="wrap")
+    @classmethod
+    def _tags_built_already(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        """Tags the loader built in chunks are taken as they are: pydantic would run each one's
+        ``mode="after"`` checks again (~0.4 s of CPU for 50,000 tags)."""
+        if checked_before(info) and isinstance(value, list):
+            built = typing.get_args(cls.model_fields["tags"].annotation)
+            if len(built) == 1 and set(map(type, value)) <= {built[0]}:
+                return value
+        return handler(value)
 
     def tag_configs(self) -> list[TagConfig]:
         return [t for t in self.tags if isinstance(t, TagConfig)]

@@ -21,10 +21,10 @@ __all__ = [
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from edge_agent.config.model import DeviceConfig, TagConfig
-from edge_agent.config.types import Seconds, checked_before
+from edge_agent.config.types import Seconds
 
 RegisterTable = Literal["coil", "discrete_input", "holding", "input"]
 DataType = Literal[
@@ -73,21 +73,18 @@ class ModbusTagConfig(TagConfig):
         """Coils default to bool; a counter's rollover width defaults to its data type's."""
         if not isinstance(data, dict):
             return data
-        data = dict(data)
         if data.get("register") in BIT_TABLES and "data_type" not in data:
-            data["data_type"] = "bool"
+            data = {**data, "data_type": "bool"}
         dtype = data.get("data_type", "uint16")
         role = data.get("role", "")
         if isinstance(role, str) and role.endswith("_counter") and "counter_bits" not in data:
             width = REGISTER_WIDTH.get(dtype) if isinstance(dtype, str) else None
             if width is not None and dtype in INTEGER_TYPES:
-                data["counter_bits"] = 16 * width
-        return data
+                data = {**data, "counter_bits": 16 * width}
+        return data  # the caller's mapping, copied only when a default is added
 
     @model_validator(mode="after")
-    def _consistent(self, info: ValidationInfo) -> ModbusTagConfig:
-        if checked_before(info):
-            return self
+    def _consistent(self) -> ModbusTagConfig:
         where = f"tag {self.name!r}"
         if self.table in BIT_TABLES:
             if self.data_type != "bool":

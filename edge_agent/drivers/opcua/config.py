@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from edge_agent.config.model import DeviceConfig, TagConfig
-from edge_agent.config.types import Seconds, StrictModel, checked_before
+from edge_agent.config.types import Seconds, StrictModel
 from edge_agent.drivers.opcua.addressing import (
     BrowsePathAddress,
     NodeAddress,
@@ -80,9 +80,7 @@ class OpcUaTagConfig(TagConfig):
     deadband: Deadband | None = None
 
     @model_validator(mode="after")
-    def _one_address(self, info: ValidationInfo) -> OpcUaTagConfig:
-        if checked_before(info):
-            return self
+    def _one_address(self) -> OpcUaTagConfig:
         if (self.node_id is None) == (self.browse_path is None):
             raise ValueError(
                 f"tag {self.name!r}: give exactly one of 'node_id' (e.g. 'nsu=urn:plant;s=cnc1.power_kw') "
