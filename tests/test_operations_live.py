@@ -56,10 +56,18 @@ def test_metrics_and_healthz_follow_the_broker(
     devices = [d["name"] for d in agent.status()["devices"]]
     assert len(devices) == 4
 
-    first = _metrics(agent)
-    wait_for(
-        lambda: _metrics(agent)["edge_agent_polls_total"] != first["edge_agent_polls_total"], 10, "polls"
-    )
+    # healthy needs one device polling; an OPC UA session takes longer to open than a Modbus link
+    # (CI once saw comp1-opcua at 0 polls when the others had delivered)
+    def every_device_read() -> bool:
+        m = _metrics(agent)
+        return all(
+            _device_value(m, "edge_agent_polls_total", d) > 0
+            and m["edge_agent_poll_latency_seconds_count"].get((("device", d),), 0) > 0
+            and m["edge_agent_samples_total"].get((("device", d), ("quality", "good")), 0) > 0
+            for d in devices
+        )
+
+    wait_for(every_device_read, 20, "a good read of every device", agent)
     # Rows reach the sinks after the runtime's linger (buffer.linger): wait for the first delivery.
     wait_for(
         lambda: _metrics(agent)["edge_agent_sink_delivered_samples_total"].get((("sink", "mqtt"),), 0) > 0,
