@@ -491,7 +491,7 @@ async def test_parts_sec_scrap_availability_oee_yield_match_truth(run: Run) -> N
     # the energy: totals, SEC, scrap ratio and yield count them. OEE relates parts to time and
     # that span's time is unknown, so the agent leaves those parts out of it (its
     # unattributed_good_quantity), and the truth leaves out both the span's parts and time.
-    made = scrapped = 0.0
+    made = 0.0
     for asset, pru in (("cnc1", 30.0), ("imm1", 3.75), ("imm1m", 3.75)):
         exp = expected(run, asset)
         got = agent_sums(run, asset)
@@ -499,7 +499,6 @@ async def test_parts_sec_scrap_availability_oee_yield_match_truth(run: Run) -> N
         a_ = {k: c[k] + d[k] for k in c}  # all the counters show, the agent's downtime included
         produced = a_["good"] + a_["scrap"]
         made += produced
-        scrapped += a_["scrap"]
         for name, a, b in (
             ("produced", got["produced_quantity"], produced),
             ("good", got["good_quantity"], a_["good"]),
@@ -537,7 +536,9 @@ async def test_parts_sec_scrap_availability_oee_yield_match_truth(run: Run) -> N
         timed_good = got["good_quantity"] - got["unattributed_good_quantity"]
         report(run, f"{asset} OEE", pru * timed_good / got["pbt_s"], pru * c["good"] / pbt)
         assert close(pru * timed_good / got["pbt_s"], pru * c["good"] / pbt, abs_=0.0)
-    assert made > 0 and scrapped > 0  # the plant made parts and scrap in the interval
+    # the plant made parts in the interval; scrap on most seeds (not seed 5 in its 85 s): where
+    # it made none, the checks above hold the agent to booking none
+    assert made > 0
 
 
 async def test_compressor_load_share_and_specific_power_match_truth(run: Run) -> None:
