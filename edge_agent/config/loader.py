@@ -56,7 +56,6 @@ import json
 import os
 import re
 import sys
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -69,7 +68,7 @@ from edge_agent.config.compact import compact_models
 from edge_agent.config.model import AgentConfig, build_config_model
 from edge_agent.config.redact import redact_urls
 from edge_agent.config.shape import MAX_ASSETS, MAX_DEVICES, MAX_KEYS, MAX_TAGS, ShapeError, check_shape
-from edge_agent.config.types import ITEMS_CHECKED
+from edge_agent.config.types import ITEMS_CHECKED, item_model
 from edge_agent.config.yaml_parser import yaml_rs
 from edge_agent.config.yaml_pieces import PieceError, estimate, parse_in_pieces
 from edge_agent.errors import ConfigError, ConfigProblem
@@ -455,7 +454,7 @@ def _validate_in_chunks(
     """
     lists: list[tuple[PathKey, list[Any], Any]] = []
     if isinstance(data.get("assets"), list):
-        lists.append((("assets",), data["assets"], _item_type(model, "assets")))
+        lists.append((("assets",), data["assets"], item_model(model, "assets")))
     devices = data.get("devices")
     for i, dev in enumerate(
         devices if isinstance(devices, list) else ()
@@ -463,7 +462,7 @@ def _validate_in_chunks(
         name = dev.get("driver") if isinstance(dev, dict) else None
         driver = registry.get(name) if isinstance(name, str) else None
         if driver is not None and isinstance(dev.get("tags"), list):
-            lists.append((("devices", i, "tags"), dev["tags"], _item_type(driver.config_model, "tags")))
+            lists.append((("devices", i, "tags"), dev["tags"], item_model(driver.config_model, "tags")))
     problems: list[ConfigProblem] = []
     for where, items, item_type in lists:
         if item_type is None:
@@ -488,15 +487,6 @@ def _all_tags_built(data: dict[Any, Any]) -> bool:
         and all(isinstance(t, BaseModel) for t in dev.get("tags", []))
         for dev in devices
     )
-
-
-def _item_type(model: Any, field: str) -> Any:
-    """``X`` of a ``list[X]`` field when X is a model (a plugin's tags may be anything else)."""
-    info = getattr(model, "model_fields", {}).get(field)
-    args = typing.get_args(info.annotation) if info is not None else ()
-    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
-        return args[0]
-    return None
 
 
 def _more(n: int) -> ConfigProblem:

@@ -20,7 +20,6 @@ __all__ = [
 
 import ipaddress
 import sys
-import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -46,6 +45,7 @@ from edge_agent.config.types import (
     StrictModel,
     Unit,
     checked_before,
+    item_model,
 )
 
 _ID = r"^[A-Za-z0-9_.-]+$"
@@ -203,11 +203,11 @@ class DeviceConfig(StrictModel):
     def _tags_built_already(
         cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
     ) -> Any:
-        """Tags the loader built in chunks are taken as they are: pydantic would run each one's
-        ``mode="after"`` checks again (~0.4 s of CPU for 50,000 tags)."""
+        """Tags the loader built and checked in chunks are taken as they are: pydantic would run
+        each one's ``mode="after"`` checks again (~0.2 s of CPU for 50,000 tags)."""
         if checked_before(info) and isinstance(value, list):
-            built = typing.get_args(cls.model_fields["tags"].annotation)
-            if len(built) == 1 and set(map(type, value)) <= {built[0]}:
+            built = item_model(cls, "tags")
+            if built is not None and set(map(type, value)) <= {built}:
                 return value
         return handler(value)
 
