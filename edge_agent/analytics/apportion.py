@@ -8,7 +8,7 @@ increments stay whole integers and are booked at one instant, so they telescope 
 
 from __future__ import annotations
 
-__all__ = ["Booked", "Points", "SpanSet", "Target", "accumulate", "book", "totals", "window_sums"]
+__all__ = ["Booked", "Points", "SpanSet", "Target", "book", "totals"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .arrays import bin_index
-from .sum_columns import N_COUNT_SUMS, N_FLOAT_SUMS, empty_sums
+from .sum_columns import N_COUNT_SUMS, N_FLOAT_SUMS
 
 Field = int | npt.NDArray[np.intp]
 Mult = float | npt.NDArray[np.float64]
@@ -105,7 +105,7 @@ class Booked:
     Float amounts ``fw`` go to columns ``ff`` in cut cells ``fc`` (cell i is
     ``[cuts[i], cuts[i+1])``); exact counter amounts likewise (``uc``, ``uf``, ``uw``). Any
     window scheme whose boundaries are among the cuts gets its sums by mapping cells to
-    windows — one gather and one ``bincount``, however many schemes there are.
+    windows (``StreamingAnalytics._advance_windows`` does it for all schemes at once).
     """
 
     cuts: npt.NDArray[np.int64]
@@ -159,24 +159,6 @@ def book(
     )
 
 
-def window_sums(
-    booked: Booked, b: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
-    """Sums per window ``[b[i], b[i+1])``; the boundaries must be among the cuts."""
-    nw = b.shape[0] - 1
-    f, u, m = empty_sums(nw)
-    cell_window = b.searchsorted(booked.cuts[:-1], side="right") - 1
-    if booked.fc.size:
-        w = cell_window[booked.fc]
-        f += np.bincount(
-            w * N_FLOAT_SUMS + booked.ff, weights=booked.fw, minlength=nw * N_FLOAT_SUMS
-        ).reshape(nw, N_FLOAT_SUMS)
-    if booked.uc.size:
-        w = cell_window[booked.uc]
-        np.add.at(u.reshape(-1), w * N_COUNT_SUMS + booked.uf, booked.uw)
-    return f, u, m
-
-
 def totals(booked: Booked) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64]]:
     """Sums over everything, regardless of windows."""
     f: npt.NDArray[np.float64] = np.bincount(booked.ff, weights=booked.fw, minlength=N_FLOAT_SUMS).astype(
@@ -185,13 +167,3 @@ def totals(booked: Booked) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint
     u = np.zeros(N_COUNT_SUMS, np.uint64)
     np.add.at(u, booked.uf, booked.uw)
     return f, u
-
-
-def accumulate(
-    b: npt.NDArray[np.int64],
-    spans: Sequence[SpanSet],
-    fpoints: Sequence[Points],
-    upoints: Sequence[Points],
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
-    """Sums per window ``[b[i], b[i+1])`` of everything given (all of it inside ``b``)."""
-    return window_sums(book(b, spans, fpoints, upoints), b)

@@ -19,7 +19,7 @@ from itertools import accumulate, pairwise
 import numpy as np
 import numpy.typing as npt
 
-from .apportion import Booked, book, totals, window_sums
+from .apportion import Booked, book, totals
 from .arrays import sorted_unique
 from .batch_contributions import Carry, Contributions, batch_contributions, validate_batch
 from .demand import Candidates, DemandTracker
@@ -139,7 +139,7 @@ class StreamingAnalytics:
         self.spec = spec
         self._reorder = ReorderBuffer(round(reorder_s * 1e9)) if reorder_s > 0 else None
         self._carry = Carry()
-        # every scheme's open windows as one set of arrays (names, sizes, sums): see _keep_open
+        # every scheme's open windows as one set of arrays (names, sizes, sums): see _advance_windows
         names = [w.name for w in spec.windows]
         self._open: tuple[list[str], list[int], _Sums] = (names, *_Sums.pack([_NO_SUMS] * len(names)))
         self._closed_until: dict[str, int] = {}  # end of the last closed window, per scheme
@@ -211,20 +211,17 @@ class StreamingAnalytics:
         lo = res.lo_ns
         if cands is not None and cands.e.size:
             lo = min(lo, int(cands.e[0]) - 1)  # the window (start, end] holding e must exist
-        opens = self._open_sets()
-        b_of = {}
-        for w in self.spec.windows:
-            op = opens[w.name]
-            start = min(lo, int(op.start[0])) if op.start.size else lo
-            b_of[w.name] = bounds(w, start, latest)
-        lo_all = min(int(b[0]) for b in b_of.values()) if b_of else lo
-        cuts = sorted_unique(np.concatenate([np.array([lo_all, latest + 1], np.int64), *b_of.values()]))
+        _, sizes, open_sums = self._open
+        starts = open_sums.start.tolist()
+        b_of = [
+            bounds(w, min(lo, starts[at]) if size else lo, latest)
+            for w, size, at in zip(self.spec.windows, sizes, accumulate(sizes, initial=0), strict=False)
+        ]
+        lo_all = min(int(b[0]) for b in b_of) if b_of else lo
+        cuts = sorted_unique(np.concatenate([np.array([lo_all, latest + 1], np.int64), *b_of]))
         booked = book(cuts, res.spans, res.fpoints, res.upoints)
         self._add_totals(booked)
-        closed: list[tuple[str, _Sums]] = []
-        for w in self.spec.windows:
-            closed.extend(self._advance_window(w, b_of[w.name], booked, cands, limit, opens))
-        self._keep_open(opens)
+        closed = self._advance_windows(b_of, booked, cands, limit)
         return self._kpis(closed)
 
     def flush(self) -> list[WindowKpis]:
@@ -308,13 +305,6 @@ class StreamingAnalytics:
         names, sizes, sums = self._open
         return dict(zip(names, sums.unpack(sizes), strict=True))
 
-    def _keep_open(self, opens: dict[str, _Sums]) -> None:
-        """Keep the open windows packed, five arrays for all schemes: kept as six sets of five
-        arrays, their headers weighed more than their sums (7.5 → 3.7 kB an asset). Packing
-        copies, so no array of the batch stays alive through a view."""
-        names = self._open[0]
-        self._open = (names, *_Sums.pack([opens[n] for n in names]))
-
     def _count(self, res: Contributions) -> None:
         self._dup += res.duplicates
         self._late += res.late
@@ -356,51 +346,103 @@ class StreamingAnalytics:
         for i in np.flatnonzero(u).tolist():
             self._tu[i] += int(u[i])
 
-    def _advance_window(
+    def _advance_windows(
         self,
-        w: WindowSpec,
-        b: npt.NDArray[np.int64],
+        b_of: list[npt.NDArray[np.int64]],
         booked: Booked,
         cands: Candidates | None,
         limit: int,
-        opens: dict[str, _Sums],
     ) -> list[tuple[str, _Sums]]:
-        """Book this batch into ``w``'s windows (``opens``: every scheme's open windows, updated
-        in place); return the sums of those it closed (oldest first; a rolling window's, one
-        per closed bucket)."""
-        op = opens[w.name]
-        lo = int(b[0])
-        f, u, m = window_sums(booked, b)
+        """Book this batch into every scheme's windows (bounds ``b_of``, in the spec's order),
+        keep the ones still open and return the sums of those it closed (per scheme, oldest
+        first; a rolling window's, one per closed bucket).
+
+        All schemes' windows are summed as one stack: a window is a run of cells of the cuts,
+        so cell → window (one row per scheme) maps every contribution, candidate and open
+        window in one gather each, where a pass per scheme cost six times the calls.
+        """
+        windows = self.spec.windows
+        names, sizes, op = self._open
+        offs = list(accumulate((b.size - 1 for b in b_of), initial=0))
+        total = offs[-1]
+        cells = booked.cuts[:-1]
+        # window (stack row) of each cell in each scheme; every contribution falls in a cell
+        # inside every scheme's bounds (they reach from the batch's start to past its end)
+        cw = np.stack(
+            [b.searchsorted(cells, side="right") - 1 + o for b, o in zip(b_of, offs[:-1], strict=True)]
+        )
+        f, u, m = empty_sums(total)
+        if booked.fc.size:
+            idx = cw[:, booked.fc] * N_FLOAT_SUMS + booked.ff
+            f += np.bincount(
+                idx.ravel(), weights=np.tile(booked.fw, len(b_of)), minlength=total * N_FLOAT_SUMS
+            ).reshape(total, N_FLOAT_SUMS)
+        if booked.uc.size:
+            idx = cw[:, booked.uc] * N_COUNT_SUMS + booked.uf
+            np.add.at(u.reshape(-1), idx.ravel(), np.tile(booked.uw, len(b_of)))
         if cands is not None and cands.e.size:
-            i = np.searchsorted(b, cands.e, side="left") - 1
-            np.maximum.at(m[:, PEAK_ROLLING_KWH], i, cands.kwh)
-            if isinstance(w, RollingWindow):
-                roll = self._rolling[w.name]
-                roll.blocks.extend(
-                    zip(cands.e[cands.block].tolist(), cands.kwh[cands.block].tolist(), strict=True)
-                )
-            else:
-                bi = np.searchsorted(b, cands.e - self._block_ns, side="right") - 1
-                sel = cands.block & (bi == i)
-                np.maximum.at(m[:, PEAK_BLOCK_KWH], i[sel], cands.kwh[sel])
-        if op.start.size:
-            pos = b.searchsorted(op.start)
+            self._book_peaks(windows, cw, booked.cuts, cands, m)
+        if op.start.size:  # the open windows' sums so far, each onto its window's row
+            scheme = np.repeat(np.arange(len(sizes)), sizes)
+            pos = cw[scheme, booked.cuts.searchsorted(op.start)]
             f[pos] += op.f
             u[pos] += op.u
             m[pos] = np.maximum(m[pos], op.m)
-        allw = _Sums(b[:-1], b[1:], f, u, m)
-        # windows closed by an earlier batch: nothing may have been booked into them again
-        done = int(allw.end.searchsorted(self._closed_until.get(w.name, lo), side="right"))
-        if done:
-            assert not allw.f[:done].any() and not allw.u[:done].any(), "booked into a closed window"
-        allw = allw.take(slice(done, None))
-        k = int(allw.end.searchsorted(limit, side="right"))
-        if k:
-            self._closed_until[w.name] = int(allw.end[k - 1])
-        opens[w.name] = allw.take(slice(k, None))  # copied by _keep_open
-        closed = allw.take(slice(0, k))
-        if not isinstance(w, RollingWindow):
-            return [(w.name, closed)]
+        ends = np.concatenate([b[1:] for b in b_of])
+        allw = _Sums(np.concatenate([b[:-1] for b in b_of]), ends, f, u, m)
+        still_open = np.zeros(total, np.bool_)
+        open_sizes: list[int] = []
+        out: list[tuple[str, _Sums]] = []
+        for w, b, (a, z) in zip(windows, b_of, pairwise(offs), strict=True):
+            end = ends[a:z]
+            # windows closed by an earlier batch: nothing may have been booked into them again
+            done = a + int(end.searchsorted(self._closed_until.get(w.name, int(b[0])), side="right"))
+            if done > a:
+                assert not f[a:done].any() and not u[a:done].any(), "booked into a closed window"
+            k = max(done, a + int(end.searchsorted(limit, side="right")))
+            if k > done:
+                self._closed_until[w.name] = int(ends[k - 1])
+            still_open[k:z] = True
+            open_sizes.append(z - k)
+            closed = allw.take(slice(done, k))
+            if isinstance(w, RollingWindow):
+                out.extend(self._close_buckets(w, closed))
+            else:
+                out.append((w.name, closed))
+        # copied by the mask: no array of the batch stays alive through a view
+        self._open = (names, open_sizes, allw.take(still_open))
+        return out
+
+    def _book_peaks(
+        self,
+        windows: tuple[WindowSpec, ...],
+        cw: npt.NDArray[np.intp],
+        cuts: npt.NDArray[np.int64],
+        cands: Candidates,
+        m: _F,
+    ) -> None:
+        """Demand candidates into the windows' maxima: the trailing peak of the window that
+        holds each candidate instant ``e`` (``(start, end]``), the fixed-block peak where the
+        whole block lies in it; a rolling scheme keeps its block candidates for its buckets."""
+        cell = cuts.searchsorted(cands.e, side="left") - 1  # cuts[cell] < e <= cuts[cell + 1]
+        i = cw[:, cell]
+        np.maximum.at(m[:, PEAK_ROLLING_KWH], i.ravel(), np.tile(cands.kwh, len(windows)))
+        fixed = [s for s, w in enumerate(windows) if not isinstance(w, RollingWindow)]
+        if fixed and cands.block.any():
+            e, kwh = cands.e[cands.block], cands.kwh[cands.block]
+            start_cell = cuts.searchsorted(e - self._block_ns, side="right") - 1  # the block's start
+            inside = start_cell >= 0
+            j = np.where(inside, cw[np.ix_(np.array(fixed), np.maximum(start_cell, 0))], -1)
+            ib = i[fixed][:, cands.block]
+            sel = j == ib
+            np.maximum.at(m[:, PEAK_BLOCK_KWH], ib[sel], np.broadcast_to(kwh, ib.shape)[sel])
+        for w in windows:
+            if isinstance(w, RollingWindow):
+                e_b, kwh_b = cands.e[cands.block], cands.kwh[cands.block]
+                self._rolling[w.name].blocks.extend(zip(e_b.tolist(), kwh_b.tolist(), strict=True))
+
+    def _close_buckets(self, w: RollingWindow, closed: _Sums) -> list[tuple[str, _Sums]]:
+        """A rolling scheme's buckets just closed, each ending a rolling window: the sums of those."""
         roll = self._rolling[w.name]
         out: list[tuple[str, _Sums]] = []
         for j in range(closed.start.size):
