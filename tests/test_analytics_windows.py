@@ -122,6 +122,12 @@ def test_spec_validation_lists_every_problem() -> None:
         assert needle in msg, needle
 
 
+def test_a_spec_without_windows_is_refused_with_its_fix() -> None:
+    with pytest.raises(ConfigError, match=r"(?s)asset .m.*no window scheme given; give at least one") as e:
+        meter(())
+    assert "FixedWindow" in str(e.value)
+
+
 def test_bad_input_names_asset_role_and_fix() -> None:
     sa = StreamingAnalytics(meter((FixedWindow("1min", 60),)))
     ts = T0 + np.arange(3, dtype=np.int64) * NS

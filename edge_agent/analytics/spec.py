@@ -263,7 +263,9 @@ class AssetSpec:
         elif ef is not None and not (np.isfinite(ef) and ef >= 0):
             bad("emission_factor", f"got {ef}; give kg CO2e per kWh (>= 0)")
         names = [w.name for w in self.windows]
-        if len(set(names)) != len(names):
+        if not names:
+            bad("windows", "no window scheme given; give at least one (e.g. FixedWindow('1min', 60))")
+        elif len(set(names)) != len(names):
             bad("windows", f"window names must be unique, got {names}")
         for w in self.windows:
             out.extend(
