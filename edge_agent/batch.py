@@ -131,6 +131,18 @@ def _concat_columns(parts: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarr
     return _unpacked((order, groups))
 
 
+def _concat_status(batches: list[SampleBatch]) -> dict[str, npt.NDArray[np.uint32]]:
+    """The status codes of several batches joined: a tag with a code in any part gets a column
+    (0 in the parts without one); the others, nothing to say, get none."""
+    tags: dict[str, None] = {}
+    for b in batches:
+        tags.update(dict.fromkeys(b.status))
+    return {
+        t: np.concatenate([b.status[t] if t in b.status else np.zeros(len(b), np.uint32) for b in batches])
+        for t in tags
+    }
+
+
 def joined_bytes(cols: list[np.ndarray], n: int, dtype: np.dtype[Any]) -> bytes:
     """The bytes of ``cols`` (``n`` values each) one after the other, as ``dtype``.
 
@@ -306,20 +318,20 @@ class SampleBatch:
         device = batches[0].device
         ts = np.concatenate([b.ts for b in batches])
         names = list(batches[0].values)
-        if not any(b.status for b in batches) and all(list(b.values) == names for b in batches[1:]):
-            # the common case, polls of one device that fell behind: the same tags in each
+        status = _concat_status(batches)
+        if all(list(b.values) == names for b in batches[1:]):
+            # the common case, polls of one device: the same tags in each (a few of them Bad,
+            # with a status, as a device with a broken sensor or a NaN register has for months)
             joined = _concat_columns([b.values for b in batches])
             if joined is not None:
                 codes = _concat_columns([b.quality for b in batches])
                 assert codes is not None  # quality codes are uint8 in every batch
-                return cls.trusted(device, ts, joined, codes)
+                return cls.trusted(device, ts, joined, codes, status)
         tags: dict[str, None] = {}
         for b in batches:
             tags.update(dict.fromkeys(b.values))
         values: dict[str, np.ndarray] = {}
         quality: dict[str, npt.NDArray[np.uint8]] = {}
-        status: dict[str, npt.NDArray[np.uint32]] = {}
-        any_status = any(b.status for b in batches)
         for t in tags:
             dtypes = [b.values[t].dtype for b in batches if t in b.values]
             dtype = np.result_type(*dtypes)
@@ -333,10 +345,6 @@ class SampleBatch:
                     for b in batches
                 ]
             )
-            if any_status:
-                status[t] = np.concatenate(
-                    [b.status[t] if t in b.status else np.zeros(len(b), np.uint32) for b in batches]
-                )
         return cls(device=device, ts=ts, values=values, quality=quality, status=status)
 
     def with_nonfinite_bad(self) -> SampleBatch:
