@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from analytics_oracle import reference
@@ -15,7 +17,7 @@ from edge_agent.analytics import (
     StateThresholds,
     StreamingAnalytics,
 )
-from edge_agent.analytics.states import PowerCarry, classify_power
+from edge_agent.analytics.states import LEVEL_STATE, PowerCarry, classify_power
 from edge_agent.batch import Quality
 
 NS = 1_000_000_000
@@ -109,6 +111,64 @@ def test_sample_by_sample_equals_one_pass(p: list[float], steps: list[int], dwel
     dense_switch[whole.start] = whole.switch
     assert switch == dense_switch.tolist()
     assert carry == last
+
+
+# values in every zone and on every edge of the thresholds below (h = 1 or 3 kW)
+_ZONE_VALUES = [
+    0.0,
+    0.4,
+    0.5,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    3.0,
+    3.5,
+    6.0,
+    10.5,
+    11.0,
+    11.5,
+    12.0,
+    12.5,
+    13.0,
+    13.5,
+    20.0,
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(_ZONE_VALUES), st.floats(0, 30, allow_nan=False, width=32)),
+            st.integers(1, 12),
+        ),
+        min_size=1,
+        max_size=15,
+    ),
+    steps=st.lists(st.sampled_from([1, 2, 3, 7]), min_size=180, max_size=180),
+    cuts=st.lists(st.integers(1, 179), max_size=8),
+    dwell=st.sampled_from([0.0, 1.0, 2.0, 5.0, 30.0]),
+    hysteresis=st.sampled_from([0.0, 1.0, 3.0]),
+)
+def test_batches_with_carries_give_the_textbook_latches_levels(
+    runs: list[tuple[float, int]], steps: list[int], cuts: list[int], dwell: float, hysteresis: float
+) -> None:
+    """The zone-run rules, batch by batch with their carries, against the oracle's textbook
+    form (one latch per threshold, the debounce sample by sample): power held in runs (so
+    dwells expire, and cuts fall inside pending ones), on every edge and in every zone."""
+    p = [v for v, n in runs for _ in range(n)]
+    th = StateThresholds(off_below_kw=2.0, idle_below_kw=12.0, hysteresis_kw=hysteresis, min_dwell_s=dwell)
+    spec = machine(thresholds=th, signals=frozenset({"power"}), max_gap_s=60.0)
+    t = T0 + np.cumsum(np.array(steps[: len(p)], np.int64)) * NS
+    arr = np.array(p, np.float32)
+    expected = reference(spec, t, {"power": arr}, {"power": np.zeros(len(p), np.uint8)}).states
+    got: list[int] = []
+    carry = None
+    for a, b in itertools.pairwise([0, *sorted({c for c in cuts if c < len(p)}), len(p)]):
+        runs, carry = classify_power(t[a:b], arr[a:b], th, carry)
+        got += [int(LEVEL_STATE[x]) for x in runs.dense(b - a)]
+    assert got == expected
 
 
 def machine(**kw: object) -> AssetSpec:
