@@ -74,31 +74,24 @@ def edges(th: StateThresholds) -> tuple[float, float, float, float]:
     return (th.off_below_kw - h, th.off_below_kw + h, th.idle_below_kw - h, th.idle_below_kw + h)
 
 
-def zones(
-    p: np.ndarray,
-    edge_rows: npt.NDArray[np.float64],
-    out: npt.NDArray[np.uint8] | None = None,
-    buf: npt.NDArray[np.bool_] | None = None,
-) -> npt.NDArray[np.uint8]:
-    """Zone 0–4 of each power value of R rows (R×T), row r with edges ``edge_rows[r]``.
+def zones(p: np.ndarray, th: StateThresholds) -> npt.NDArray[np.uint8]:
+    """Zone 0–4 of each power value (the number of hysteresis edges at or below it).
 
     Comparisons run in the array's own precision yet give the exact verdict: for float32
     ``x``, ``x >= e`` iff ``x >= ceil32(e)``. The first comparison writes straight into
-    the result, the others add a bool view — four SIMD passes in all. ``out`` and ``buf``
-    (same shape as ``p``) let a caller reuse memory across calls.
+    the result, the others add a bool view — four SIMD passes in all.
     """
-    e: np.ndarray = edge_rows
+    e = np.array(edges(th))
     if p.dtype == np.float32:
-        e32 = edge_rows.astype(np.float32)
-        bump = e32.astype(np.float64) < edge_rows
+        e32 = e.astype(np.float32)
+        bump = e32.astype(np.float64) < e
         e32[bump] = np.nextafter(e32[bump], np.float32(np.inf))
         e = e32
-    z = np.empty(p.shape, np.uint8) if out is None else out
-    np.greater_equal(p, e[:, 0:1], out=z.view(np.bool_))
-    if buf is None:
-        buf = np.empty(p.shape, np.bool_)
+    z = np.empty(p.shape, np.uint8)
+    np.greater_equal(p, e[0], out=z.view(np.bool_))
+    buf = np.empty(p.shape, np.bool_)
     for j in range(1, 4):
-        np.greater_equal(p, e[:, j : j + 1], out=buf)
+        np.greater_equal(p, e[j], out=buf)
         np.add(z, buf.view(np.uint8), out=z)
     return z
 
@@ -164,7 +157,7 @@ def _zone_runs(p: np.ndarray, th: StateThresholds) -> tuple[list[int], list[int]
     """Where each run of equal zones starts (sample index), and its zone."""
     if p.shape[0] == 1:  # one poll at a time: the array machinery would cost fifty times this
         return [0], [sum(float(p[0]) >= e for e in edges(th))]
-    z = zones(p.reshape(1, -1), np.array([edges(th)]))[0]
+    z = zones(p, th)
     at = np.flatnonzero(z[1:] != z[:-1]) + 1
     pos = [0, *at.tolist()]
     return pos, z[pos].tolist()

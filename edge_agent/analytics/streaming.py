@@ -427,19 +427,20 @@ class StreamingAnalytics:
         cell = cuts.searchsorted(cands.e, side="left") - 1  # cuts[cell] < e <= cuts[cell + 1]
         i = cw[:, cell]
         np.maximum.at(m[:, PEAK_ROLLING_KWH], i.ravel(), np.tile(cands.kwh, len(windows)))
+        if not cands.block.any():
+            return
+        e, kwh = cands.e[cands.block], cands.kwh[cands.block]
         fixed = [s for s, w in enumerate(windows) if not isinstance(w, RollingWindow)]
-        if fixed and cands.block.any():
-            e, kwh = cands.e[cands.block], cands.kwh[cands.block]
+        if fixed:
             start_cell = cuts.searchsorted(e - self._block_ns, side="right") - 1  # the block's start
-            inside = start_cell >= 0
-            j = np.where(inside, cw[np.ix_(np.array(fixed), np.maximum(start_cell, 0))], -1)
+            j = np.where(start_cell >= 0, cw[np.ix_(np.array(fixed), np.maximum(start_cell, 0))], -1)
             ib = i[fixed][:, cands.block]
             sel = j == ib
             np.maximum.at(m[:, PEAK_BLOCK_KWH], ib[sel], np.broadcast_to(kwh, ib.shape)[sel])
+        blocks = list(zip(e.tolist(), kwh.tolist(), strict=True))
         for w in windows:
             if isinstance(w, RollingWindow):
-                e_b, kwh_b = cands.e[cands.block], cands.kwh[cands.block]
-                self._rolling[w.name].blocks.extend(zip(e_b.tolist(), kwh_b.tolist(), strict=True))
+                self._rolling[w.name].blocks.extend(blocks)
 
     def _close_buckets(self, w: RollingWindow, closed: _Sums) -> list[tuple[str, _Sums]]:
         """A rolling scheme's buckets just closed, each ending a rolling window: the sums of those."""
