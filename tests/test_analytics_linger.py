@@ -282,40 +282,60 @@ def test_rows_saved_by_the_previous_version_are_booked_as_they_were() -> None:
     assert buf.append(np.array([128 * S]), {"power": np.array([1.0])}, {"power": np.zeros(1, np.uint8)})
 
 
+# Value dtypes a poll may bring for a column of each dtype (a driver decodes registers as it
+# is told: a 32-bit counter as uint32, a float32 power, a 16-bit state word).
+_VALUE_DTYPES: dict[str, list[type[np.generic]]] = {
+    "i": [np.int64, np.uint32, np.uint16, np.int32],
+    "u": [np.uint64, np.uint32, np.int64],
+    "f": [np.float64, np.float32, np.int16, np.uint16],
+}
+
+
 def test_held_rows_survive_growth_text_states_and_a_save_midway() -> None:
-    """Rows go into preallocated columns that grow; whatever the split, and with a save and a
-    load in the middle, take() gives every row back exactly as it came."""
+    """Rows go into preallocated columns that grow; whatever the split, the value dtypes (one
+    row with every role takes scalar stores, the rest array copies), text states, and a save
+    and a load in the middle, take() gives every row back exactly as it came."""
     import pickle
 
     rng = np.random.default_rng(7)
     dtypes = {"energy_counter": np.dtype(np.int64), "part_counter": np.dtype(np.uint64)}
     dtypes |= {"power": np.dtype(np.float64), "state": np.dtype(np.float64)}
-    for trial in range(20):
+    for trial in range(40):
         buf = PendingRows("m1", dtypes, 0)
         want_ts: list[int] = []
         want: dict[str, list[object]] = {r: [] for r in dtypes}
         want_q: dict[str, list[int]] = {r: [] for r in dtypes}
         t = T0 * S
         for poll in range(int(rng.integers(1, 60))):
-            k = int(rng.integers(1, 5))
+            k = 1 if rng.random() < 0.5 else int(rng.integers(1, 5))
             ts = t + np.arange(k, dtype=np.int64) * S
             t += k * S
-            present = [r for r in dtypes if rng.random() < 0.7]
+            present = list(dtypes) if rng.random() < 0.5 else [r for r in dtypes if rng.random() < 0.7]
             sig: dict[str, np.ndarray] = {}
             q: dict[str, np.ndarray] = {}
             for r in present:
                 qual = rng.choice([Quality.GOOD, Quality.UNCERTAIN, Quality.BAD], k).astype(np.uint8)
+                choices = _VALUE_DTYPES[dtypes[r].kind]
+                vtype = np.dtype(choices[int(rng.integers(len(choices)))])
                 if r == "state" and rng.random() < 0.3:
                     v: np.ndarray = np.array(rng.choice(["RUN", "IDLE"], k))
-                elif dtypes[r].kind in "iu":
-                    v = rng.integers(0, 2**40, k)
+                elif dtypes[r].kind in "iu" and rng.random() < 0.1:  # a Bad counter read as NaN
+                    v, qual = np.full(k, np.nan), np.full(k, Quality.BAD, np.uint8)
+                elif vtype.kind in "iu":
+                    top = 2**64 - 1 if vtype == np.uint64 else int(np.iinfo(vtype).max)
+                    v = rng.integers(0, top, k, dtype=vtype, endpoint=True)
                 else:
-                    v = rng.normal(size=k)
+                    v = rng.normal(scale=1e3, size=k).astype(vtype)
                 sig[r], q[r] = v, qual
             buf.append(ts, sig, q)
             want_ts += ts.tolist()
             for r in dtypes:
-                want[r] += sig[r].tolist() if r in sig else [None] * k
+                if r not in sig:
+                    want[r] += [None] * k
+                elif sig[r].dtype.kind == "f" and dtypes[r].kind in "iu":
+                    want[r] += [0] * k  # never read: the row is Bad
+                else:
+                    want[r] += sig[r].tolist()
                 want_q[r] += q[r].tolist() if r in q else [Quality.MISSING] * k
             if poll == trial:  # a save and a restart in the middle of the slot
                 buf = pickle.loads(pickle.dumps(buf, protocol=pickle.HIGHEST_PROTOCOL))

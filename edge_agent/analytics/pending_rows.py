@@ -10,13 +10,12 @@ Each asset's slot boundaries are shifted by its own offset, so the assets of a p
 spread evenly over the linger instead of all at once (a burst would stall the event loop
 for the whole plant's analytics at every boundary).
 
-A poll's arrays are kept as they came (a device round appends to hundreds of assets, so
-per-append numpy work would be the cost) and copied, eight polls at a time, into one
-preallocated column per role and one quality matrix. Keeping every poll's arrays for the
-whole hold cost about 1.4 kB of small Python objects per asset and poll (4 kB per tag over
-a 30-s hold at 1 s), and joining them again for every periodic state save was most of
-saving's cost; the columns are saved as one byte string. A PLC's state values (numbers or
-text) are stored as they came and mapped to state codes by the caller, once per slot.
+Rows are written straight into one preallocated column per role and one quality matrix.
+A one-row poll with every role (the usual case) is a handful of scalar stores: keeping each
+poll's arrays and joining them later cost ~35 µs a join (a few numpy calls per role), and a
+periodic state save forced one per asset. The columns are saved as one byte string. A
+PLC's state values (numbers or text) are stored as they came and mapped to state codes by
+the caller, once per slot.
 """
 
 from __future__ import annotations
@@ -31,12 +30,16 @@ import numpy.typing as npt
 
 from edge_agent.batch import Quality
 
-_Chunk = tuple[npt.NDArray[np.int64], Mapping[str, np.ndarray], Mapping[str, npt.NDArray[np.uint8]]]
 _Rows = tuple[npt.NDArray[np.int64], dict[str, np.ndarray], dict[str, npt.NDArray[np.uint8]]]
 _FIRST_CAPACITY = 8  # rows; doubled as needed, and sized to the last slot's rows after a take
-#: Polls kept as they came before they are copied into the columns: copying each poll costs
-#: a few numpy calls per role, copying eight at once about the same.
-_COMPACT_EVERY = 8
+_NUMBERS = [np.dtype(c) for c in "?bhilqBHILQefd"]
+#: Value dtypes a column takes by a scalar store with the same result as an array copy
+#: (which casts unsafely: a scalar store of a uint64 above 2**63 into int64 would raise).
+_SCALAR_OK = {
+    "f": frozenset(_NUMBERS),
+    "i": frozenset(d for d in _NUMBERS if d.kind in "bi" or (d.kind == "u" and d.itemsize < 8)),
+    "u": frozenset(d for d in _NUMBERS if d.kind in "bu"),
+}
 
 
 class PendingRows:
@@ -44,7 +47,6 @@ class PendingRows:
 
     __slots__ = (
         "_cap",
-        "_chunks",
         "_cols",
         "_counters",
         "_dtypes",
@@ -52,8 +54,8 @@ class PendingRows:
         "_n",
         "_offset_ns",
         "_q",
+        "_scalar_ok",
         "_slot",
-        "_stored",
         "_ts",
         "asset",
         "linger_ns",
@@ -70,14 +72,14 @@ class PendingRows:
         self._counters = tuple(r for r, d in dtypes.items() if d.kind in "iu")
         self.linger_ns = linger_ns
         self._offset_ns = offset_ns % linger_ns if linger_ns > 0 else 0
-        self._n = 0  # rows held: in the columns (the first _stored) and in _chunks
-        self._stored = 0
-        self._chunks: list[_Chunk] = []
+        self._n = 0  # rows held
         self._slot = 0
         self._cap = _FIRST_CAPACITY
         self._ts: npt.NDArray[np.int64] | None = None  # allocated on the first append of a slot
         self._cols: list[np.ndarray] = []
         self._q: npt.NDArray[np.uint8] = np.zeros((0, len(self.roles)), np.uint8)
+        # per role: the value dtypes a scalar store takes (none while the column holds text)
+        self._scalar_ok: list[frozenset[np.dtype[Any]]] = [frozenset() for _ in self.roles]
 
     def __len__(self) -> int:
         return self._n
@@ -88,8 +90,7 @@ class PendingRows:
         signals: Mapping[str, np.ndarray],
         quality: Mapping[str, npt.NDArray[np.uint8]],
     ) -> bool:
-        """Store rows (roles absent from ``signals`` are MISSING there). The arrays are kept
-        until the next compaction, so they must not change afterwards (a SampleBatch's never do).
+        """Store rows (roles absent from ``signals`` are MISSING there); the arrays are copied.
 
         Returns True once the rows held reach past the end of the slot the oldest of them
         started, i.e. when it is time to :meth:`take` them. With no linger, always True.
@@ -99,72 +100,67 @@ class PendingRows:
             return False
         self._check(signals, quality)
         n = self._n
-        self._chunks.append((ts, signals, quality))
-        self._n = n + k
-        if len(self._chunks) >= _COMPACT_EVERY:
-            self._compact()
+        self._store(ts, signals, quality)
         if self.linger_ns <= 0:
             return True
         if n == 0:
             self._slot = self._slot_of(int(ts.min()) if k > 1 else int(ts[0]))
         return self._slot_of(int(ts.max()) if k > 1 else int(ts[0])) != self._slot
 
-    def _compact(self) -> None:
-        """Copy the polls appended since the last compaction into the columns, one
-        concatenation and one copy per role."""
-        chunks = self._chunks
-        if not chunks:
-            return
-        self._chunks = []
-        ts = chunks[0][0] if len(chunks) == 1 else np.concatenate([c[0] for c in chunks])
-        stored, k = self._stored, ts.size
-        if self._ts is None or stored + k > self._ts.size:
-            self._grow(stored + k)
+    def _store(
+        self,
+        ts: npt.NDArray[np.int64],
+        signals: Mapping[str, np.ndarray],
+        quality: Mapping[str, npt.NDArray[np.uint8]],
+    ) -> None:
+        """Write rows after the ones held, growing the columns as needed (no checks)."""
+        n, k = self._n, ts.size
+        if self._ts is None or n + k > self._ts.size:
+            self._grow(n + k)
         assert self._ts is not None
-        self._ts[stored : stored + k] = ts
-        roles = self.roles
-        if k == len(chunks) and all(len(c[1]) == len(roles) for c in chunks):
-            # the usual case, one row per poll with every role: the quality matrix in one copy
-            qs = np.concatenate([c[2][r] for c in chunks for r in roles])
-            self._q[stored : stored + k] = qs.reshape(k, len(roles))
-            for j, role in enumerate(roles):
-                self._copy(j, [c[1][role] for c in chunks], stored)
+        if k == 1 and len(signals) == len(self.roles):
+            self._put_row(n, ts, signals, quality)
         else:
-            for j, role in enumerate(roles):
-                if any(role in c[1] for c in chunks):  # else the allocation filled MISSING
-                    self._copy_filled(j, chunks, stored)
-        self._stored = stored + k
+            self._ts[n : n + k] = ts
+            for role, v in signals.items():
+                j = self._index[role]
+                self._put(j, n, v)
+                self._q[n : n + k, j] = quality[role]
+        self._n = n + k
 
-    def _copy(self, j: int, vs: list[np.ndarray], at: int) -> None:
-        """Values of role ``j`` from consecutive polls into its column from row ``at``."""
+    def _put_row(
+        self,
+        n: int,
+        ts: npt.NDArray[np.int64],
+        signals: Mapping[str, np.ndarray],
+        quality: Mapping[str, npt.NDArray[np.uint8]],
+    ) -> None:
+        """One row with every role into row ``n``: scalar stores where they cast as an array
+        copy would (the usual case), else :meth:`_put`."""
+        assert self._ts is not None
+        self._ts[n] = ts.item()
+        q = self._q[n]
+        cols, ok = self._cols, self._scalar_ok
+        for j, role in enumerate(self.roles):
+            v = signals[role]
+            if v.dtype in ok[j]:
+                cols[j][n] = v.item()  # a Python number stores faster than a numpy scalar
+            else:
+                self._put(j, n, v)
+            q[j] = quality[role].item()
+
+    def _put(self, j: int, at: int, v: np.ndarray) -> None:
+        """Values of role ``j`` into its column from row ``at``, by array copy."""
         dtype = self._dtypes[j]
-        kinds = {v.dtype.kind for v in vs}
-        if "f" in kinds and dtype.kind in "iu":  # a Bad row of a counter may come as NaN: never read
-            vs = [np.zeros(v.size, dtype) if v.dtype.kind == "f" else v for v in vs]
-        elif not kinds.isdisjoint("OUS"):  # text states: keep each cell
-            if len(kinds) > 1:  # numbers and text
-                vs = [v.astype(object) for v in vs]
+        kind = v.dtype.kind
+        if kind == "f" and dtype.kind in "iu":  # a Bad row of a counter may come as NaN: never read
+            v = np.zeros(v.size, dtype)
+        elif kind in "OUS" or self._cols[j].dtype.kind == "O":  # text states: keep each cell
             if self._cols[j].dtype.kind != "O":
                 self._cols[j] = self._cols[j].astype(object)
-        col = self._cols[j]
-        joined = vs[0] if len(vs) == 1 else np.concatenate(vs)
-        col[at : at + joined.size] = joined
-
-    def _copy_filled(self, j: int, chunks: list[_Chunk], at: int) -> None:
-        """Like :meth:`_copy` when some polls lack the role: those rows are MISSING."""
-        role, dtype = self.roles[j], self._dtypes[j]
-        vs, qs = [], []
-        for t, sig, q in chunks:
-            v = sig.get(role)
-            if v is None:
-                vs.append(np.zeros(t.size, dtype) if dtype.kind in "iu" else np.full(t.size, np.nan))
-                qs.append(np.full(t.size, Quality.MISSING, np.uint8))
-            else:
-                vs.append(v)
-                qs.append(q[role])
-        self._copy(j, vs, at)
-        joined = qs[0] if len(qs) == 1 else np.concatenate(qs)
-        self._q[at : at + joined.size, j] = joined
+                self._scalar_ok[j] = frozenset()
+            v = v.astype(object)
+        self._cols[j][at : at + v.size] = v
 
     def take(self) -> _Rows | None:
         """The rows held (in arrival order), and empty the buffer; None if empty.
@@ -178,25 +174,24 @@ class PendingRows:
             return None
         rows = self._rows()
         # the returned arrays are views of these: the next slot writes into new ones
-        self._ts, self._cols, self._n, self._stored = None, [], 0, 0
+        self._ts, self._cols, self._n = None, [], 0
         # the next slot holds about as many: a few rows of slack (a quarter was 1.2 kB an asset
         # of memory never used; a slot that outgrows it doubles once)
         self._cap = max(_FIRST_CAPACITY, n + max(2, n // 16))
         return rows
 
     def _rows(self) -> _Rows:
-        self._compact()
         n = self._n
-        assert self._ts is not None and self._stored == n
+        assert self._ts is not None
         values = {r: col[:n] for r, col in zip(self.roles, self._cols, strict=True)}
         quality = {r: self._q[:n, j] for j, r in enumerate(self.roles)}
         return self._ts[:n], values, quality
 
     def _grow(self, need: int) -> None:
-        cap = max(self._cap, need)
+        cap = max(self._cap, 1)
         while cap < need:
             cap *= 2
-        n = self._stored
+        n = self._n
         ts = np.empty(cap, np.int64)
         q = np.full((cap, len(self.roles)), Quality.MISSING, np.uint8)
         cols = [np.zeros(cap, d) if d.kind in "iu" else np.full(cap, np.nan, d) for d in self._dtypes]
@@ -208,6 +203,10 @@ class PendingRows:
                     cols[j] = cols[j].astype(object)
                 cols[j][:n] = old[:n]
         self._ts, self._q, self._cols, self._cap = ts, q, cols, cap
+        self._scalar_ok = [
+            frozenset() if c.dtype.kind == "O" else _SCALAR_OK[c.dtype.kind if c.dtype.kind in "iu" else "f"]
+            for c in cols
+        ]
 
     def __getstate__(self) -> tuple[Any, ...]:
         """Only the rows held, as one byte string (columns, then the quality matrix): saved
@@ -236,9 +235,8 @@ class PendingRows:
             ts, cols, q = self._unpacked(rows, n) if isinstance(rows, bytes) else rows
             q = q.reshape(n, len(self.roles))
             values = dict(zip(self.roles, cols, strict=True))
-            self._chunks = [(ts, values, {r: q[:, j] for j, r in enumerate(self.roles)})]
-            self._n = n
-            self._compact()  # copied, like any poll: the views of the pickle are not kept
+            # copied, like any poll: the views of the pickle are not kept
+            self._store(ts, values, {r: q[:, j] for j, r in enumerate(self.roles)})
         self._slot = slot
 
     def _unpacked(self, blob: bytes, n: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -254,9 +252,8 @@ class PendingRows:
     def _from_chunks(self, slots: dict[str, Any]) -> None:
         """Rows saved by an earlier version, as held then (no checks: they passed them once)."""
         PendingRows.__init__(self, slots["asset"], slots["_dtypes"], slots["linger_ns"], slots["_offset_ns"])
-        self._chunks = list(slots["_chunks"])
-        self._n = sum(c[0].size for c in self._chunks)
-        self._compact()
+        for ts, signals, quality in slots["_chunks"]:
+            self._store(ts, signals, quality)
         self._slot = slots["_slot"]
 
     def _slot_of(self, t_ns: int) -> int:
