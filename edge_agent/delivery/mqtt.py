@@ -26,6 +26,11 @@ from edge_agent.delivery.sink import Sink
 from edge_agent.delivery.topics import data_topic, status_topic
 from edge_agent.errors import PermanentSinkError, TransientSinkError
 
+#: A send gives the event loop a turn at least this often (s) while it encodes and publishes.
+#: A group of 500 messages is 30-80 ms of CPU at 50,000 tags; held in one piece, each
+#: Modbus request/answer turn of every poller waited behind it and polls were skipped.
+PUBLISH_TURN_S = 0.002
+
 
 class _Group:
     """The messages of one send: done when every PUBACK is in; a refusal fails the whole group.
@@ -67,6 +72,7 @@ class MqttSink(Sink):
         # group overlaps the publishing of the next, and one buffer round trip serves many messages.
         self.max_inflight = 2
         self.max_records = max(1, config.max_inflight // 2)
+        self._publishing = asyncio.Lock()
         self.backoff_max = config.backoff_max
         self.limits = config.limits
         self.agent = agent
@@ -106,14 +112,21 @@ class MqttSink(Sink):
         group = _Group(asyncio.get_running_loop().create_future(), len(records))
         template, qos = self.config.topic_template, self.config.qos
         try:
-            for rec in records:
-                try:
-                    payload = encode_payload(rec.kind, rec.placement, rec.batch)
-                except (ValueError, TypeError) as exc:
-                    raise PermanentSinkError(
-                        f"batch from {rec.batch.device!r} cannot be encoded: {exc}"
-                    ) from exc
-                client.publish(data_topic(template, rec.kind, rec.placement), payload, qos=qos, ack=group.ack)
+            # one send's messages all before the next send's (they yield the loop meanwhile)
+            async with self._publishing:
+                turn = time.perf_counter()
+                for rec in records:
+                    if time.perf_counter() - turn > PUBLISH_TURN_S:  # the pollers' turn
+                        await asyncio.sleep(0)
+                        turn = time.perf_counter()
+                    try:
+                        payload = encode_payload(rec.kind, rec.placement, rec.batch)
+                    except (ValueError, TypeError) as exc:
+                        raise PermanentSinkError(
+                            f"batch from {rec.batch.device!r} cannot be encoded: {exc}"
+                        ) from exc
+                    topic = data_topic(template, rec.kind, rec.placement)
+                    client.publish(topic, payload, qos=qos, ack=group.ack)
         except BaseException:
             group.done.cancel()
             raise
