@@ -223,9 +223,9 @@ class Agent:
             # once per device round, and only the assets that need it: a plant is thousands
             chunk = self.state_store.periodic_chunk(self.analytics.changed)
             if chunk:  # closed windows ride along until delivery has them
-                self._save_state(closed, {*chunk, *(k.asset.id for k in closed)}, periodic=True)
+                await self._save_state(closed, {*chunk, *(k.asset.id for k in closed)}, periodic=True)
             elif closed:
-                self._save_state(closed, {k.asset.id for k in closed})
+                await self._save_state(closed, {k.asset.id for k in closed})
         await self._submit_all(out)
 
     def _analyse(self, route: AssetRoute, part: SampleBatch) -> list[KpiBatch]:
@@ -242,7 +242,7 @@ class Agent:
         finally:
             self.analytics_seconds += time.perf_counter() - started
 
-    def _save_state(
+    async def _save_state(
         self, outbox: list[KpiBatch] | None = None, assets: set[str] | None = None, *, periodic: bool = False
     ) -> None:
         """Save ``assets`` (default: every asset, and forget the ones no longer configured);
@@ -251,7 +251,7 @@ class Agent:
         keep = self.analytics.asset_ids if assets is None else None
         try:
             state = self.analytics.state(outbox, assets=assets, streams_of=self.state_store.missing_streams)
-            self.state_store.save(state, keep_only=keep, periodic=periodic)
+            await self.state_store.save_async(state, keep_only=keep, periodic=periodic)
         except Exception:  # continuity is a comfort: losing it must not stop the data
             log.exception("could not save the analytics state; KPIs go on, a restart starts afresh")
 
@@ -350,7 +350,7 @@ class Agent:
                 limit,
             )
         if self.state_store is not None:
-            self._save_state(chunk)
+            await self._save_state(chunk)
             self.state_store.close()
 
 

@@ -35,12 +35,15 @@ from __future__ import annotations
 
 __all__ = ["AnalyticsStateStore"]
 
+import asyncio
 import io
 import logging
 import pickle
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +100,20 @@ _COST_SHARE = 50
 _PASS_CHUNK = 50
 
 
+@dataclass(frozen=True, slots=True)
+class _Save:
+    """One save, pickled: what :meth:`AnalyticsStateStore._write` writes in one transaction."""
+
+    started: float
+    items: list[tuple[str, bytes, bytes]]
+    held_items: list[tuple[str, bytes]]
+    outbox: list[tuple[bytes]]
+    keep: set[str] | None  # every asset of the config: remove the others' rows
+    periodic: bool
+    streams: list[str]  # assets whose stream is written
+    missing: list[str]  # assets with held rows whose stream is in neither the save nor the file
+
+
 class _Damaged(Exception):
     """The file is not a state database of this format (why: the message)."""
 
@@ -117,6 +134,7 @@ class AnalyticsStateStore:
         self._pass: list[str] = []  # assets of the periodic pass still to write
         self._pass_cost = 0.0  # seconds its chunks took so far
         self._failing = False
+        self._writing = threading.Lock()  # one transaction at a time (see _write)
         self.saves = 0
         #: Assets whose rows a save could not update because their stream was never written
         #: (a fresh file): the next save of them must include their stream.
@@ -260,61 +278,91 @@ class AnalyticsStateStore:
         hold of their rows (issue #13: a counter restart in those rows was seen, after the
         restart, as a jump over the whole downtime).
         """
+        job = self._prepare(state, keep_only, periodic)
+        self._finish(job, self._write(job))
+
+    async def save_async(
+        self, state: dict[str, Any], *, keep_only: Iterable[str] | None = None, periodic: bool = False
+    ) -> None:
+        """:meth:`save`, with the database write in a worker thread: a write of big streams,
+        or a WAL checkpoint, took 15-70 ms, and the event loop's pollers waited for it. The
+        state is pickled here first, so the objects may change once this returns."""
+        job = self._prepare(state, keep_only, periodic)
+        self._finish(job, await asyncio.to_thread(self._write, job))
+
+    def _prepare(self, state: dict[str, Any], keep_only: Iterable[str] | None, periodic: bool) -> _Save:
+        """Everything the write needs, pickled now (in the caller's thread)."""
         started = time.monotonic()
         streams, held, inputs = state["streams"], state.get("rows", {}), state.get("inputs", {})
         items = [
             (asset_id, inputs.get(asset_id, b""), _dumps(stream)) for asset_id, stream in streams.items()
         ]
         held_items = [(asset_id, _dumps(held.get(asset_id))) for asset_id in streams]
-        outbox = [(_dumps(item),) for item in state.get("outbox", [])]
-        try:
+        # an asset whose stream has not changed since it was saved: its held rows only (if
+        # its stream is in the file: held rows without their stream could not continue)
+        in_file = self._streams_in_file
+        held_items += [
+            (asset_id, _dumps(rows))
+            for asset_id, rows in held.items()
+            if asset_id not in streams and asset_id in in_file
+        ]
+        return _Save(
+            started,
+            items,
+            held_items,
+            [(_dumps(item),) for item in state.get("outbox", [])],
+            None if keep_only is None else set(keep_only),
+            periodic,
+            list(streams),
+            [a for a in held if a not in streams and a not in in_file],
+        )
+
+    def _write(self, job: _Save) -> bool:
+        """One transaction; False (logged once) when the file cannot be written. Serialised:
+        a save in a worker thread may still run when the agent stops and saves once more."""
+        with self._writing:
             try:
-                db = self._open()
-            except _Damaged:
-                self._discard()
-                db = self._open()
-            # an asset whose stream has not changed since it was saved: its held rows only (if
-            # its stream is in the file: held rows without their stream could not continue)
-            in_file = self._streams_in_file
-            held_items += [
-                (asset_id, _dumps(rows))
-                for asset_id, rows in held.items()
-                if asset_id not in streams and asset_id in in_file
-            ]
-            missing = [a for a in held if a not in streams and a not in in_file]
-            with db:
-                db.execute("BEGIN")
-                db.executemany("INSERT OR REPLACE INTO asset VALUES (?, ?, ?)", items)
-                db.executemany("INSERT OR REPLACE INTO held VALUES (?, ?)", held_items)
-                db.execute("DELETE FROM outbox")
-                db.executemany("INSERT INTO outbox (item) VALUES (?)", outbox)
-                if keep_only is not None:
-                    keep = set(keep_only)
-                    gone = [(a,) for (a,) in db.execute("SELECT id FROM asset") if a not in keep]
-                    db.executemany("DELETE FROM asset WHERE id = ?", gone)
-                    db.executemany("DELETE FROM held WHERE id = ?", gone)
-                    in_file.difference_update(a for (a,) in gone)
-        except (sqlite3.Error, OSError, _Damaged) as exc:
-            if not self._failing:
-                log.warning(
-                    "cannot save the analytics state to %s (%s); measuring goes on, but a restart "
-                    "now would start the KPIs clean. Free space or fix permissions there.",
-                    self.path,
-                    exc,
-                )
-            self._failing = True
-            self.close()
+                try:
+                    db = self._open()
+                except _Damaged:
+                    self._discard()
+                    db = self._open()
+                with db:
+                    db.execute("BEGIN")
+                    db.executemany("INSERT OR REPLACE INTO asset VALUES (?, ?, ?)", job.items)
+                    db.executemany("INSERT OR REPLACE INTO held VALUES (?, ?)", job.held_items)
+                    db.execute("DELETE FROM outbox")
+                    db.executemany("INSERT INTO outbox (item) VALUES (?)", job.outbox)
+                    if job.keep is not None:
+                        gone = [(a,) for (a,) in db.execute("SELECT id FROM asset") if a not in job.keep]
+                        db.executemany("DELETE FROM asset WHERE id = ?", gone)
+                        db.executemany("DELETE FROM held WHERE id = ?", gone)
+                        self._streams_in_file.difference_update(a for (a,) in gone)
+            except (sqlite3.Error, OSError, _Damaged) as exc:
+                if not self._failing:
+                    log.warning(
+                        "cannot save the analytics state to %s (%s); measuring goes on, but a restart "
+                        "now would start the KPIs clean. Free space or fix permissions there.",
+                        self.path,
+                        exc,
+                    )
+                self._failing = True
+                self.close()
+                return False
+            return True
+
+    def _finish(self, job: _Save, written: bool) -> None:
+        # Periodic saves may cost at most 1/_COST_SHARE of the time: thousands of assets
+        # make them big, and continuity must never eat the gateway's CPU.
+        if job.periodic:
+            self._pass_cost += time.monotonic() - job.started
+            if not self._pass:  # the pass is complete
+                self._spacing = max(self.interval, _COST_SHARE * self._pass_cost)
+        if not written:
             return
-        finally:
-            # Periodic saves may cost at most 1/_COST_SHARE of the time: thousands of assets
-            # make them big, and continuity must never eat the gateway's CPU.
-            if periodic:
-                self._pass_cost += time.monotonic() - started
-                if not self._pass:  # the pass is complete
-                    self._spacing = max(self.interval, _COST_SHARE * self._pass_cost)
-        in_file.update(streams)
-        self.missing_streams.difference_update(streams)
-        self.missing_streams.update(missing)
+        self._streams_in_file.update(job.streams)
+        self.missing_streams.difference_update(job.streams)
+        self.missing_streams.update(job.missing)
         if self._failing:
             log.info("analytics state saved again to %s", self.path)
         self._failing = False
