@@ -353,3 +353,25 @@ def test_held_rows_survive_growth_text_states_and_a_save_midway() -> None:
                     assert g == w, (r, g, w)
             if dtypes[r].kind in "iu":
                 assert values[r].dtype == dtypes[r]
+
+
+def test_totals_without_booking_are_computed_once_per_booking() -> None:
+    """The status page asks every second: an asset not booked yet (no data, a device down) has
+    its totals computed once, not on every call; once booked, its figures are the new ones."""
+    config = parse_config(_config(3))
+    router = Router(config)
+    stage = _held(config)
+    polls = _polls(3, 130)
+    parts = dict((route.asset.id, (route, part)) for route, part in router.split(polls[0]))
+    stage.update(*parts["m0"])  # m0's first rows are booked at once; m1 and m2 have none
+    first = stage.totals(held=False)
+    assert first["m0"].last_ts_ns == polls[0].ts[0] and first["m1"].last_ts_ns is None
+    again = stage.totals(held=False)
+    assert all(again[a] is first[a] for a in ("m0", "m1", "m2"))  # nothing booked: the same objects
+    for b in polls[1:]:  # m1 gets rows for over a live window: booked at its slot; m2 never
+        for route, part in router.split(b):
+            if route.asset.id == "m1":
+                stage.update(route, part)
+    after = stage.totals(held=False)
+    assert after["m1"].last_ts_ns is not None and after["m1"].energy_kwh > 0
+    assert after["m2"] is first["m2"] and after["m0"] is first["m0"]

@@ -269,6 +269,9 @@ class AnalyticsStage:
         self._unsaved: set[str] = set(self._streams)  # assets whose stream changed since saved
         self._totals: dict[str, Totals] = {}  # as of each asset's last booking (see totals())
         self._stale: set[str] = set()  # booked since their totals were computed
+        # totals of assets not booked yet, computed once: 15 us each, and at 5,000 assets
+        # those of the unbooked ones held the loop 20-100 ms on every status tick
+        self._unbooked: dict[str, Totals] = {}
         self._columns: dict[int, _RouteColumns] = {}
         self._held_kpis: dict[str, list[KpiBatch]] = {}  # closed while totals() booked held rows
         self._first_since, self._first_left = 0.0, 0  # see _may_book_first
@@ -352,6 +355,7 @@ class AnalyticsStage:
             closed = stream.update(ts, signals, quality)
             self._unsaved.add(asset_id)
         self._stale.add(asset_id)  # totals computed when asked (totals()), not per booking
+        self._unbooked.pop(asset_id, None)
         asset = self._assets[asset_id]  # windows closed earlier by totals() go out first:
         return self._held_kpis.pop(asset_id, []) + [
             KpiBatch(asset, w.window, kpi_batch(asset, w)) for w in closed
@@ -496,6 +500,7 @@ class AnalyticsStage:
                 ", ".join(repr(a) for a in changed[:10]) + (" …" if len(changed) > 10 else ""),
             )
         log.info("analytics continue from saved state for %d asset(s)", continued)
+        self._unbooked.clear()  # their streams were replaced
         return out
 
     def totals(self, *, held: bool = True) -> dict[str, Totals]:
@@ -511,7 +516,13 @@ class AnalyticsStage:
             for a in self._stale:
                 self._totals[a] = self._streams[a].totals
             self._stale.clear()
-            return {a: self._totals.get(a) or s.totals for a, s in self._streams.items()}
+            out: dict[str, Totals] = {}
+            for a, s in self._streams.items():
+                t = self._totals.get(a) or self._unbooked.get(a)
+                if t is None:  # never booked (no data yet, a device down): the same until it is
+                    t = self._unbooked[a] = s.totals
+                out[a] = t
+            return out
         for asset_id in self._pending:
             try:
                 kpis = self._book(asset_id)
