@@ -4,6 +4,7 @@ the file is missing, damaged, tampered with or from another config (issue #12)."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pickle
 import sqlite3
@@ -277,6 +278,55 @@ def test_a_periodic_pass_over_many_assets_is_written_in_chunks(tmp_path: Path) -
         assert time.monotonic() - started < 2, "the next pass never became due"
         time.sleep(0.02)
     assert len(store.periodic_chunk(lambda: ids)) == _PASS_CHUNK
+
+
+async def test_an_async_save_gives_the_loop_turns_and_writes_what_a_save_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 50,000 tags a round's closing save pickled a hundred streams and windows and wrote
+    them in one piece, holding the pollers 15-70 ms: save_async pauses between assets and
+    writes in a worker thread, and the file holds exactly what a plain save writes."""
+    import edge_agent.runtime.state_store as state_store
+
+    monkeypatch.setattr(state_store, "_TURN_S", 0.0)  # a pause after every asset and window
+    cfg = config(tmp_path)
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [float(t) for t in range(70)], [1000 + 50 * t for t in range(70)])
+    closed = list(stage.flush())  # windows closed and not handed over: the outbox
+    assert closed
+    state = stage.state(closed)
+    assert len(state["streams"]) == 4 and state["outbox"]
+    plain, paused = AnalyticsStateStore(tmp_path / "plain"), AnalyticsStateStore(tmp_path / "paused")
+    plain.save(state)
+    turns = 0
+    saving = True
+
+    async def other_task() -> None:
+        nonlocal turns
+        while saving:
+            turns += 1
+            await asyncio.sleep(0)
+
+    seen: list[int] = []  # the other task's turns at each pickling
+    dumps = state_store._dumps
+    monkeypatch.setattr(state_store, "_dumps", lambda obj: seen.append(turns) or dumps(obj))
+    other = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    await paused.save_async(state)
+    saving = False
+    await other
+    # every asset (its stream with its held rows) and every window pickled in a turn of its own
+    n = len(state["streams"])
+    assert len(seen) == 2 * n + len(state["outbox"])
+    per_asset = seen[: 2 * n : 2] + seen[2 * n :]
+    assert all(b > a for a, b in itertools.pairwise(per_asset)), seen
+    assert seen[0 : 2 * n : 2] == seen[1 : 2 * n : 2], "an asset's stream and rows in one instant"
+    tables = ("SELECT id, inputs, stream FROM asset ORDER BY id", "SELECT * FROM held ORDER BY id")
+    tables += ("SELECT item FROM outbox ORDER BY seq",)
+    for query in tables:
+        with sqlite3.connect(plain.path) as a, sqlite3.connect(paused.path) as b:
+            assert a.execute(query).fetchall() == b.execute(query).fetchall(), query
+    assert paused.saves == 1 and paused.missing_streams == set()
 
 
 async def test_windows_not_handed_over_within_stop_timeout_are_handed_over_at_the_next_start(

@@ -42,7 +42,7 @@ import pickle
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,8 @@ def _dumps(obj: object) -> bytes:
 
 #: Periodic saves are spaced so that pickling takes at most 1/50 (2 %) of the time.
 _COST_SHARE = 50
+#: :meth:`AnalyticsStateStore.save_async` gives the event loop a turn this often (s) while it pickles.
+_TURN_S = 0.002
 #: Assets a periodic pass writes per device round (about 10 ms of pickling: the round
 #: holds the event loop meanwhile, and the pollers wait for their turn).
 _PASS_CHUNK = 50
@@ -112,6 +114,16 @@ class _Save:
     periodic: bool
     streams: list[str]  # assets whose stream is written
     missing: list[str]  # assets with held rows whose stream is in neither the save nor the file
+
+
+def _completed(pickling: Generator[None, None, _Save]) -> _Save:
+    """What a :meth:`AnalyticsStateStore._prepare` returns, run without pauses."""
+    while True:
+        try:
+            next(pickling)
+        except StopIteration as done:
+            job: _Save = done.value
+            return job
 
 
 class _Damaged(Exception):
@@ -278,39 +290,62 @@ class AnalyticsStateStore:
         hold of their rows (issue #13: a counter restart in those rows was seen, after the
         restart, as a jump over the whole downtime).
         """
-        job = self._prepare(state, keep_only, periodic)
+        pickling = self._prepare(state, keep_only, periodic)
+        job = _completed(pickling)
         self._finish(job, self._write(job))
 
     async def save_async(
         self, state: dict[str, Any], *, keep_only: Iterable[str] | None = None, periodic: bool = False
     ) -> None:
-        """:meth:`save`, with the database write in a worker thread: a write of big streams,
-        or a WAL checkpoint, took 15-70 ms, and the event loop's pollers waited for it. The
-        state is pickled here first, so the objects may change once this returns."""
-        job = self._prepare(state, keep_only, periodic)
+        """:meth:`save`, giving the event loop a turn every few ms while it pickles, and with
+        the database write in a worker thread. The assets whose windows closed in a round
+        are a hundred streams and windows to pickle at 50,000 tags, and a write of big
+        streams, or a WAL checkpoint, took 15-70 ms: the pollers' Modbus turns waited for
+        both. The objects must not change until this returns (the caller holds the round)."""
+        pickling = self._prepare(state, keep_only, periodic)
+        while True:
+            try:
+                next(pickling)
+            except StopIteration as done:
+                job = done.value
+                break
+            await asyncio.sleep(0)
         self._finish(job, await asyncio.to_thread(self._write, job))
 
-    def _prepare(self, state: dict[str, Any], keep_only: Iterable[str] | None, periodic: bool) -> _Save:
-        """Everything the write needs, pickled now (in the caller's thread)."""
+    def _prepare(
+        self, state: dict[str, Any], keep_only: Iterable[str] | None, periodic: bool
+    ) -> Generator[None, None, _Save]:
+        """Everything the write needs, pickled in the caller's thread; pauses (yields) every
+        ``_TURN_S`` of pickling, and returns the save."""
         started = time.monotonic()
+        turn = time.perf_counter()
         streams, held, inputs = state["streams"], state.get("rows", {}), state.get("inputs", {})
-        items = [
-            (asset_id, inputs.get(asset_id, b""), _dumps(stream)) for asset_id, stream in streams.items()
-        ]
-        held_items = [(asset_id, _dumps(held.get(asset_id))) for asset_id in streams]
         # an asset whose stream has not changed since it was saved: its held rows only (if
         # its stream is in the file: held rows without their stream could not continue)
         in_file = self._streams_in_file
-        held_items += [
-            (asset_id, _dumps(rows))
-            for asset_id, rows in held.items()
-            if asset_id not in streams and asset_id in in_file
-        ]
+        rows_only = [a for a in held if a not in streams and a in in_file]
+        items: list[tuple[str, bytes, bytes]] = []
+        held_items: list[tuple[str, bytes]] = []
+        outbox: list[tuple[bytes]] = []
+        # an asset's stream and held rows are pickled together (no pause between them), so
+        # each asset is saved as it stood at one instant
+        for asset_id in [*streams, *rows_only]:
+            if asset_id in streams:
+                items.append((asset_id, inputs.get(asset_id, b""), _dumps(streams[asset_id])))
+            held_items.append((asset_id, _dumps(held.get(asset_id))))
+            if time.perf_counter() - turn > _TURN_S:
+                yield
+                turn = time.perf_counter()
+        for item in state.get("outbox", []):  # closed windows: they never change
+            outbox.append((_dumps(item),))
+            if time.perf_counter() - turn > _TURN_S:
+                yield
+                turn = time.perf_counter()
         return _Save(
             started,
             items,
             held_items,
-            [(_dumps(item),) for item in state.get("outbox", [])],
+            outbox,
             None if keep_only is None else set(keep_only),
             periodic,
             list(streams),
