@@ -251,10 +251,13 @@ def test_the_running_agent_freezes_its_start_up_objects_and_collects_less_often(
         gc.enable()
 
 
-async def test_the_status_topic_publishes_every_change_and_skips_unchanged_assets(tmp_path: Path) -> None:
+async def test_the_status_topic_publishes_every_change_and_skips_unchanged_assets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The publisher skips an asset by the identity of its totals (new only when its rows are
     booked) while its devices' health and the config stay the same objects: a state change, a
     device going down and back, a reload and staleness must each still publish, and nothing else."""
+    from edge_agent.operations import status_topic
     from edge_agent.operations.status_topic import StatusPublisher
 
     tags = [TagConfig(name=f"p{i}", asset=f"m{i}", role="power", unit="kW") for i in range(3)]
@@ -311,3 +314,10 @@ async def test_the_status_topic_publishes_every_change_and_skips_unchanged_asset
     assert check() == []
     publisher._last["m2"] = publisher._last["m2"]._replace(when=time.monotonic() - 3601)  # stale
     assert check() == [("m2", "off", ())]
+    # a large plant publishes at most MAX_STATUSES_PER_CHECK a check, changed ones first
+    monkeypatch.setattr(status_topic, "MAX_STATUSES_PER_CHECK", 2)
+    publisher._last["m0"] = publisher._last["m0"]._replace(when=time.monotonic() - 3601)  # stale
+    await poll([0.0, 0.0, 9.0])  # m1 stops producing, m2 starts
+    assert check() == [("m1", "off", ()), ("m2", "producing", ())]
+    assert check() == [("m0", "off", ())]  # the stale one, one check later
+    assert check() == []
