@@ -22,6 +22,7 @@ each phase.
 
     .venv/bin/python benchmarks/bench_gateway.py --tags 1000 5000 --window 60 --warmup 15
     .venv/bin/python benchmarks/bench_gateway.py --tags 1000 --window 10 --warmup 5   # quick
+    .venv/bin/python benchmarks/bench_gateway.py --tags 50000 --phases kpi --stalls  # loop stalls
 """
 
 from __future__ import annotations
@@ -306,6 +307,23 @@ class Phase:
     server_cpu: float = float("nan")
     broker_cpu: float = float("nan")
     load: str = ""
+    stall_file: Path | None = None  # --stalls: the agent's probe writes here
+    stalls: dict[str, Any] | None = None  # callbacks over 20 ms in the window, and where
+
+
+def read_stalls(path: Path | None) -> dict[str, Any]:
+    """The stall probe's cumulative counts (benchmarks/stall_probe), empty before its first write."""
+    try:
+        return dict(json.loads(path.read_text())) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def stall_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {
+        part: {k: n - before.get(part, {}).get(k, 0) for k, n in after.get(part, {}).items()}
+        for part in ("buckets", "stacks")
+    }
 
 
 class Bench:
@@ -323,6 +341,7 @@ class Bench:
         a = self.args
         time.sleep(a.warmup)
         self.ask("snap")
+        stalls0 = read_stalls(phase.stall_file)
         c0, s0, b0, t0 = cpu_s(pid), cpu_s(server_pid), cpu_s(self.mosquitto.proc.pid), time.monotonic()  # type: ignore[union-attr]
         snap0 = self.ask("snap")
         spy = None
@@ -340,6 +359,8 @@ class Bench:
         snap1 = self.ask("snap")
         c1, s1, b1, t1 = cpu_s(pid), cpu_s(server_pid), cpu_s(self.mosquitto.proc.pid), time.monotonic()  # type: ignore[union-attr]
         dt = t1 - t0
+        if phase.stall_file is not None:
+            phase.stalls = stall_diff(stalls0, read_stalls(phase.stall_file))
         phase.rss_mb = rss_mb(pid)
         phase.expected_per_s = phase.tags / a.interval
         phase.values_per_s = (snap1["values"] - snap0["values"]) / dt if counted else read_rate
@@ -375,9 +396,17 @@ class Bench:
             )
         self.ask("reset")
         exe = Path(sys.executable).with_name("edge-agent")
+        env = dict(os.environ)
+        if self.args.stalls:
+            phase.stall_file = d / "stalls.json"
+            probe = str(Path(__file__).resolve().parent / "stall_probe")
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (probe, env.get("PYTHONPATH")) if p)
+            env["EDGE_AGENT_STALL_FILE"] = str(phase.stall_file)
         t_spawn = time.time_ns()
         with open(d / "agent.log", "wb") as log:
-            proc = subprocess.Popen([str(exe), "run", str(path)], stdout=log, stderr=subprocess.STDOUT, cwd=d)
+            proc = subprocess.Popen(
+                [str(exe), "run", str(path)], stdout=log, stderr=subprocess.STDOUT, cwd=d, env=env
+            )
         try:
             deadline = time.monotonic() + self.args.startup_timeout
             while (first := self.ask("snap")["first_ns"]) is None:
@@ -491,6 +520,12 @@ def print_phase(base: Phase, p: Phase, row: list[Phase]) -> None:
         f"server {p.server_cpu:4.0%} broker {p.broker_cpu:4.0%} | load {p.load}",
         flush=True,
     )
+    if p.stalls is not None:
+        b, top = p.stalls["buckets"], sorted(p.stalls["stacks"].items(), key=lambda kv: -kv[1])
+        print(f"        loop stalls in the window: {sum(b.values())} callbacks over 20 ms {b}", flush=True)
+        for where, n in top[:5]:
+            if n > 0:
+                print(f"        {n:5d} samples  {where}", flush=True)
 
 
 def main() -> None:
@@ -511,6 +546,12 @@ def main() -> None:
     ap.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second (default 50)")
     ap.add_argument("--config-format", choices=["yaml", "json"], default="yaml", help="of the agent's config")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
+    ap.add_argument(
+        "--stalls",
+        action="store_true",
+        help="count the agent's event-loop callbacks over 20 ms in the window and where they ran "
+        "(benchmarks/stall_probe; adds a watchdog thread to the agent)",
+    )
     args = ap.parse_args()
     print(
         f"bench_gateway: {os.cpu_count()} CPUs, load {os.getloadavg()}, "

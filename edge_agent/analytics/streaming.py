@@ -14,6 +14,7 @@ __all__ = ["StreamingAnalytics"]
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from itertools import accumulate, pairwise
 
 import numpy as np
@@ -103,6 +104,16 @@ def _no_sums() -> _Sums:
 _NO_SUMS = _no_sums()
 
 
+@cache
+def _no_open_windows(schemes: int) -> tuple[tuple[int, ...], _Sums]:
+    """No open window in any of ``schemes``, packed: one shared, read-only instance (a plant
+    builds 5,000 streams at start-up)."""
+    sizes, sums = _Sums.pack([_NO_SUMS] * schemes)
+    for a in (sums.start, sums.end, sums.f, sums.u, sums.m):
+        a.flags.writeable = False
+    return tuple(sizes), sums
+
+
 @dataclass
 class _Rolling:
     """Closed step buckets (one row each, in time order) and fixed-block energies still inside
@@ -141,7 +152,8 @@ class StreamingAnalytics:
         self._carry = Carry()
         # every scheme's open windows as one set of arrays (names, sizes, sums): see _advance_windows
         names = [w.name for w in spec.windows]
-        self._open: tuple[list[str], list[int], _Sums] = (names, *_Sums.pack([_NO_SUMS] * len(names)))
+        sizes, no_sums = _no_open_windows(len(names))
+        self._open: tuple[list[str], list[int], _Sums] = (names, list(sizes), no_sums)
         self._closed_until: dict[str, int] = {}  # end of the last closed window, per scheme
         self._rolling: dict[str, _Rolling] = {
             w.name: _Rolling() for w in spec.windows if isinstance(w, RollingWindow)
