@@ -321,3 +321,10 @@ async def test_the_status_topic_publishes_every_change_and_skips_unchanged_asset
     assert check() == [("m1", "off", ()), ("m2", "producing", ())]
     assert check() == [("m0", "off", ())]  # the stale one, one check later
     assert check() == []
+    monkeypatch.setattr(status_topic, "MAX_STATUSES_PER_CHECK", 1)
+    for a in ("m0", "m2"):
+        publisher._last[a] = publisher._last[a]._replace(when=time.monotonic() - 3601)
+    await poll([0.0, 0.0, 0.0])  # m2 stops: stale and changed, before m0 (stale only)
+    assert check() == [("m2", "off", ())]
+    assert check() == [("m0", "off", ())]
+    assert check() == []

@@ -102,18 +102,19 @@ class StatusPublisher:
         stale: list[str] = []  # unchanged, published again every status_interval
         for asset_id, t in totals.items():
             last = self._last.get(asset_id)
-            if last is not None and now - last.when < interval:
-                if unchanged and last.totals is t:
-                    continue
-                key = (t.state.name.lower(), _down_of(devices.get(asset_id, []), down))
-                if (last.state, last.down) == key:
-                    self._last[asset_id] = last._replace(totals=t)  # decided on this object now
-                    continue
+            if last is None:
                 due.append(asset_id)
-            elif last is None:
+                continue
+            fresh = now - last.when < interval
+            if fresh and unchanged and last.totals is t:
+                continue
+            key = (t.state.name.lower(), _down_of(devices.get(asset_id, []), down))
+            if (last.state, last.down) != key:
                 due.append(asset_id)
-            else:
+            elif not fresh:
                 stale.append(asset_id)
+            else:
+                self._last[asset_id] = last._replace(totals=t)  # decided on this object now
         # the rest at the next check: every asset of a large plant at once held the event
         # loop 100-140 ms (and the pollers' Modbus turns with it) once per status_interval
         due = (due + stale)[:MAX_STATUSES_PER_CHECK]
