@@ -329,6 +329,39 @@ async def test_an_async_save_gives_the_loop_turns_and_writes_what_a_save_writes(
     assert paused.saves == 1 and paused.missing_streams == set()
 
 
+async def test_a_periodic_async_save_counts_its_own_time_not_its_pauses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic pass is spaced by what saving costs (at most 2 % of the time): the pauses
+    an async save gives other tasks are their time, not the save's."""
+    import edge_agent.runtime.state_store as state_store
+
+    monkeypatch.setattr(state_store, "_TURN_S", 0.0)
+    cfg = config(tmp_path)
+    stage = AnalyticsStage(cfg)
+    feed(stage, cfg, [float(t) for t in range(5)], [1000 + 50 * t for t in range(5)])
+    store = AnalyticsStateStore(tmp_path / "state", interval=0.2)
+    chunk = store.periodic_chunk(lambda: set(stage.asset_ids))
+    saving = True
+
+    async def busy_task() -> None:  # 30 ms of someone else's work at every turn
+        while saving:
+            until = time.perf_counter() + 0.03
+            while time.perf_counter() < until:
+                pass
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(busy_task())
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await store.save_async(stage.state(assets=chunk), periodic=True)
+    wall = time.monotonic() - started
+    saving = False
+    await other
+    assert wall > 0.09  # at least three of the other task's turns fell inside the save
+    assert store._pass_cost < wall / 3, (store._pass_cost, wall)
+
+
 async def test_windows_not_handed_over_within_stop_timeout_are_handed_over_at_the_next_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -106,7 +106,7 @@ _PASS_CHUNK = 50
 class _Save:
     """One save, pickled: what :meth:`AnalyticsStateStore._write` writes in one transaction."""
 
-    started: float
+    busy_s: float  # seconds spent pickling (not the pauses)
     items: list[tuple[str, bytes, bytes]]
     held_items: list[tuple[str, bytes]]
     outbox: list[tuple[bytes]]
@@ -116,14 +116,9 @@ class _Save:
     missing: list[str]  # assets with held rows whose stream is in neither the save nor the file
 
 
-def _completed(pickling: Generator[None, None, _Save]) -> _Save:
-    """What a :meth:`AnalyticsStateStore._prepare` returns, run without pauses."""
-    while True:
-        try:
-            next(pickling)
-        except StopIteration as done:
-            job: _Save = done.value
-            return job
+def _pauses(pickling: Generator[None, None, _Save], into: list[_Save]) -> Generator[None, None, None]:
+    """The pauses of a :meth:`AnalyticsStateStore._prepare`; its save is appended to ``into``."""
+    into.append((yield from pickling))
 
 
 class _Damaged(Exception):
@@ -290,9 +285,10 @@ class AnalyticsStateStore:
         hold of their rows (issue #13: a counter restart in those rows was seen, after the
         restart, as a jump over the whole downtime).
         """
-        pickling = self._prepare(state, keep_only, periodic)
-        job = _completed(pickling)
-        self._finish(job, self._write(job))
+        done: list[_Save] = []
+        for _ in _pauses(self._prepare(state, keep_only, periodic), done):
+            pass
+        self._finish(done[0], self._write(done[0]))
 
     async def save_async(
         self, state: dict[str, Any], *, keep_only: Iterable[str] | None = None, periodic: bool = False
@@ -302,22 +298,17 @@ class AnalyticsStateStore:
         are a hundred streams and windows to pickle at 50,000 tags, and a write of big
         streams, or a WAL checkpoint, took 15-70 ms: the pollers' Modbus turns waited for
         both. The objects must not change until this returns (the caller holds the round)."""
-        pickling = self._prepare(state, keep_only, periodic)
-        while True:
-            try:
-                next(pickling)
-            except StopIteration as done:
-                job = done.value
-                break
+        done: list[_Save] = []
+        for _ in _pauses(self._prepare(state, keep_only, periodic), done):
             await asyncio.sleep(0)
-        self._finish(job, await asyncio.to_thread(self._write, job))
+        self._finish(done[0], await asyncio.to_thread(self._write, done[0]))
 
     def _prepare(
         self, state: dict[str, Any], keep_only: Iterable[str] | None, periodic: bool
     ) -> Generator[None, None, _Save]:
         """Everything the write needs, pickled in the caller's thread; pauses (yields) every
         ``_TURN_S`` of pickling, and returns the save."""
-        started = time.monotonic()
+        busy = 0.0
         turn = time.perf_counter()
         streams, held, inputs = state["streams"], state.get("rows", {}), state.get("inputs", {})
         # an asset whose stream has not changed since it was saved: its held rows only (if
@@ -334,15 +325,17 @@ class AnalyticsStateStore:
                 items.append((asset_id, inputs.get(asset_id, b""), _dumps(streams[asset_id])))
             held_items.append((asset_id, _dumps(held.get(asset_id))))
             if time.perf_counter() - turn > _TURN_S:
+                busy += time.perf_counter() - turn
                 yield
                 turn = time.perf_counter()
         for item in state.get("outbox", []):  # closed windows: they never change
             outbox.append((_dumps(item),))
             if time.perf_counter() - turn > _TURN_S:
+                busy += time.perf_counter() - turn
                 yield
                 turn = time.perf_counter()
         return _Save(
-            started,
+            busy + time.perf_counter() - turn,
             items,
             held_items,
             outbox,
@@ -352,10 +345,13 @@ class AnalyticsStateStore:
             [a for a in held if a not in streams and a not in in_file],
         )
 
-    def _write(self, job: _Save) -> bool:
-        """One transaction; False (logged once) when the file cannot be written. Serialised:
-        a save in a worker thread may still run when the agent stops and saves once more."""
+    def _write(self, job: _Save) -> float | None:
+        """One transaction: the CPU seconds it took (this thread's: in a worker thread the
+        wall time counts the event loop's work too), or None (logged once) when the file cannot
+        be written. Serialised: a save in a worker thread may still run when the agent stops
+        and saves once more."""
         with self._writing:
+            started = time.thread_time()
             try:
                 try:
                     db = self._open()
@@ -383,17 +379,18 @@ class AnalyticsStateStore:
                     )
                 self._failing = True
                 self.close()
-                return False
-            return True
+                return None
+            return time.thread_time() - started
 
-    def _finish(self, job: _Save, written: bool) -> None:
+    def _finish(self, job: _Save, write_s: float | None) -> None:
         # Periodic saves may cost at most 1/_COST_SHARE of the time: thousands of assets
-        # make them big, and continuity must never eat the gateway's CPU.
+        # make them big, and continuity must never eat the gateway's CPU. Their cost is the
+        # pickling and the write, not the pauses between them (other tasks' time).
         if job.periodic:
-            self._pass_cost += time.monotonic() - job.started
+            self._pass_cost += job.busy_s + (write_s or 0.0)
             if not self._pass:  # the pass is complete
                 self._spacing = max(self.interval, _COST_SHARE * self._pass_cost)
-        if not written:
+        if write_s is None:
             return
         self._streams_in_file.update(job.streams)
         self.missing_streams.difference_update(job.streams)
